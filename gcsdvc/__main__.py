@@ -1,0 +1,3 @@
+from gcsdvc.cli import main
+
+main(prog_name="gcsdvc")

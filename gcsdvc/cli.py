@@ -1,0 +1,249 @@
+"""The ``gcsdvc`` command line: parse, call the library, print, translate errors.
+
+Exit codes are defined in :mod:`gcsdvc.errors`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from gcsdvc.errors import EXIT_FAILED, GcsdvcError, ManifestError
+from gcsdvc.manifest import Manifest, load_manifest
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+manifest_option = click.option(
+    "--manifest",
+    "-m",
+    "manifest_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Manifest file [default: params.yaml at the root of the DVC repository].",
+)
+
+
+def _handle_errors(func: F) -> F:
+    """Turn gcsdvc errors into one message per line and an exit code, without a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return func(*args, **kwargs)
+        except ManifestError as exc:
+            if debug:
+                raise
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(exc.exit_code)
+        except GcsdvcError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            if debug:
+                raise
+            click.echo("interrupted; run the same command again to finish", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _load(manifest_file: Path | None, quiet: bool = False) -> Manifest:
+    manifest = load_manifest(manifest_file)
+    if not quiet:
+        for warning in manifest.warnings:
+            click.echo(f"warning: {warning}", err=True)
+    return manifest
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(package_name="gcsdvc")
+def main(debug: bool) -> None:
+    """Bring experiment outputs from Google Cloud Storage into a DVC repository.
+
+    Every experiment is one entry of the resources manifest (params.yaml);
+    `gcsdvc sync` turns each listed file into a DVC import stage.
+
+    \b
+    Examples:
+      gcsdvc validate
+      gcsdvc sync --dry-run
+      gcsdvc sync 'exp-*'
+      gcsdvc migrate old_resources.py -o params.yaml
+    """
+
+
+@main.command()
+@manifest_option
+@_handle_errors
+def validate(manifest_file: Path | None) -> None:
+    """Check the manifest and report every problem, one per line.
+
+    \b
+    Example:
+      gcsdvc validate --manifest params.yaml
+    """
+    manifest = _load(manifest_file)
+    files = sum(len(r.files or ()) for r in manifest.resources)
+    folders = sum(1 for r in manifest.resources if r.files is None)
+    extra = f" and {folders} whole prefix(es)" if folders else ""
+    click.echo(
+        f"{_shown(manifest.path)}: {len(manifest.resources)} experiment(s), "
+        f"{files} file(s){extra}: OK"
+    )
+
+
+@main.command()
+@click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the YAML manifest here instead of to standard output.",
+)
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@_handle_errors
+def migrate(old: Path, output: Path | None, force: bool) -> None:
+    """Convert an old Python manifest (resources = [...]) to YAML.
+
+    The file is parsed, never run: anything but literal data is refused.
+    The result is validated before it is written.
+
+    \b
+    Example:
+      gcsdvc migrate download_resources.py -o params.yaml
+    """
+    from gcsdvc.manifest import parse_manifest
+    from gcsdvc.migrate import migrate_source
+
+    try:
+        source = old.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError([f"{old}: cannot read: {exc}"]) from None
+    text = migrate_source(source, str(old))
+    target = output or Path("params.yaml")
+    manifest = parse_manifest(text, target, target.absolute().parent)
+    for warning in manifest.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if output.exists() and not force:
+        raise ManifestError([f"{output} exists; pass --force to overwrite it"])
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@manifest_option
+@click.option("--dry-run", "-n", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--prune", is_flag=True, help="Remove stages and data no longer in the manifest.")
+@click.option(
+    "--no-download", is_flag=True, help="Write the stages without data, for a later `dvc pull`."
+)
+@click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
+    help="Parallel downloads.",
+)  # fmt: skip
+@click.option("-v", "--verbose", is_flag=True, help="List every file, and the retries made.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@_handle_errors
+def sync(
+    names: tuple[str, ...],
+    manifest_file: Path | None,
+    dry_run: bool,
+    prune: bool,
+    no_download: bool,
+    jobs: int,
+    verbose: bool,
+    quiet: bool,
+) -> None:
+    """Download the manifest's files and write one DVC import stage per file.
+
+    NAMES are experiment names or shell globs; without them every entry is synced.
+
+    \b
+    Examples:
+      gcsdvc sync                 # everything
+      gcsdvc sync --dry-run -v    # what would change, per file
+      gcsdvc sync 'bert-*' -j 32  # some experiments, more parallel downloads
+      gcsdvc sync --prune         # also drop what left the manifest
+    """
+    from gcsdvc.render import plan_lines, summary_lines
+    from gcsdvc.sync import sync as run_sync
+
+    manifest = _load(manifest_file, quiet)
+    reporter = _Progress() if not quiet and sys.stderr.isatty() else None
+    result = run_sync(
+        manifest,
+        names,
+        dry_run=dry_run,
+        prune=prune,
+        download=not no_download,
+        jobs=jobs,
+        reporter=reporter,
+    )
+    if not quiet:
+        for line in plan_lines(result.plan, verbose=verbose):
+            click.echo(line)
+    for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
+        click.echo(line, err=line.startswith("failed"))
+    if not result.ok:
+        sys.exit(EXIT_FAILED)
+
+
+class _Progress:
+    """One self-rewriting progress line on stderr (only used on a terminal)."""
+
+    def __init__(self) -> None:
+        self.files = self.total_files = self.nbytes = self.total_bytes = 0
+        self.last = 0.0
+
+    def start(self, files: int, nbytes: int) -> None:
+        self.total_files, self.total_bytes = files, nbytes
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        self.files += files
+        self.nbytes += nbytes
+        now = time.monotonic()
+        if now - self.last > 0.1 or self.files == self.total_files:
+            self.last = now
+            click.echo(
+                f"\rDownloading {self.files}/{self.total_files} files, "
+                f"{_size(self.nbytes)}/{_size(self.total_bytes)}",
+                err=True,
+                nl=False,
+            )
+
+    def finish(self) -> None:
+        click.echo("\r\033[K", err=True, nl=False)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,64 @@
+"""The one exception hierarchy of gcsdvc, and the exit codes the CLI maps it to.
+
+Exit codes:
+
+* ``0`` -- everything asked for was done;
+* ``1`` -- an operation failed (storage, DVC, a file that could not be synced);
+* ``2`` -- the manifest or the command line is invalid; nothing was changed.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class GcsdvcError(Exception):
+    """Base class of every error gcsdvc raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+
+class ManifestError(GcsdvcError):
+    """The manifest cannot be read or is invalid; ``problems`` holds one line each."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UnknownResourceError(GcsdvcError):
+    """A name on the command line or in an API call matches no manifest entry or file."""
+
+    exit_code = EXIT_USAGE
+
+
+class StorageError(GcsdvcError):
+    """Cloud Storage could not be reached or refused a request."""
+
+
+class DvcRepoError(GcsdvcError):
+    """The DVC workspace is missing, locked, or in a state gcsdvc cannot work with."""
+
+
+class LockedError(DvcRepoError):
+    """Another gcsdvc or dvc process holds the repository lock."""
+
+
+class NotSyncedError(GcsdvcError):
+    """The file is in the manifest but not on disk yet."""
+
+
+class ModifiedError(GcsdvcError):
+    """The local copy differs from what its stage records."""
+
+
+class SyncFailedError(GcsdvcError):
+    """Some objects could not be synced; the others were."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        super().__init__(f"{len(failures)} object(s) failed to sync")

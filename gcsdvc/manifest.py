@@ -1,0 +1,518 @@
+"""The resources manifest: finding it, parsing it, validating every entry.
+
+A manifest is a YAML file (by default ``params.yaml`` at the root of the DVC
+repository) with a ``resources`` list and an optional ``gcsdvc`` settings
+mapping. Validation collects every problem before it fails, one line each,
+naming the file, line, entry and field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import ipaddress
+import os
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gcsdvc.errors import DvcRepoError, ManifestError, UnknownResourceError
+
+DEFAULT_MANIFEST = "params.yaml"
+DEFAULT_DATA_DIR = "data"
+
+ENTRY_KEYS = (
+    "name",
+    "bucket",
+    "blob",
+    "subblob",
+    "files",
+    "destination",
+    "skip_if_exist",
+    "description",
+)
+SETTING_KEYS = ("data_dir", "pin_generations")
+# The first, Python-list version of the manifest spelt this key wrongly.
+LEGACY_KEYS = {"skil_if_exist": "skip_if_exist"}
+
+_BUCKET_PART = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The local ``bad(key, message)`` callback of _Checker.entry.
+_Bad = Callable[[str, str], None]
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One experiment of the manifest: which objects to bring down, where, and why."""
+
+    name: str
+    bucket: str
+    blob: str
+    subblob: str
+    files: tuple[str, ...] | None  # None: the whole prefix
+    destination: str
+    skip_if_exist: bool
+    description: str
+    index: int = 0
+    line: int | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The object prefix inside the bucket, without slashes at either end."""
+        return "/".join(part for part in (self.blob, self.subblob) if part)
+
+    @property
+    def url(self) -> str:
+        """``gs://BUCKET/BLOB[/SUBBLOB]``: where the experiment's objects live."""
+        return f"gs://{self.bucket}/{self.prefix}"
+
+    def source(self, file: str) -> str:
+        """The ``gs://`` URL of one listed file."""
+        return f"{self.url}/{file}"
+
+    @property
+    def label(self) -> str:
+        """How messages name this entry: ``resources[2] (exp-b)``."""
+        return f"resources[{self.index}] ({self.name})"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A validated manifest, with where it lives and where its data goes."""
+
+    path: Path
+    root: Path
+    data_dir: str = DEFAULT_DATA_DIR
+    pin_generations: bool = False
+    resources: tuple[Resource, ...] = ()
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def data_path(self) -> Path:
+        return self.root / self.data_dir
+
+    def local(self, resource: Resource, file: str | None = None) -> str:
+        """Repo-relative POSIX path of a file (or, without one, of the entry's folder)."""
+        parts = [self.data_dir, resource.destination]
+        if file is not None:
+            parts.append(file)
+        return posixpath.join(*parts)
+
+    def get(self, name: str) -> Resource:
+        """The entry called ``name``; the error suggests close matches."""
+        for res in self.resources:
+            if res.name == name:
+                return res
+        raise UnknownResourceError(_unknown_name_message(name, self.names))
+
+    @property
+    def names(self) -> list[str]:
+        return [res.name for res in self.resources]
+
+    def select(self, patterns: Sequence[str]) -> list[Resource]:
+        """Entries matching any of the names or shell globs; all entries when none given."""
+        if not patterns:
+            return list(self.resources)
+        chosen: dict[str, Resource] = {}
+        for pattern in patterns:
+            hits = [
+                res
+                for res in self.resources
+                if res.name == pattern or fnmatch.fnmatchcase(res.name, pattern)
+            ]
+            if not hits:
+                raise UnknownResourceError(_unknown_name_message(pattern, self.names))
+            chosen.update((res.name, res) for res in hits)
+        return [res for res in self.resources if res.name in chosen]
+
+
+def _unknown_name_message(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    if not names:
+        hint = "; the manifest has no resources"
+    return f"unknown experiment {name!r}{hint}"
+
+
+def find_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` that holds a ``.dvc`` folder."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+def manifest_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The manifest to use: ``path`` if given, else ``params.yaml`` at the DVC root."""
+    if path is not None:
+        return Path(path).absolute()
+    root = find_root()
+    if root is None:
+        raise DvcRepoError(
+            f"no DVC repository found from {Path.cwd()} upward; "
+            "run 'git init && dvc init' there, or pass --manifest PATH"
+        )
+    return root / DEFAULT_MANIFEST
+
+
+def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
+    """Read and validate a manifest; raise :class:`ManifestError` listing every problem."""
+    file = manifest_path(path)
+    shown = _display(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError([f"{shown}: manifest not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError([f"{shown}: cannot read manifest: {exc}"]) from None
+    root = find_root(file.parent) or file.parent
+    return parse_manifest(text, file, root)
+
+
+def _display(file: Path) -> str:
+    try:
+        return os.path.relpath(file)
+    except ValueError:  # another drive on Windows
+        return str(file)
+
+
+def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
+    """Validate manifest text; ``file`` is only used to name it in messages."""
+    checker = _Checker(_display(file))
+    node, data = checker.load(text)
+    settings: dict[str, Any] = {}
+    resources: list[Resource] = []
+    if node is not None:
+        settings = checker.settings(data, node)
+        resources = checker.resources(data, node, settings.get("data_dir", DEFAULT_DATA_DIR))
+    if checker.problems:
+        raise ManifestError(checker.problems)
+    return Manifest(
+        path=file,
+        root=root,
+        resources=tuple(resources),
+        warnings=tuple(checker.warnings),
+        **settings,
+    )
+
+
+class _Checker:
+    """Collects problems and warnings while walking the YAML node tree."""
+
+    def __init__(self, shown: str) -> None:
+        self.shown = shown
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+
+    def fail(self, line: int | None, where: str, message: str) -> None:
+        at = f"{self.shown}:{line}" if line else self.shown
+        self.problems.append(f"{at}: {where}{': ' if where else ''}{message}")
+
+    def load(self, text: str) -> tuple[yaml.MappingNode | None, dict[str, Any]]:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+            problem = exc.problem or exc.context or "invalid YAML"
+            self.problems.append(f"{self.shown}{where}: YAML syntax error: {problem}")
+            return None, {}
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+            self.problems.append(f"{self.shown}: YAML error: {exc}")
+            return None, {}
+        finally:
+            loader.dispose()
+        if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
+            self.fail(None, "", "the manifest must be a mapping with a 'resources' list")
+            return None, {}
+        self.duplicate_keys(node, "")
+        return node, data
+
+    def duplicate_keys(self, node: yaml.MappingNode, where: str) -> None:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = key_node.value
+            if key in seen:
+                self.fail(_line(key_node), where, f"key {key!r} appears twice")
+            seen.add(key)
+
+    def settings(self, data: dict[str, Any], node: yaml.MappingNode) -> dict[str, Any]:
+        raw = data.get("gcsdvc")
+        sub = _child(node, "gcsdvc")
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.fail(_line(sub), "gcsdvc", "must be a mapping of settings")
+            return {}
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            line = _line(_key_node(sub, key))
+            if key == "data_dir":
+                problem = _path_problem(value)
+                if problem is None and value.split("/")[0] in (".dvc", ".git"):
+                    problem = "must not be inside .dvc or .git"
+                if problem:
+                    self.fail(line, "gcsdvc.data_dir", f"{problem} (got {value!r})")
+                else:
+                    out["data_dir"] = value.rstrip("/")
+            elif key == "pin_generations":
+                if isinstance(value, bool):
+                    out["pin_generations"] = value
+                else:
+                    self.fail(
+                        line, "gcsdvc.pin_generations", f"must be true or false, not {value!r}"
+                    )
+            else:
+                self.fail(
+                    line, f"gcsdvc.{key}", f"unknown setting{_did_you_mean(key, SETTING_KEYS)}"
+                )
+        return out
+
+    def resources(
+        self, data: dict[str, Any], node: yaml.MappingNode, data_dir: str
+    ) -> list[Resource]:
+        raw = data.get("resources")
+        seq = _child(node, "resources")
+        if "resources" not in data:
+            self.fail(None, "", "no 'resources' list")
+            return []
+        if not isinstance(raw, list) or not isinstance(seq, yaml.SequenceNode):
+            self.fail(_line(seq), "resources", "must be a list of entries")
+            return []
+        entries = []
+        for index, (item, item_node) in enumerate(zip(raw, seq.value, strict=True)):
+            res = self.entry(index, item, item_node)
+            if res is not None:
+                entries.append(res)
+        self.cross_check(entries, data_dir)
+        return entries
+
+    def entry(self, index: int, raw: Any, node: yaml.Node) -> Resource | None:
+        line = _line(node)
+        if not isinstance(raw, dict) or not isinstance(node, yaml.MappingNode):
+            self.fail(line, f"resources[{index}]", "must be a mapping of fields")
+            return None
+        name = raw.get("name")
+        label = f"resources[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+        self.duplicate_keys(node, label)
+        before = len(self.problems)
+
+        def bad(key: str, message: str) -> None:
+            self.fail(_line(_key_node(node, key)) or line, f"{label} field '{key}'", message)
+
+        values = dict(raw)
+        for old, new in LEGACY_KEYS.items():
+            if old in values:
+                if new in values:
+                    bad(old, f"give only '{new}' (the old spelling '{old}' is also present)")
+                else:
+                    self.warnings.append(
+                        f"{self.shown}:{_line(_key_node(node, old)) or line}: {label}: "
+                        f"'{old}' is the old misspelling of '{new}'; please rename it"
+                    )
+                    values[new] = values.pop(old)
+        for key in values:
+            if key not in ENTRY_KEYS and key not in LEGACY_KEYS:
+                bad(str(key), f"unknown field{_did_you_mean(str(key), ENTRY_KEYS)}")
+        for key in ("bucket", "blob", "destination"):
+            if values.get(key) is None:
+                bad(key, "is required")
+
+        bucket = _text(values.get("bucket"), "bucket", bad)
+        if bucket and (problem := _bucket_problem(bucket)):
+            bad("bucket", f"invalid bucket name {bucket!r}: {problem}")
+        blob = _clean_path(values.get("blob"), "blob", bad)
+        subblob = _clean_path(values.get("subblob") or "", "subblob", bad, allow_empty=True)
+        destination = _clean_path(values.get("destination"), "destination", bad)
+        description = _text(values.get("description", ""), "description", bad, allow_empty=True)
+
+        skip = values.get("skip_if_exist", True)
+        if not isinstance(skip, bool):
+            bad("skip_if_exist", f"must be true or false, not {skip!r}")
+
+        files: tuple[str, ...] | None = None
+        if "files" in values:
+            files = self.files(values["files"], bad)
+
+        if name is None:
+            name = destination
+        elif not isinstance(name, str) or not name.strip() or _CONTROL.search(name):
+            bad("name", f"must be a non-empty single-line string, not {name!r}")
+        if len(self.problems) > before:
+            return None
+        return Resource(
+            name=name,
+            bucket=bucket,
+            blob=blob,
+            subblob=subblob,
+            files=files,
+            destination=destination,
+            skip_if_exist=skip,
+            description=description,
+            index=index,
+            line=line,
+        )
+
+    def files(self, raw: Any, bad: _Bad) -> tuple[str, ...] | None:
+        if not isinstance(raw, list):
+            bad("files", "must be a list of object paths (omit it to import the whole prefix)")
+            return None
+        if not raw:
+            bad("files", "is empty; list the files, or omit 'files' to import the whole prefix")
+            return None
+        files: list[str] = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, str):
+                bad("files", f"item {i} must be a string, not {item!r}")
+                continue
+            problem = _path_problem(item, trailing_slash=False)
+            base = item.rsplit("/", 1)[-1]
+            if problem is None and base.endswith(".dvc"):
+                problem = "ends with '.dvc', which would clash with DVC's stage files"
+            if problem is None and base == ".gitignore":
+                problem = "is named '.gitignore', which DVC writes itself"
+            if problem is None and item in files:
+                problem = "is listed twice"
+            if problem:
+                bad("files", f"{item!r} {problem}")
+            else:
+                files.append(item)
+        return tuple(files)
+
+    def cross_check(self, entries: list[Resource], data_dir: str) -> None:
+        by_name: dict[str, Resource] = {}
+        owner: dict[str, Resource] = {}  # local file or whole-prefix folder -> entry
+        for res in entries:
+            other = by_name.setdefault(res.name, res)
+            if other is not res:
+                self.fail(
+                    res.line,
+                    res.label,
+                    f"name {res.name!r} is also used by resources[{other.index}]"
+                    + ("" if other.name != other.destination else "; give each entry a 'name'"),
+                )
+            targets = [posixpath.join(res.destination, f) for f in res.files or ()]
+            for target in targets or [res.destination]:
+                other = owner.setdefault(target, res)
+                if other is not res:
+                    self.fail(
+                        res.line,
+                        res.label,
+                        f"saves to {posixpath.join(data_dir, target)!r}, "
+                        f"as resources[{other.index}] ({other.name}) does",
+                    )
+        for target, res in owner.items():
+            parts = target.split("/")
+            for cut in range(1, len(parts)):
+                parent = "/".join(parts[:cut])
+                other = owner.get(parent)
+                if other is not None:
+                    self.fail(
+                        res.line,
+                        res.label,
+                        f"{posixpath.join(data_dir, parent)!r} would be both a folder and "
+                        f"a file or whole-prefix import of resources[{other.index}] ({other.name})",
+                    )
+
+
+def _text(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        bad(key, f"must be a string, not {type(value).__name__} {value!r} (quote it in YAML)")
+        return ""
+    if not allow_empty and not value:
+        bad(key, "must not be empty")
+    if key != "description" and _CONTROL.search(value):
+        bad(key, f"contains a control character: {value!r}")
+    return value
+
+
+def _clean_path(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        bad(key, f"must be a string, not {type(value).__name__} {value!r} (quote it in YAML)")
+        return ""
+    if allow_empty and value.strip("/") == "":
+        return ""
+    problem = _path_problem(value)
+    if problem:
+        bad(key, f"{value!r} {problem}")
+        return ""
+    return value.rstrip("/")
+
+
+def _path_problem(value: Any, trailing_slash: bool = True) -> str | None:
+    """Why ``value`` is not a safe relative POSIX path, or None when it is."""
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if not value:
+        return "must not be empty"
+    if _CONTROL.search(value):
+        return "contains a NUL or control character"
+    if "\\" in value:
+        return "contains a backslash; use '/' to separate folders"
+    if value.startswith("/") or re.match(r"^[A-Za-z]:", value):
+        return "is absolute; give a path relative to the prefix or data folder"
+    body = value[:-1] if trailing_slash and value.endswith("/") else value
+    segments = body.split("/")
+    if ".." in segments:
+        return "has a '..' segment, which would leave the data folder"
+    if "." in segments or "" in segments:
+        return "has an empty or '.' segment"
+    return None
+
+
+def _bucket_problem(name: str) -> str | None:
+    """Why ``name`` breaks the Cloud Storage bucket naming rules, or None."""
+    if not 3 <= len(name) <= 222:
+        return "must be 3 to 63 characters (222 with dots)"
+    parts = name.split(".")
+    if len(parts) == 1 and len(name) > 63:
+        return "must be at most 63 characters without dots"
+    for part in parts:
+        if not _BUCKET_PART.match(part):
+            return "use lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+        if len(part) > 63:
+            return "each dot-separated part must be at most 63 characters"
+    if name.startswith("goog") or "google" in name:
+        return "must not start with 'goog' or contain 'google'"
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    return "must not look like an IP address"
+
+
+def _did_you_mean(key: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else f"; known fields: {', '.join(choices)}"
+
+
+def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:
+    for key_node, value_node in node.value:
+        if key_node.value == key:
+            return value_node  # type: ignore[no-any-return]
+    return None
+
+
+def _key_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, _ in node.value:
+            if key_node.value == key:
+                return key_node  # type: ignore[no-any-return]
+    return None
+
+
+def _line(node: yaml.Node | None) -> int | None:
+    return node.start_mark.line + 1 if node is not None else None

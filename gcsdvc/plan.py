@@ -1,0 +1,274 @@
+"""The plan: what the manifest asks for, set against the stages and data on disk.
+
+Planning reads every gcsdvc stage below the data folder once and lists each
+object prefix at most once, and only when an answer depends on it. It writes
+nothing; :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from gcsdvc import stages
+from gcsdvc.errors import StorageError
+from gcsdvc.manifest import Manifest, Resource
+from gcsdvc.stages import Stage
+from gcsdvc.storage import RemoteObject, Storage
+
+
+class Action(str, Enum):
+    ADD = "add"  # no stage yet: download, then write the stage
+    UPDATE = "update"  # the object changed upstream (skip_if_exist: false) or the source moved
+    RESTORE = "restore"  # the stage is there, the data is not
+    METADATA = "metadata"  # description or name changed: rewrite the stage only
+    MOVE = "move"  # destination changed: move data and stage
+    PRUNE = "prune"  # no longer in the manifest, removed with --prune
+    ORPHAN = "orphan"  # no longer in the manifest, left in place
+    UNCHANGED = "unchanged"
+    FAILED = "failed"  # cannot be done: bucket or object missing, storage error
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Item:
+    """One file (or whole-prefix folder) and what the sync will do with it."""
+
+    action: Action
+    local: str  # repo-relative POSIX path of the data
+    resource: Resource | None = None  # None for orphans
+    file: str | None = None  # None: a whole-prefix import
+    stage: Stage | None = None  # the stage on disk now (for MOVE: at old_local)
+    obj: RemoteObject | None = None  # the object as listed, when it was needed
+    old_local: str | None = None  # MOVE: where the data and stage are now
+    note: str = ""  # why: an error for FAILED, a remark otherwise
+
+    @property
+    def name(self) -> str:
+        if self.resource is not None:
+            return self.resource.name
+        ident = stages.identity(self.stage) or {}
+        return str(ident.get("name", "?"))
+
+    @property
+    def source(self) -> str:
+        if self.resource is not None:
+            return self.resource.source(self.file) if self.file else self.resource.url
+        return str(stages.dep(self.stage or {}).get("path", "?"))
+
+
+@dataclass
+class Plan:
+    manifest: Manifest
+    items: list[Item] = field(default_factory=list)
+
+    def of(self, *actions: Action) -> list[Item]:
+        return [item for item in self.items if item.action in actions]
+
+    @property
+    def has_work(self) -> bool:
+        idle = (Action.UNCHANGED, Action.ORPHAN, Action.FAILED)
+        return any(item.action not in idle for item in self.items)
+
+    def counts(self) -> dict[str, Counter[Action]]:
+        """Per experiment name, how many items get each action."""
+        out: dict[str, Counter[Action]] = {}
+        for item in self.items:
+            out.setdefault(item.name, Counter())[item.action] += 1
+        return out
+
+
+def identity_of(resource: Resource, file: str | None) -> dict[str, Any]:
+    """What a stage's ``meta.gcsdvc`` records to tie it to its manifest entry."""
+    ident: dict[str, Any] = {
+        "name": resource.name,
+        "bucket": resource.bucket,
+        "blob": resource.blob,
+        "subblob": resource.subblob,
+    }
+    if file is not None:
+        ident["file"] = file
+    return ident
+
+
+def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
+    """Every data path the whole manifest asks for, with its entry and file."""
+    wanted: dict[str, tuple[Resource, str | None]] = {}
+    for res in manifest.resources:
+        for file in res.files or (None,):
+            wanted[manifest.local(res, file)] = (res, file)
+    return wanted
+
+
+def read_stages(manifest: Manifest) -> tuple[dict[str, Stage], dict[str, Stage]]:
+    """Stages below the data folder: (gcsdvc's, others), keyed by repo-relative data path."""
+    ours: dict[str, Stage] = {}
+    foreign: dict[str, Stage] = {}
+    root = manifest.root
+    for path in stages.find_stages(manifest.data_path):
+        stage = stages.read_stage(path)
+        if stage is None:
+            continue
+        local = path.relative_to(root).as_posix()[: -len(stages.STAGE_SUFFIX)]
+        (ours if stages.identity(stage) is not None else foreign)[local] = stage
+    return ours, foreign
+
+
+def build_plan(
+    manifest: Manifest,
+    selected: Sequence[Resource],
+    storage: Storage | None,
+    prune: bool = False,
+    patterns: Sequence[str] = (),
+) -> Plan:
+    """Compare the selected entries with the disk (and, where needed, with storage)."""
+    root = manifest.root
+    wanted = desired(manifest)
+    ours, foreign = read_stages(manifest)
+    plan = Plan(manifest)
+    pending: list[Item] = []  # items whose action waits for a listing
+
+    for res in selected:
+        for file in res.files or (None,):
+            local = manifest.local(res, file)
+            item = Item(Action.UNCHANGED, local, res, file, ours.get(local))
+            plan.items.append(item)
+            other = foreign.get(local)
+            if item.stage is None and other is not None:
+                if stages.dep(other).get("path") != item.source:
+                    item.action = Action.FAILED
+                    item.note = f"a stage not written by gcsdvc is in the way: {local}.dvc"
+                    continue
+                item.stage = other  # a plain `dvc import-url` of the same object: adopt it
+            if file is None:
+                _plan_folder(item, root)
+            else:
+                pending.append(item)
+
+    listings = _list(storage, pending, root)
+    orphans = {local: stage for local, stage in ours.items() if local not in wanted}
+    by_source = {str(stages.dep(st).get("path")): local for local, st in orphans.items()}
+    for item in pending:
+        _plan_file(item, root, listings, orphans, by_source)
+
+    for local, stage in sorted(orphans.items()):
+        name = str((stages.identity(stage) or {}).get("name", ""))
+        chosen = not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
+        if chosen:
+            action = Action.PRUNE if prune else Action.ORPHAN
+            plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
+    return plan
+
+
+Listing = dict[str, RemoteObject] | StorageError
+
+
+def _needs_listing(item: Item, root: Path) -> bool:
+    res = item.resource
+    assert res is not None
+    stage = item.stage
+    return (
+        stage is None
+        or not res.skip_if_exist
+        or stages.dep(stage).get("path") != item.source
+        or not (root / item.local).exists()
+        or not stages.out(stage).get("md5")
+    )
+
+
+def _list(storage: Storage | None, items: list[Item], root: Path) -> dict[tuple[str, str], Listing]:
+    keys = []
+    for item in items:
+        if _needs_listing(item, root):
+            assert item.resource is not None
+            keys.append((item.resource.bucket, item.resource.prefix))
+    if not keys:
+        return {}
+    if storage is None:
+        return {key: StorageError("upstream not checked (offline)") for key in keys}
+    return storage.list_prefixes(keys)
+
+
+def _plan_file(
+    item: Item,
+    root: Path,
+    listings: dict[tuple[str, str], Listing],
+    orphans: dict[str, Stage],
+    by_source: dict[str, str],
+) -> None:
+    res, file, stage = item.resource, item.file, item.stage
+    assert res is not None and file is not None
+    listing = listings.get((res.bucket, res.prefix))
+    if isinstance(listing, StorageError):
+        item.action, item.note = Action.FAILED, str(listing)
+        return
+    if listing is not None:
+        item.obj = listing.get(file)
+    on_disk = (root / item.local).exists()
+
+    if stage is None:
+        old = by_source.get(item.source)
+        if old is not None and (root / old).exists():
+            old_stage = orphans.pop(old)
+            item.action, item.stage, item.old_local = Action.MOVE, old_stage, old
+            return
+        if item.obj is None:
+            item.action, item.note = Action.FAILED, f"object not found: {item.source}"
+            return
+        item.action = Action.ADD
+        return
+
+    recorded = stages.dep(stage)
+    changed = item.obj is not None and item.obj.dep_info.get("etag") != recorded.get("etag")
+    if recorded.get("path") != item.source:
+        item.action, item.note = Action.UPDATE, f"source changed from {recorded.get('path')}"
+    elif changed and not res.skip_if_exist:
+        item.action, item.note = Action.UPDATE, "changed upstream"
+    elif not on_disk or not stages.out(stage).get("md5"):
+        item.action = Action.RESTORE  # from the cache, else from the source if it still matches
+    elif item.obj is None and listing is not None:
+        item.note = "deleted upstream; local copy kept"
+    elif changed:
+        item.note = "changed upstream; kept (skip_if_exist: true)"
+    if item.action is Action.UPDATE and item.obj is None:
+        item.action, item.note = Action.FAILED, f"object not found: {item.source}"
+        return
+    if item.action is Action.UNCHANGED and _annotations_differ(stage, item):
+        item.action = Action.METADATA
+
+
+def _plan_folder(item: Item, root: Path) -> None:
+    res, stage = item.resource, item.stage
+    assert res is not None
+    if stage is None:
+        item.action = Action.ADD
+    elif stages.dep(stage).get("path") != item.source:
+        item.action, item.note = (
+            Action.UPDATE,
+            f"source changed from {stages.dep(stage).get('path')}",
+        )
+    elif not (root / item.local).exists():
+        item.action = Action.RESTORE
+    elif not res.skip_if_exist:
+        item.action, item.note = Action.UPDATE, "follows upstream (skip_if_exist: false)"
+    elif _annotations_differ(stage, item):
+        item.action = Action.METADATA
+
+
+def _annotations_differ(stage: Stage, item: Item) -> bool:
+    assert item.resource is not None
+    want = identity_of(item.resource, item.file)
+    return stages.identity(stage) != want or (stage.get("desc") or "") != item.resource.description
+
+
+def relative_out(local: str) -> str:
+    """The ``outs[0].path`` of a stage: the data's name beside the stage file."""
+    return posixpath.basename(local)

@@ -1,0 +1,190 @@
+"""DVC stage I/O: the ``.dvc`` import stages gcsdvc reads and writes, and their .gitignore lines.
+
+A stage is written in exactly the shape ``dvc import-url gs://...`` gives it (a
+frozen import with ``deps`` and ``outs``), plus ``desc`` and ``meta.gcsdvc``.
+Building the dict here instead of through DVC's ``Stage`` objects keeps a sync
+of thousands of files fast; ``tests/test_stages.py`` checks the result against
+what DVC itself writes and computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gcsdvc.errors import DvcRepoError
+
+STAGE_SUFFIX = ".dvc"
+META_KEY = "gcsdvc"
+
+# DVC's compute_md5 leaves these keys out of a stage's checksum, at any depth.
+_MD5_EXCLUDED = frozenset(
+    {"desc", "type", "labels", "meta", "locked", "frozen", "metric", "persist", "isexec"}
+    | {"size", "nfiles"}
+)
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+Stage = dict[str, Any]
+
+
+def stage_path(local: str) -> str:
+    """The stage file DVC uses for an imported file or folder."""
+    return local + STAGE_SUFFIX
+
+
+def file_stage(
+    source: str,
+    out: str,
+    md5: str,
+    size: int,
+    dep_info: dict[str, Any],
+    desc: str,
+    identity: dict[str, Any],
+) -> Stage:
+    """A frozen import stage for one object, as ``dvc import-url`` writes it.
+
+    ``dep_info`` is DVC's record of the object (etag, size and, when pinned,
+    version_id) as :mod:`gcsdvc.storage` builds it; ``out`` is the file name
+    relative to the stage's folder.
+    """
+    stage: Stage = {}
+    if desc:
+        stage["desc"] = desc
+    stage["md5"] = ""
+    stage["frozen"] = True
+    stage["deps"] = [{**dep_info, "hash": "md5", "path": source}]
+    stage["outs"] = [{"md5": md5, "size": size, "hash": "md5", "path": out}]
+    stage["meta"] = {META_KEY: identity}
+    stage["md5"] = stage_md5(stage)
+    return stage
+
+
+def stage_md5(stage: Stage) -> str:
+    """The stage checksum exactly as ``dvc.stage.utils.compute_md5`` computes it."""
+    body = {k: v for k, v in stage.items() if k not in ("md5", "meta", "desc")}
+    if body.get("wdir") == ".":
+        del body["wdir"]
+    text = json.dumps(_strip(body), sort_keys=True)
+    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 - DVC's own checksum
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip(v) for k, v in value.items() if k not in _MD5_EXCLUDED}
+    if isinstance(value, list):
+        return [_strip(v) for v in value]
+    return value
+
+
+def with_annotations(stage: Stage, desc: str, identity: dict[str, Any]) -> Stage:
+    """A copy of ``stage`` carrying this description and identity (the md5 is unaffected)."""
+    new = {k: v for k, v in stage.items() if k not in ("desc", "meta")}
+    meta = dict(stage.get("meta") or {})
+    meta[META_KEY] = identity
+    ordered: Stage = {"desc": desc} if desc else {}
+    ordered.update(new)
+    ordered["meta"] = meta
+    return ordered
+
+
+def read_stage(path: Path) -> Stage | None:
+    """The parsed stage at ``path``, or None when there is no file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DvcRepoError(f"cannot read stage {path}: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise DvcRepoError(f"{path}: not a valid DVC stage file: {exc}") from None
+    if not isinstance(data, dict):
+        raise DvcRepoError(f"{path}: not a valid DVC stage file")
+    return data
+
+
+def dump_stage(stage: Stage) -> str:
+    text: str = yaml.dump(stage, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
+    return text
+
+
+def write_stage(path: Path, stage: Stage) -> None:
+    """Write ``stage`` atomically: readers see the old file or the new one, never half."""
+    atomic_write(path, dump_stage(stage))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gcsdvc-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fobj:
+            fobj.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def identity(stage: Stage | None) -> dict[str, Any] | None:
+    """The ``meta.gcsdvc`` mapping of a stage gcsdvc wrote, else None."""
+    if not stage:
+        return None
+    meta = stage.get("meta")
+    found = meta.get(META_KEY) if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def dep(stage: Stage) -> dict[str, Any]:
+    deps = stage.get("deps") or [{}]
+    first = deps[0]
+    return first if isinstance(first, dict) else {}
+
+
+def out(stage: Stage) -> dict[str, Any]:
+    outs = stage.get("outs") or [{}]
+    first = outs[0]
+    return first if isinstance(first, dict) else {}
+
+
+def find_stages(folder: Path) -> Iterable[Path]:
+    """Every ``.dvc`` file below ``folder``."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            if name.endswith(STAGE_SUFFIX):
+                yield Path(dirpath, name)
+
+
+def _ignore_entry(name: str) -> str:
+    from pathspec.patterns.gitwildmatch import GitWildMatchPattern
+
+    entry: str = GitWildMatchPattern.escape("/" + name)
+    return entry
+
+
+def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
+    """Add and remove ``/name`` lines in ``folder/.gitignore`` as DVC writes them."""
+    add_lines = [_ignore_entry(n) for n in add]
+    drop = {_ignore_entry(n) for n in remove}
+    path = folder / ".gitignore"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    kept = [line for line in lines if line not in drop]
+    kept += [line for line in dict.fromkeys(add_lines) if line not in kept]
+    if kept == lines:
+        return
+    if kept:
+        atomic_write(path, "\n".join(kept) + "\n")
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,277 @@
+"""Cloud Storage: listing prefixes, downloading objects, verifying their bytes.
+
+All access goes through dvc-gs's filesystem (so credentials and settings are the
+ones ``dvc import-url`` would use) and dependency info is built with dvc-data's
+``Meta``, so what gcsdvc records matches what DVC records for the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import socket
+import urllib.parse
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gcsdvc.errors import StorageError
+
+_DEFAULT_ENV = {
+    # gcsfs otherwise probes every bucket's type over gRPC, a minute per call off GCP.
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+}
+_EMULATOR_ENV = {
+    # Against a local emulator never probe the cloud metadata server.
+    "NO_GCE_CHECK": "true",
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+}
+CHUNK = 1 << 20
+BIG_OBJECT = 64 << 20  # above this, gcsfs fetches one object over several connections
+
+
+def prepare_environment() -> None:
+    """Set gcsfs defaults; must run before gcsfs is imported."""
+    for key, value in _DEFAULT_ENV.items():
+        os.environ.setdefault(key, value)
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        for key, value in _EMULATOR_ENV.items():
+            os.environ.setdefault(key, value)
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """One object as listed: enough to download, verify and record it."""
+
+    bucket: str
+    name: str
+    size: int
+    md5: str | None  # hex; composite objects have none
+    crc32c: str | None  # base64, as Cloud Storage reports it
+    dep_info: dict[str, Any]  # what DVC records for the dependency
+
+    @property
+    def url(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+class RetryCounter(logging.Handler):
+    """Counts gcsfs's retries and keeps its tracebacks off the user's terminal."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.retries = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying after exception" in record.getMessage():
+            self.retries += 1
+
+
+class Storage:
+    """A Cloud Storage client for one command; the filesystem is created on first use."""
+
+    def __init__(self, pin_generations: bool = False, jobs: int = 16) -> None:
+        self.pin_generations = pin_generations
+        self.jobs = max(1, jobs)
+        self._fs: Any = None
+        self.retries = RetryCounter()
+        gcsfs_log = logging.getLogger("gcsfs")
+        gcsfs_log.addHandler(self.retries)
+        gcsfs_log.setLevel(logging.DEBUG)
+        gcsfs_log.propagate = False
+
+    @property
+    def fs(self) -> Any:
+        if self._fs is None:
+            prepare_environment()
+            self._check_reachable()
+            try:
+                from dvc_gs import GSFileSystem
+
+                self._fs = GSFileSystem().fs
+            except Exception as exc:
+                raise StorageError(f"cannot set up Cloud Storage access: {describe(exc)}") from None
+        return self._fs
+
+    def _check_reachable(self, timeout: float = 10.0) -> None:
+        """Fail in seconds, not after a minute of retries, when storage is down."""
+        if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")):
+            return
+        endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+        parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else f"http://{endpoint}")
+        host = parts.hostname or "storage.googleapis.com"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            raise StorageError(
+                f"cannot reach Cloud Storage at {parts.scheme}://{host}:{port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+
+    def object_from_info(self, bucket: str, info: dict[str, Any]) -> RemoteObject:
+        from dvc_data.hashfile.meta import Meta
+
+        meta = Meta.from_info(info, "gs").to_dict()
+        dep_info = {"etag": meta["etag"], "size": meta["size"]}
+        if self.pin_generations and meta.get("version_id"):
+            dep_info["version_id"] = meta["version_id"]
+        md5 = info.get("md5Hash")
+        name = info["name"].split("/", 1)[1]
+        return RemoteObject(
+            bucket=bucket,
+            name=name,
+            size=int(info["size"]),
+            md5=base64.b64decode(md5).hex() if md5 else None,
+            crc32c=info.get("crc32c"),
+            dep_info=dep_info,
+        )
+
+    def list_prefix(self, bucket: str, prefix: str) -> dict[str, RemoteObject]:
+        """Objects under ``gs://bucket/prefix/``, keyed by name relative to the prefix."""
+        root = f"{bucket}/{prefix}/" if prefix else f"{bucket}/"
+        try:
+            found = self.fs.find(root, detail=True)
+        except FileNotFoundError:
+            raise StorageError(f"bucket '{bucket}' not found") from None
+        except Exception as exc:
+            raise StorageError(f"cannot list gs://{root}: {describe(exc)}") from None
+        objects = {}
+        for path, info in found.items():
+            if info.get("type") == "file" and path.startswith(root):
+                obj = self.object_from_info(bucket, info)
+                objects[path[len(root) :]] = obj
+        return objects
+
+    def list_prefixes(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
+        """One listing per (bucket, prefix), several at a time."""
+        todo = list(dict.fromkeys(keys))
+        if not todo:
+            return {}
+        _ = self.fs  # fail once, clearly, if storage is unreachable
+
+        def one(key: tuple[str, str]) -> dict[str, RemoteObject] | StorageError:
+            try:
+                return self.list_prefix(*key)
+            except StorageError as exc:
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+            return dict(zip(todo, pool.map(one, todo), strict=True))
+
+    def download(
+        self,
+        items: list[tuple[RemoteObject, Path]],
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> list[str | Exception]:
+        """Fetch each object to its path and verify it; per item its md5 or the error.
+
+        A file that failed or did not verify is removed.
+        """
+        from fsspec.asyn import sync
+
+        fs = self.fs
+        sem: asyncio.Semaphore | None = None
+
+        async def one(obj: RemoteObject, dest: Path) -> str | Exception:
+            assert sem is not None
+            async with sem:
+                try:
+                    await fs._get_file(
+                        f"{obj.bucket}/{obj.name}",
+                        str(dest),
+                        concurrency=4 if obj.size > BIG_OBJECT else 1,
+                        callback=_progress(on_bytes),
+                    )
+                    loop = asyncio.get_running_loop()
+                    return await loop.run_in_executor(None, verify, obj, dest)
+                except Exception as exc:
+                    dest.unlink(missing_ok=True)
+                    return exc
+
+        async def run() -> list[str | Exception]:
+            nonlocal sem
+            sem = asyncio.Semaphore(self.jobs)
+            return list(await asyncio.gather(*(one(o, d) for o, d in items)))
+
+        for _, dest in items:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        result: list[str | Exception] = sync(fs.loop, run)
+        return result
+
+
+def _progress(on_bytes: Callable[[int], None] | None) -> Any:
+    """An fsspec callback that forwards byte counts to ``on_bytes``."""
+    from fsspec.callbacks import Callback, NoOpCallback
+
+    if on_bytes is None:
+        return NoOpCallback()
+
+    class Forward(Callback):  # type: ignore[misc]
+        def relative_update(self, inc: int = 1) -> None:
+            assert on_bytes is not None
+            on_bytes(inc)
+
+    return Forward()
+
+
+class ChecksumMismatch(StorageError):
+    """The downloaded bytes are not the object's bytes."""
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()  # noqa: S324 - DVC's content hash
+    with path.open("rb") as fobj:
+        while chunk := fobj.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(obj: RemoteObject, path: Path) -> str:
+    """The md5 of ``path`` after checking it against the object's md5 (or crc32c)."""
+    size = path.stat().st_size
+    if size != obj.size:
+        raise ChecksumMismatch(f"{obj.url}: got {size} bytes, expected {obj.size}")
+    md5 = file_md5(path)
+    if obj.md5 is not None:
+        if md5 != obj.md5:
+            raise ChecksumMismatch(f"{obj.url}: md5 {md5} does not match the object's {obj.md5}")
+    elif obj.crc32c is not None:
+        import google_crc32c
+
+        crc = google_crc32c.Checksum()
+        with path.open("rb") as fobj:
+            while chunk := fobj.read(CHUNK):
+                crc.update(chunk)
+        got = base64.b64encode(crc.digest()).decode()
+        if got != obj.crc32c:
+            raise ChecksumMismatch(f"{obj.url}: crc32c {got} does not match the object's")
+    return md5
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a storage exception, without a traceback."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, StorageError):
+        return text
+    if isinstance(exc, FileNotFoundError):
+        return "not found"
+    if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
+        return "permission denied (check your credentials: gcloud auth application-default login)"
+    name = type(exc).__name__
+    if "Credentials" in name or "RefreshError" in name:
+        return f"no usable Google Cloud credentials ({text})"
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return f"HTTP {code}: {text}"
+    if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:
+        return f"connection failed ({name}: {text})"
+    return f"{name}: {text}"
