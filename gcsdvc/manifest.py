@@ -14,6 +14,7 @@ import ipaddress
 import os
 import posixpath
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,10 +42,36 @@ SETTING_KEYS = ("data_dir", "pin_generations")
 LEGACY_KEYS = {"skil_if_exist": "skip_if_exist"}
 
 _BUCKET_PART = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 control characters, Unicode line/paragraph separators and lone surrogates:
+# none of them belongs in a bucket name, an object path or a local file name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # The local ``bad(key, message)`` callback of _Checker.entry.
 _Bad = Callable[[str, str], None]
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+try:
+    from yaml import CSafeLoader as _BaseLoader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class _Loader(_BaseLoader):
+    """The safe loader, naming the line of a value no constructor accepts (``2023-02-30``)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_show(node.value)}: {exc}", node.start_mark
+            ) from None
+
+
+# Values quoted in messages are shortened, so that a huge or deeply aliased value
+# (a "billion laughs" document) cannot blow up the report.
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 120
+_repr.maxlevel = 2
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = _repr.maxdict = 5
 
 
 @dataclass(frozen=True)
@@ -89,7 +116,8 @@ class Manifest:
     path: Path
     root: Path
     data_dir: str = DEFAULT_DATA_DIR
-    pin_generations: bool = False
+    # None ("auto"): pin while the repository has no default DVC remote.
+    pin_generations: bool | None = None
     resources: tuple[Resource, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
@@ -210,27 +238,45 @@ class _Checker:
         self.shown = shown
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        # The key/value pairs of each mapping node as written, before merge keys
+        # ("<<: *defaults") are flattened into it by the constructor.
+        self.written: dict[int, list[tuple[yaml.Node, yaml.Node]]] = {}
 
     def fail(self, line: int | None, where: str, message: str) -> None:
         at = f"{self.shown}:{line}" if line else self.shown
         self.problems.append(f"{at}: {where}{': ' if where else ''}{message}")
 
     def load(self, text: str) -> tuple[yaml.MappingNode | None, dict[str, Any]]:
-        loader = _Loader(text)
+        loader = None
         try:
+            loader = _Loader(text)
             node = loader.get_single_node()
+            if node is not None:
+                self.written = _written_pairs(node)
             data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-            problem = exc.problem or exc.context or "invalid YAML"
-            self.problems.append(f"{self.shown}{where}: YAML syntax error: {problem}")
+            problem = _one_line(exc.problem or exc.context or "invalid YAML")
+            kind = "error" if isinstance(exc, yaml.constructor.ConstructorError) else "syntax error"
+            self.problems.append(f"{self.shown}{where}: YAML {kind}: {problem}")
             return None, {}
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-            self.problems.append(f"{self.shown}: YAML error: {exc}")
+        except yaml.reader.ReaderError as exc:
+            where = _offset_position(text, exc.position)
+            char = (
+                exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "?")
+            )
+            self.problems.append(
+                f"{self.shown}{where}: YAML error: character #x{char:04x} is not allowed "
+                f"({_one_line(exc.reason)}); quote it as an escape in a double-quoted string"
+            )
+            return None, {}
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError, MemoryError) as exc:
+            self.problems.append(f"{self.shown}: YAML error: {_one_line(str(exc))}")
             return None, {}
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
         if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
             self.fail(None, "", "the manifest must be a mapping with a 'resources' list")
             return None, {}
@@ -239,10 +285,13 @@ class _Checker:
 
     def duplicate_keys(self, node: yaml.MappingNode, where: str) -> None:
         seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = key_node.value
+        pairs: list[tuple[yaml.Node, yaml.Node]] = self.written.get(id(node)) or node.value
+        for key_node, _ in pairs:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # the constructor has refused it already (unhashable key)
+            key = (key_node.tag, key_node.value)
             if key in seen:
-                self.fail(_line(key_node), where, f"key {key!r} appears twice")
+                self.fail(_line(key_node), where, f"key {_show(key_node.value)} appears twice")
             seen.add(key)
 
     def settings(self, data: dict[str, Any], node: yaml.MappingNode) -> dict[str, Any]:
@@ -253,27 +302,33 @@ class _Checker:
         if not isinstance(raw, dict):
             self.fail(_line(sub), "gcsdvc", "must be a mapping of settings")
             return {}
+        if isinstance(sub, yaml.MappingNode):
+            self.duplicate_keys(sub, "gcsdvc")
         out: dict[str, Any] = {}
         for key, value in raw.items():
-            line = _line(_key_node(sub, key))
+            line = _line(_key_node(sub, str(key))) or _line(sub)
             if key == "data_dir":
                 problem = _path_problem(value)
                 if problem is None and value.split("/")[0] in (".dvc", ".git"):
                     problem = "must not be inside .dvc or .git"
                 if problem:
-                    self.fail(line, "gcsdvc.data_dir", f"{problem} (got {value!r})")
+                    self.fail(line, "gcsdvc.data_dir", f"{problem} (got {_show(value)})")
                 else:
                     out["data_dir"] = value.rstrip("/")
             elif key == "pin_generations":
-                if isinstance(value, bool):
-                    out["pin_generations"] = value
+                if isinstance(value, bool) or value == "auto":
+                    out["pin_generations"] = None if value == "auto" else value
                 else:
                     self.fail(
-                        line, "gcsdvc.pin_generations", f"must be true or false, not {value!r}"
+                        line,
+                        "gcsdvc.pin_generations",
+                        f"must be auto, true or false, not {_show(value)}",
                     )
             else:
                 self.fail(
-                    line, f"gcsdvc.{key}", f"unknown setting{_did_you_mean(key, SETTING_KEYS)}"
+                    line,
+                    f"gcsdvc.{_one_line(str(key))}",
+                    f"unknown setting{_did_you_mean(str(key), SETTING_KEYS, 'settings')}",
                 )
         return out
 
@@ -287,6 +342,9 @@ class _Checker:
             return []
         if not isinstance(raw, list) or not isinstance(seq, yaml.SequenceNode):
             self.fail(_line(seq), "resources", "must be a list of entries")
+            return []
+        if len(seq.value) != len(raw):  # pragma: no cover - defensive: nodes and data disagree
+            self.fail(_line(seq), "resources", "cannot be matched to its YAML lines")
             return []
         entries = []
         for index, (item, item_node) in enumerate(zip(raw, seq.value, strict=True)):
@@ -302,7 +360,13 @@ class _Checker:
             self.fail(line, f"resources[{index}]", "must be a mapping of fields")
             return None
         name = raw.get("name")
-        label = f"resources[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+        # Name the entry as the user knows it: its name, which defaults to the destination.
+        called = raw.get("destination") if name is None else name
+        if isinstance(called, str) and name is None:
+            called = called.rstrip("/")
+        label = f"resources[{index}]"
+        if isinstance(called, str) and called.strip():
+            label += f" ({_one_line(called)})"
         self.duplicate_keys(node, label)
         before = len(self.problems)
 
@@ -329,15 +393,17 @@ class _Checker:
 
         bucket = _text(values.get("bucket"), "bucket", bad)
         if bucket and (problem := _bucket_problem(bucket)):
-            bad("bucket", f"invalid bucket name {bucket!r}: {problem}")
+            bad("bucket", f"invalid bucket name {_show(bucket)}: {problem}")
         blob = _clean_path(values.get("blob"), "blob", bad)
-        subblob = _clean_path(values.get("subblob") or "", "subblob", bad, allow_empty=True)
+        subblob = _clean_path(values.get("subblob"), "subblob", bad, allow_empty=True)
         destination = _clean_path(values.get("destination"), "destination", bad)
+        if destination and (problem := _local_problem(destination)):
+            bad("destination", f"{_show(destination)} {problem}")
         description = _text(values.get("description", ""), "description", bad, allow_empty=True)
 
         skip = values.get("skip_if_exist", True)
         if not isinstance(skip, bool):
-            bad("skip_if_exist", f"must be true or false, not {skip!r}")
+            bad("skip_if_exist", f"must be true or false, not {_show(skip)}")
 
         files: tuple[str, ...] | None = None
         if "files" in values:
@@ -346,7 +412,7 @@ class _Checker:
         if name is None:
             name = destination
         elif not isinstance(name, str) or not name.strip() or _CONTROL.search(name):
-            bad("name", f"must be a non-empty single-line string, not {name!r}")
+            bad("name", f"must be a non-empty single-line string, not {_show(name)}")
         if len(self.problems) > before:
             return None
         return Resource(
@@ -372,18 +438,13 @@ class _Checker:
         files: list[str] = []
         for i, item in enumerate(raw):
             if not isinstance(item, str):
-                bad("files", f"item {i} must be a string, not {item!r}")
+                bad("files", f"item {i} must be a string, not {_show(item)}")
                 continue
-            problem = _path_problem(item, trailing_slash=False)
-            base = item.rsplit("/", 1)[-1]
-            if problem is None and base.endswith(".dvc"):
-                problem = "ends with '.dvc', which would clash with DVC's stage files"
-            if problem is None and base == ".gitignore":
-                problem = "is named '.gitignore', which DVC writes itself"
+            problem = _path_problem(item, trailing_slash=False) or _local_problem(item)
             if problem is None and item in files:
                 problem = "is listed twice"
             if problem:
-                bad("files", f"{item!r} {problem}")
+                bad("files", f"{_show(item)} {problem}")
             else:
                 files.append(item)
         return tuple(files)
@@ -414,13 +475,13 @@ class _Checker:
             parts = target.split("/")
             for cut in range(1, len(parts)):
                 parent = "/".join(parts[:cut])
-                other = owner.get(parent)
-                if other is not None:
+                holder = owner.get(parent)
+                if holder is not None:
                     self.fail(
                         res.line,
                         res.label,
-                        f"{posixpath.join(data_dir, parent)!r} would be both a folder and "
-                        f"a file or whole-prefix import of resources[{other.index}] ({other.name})",
+                        f"{posixpath.join(data_dir, parent)!r} would be both a folder and a file "
+                        f"or whole-prefix import of resources[{holder.index}] ({holder.name})",
                     )
 
 
@@ -428,26 +489,27 @@ def _text(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        bad(key, f"must be a string, not {type(value).__name__} {value!r} (quote it in YAML)")
+        bad(key, f"must be a string, not {type(value).__name__} {_show(value)} (quote it in YAML)")
         return ""
-    if not allow_empty and not value:
+    text: str = value
+    if not allow_empty and not text:
         bad(key, "must not be empty")
-    if key != "description" and _CONTROL.search(value):
-        bad(key, f"contains a control character: {value!r}")
-    return value
+    if key != "description" and _CONTROL.search(text):
+        bad(key, f"contains a control character: {_show(text)}")
+    return text
 
 
 def _clean_path(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        bad(key, f"must be a string, not {type(value).__name__} {value!r} (quote it in YAML)")
+        bad(key, f"must be a string, not {type(value).__name__} {_show(value)} (quote it in YAML)")
         return ""
     if allow_empty and value.strip("/") == "":
         return ""
     problem = _path_problem(value)
     if problem:
-        bad(key, f"{value!r} {problem}")
+        bad(key, f"{_show(value)} {problem}")
         return ""
     return value.rstrip("/")
 
@@ -473,6 +535,20 @@ def _path_problem(value: Any, trailing_slash: bool = True) -> str | None:
     return None
 
 
+def _local_problem(path: str) -> str | None:
+    """Why a local path (below the data folder) would clash with files DVC writes itself."""
+    parts = path.split("/")
+    if parts[-1].endswith(".dvc"):
+        return "ends with '.dvc', which would clash with DVC's stage files"
+    if parts[-1] == ".gitignore":
+        return "is named '.gitignore', which DVC writes itself"
+    if any(part.endswith(".dvc") for part in parts):
+        return "has a folder ending in '.dvc', which would clash with DVC's stage files"
+    if ".gitignore" in parts:
+        return "has a folder named '.gitignore', which DVC writes as a file"
+    return None
+
+
 def _bucket_problem(name: str) -> str | None:
     """Why ``name`` breaks the Cloud Storage bucket naming rules, or None."""
     if not 3 <= len(name) <= 222:
@@ -482,7 +558,10 @@ def _bucket_problem(name: str) -> str | None:
         return "must be at most 63 characters without dots"
     for part in parts:
         if not _BUCKET_PART.match(part):
-            return "use lowercase letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+            return (
+                "use lowercase letters, digits, '-', '_' and '.', "
+                "starting and ending with a letter or digit"
+            )
         if len(part) > 63:
             return "each dot-separated part must be at most 63 characters"
     if name.startswith("goog") or "google" in name:
@@ -494,13 +573,36 @@ def _bucket_problem(name: str) -> str | None:
     return "must not look like an IP address"
 
 
-def _did_you_mean(key: str, choices: Iterable[str]) -> str:
+def _did_you_mean(key: str, choices: Iterable[str], kind: str = "fields") -> str:
     close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; known fields: {', '.join(choices)}"
+    return f"; did you mean '{close[0]}'?" if close else f"; known {kind}: {', '.join(choices)}"
+
+
+def _show(value: Any) -> str:
+    """``repr(value)``, shortened for messages (bounded even for huge aliased structures)."""
+    return str(_repr.repr(value))
+
+
+def _one_line(text: str) -> str:
+    """``text`` for a one-line message: control characters escaped, length capped."""
+    text = _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text if len(text) <= 200 else f"{text[:150]}...{text[-40:]}"
+
+
+def _offset_position(text: str, offset: int) -> str:
+    """``:LINE:COLUMN`` of a byte ``offset`` into the UTF-8 encoding of ``text``."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if not 0 <= offset <= len(raw):
+        return ""
+    before = raw[:offset].decode("utf-8", "replace")
+    line = before.count("\n") + 1
+    column = len(before) - before.rfind("\n")
+    return f":{line}:{column}"
 
 
 def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:
-    for key_node, value_node in node.value:
+    # The last occurrence wins, as in the constructed mapping (and after merge keys).
+    for key_node, value_node in reversed(node.value):
         if key_node.value == key:
             return value_node  # type: ignore[no-any-return]
     return None
@@ -508,10 +610,29 @@ def _child(node: yaml.MappingNode, key: str) -> yaml.Node | None:
 
 def _key_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
-        for key_node, _ in node.value:
+        for key_node, _ in reversed(node.value):
             if key_node.value == key:
                 return key_node  # type: ignore[no-any-return]
     return None
+
+
+def _written_pairs(root: yaml.Node) -> dict[int, list[tuple[yaml.Node, yaml.Node]]]:
+    """The pairs of every mapping node reachable from ``root``, as composed (aliases once)."""
+    out: dict[int, list[tuple[yaml.Node, yaml.Node]]] = {}
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            out[id(node)] = list(node.value)
+            for key_node, value_node in node.value:
+                todo += (key_node, value_node)
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
+    return out
 
 
 def _line(node: yaml.Node | None) -> int | None:

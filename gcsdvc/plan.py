@@ -68,6 +68,7 @@ class Item:
 @dataclass
 class Plan:
     manifest: Manifest
+    pinned: bool  # whether file stages pin the object generation (see stages.conform)
     items: list[Item] = field(default_factory=list)
 
     def of(self, *actions: Action) -> list[Item]:
@@ -133,7 +134,10 @@ def build_plan(
     root = manifest.root
     wanted = desired(manifest)
     ours, foreign = read_stages(manifest)
-    plan = Plan(manifest)
+    pinned = manifest.pin_generations
+    if pinned is None:
+        pinned = not stages.has_default_remote(root)
+    plan = Plan(manifest, pinned)
     pending: list[Item] = []  # items whose action waits for a listing
 
     for res in selected:
@@ -153,11 +157,11 @@ def build_plan(
             else:
                 pending.append(item)
 
-    listings = _list(storage, pending, root)
+    listings = _list(storage, pending, root, pinned)
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
     by_source = {str(stages.dep(st).get("path")): local for local, st in orphans.items()}
     for item in pending:
-        _plan_file(item, root, listings, orphans, by_source)
+        _plan_file(item, root, listings, orphans, by_source, pinned)
 
     for local, stage in sorted(orphans.items()):
         name = str((stages.identity(stage) or {}).get("name", ""))
@@ -171,7 +175,7 @@ def build_plan(
 Listing = dict[str, RemoteObject] | StorageError
 
 
-def _needs_listing(item: Item, root: Path) -> bool:
+def _needs_listing(item: Item, root: Path, pinned: bool) -> bool:
     res = item.resource
     assert res is not None
     stage = item.stage
@@ -181,13 +185,16 @@ def _needs_listing(item: Item, root: Path) -> bool:
         or stages.dep(stage).get("path") != item.source
         or not (root / item.local).exists()
         or not stages.out(stage).get("md5")
+        or (pinned and "version_id" not in stages.dep(stage))
     )
 
 
-def _list(storage: Storage | None, items: list[Item], root: Path) -> dict[tuple[str, str], Listing]:
+def _list(
+    storage: Storage | None, items: list[Item], root: Path, pinned: bool
+) -> dict[tuple[str, str], Listing]:
     keys = []
     for item in items:
-        if _needs_listing(item, root):
+        if _needs_listing(item, root, pinned):
             assert item.resource is not None
             keys.append((item.resource.bucket, item.resource.prefix))
     if not keys:
@@ -203,6 +210,7 @@ def _plan_file(
     listings: dict[tuple[str, str], Listing],
     orphans: dict[str, Stage],
     by_source: dict[str, str],
+    pinned: bool,
 ) -> None:
     res, file, stage = item.resource, item.file, item.stage
     assert res is not None and file is not None
@@ -241,7 +249,7 @@ def _plan_file(
     if item.action is Action.UPDATE and item.obj is None:
         item.action, item.note = Action.FAILED, f"object not found: {item.source}"
         return
-    if item.action is Action.UNCHANGED and _annotations_differ(stage, item):
+    if item.action is Action.UNCHANGED and conformed(item, pinned) != stage:
         item.action = Action.METADATA
 
 
@@ -259,14 +267,23 @@ def _plan_folder(item: Item, root: Path) -> None:
         item.action = Action.RESTORE
     elif not res.skip_if_exist:
         item.action, item.note = Action.UPDATE, "follows upstream (skip_if_exist: false)"
-    elif _annotations_differ(stage, item):
+    elif conformed(item, True) != stage:
         item.action = Action.METADATA
 
 
-def _annotations_differ(stage: Stage, item: Item) -> bool:
-    assert item.resource is not None
-    want = identity_of(item.resource, item.file)
-    return stages.identity(stage) != want or (stage.get("desc") or "") != item.resource.description
+def conformed(item: Item, pinned: bool) -> Stage:
+    """The item's current stage as the manifest and pinning mode want it now.
+
+    Folder imports are DVC's own and always stay frozen.
+    """
+    assert item.resource is not None and item.stage is not None
+    return stages.conform(
+        item.stage,
+        desc=item.resource.description,
+        identity=identity_of(item.resource, item.file),
+        pinned=pinned or item.file is None,
+        dep_info=item.obj.dep_info if item.obj else None,
+    )
 
 
 def relative_out(local: str) -> str:

@@ -24,7 +24,7 @@ def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
     width = max((len(name) for name in counts), default=0)
     by_name: dict[str, list[str]] = {}
     for item in plan.items:
-        if verbose or item.action not in (Action.UNCHANGED,) or item.note:
+        if verbose:
             note = f"  ({item.note})" if item.note else ""
             by_name.setdefault(item.name, []).append(
                 f"    {item.action.value:<9} {item.local}  <- {item.source}{note}"

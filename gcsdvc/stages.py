@@ -29,6 +29,7 @@ _MD5_EXCLUDED = frozenset(
     {"desc", "type", "labels", "meta", "locked", "frozen", "metric", "persist", "isexec"}
     | {"size", "nfiles"}
 )
+_DEP_ORDER = ("etag", "size", "version_id", "hash", "path")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -43,28 +44,65 @@ def stage_path(local: str) -> str:
 def file_stage(
     source: str,
     out: str,
-    md5: str,
+    md5: str | None,
     size: int,
     dep_info: dict[str, Any],
     desc: str,
     identity: dict[str, Any],
+    pinned: bool,
 ) -> Stage:
-    """A frozen import stage for one object, as ``dvc import-url`` writes it.
+    """An import stage for one object, as ``dvc import-url`` writes it.
 
-    ``dep_info`` is DVC's record of the object (etag, size and, when pinned,
-    version_id) as :mod:`gcsdvc.storage` builds it; ``out`` is the file name
-    relative to the stage's folder.
+    ``dep_info`` is DVC's record of the object (etag, size, version_id) as
+    :mod:`gcsdvc.storage` builds it; ``out`` is the file name relative to the
+    stage's folder. Without ``md5`` the out has no checksum yet, as with
+    ``dvc import-url --no-download``.
     """
-    stage: Stage = {}
-    if desc:
-        stage["desc"] = desc
-    stage["md5"] = ""
-    stage["frozen"] = True
-    stage["deps"] = [{**dep_info, "hash": "md5", "path": source}]
-    stage["outs"] = [{"md5": md5, "size": size, "hash": "md5", "path": out}]
-    stage["meta"] = {META_KEY: identity}
-    stage["md5"] = stage_md5(stage)
-    return stage
+    outs: dict[str, Any] = {"md5": md5, "size": size} if md5 else {}
+    stage: Stage = {
+        "deps": [{**dep_info, "hash": "md5", "path": source}],
+        "outs": [{**outs, "hash": "md5", "path": out}],
+    }
+    return conform(stage, desc=desc, identity=identity, pinned=pinned)
+
+
+def conform(
+    stage: Stage,
+    *,
+    desc: str,
+    identity: dict[str, Any],
+    pinned: bool,
+    dep_info: dict[str, Any] | None = None,
+) -> Stage:
+    """``stage`` with this description, identity and pinning, and its md5 recomputed.
+
+    Pinned: frozen, with the object's generation as ``version_id`` (exactly what
+    ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket). Unpinned:
+    neither, so ``dvc push``/``dvc pull`` go through the DVC remote and
+    ``dvc status`` reports upstream changes without a warning per stage.
+    ``dep_info`` (the object as listed now) supplies a missing generation when
+    it is still the recorded object.
+    """
+    deps = [dict(d) for d in stage.get("deps") or [{}]]
+    first = deps[0]
+    if not pinned:
+        first.pop("version_id", None)
+    elif dep_info and dep_info.get("etag") == first.get("etag") and dep_info.get("version_id"):
+        first["version_id"] = dep_info["version_id"]
+        first = {k: first[k] for k in _DEP_ORDER if k in first} | first
+    deps[0] = first
+    meta = dict(stage.get("meta") or {})
+    meta[META_KEY] = identity
+    skip = ("desc", "md5", "frozen", "deps", "meta")
+    new: Stage = {"desc": desc} if desc else {}
+    new["md5"] = ""
+    if pinned:
+        new["frozen"] = True
+    new["deps"] = deps
+    new.update((k, v) for k, v in stage.items() if k not in skip)
+    new["meta"] = meta
+    new["md5"] = stage_md5(new)
+    return new
 
 
 def stage_md5(stage: Stage) -> str:
@@ -82,17 +120,6 @@ def _strip(value: Any) -> Any:
     if isinstance(value, list):
         return [_strip(v) for v in value]
     return value
-
-
-def with_annotations(stage: Stage, desc: str, identity: dict[str, Any]) -> Stage:
-    """A copy of ``stage`` carrying this description and identity (the md5 is unaffected)."""
-    new = {k: v for k, v in stage.items() if k not in ("desc", "meta")}
-    meta = dict(stage.get("meta") or {})
-    meta[META_KEY] = identity
-    ordered: Stage = {"desc": desc} if desc else {}
-    ordered.update(new)
-    ordered["meta"] = meta
-    return ordered
 
 
 def read_stage(path: Path) -> Stage | None:
@@ -153,6 +180,17 @@ def out(stage: Stage) -> dict[str, Any]:
     outs = stage.get("outs") or [{}]
     first = outs[0]
     return first if isinstance(first, dict) else {}
+
+
+def has_default_remote(root: Path) -> bool:
+    """Whether DVC has a default remote (``core.remote``) at any config level."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        config = Config(dvc_dir=str(root / ".dvc"), validate=False)
+        return bool(config["core"].get("remote"))
+    except ConfigError as exc:
+        raise DvcRepoError(f"cannot read the DVC config: {exc}") from None
 
 
 def find_stages(folder: Path) -> Iterable[Path]:

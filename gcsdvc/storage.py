@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcsdvc.errors import StorageError
+from gcsdvc.errors import GcsdvcError, StorageError
 
 _DEFAULT_ENV = {
     # gcsfs otherwise probes every bucket's type over gRPC, a minute per call off GCP.
@@ -76,8 +76,7 @@ class RetryCounter(logging.Handler):
 class Storage:
     """A Cloud Storage client for one command; the filesystem is created on first use."""
 
-    def __init__(self, pin_generations: bool = False, jobs: int = 16) -> None:
-        self.pin_generations = pin_generations
+    def __init__(self, jobs: int = 16) -> None:
         self.jobs = max(1, jobs)
         self._fs: Any = None
         self.retries = RetryCounter()
@@ -120,7 +119,7 @@ class Storage:
 
         meta = Meta.from_info(info, "gs").to_dict()
         dep_info = {"etag": meta["etag"], "size": meta["size"]}
-        if self.pin_generations and meta.get("version_id"):
+        if meta.get("version_id"):
             dep_info["version_id"] = meta["version_id"]
         md5 = info.get("md5Hash")
         name = info["name"].split("/", 1)[1]
@@ -260,7 +259,7 @@ def verify(obj: RemoteObject, path: Path) -> str:
 def describe(exc: BaseException) -> str:
     """One line for a storage exception, without a traceback."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, StorageError):
+    if isinstance(exc, GcsdvcError):
         return text
     if isinstance(exc, FileNotFoundError):
         return "not found"

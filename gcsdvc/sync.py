@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gcsdvc import stages
 from gcsdvc.errors import DvcRepoError, GcsdvcError, LockedError
 from gcsdvc.manifest import Manifest
-from gcsdvc.plan import Action, Item, Plan, build_plan, identity_of, relative_out
+from gcsdvc.plan import Action, Item, Plan, build_plan, conformed, identity_of, relative_out
 from gcsdvc.storage import RemoteObject, Storage, describe
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def sync(
 ) -> SyncResult:
     """Bring the selected experiments (all when ``names`` is empty) in line with the manifest."""
     selected = manifest.select(names)
-    storage = Storage(manifest.pin_generations, jobs)
+    storage = Storage(jobs)
     plan = build_plan(manifest, selected, storage, prune, names)
     if dry_run or not plan.has_work:
         return _result(plan, storage)
@@ -268,15 +268,13 @@ class _Executor:
         stage = stages.file_stage(
             source=item.source,
             out=relative_out(item.local),
-            md5=md5 or "",
+            md5=md5,
             size=obj.size,
             dep_info=obj.dep_info,
             desc=res.description,
             identity=identity_of(res, item.file),
+            pinned=self.result.plan.pinned,
         )
-        if md5 is None:  # like `dvc import-url --no-download`: no checksum until pulled
-            stage["outs"] = [{"hash": "md5", "path": relative_out(item.local)}]
-            stage["md5"] = stages.stage_md5(stage)
         self._write(item.local, stage)
 
     def _record_without_data(self, item: Item) -> None:
@@ -294,26 +292,16 @@ class _Executor:
     # -- metadata, moves, prunes ------------------------------------------
 
     def _annotate(self, item: Item) -> None:
-        assert item.resource is not None and item.stage is not None
-        stage = stages.with_annotations(
-            item.stage, item.resource.description, identity_of(item.resource, item.file)
-        )
-        self._write(item.local, stage)
+        self._write(item.local, conformed(item, self.result.plan.pinned))
 
     def _move(self, item: Item) -> None:
         assert item.old_local is not None and item.stage is not None
-        assert item.resource is not None
         old, new = self._abs(item.old_local), self._abs(item.local)
         _refuse_symlinks(self.root, new)
         new.parent.mkdir(parents=True, exist_ok=True)
         os.replace(old, new)
-        stage = dict(item.stage)
-        stage["outs"] = [{**stages.out(item.stage), "path": relative_out(item.local)}]
-        stage["md5"] = stages.stage_md5(stage)
-        stage = stages.with_annotations(
-            stage, item.resource.description, identity_of(item.resource, item.file)
-        )
-        self._write(item.local, stage)
+        item.stage = {**item.stage, "outs": [{**stages.out(item.stage), "path": new.name}]}
+        self._annotate(item)
         self.ignore_add.setdefault(new.parent, []).append(new.name)
         self._forget(item.old_local)
 
@@ -353,8 +341,11 @@ class _Executor:
         path = self._abs(item.local)
         _refuse_symlinks(self.root, path)
         stage_file = str(self._abs(stages.stage_path(item.local)))
+        path.parent.mkdir(parents=True, exist_ok=True)
         from dvc.exceptions import DvcException
+        from dvc.ui import ui
 
+        ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
         try:
             if item.action is Action.ADD:
                 if not self.download:
@@ -367,6 +358,8 @@ class _Executor:
                 self.repo.update(targets=[stage_file], jobs=self.storage.jobs)
         except DvcException as exc:
             raise DvcRepoError(str(exc).splitlines()[0]) from None
+        finally:
+            ui._enabled = True
         item.stage = stages.read_stage(Path(stage_file))
         self._annotate(item)
 

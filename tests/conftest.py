@@ -84,7 +84,10 @@ def put(gcs: Any) -> Callable[[str, bytes | str], None]:
 
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, check=check, capture_output=True, text=True)
+    res = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    if check and res.returncode:
+        pytest.fail(f"{' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
 
 
 @pytest.fixture

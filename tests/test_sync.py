@@ -1,0 +1,248 @@
+"""End-to-end sync against the emulator, with real git and real DVC."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import dvc, gcsdvc, run, snapshot
+
+DESC = "学習率 0.01 — the run where we varied the learning rate"
+QUOTED = "experiment1-yyyymmd'd'"
+
+
+def write_manifest(root: Path, resources: list[dict[str, Any]], **settings: Any) -> None:
+    doc: dict[str, Any] = {"resources": resources}
+    if settings:
+        doc["gcsdvc"] = settings
+    (root / "params.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def entry(bucket: str, **over: Any) -> dict[str, Any]:
+    base = {
+        "name": "exp1",
+        "bucket": bucket,
+        "blob": "project1",
+        "subblob": QUOTED,
+        "files": ["parent_dir/file1", "file1", "metrics.json"],
+        "destination": f"project1/{QUOTED}",
+        "skip_if_exist": True,
+        "description": DESC,
+    }
+    base.update(over)
+    return base
+
+
+@pytest.fixture
+def seeded(bucket: str, put: Any) -> str:
+    prefix = f"{bucket}/project1/{QUOTED}"
+    put(f"{prefix}/parent_dir/file1", "nested file1\n")
+    put(f"{prefix}/file1", "top file1\n")
+    put(f"{prefix}/metrics.json", json.dumps({"acc": 0.9}))
+    put(f"{prefix}/checkpoint.bin", b"\0" * (3 << 20))  # unlisted: must stay in the cloud
+    return bucket
+
+
+def data(root: Path, rel: str) -> Path:
+    return root / "data" / "project1" / QUOTED / rel
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["exp1  add 3", "sync: 3 added, 0 unchanged"]
+    assert data(repo, "parent_dir/file1").read_text() == "nested file1\n"
+    assert data(repo, "file1").read_text() == "top file1\n"
+    assert not data(repo, "checkpoint.bin").exists()
+
+    stage = load(data(repo, "parent_dir/file1.dvc"))
+    source = f"gs://{seeded}/project1/{QUOTED}/parent_dir/file1"
+    assert stage["desc"] == DESC
+    assert stage["frozen"] is True
+    assert stage["meta"] == {
+        "gcsdvc": {
+            "name": "exp1",
+            "bucket": seeded,
+            "blob": "project1",
+            "subblob": QUOTED,
+            "file": "parent_dir/file1",
+        }
+    }
+    (dep,) = stage["deps"]
+    (out,) = stage["outs"]
+    assert dep["path"] == source and dep["size"] == 13 and len(dep["etag"]) == 32
+    assert out == {"md5": out["md5"], "size": 13, "hash": "md5", "path": "file1"}
+    assert (data(repo, "parent_dir") / ".gitignore").read_text() == "/file1\n"
+
+    # Nothing committed names the emulator, and DVC accepts the result as its own.
+    for path in (repo / "data").rglob("*.dvc"):
+        assert "127.0.0.1" not in path.read_text()
+    status = dvc("status", "--json", cwd=repo)
+    assert json.loads(status.stdout) == {}
+
+
+def test_stage_matches_dvc_import_url(repo: Path, seeded: str, tmp_path: Path) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", cwd=repo, check=True)
+    other = tmp_path / "plain"
+    other.mkdir()
+    run("git", "init", "-q", cwd=other)
+    dvc("init", "-q", cwd=other)
+    source = f"gs://{seeded}/project1/{QUOTED}/parent_dir/file1"
+    dvc("import-url", source, "file1", cwd=other)
+    theirs = load(other / "file1.dvc")
+    ours = load(data(repo, "parent_dir/file1.dvc"))
+    # Without a DVC remote gcsdvc pins the generation, exactly like import-url.
+    assert ours["deps"] == theirs["deps"]
+    assert ours["frozen"] is theirs["frozen"] is True
+    assert ours["outs"] == theirs["outs"]
+
+    # Our stage checksum is DVC's.
+    from dvc.repo import Repo
+    from dvc.stage.utils import compute_md5
+
+    with Repo(str(repo)) as dvc_repo:
+        (stage,) = dvc_repo.stage.collect(str(data(repo, "parent_dir/file1.dvc")))
+        assert compute_md5(stage) == ours["md5"]
+
+
+def test_resync_is_a_byte_identical_noop(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", cwd=repo, check=True)
+    before = snapshot(repo)
+    mtimes = {p: p.stat().st_mtime_ns for p in (repo / "data").rglob("*")}
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == ["exp1  unchanged 3", "sync: 3 unchanged"]
+    assert snapshot(repo) == before
+    assert {p: p.stat().st_mtime_ns for p in (repo / "data").rglob("*")} == mtimes
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_upstream_change(repo: Path, seeded: str, put: Any, skip: bool) -> None:
+    write_manifest(repo, [entry(seeded, skip_if_exist=skip)])
+    gcsdvc("sync", cwd=repo, check=True)
+    put(f"{seeded}/project1/{QUOTED}/file1", "changed upstream\n")
+    res = gcsdvc("sync", "-v", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    if skip:
+        assert data(repo, "file1").read_text() == "top file1\n"
+        assert "exp1  unchanged 3" in res.stdout
+    else:
+        assert data(repo, "file1").read_text() == "changed upstream\n"
+        assert "exp1  update 1, unchanged 2" in res.stdout
+        stage = load(data(repo, "file1.dvc"))
+        assert stage["outs"][0]["size"] == len("changed upstream\n")
+    # DVC itself sees the kept, outdated copy as an available update.
+    status = json.loads(dvc("status", "--json", cwd=repo).stdout)
+    changed = {f"data/project1/{QUOTED}/file1.dvc"} if skip else set()
+    assert set(status) == changed
+
+
+def test_description_and_name_change_rewrite_metadata_only(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", cwd=repo, check=True)
+    inode = data(repo, "file1").stat().st_ino
+    old_md5 = load(data(repo, "file1.dvc"))["md5"]
+    write_manifest(repo, [entry(seeded, name="renamed", description="new words")])
+    res = gcsdvc("sync", cwd=repo)
+    assert "renamed  metadata 3" in res.stdout
+    stage = load(data(repo, "file1.dvc"))
+    assert stage["desc"] == "new words"
+    assert stage["meta"]["gcsdvc"]["name"] == "renamed"
+    assert stage["md5"] == old_md5
+    assert data(repo, "file1").stat().st_ino == inode
+
+
+def test_destination_change_moves_data_and_stage(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", cwd=repo, check=True)
+    write_manifest(repo, [entry(seeded, destination="moved/here")])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert "exp1  move 3" in res.stdout
+    new = repo / "data" / "moved" / "here"
+    assert (new / "parent_dir" / "file1").read_text() == "nested file1\n"
+    assert load(new / "file1.dvc")["outs"][0]["path"] == "file1"
+    assert not (repo / "data" / "project1").exists()
+    assert json.loads(dvc("status", "--json", cwd=repo).stdout) == {}
+
+
+def test_removed_file_is_orphan_until_prune(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", cwd=repo, check=True)
+    write_manifest(repo, [entry(seeded, files=["file1", "metrics.json"])])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0
+    assert "1 stage(s) no longer in the manifest; 'gcsdvc sync --prune' removes them" in res.stdout
+    assert data(repo, "parent_dir/file1").exists()
+    res = gcsdvc("sync", "--prune", cwd=repo)
+    assert res.returncode == 0
+    assert "1 pruned" in res.stdout
+    assert not data(repo, "parent_dir").exists()
+    assert data(repo, "file1").exists()
+
+
+def test_dry_run_changes_nothing(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    before = snapshot(repo)
+    res = gcsdvc("sync", "--dry-run", "-v", cwd=repo)
+    assert res.returncode == 0
+    assert "dry run: 3 change(s) planned, nothing written" in res.stdout
+    assert f"add       data/project1/{QUOTED}/parent_dir/file1" in res.stdout
+    assert snapshot(repo) == before
+
+
+def test_failures_do_not_stop_other_entries(repo: Path, seeded: str) -> None:
+    write_manifest(
+        repo,
+        [
+            entry(seeded),
+            entry("no-such-bucket-gcsdvc", name="ghost", destination="ghost"),
+            entry(seeded, name="partial", destination="partial", files=["file1", "missing.txt"]),
+        ],
+    )
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "failed: ghost: gs://no-such-bucket-gcsdvc/" in res.stderr
+    assert "bucket 'no-such-bucket-gcsdvc' not found" in res.stderr
+    assert f"failed: partial: gs://{seeded}/project1/{QUOTED}/missing.txt: object not found" in (
+        res.stderr
+    )
+    assert data(repo, "file1").exists()
+    assert (repo / "data" / "partial" / "file1").exists()
+    assert not (repo / "data" / "partial" / "missing.txt.dvc").exists()
+
+
+def test_no_download_then_dvc_pull(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", "--no-download", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert not data(repo, "file1").exists()
+    assert "md5" not in load(data(repo, "file1.dvc"))["outs"][0]
+    dvc("pull", cwd=repo)
+    assert data(repo, "file1").read_text() == "top file1\n"
+
+
+def test_whole_prefix_entry_is_one_folder_import(repo: Path, seeded: str) -> None:
+    whole = entry(seeded, name="whole", destination="whole")
+    del whole["files"]
+    write_manifest(repo, [whole])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    stage = load(repo / "data" / "whole.dvc")
+    assert stage["outs"][0]["path"] == "whole"
+    assert stage["desc"] == DESC
+    assert (repo / "data" / "whole" / "parent_dir" / "file1").read_text() == "nested file1\n"
+    res = gcsdvc("sync", cwd=repo)
+    assert res.stdout.splitlines() == ["whole  unchanged 1", "sync: 1 unchanged"]
