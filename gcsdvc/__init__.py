@@ -1,5 +1,11 @@
-"""gcsdvc: experiment outputs from Google Cloud Storage as DVC import stages."""
+"""gcsdvc: experiment outputs from Google Cloud Storage as DVC import stages.
 
+For analysis code: ``gcsdvc.path(name, file)``, ``gcsdvc.open(name, file)`` and
+``gcsdvc.resources()`` (see :mod:`gcsdvc.api`). Importing gcsdvc loads neither
+DVC nor gcsfs.
+"""
+
+from gcsdvc.api import Experiment, open, path, resources
 from gcsdvc.errors import (
     DvcRepoError,
     GcsdvcError,
@@ -15,6 +21,7 @@ from gcsdvc.manifest import Manifest, Resource, load_manifest
 
 __all__ = [
     "DvcRepoError",
+    "Experiment",
     "GcsdvcError",
     "LockedError",
     "Manifest",
@@ -26,4 +33,7 @@ __all__ = [
     "SyncFailedError",
     "UnknownResourceError",
     "load_manifest",
+    "open",
+    "path",
+    "resources",
 ]

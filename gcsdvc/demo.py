@@ -21,6 +21,7 @@ from gcsdvc.emulator import Emulator
 BUCKET = "gcsdvc-demo"
 RUNS = {"lr-0.1": 0.1, "lr-0.01": 0.01, "lr-0.001": 0.001}
 CHECKPOINT_BYTES = 8 << 20
+PLOTS_DIR = "dvc_plots"  # git-ignored
 
 
 def seed_runs(seed: Path) -> None:
@@ -57,6 +58,12 @@ def main() -> int:
                 ("gcsdvc", "sync", "-v"),
                 ("gcsdvc", "sync"),
                 ("dvc", "status"),
+                ("gcsdvc", "status"),
+                ("gcsdvc", "list"),
+                ("gcsdvc", "which", "data/mnist/lr-0.001/metrics.json"),
+                # The analysis side: dvc.yaml at the root compares the synced runs.
+                ("dvc", "metrics", "show"),
+                ("dvc", "plots", "show", "-o", PLOTS_DIR),
             ]
             for step in steps:
                 print(f"\n$ {' '.join(step)}", flush=True)
@@ -65,6 +72,10 @@ def main() -> int:
                     print(f"demo step failed with exit code {code}", file=sys.stderr)
                     return code
     print("\nData and stages are in data/; the emulator has stopped.")
+    print(
+        f"Training curves: {(root / PLOTS_DIR / 'index.html').as_uri()}\n"
+        "(the page loads Vega from cdn.jsdelivr.net, so a browser needs internet access to draw it)"
+    )
     return 0
 
 

@@ -84,7 +84,7 @@ class Emulator:
                 str(seed),
                 "-log-level",
                 "error",
-            ],  # fmt: skip
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

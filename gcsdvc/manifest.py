@@ -60,7 +60,7 @@ class _Loader(_BaseLoader):
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, TypeError, OverflowError) as exc:
+        except (ValueError, TypeError, OverflowError, AttributeError, KeyError, IndexError) as exc:
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read {_show(node.value)}: {exc}", node.start_mark
             ) from None
@@ -309,7 +309,7 @@ class _Checker:
             line = _line(_key_node(sub, str(key))) or _line(sub)
             if key == "data_dir":
                 problem = _path_problem(value)
-                if problem is None and value.split("/")[0] in (".dvc", ".git"):
+                if problem is None and {".dvc", ".git"} & set(value.split("/")):
                     problem = "must not be inside .dvc or .git"
                 if problem:
                     self.fail(line, "gcsdvc.data_dir", f"{problem} (got {_show(value)})")
@@ -371,7 +371,9 @@ class _Checker:
         before = len(self.problems)
 
         def bad(key: str, message: str) -> None:
-            self.fail(_line(_key_node(node, key)) or line, f"{label} field '{key}'", message)
+            self.fail(
+                _line(_key_node(node, key)) or line, f"{label} field '{_one_line(key)}'", message
+            )
 
         values = dict(raw)
         for old, new in LEGACY_KEYS.items():
@@ -536,8 +538,10 @@ def _path_problem(value: Any, trailing_slash: bool = True) -> str | None:
 
 
 def _local_problem(path: str) -> str | None:
-    """Why a local path (below the data folder) would clash with files DVC writes itself."""
+    """Why a local path (below the data folder) would clash with files git or DVC own."""
     parts = path.split("/")
+    if ".git" in parts:
+        return "has a part named '.git', which git never tracks"
     if parts[-1].endswith(".dvc"):
         return "ends with '.dvc', which would clash with DVC's stage files"
     if parts[-1] == ".gitignore":

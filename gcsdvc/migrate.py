@@ -59,7 +59,8 @@ def migrate_source(source: str, filename: str = "<old manifest>") -> str:
         with warnings.catch_warnings():
             # e.g. "invalid escape sequence" in a Windows path: the value is still literal
             warnings.simplefilter("ignore")
-            tree = ast.parse(source, filename=shown)
+            # A byte order mark (Windows editors) is fine for Python; ast wants it gone.
+            tree = ast.parse(source.removeprefix("\ufeff"), filename=shown)
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         line = getattr(exc, "lineno", None)
         where = f"{shown}:{line}" if line else shown
@@ -146,7 +147,7 @@ def _find_resources(tree: ast.Module, shown: str) -> ast.expr:
 
 def _changes(tree: ast.Module) -> Iterator[ast.expr | ast.stmt]:
     """Module-level code that binds, rebinds or mutates the name ``resources``."""
-    todo: list[ast.AST] = list(tree.body)
+    todo: list[ast.AST] = [stmt for stmt in tree.body if not isinstance(stmt, _SCOPES)]
     while todo:
         node = todo.pop()
         if isinstance(node, ast.Name) and node.id == "resources":

@@ -8,6 +8,7 @@ from gcsdvc.plan import Action, Plan
 from gcsdvc.sync import SyncResult
 
 _ORDER = list(Action)
+_SKIPPED = "not attempted: "
 _PAST = {
     Action.ADD: "added",
     Action.UPDATE: "updated",
@@ -39,8 +40,13 @@ def summary_lines(
     result: SyncResult, dry_run: bool = False, verbose: bool = False, quiet: bool = False
 ) -> Iterator[str]:
     """The closing lines: what was done, what failed, what is left to do."""
+    skipped = [f for f in result.failures if f.message.startswith(_SKIPPED)]
     for failure in result.failures:
-        yield f"failed: {failure.name}: {failure.source}: {failure.message}"
+        if failure not in skipped:
+            yield f"failed: {failure.name}: {failure.source}: {failure.message}"
+    if skipped:  # storage went away: one line, not one per object
+        reason = skipped[0].message[len(_SKIPPED) :]
+        yield f"failed: {len(skipped)} more object(s) not attempted: {reason}; run again later"
     if quiet:
         return
     plan = result.plan

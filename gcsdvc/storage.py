@@ -12,9 +12,10 @@ import base64
 import hashlib
 import logging
 import os
+import queue
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ _EMULATOR_ENV = {
     "GCE_METADATA_IP": "127.0.0.1:9",
 }
 CHUNK = 1 << 20
-BIG_OBJECT = 64 << 20  # above this, gcsfs fetches one object over several connections
+READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
 
 
 def prepare_environment() -> None:
@@ -93,7 +94,10 @@ class Storage:
             try:
                 from dvc_gs import GSFileSystem
 
-                self._fs = GSFileSystem().fs
+                fs = GSFileSystem().fs
+                # A stalled connection must fail (and be retried), not hang the sync.
+                fs.requests_timeout = _timeout()
+                self._fs = fs
             except Exception as exc:
                 raise StorageError(f"cannot set up Cloud Storage access: {describe(exc)}") from None
         return self._fs
@@ -170,41 +174,49 @@ class Storage:
         self,
         items: list[tuple[RemoteObject, Path]],
         on_bytes: Callable[[int], None] | None = None,
-    ) -> list[str | Exception]:
-        """Fetch each object to its path and verify it; per item its md5 or the error.
+    ) -> Iterator[tuple[int, str | Exception]]:
+        """Fetch and verify objects, several at a time; yield (index, md5 or error) as each ends.
 
-        A file that failed or did not verify is removed.
+        A file that failed or did not verify is removed. Closing the generator
+        early (Ctrl-C) cancels the transfers still running.
         """
-        from fsspec.asyn import sync
-
         fs = self.fs
-        sem: asyncio.Semaphore | None = None
+        done: queue.SimpleQueue[tuple[int, str | Exception]] = queue.SimpleQueue()
 
-        async def one(obj: RemoteObject, dest: Path) -> str | Exception:
-            assert sem is not None
+        outage: list[Exception] = []  # once storage is gone, don't retry every object
+
+        async def one(sem: asyncio.Semaphore, index: int, obj: RemoteObject, dest: Path) -> None:
             async with sem:
+                if outage:
+                    done.put((index, StorageError(f"not attempted: {describe(outage[0])}")))
+                    return
                 try:
                     await fs._get_file(
                         f"{obj.bucket}/{obj.name}",
                         str(dest),
-                        concurrency=4 if obj.size > BIG_OBJECT else 1,
+                        concurrency=1,  # one stream per object keeps memory flat
                         callback=_progress(on_bytes),
                     )
                     loop = asyncio.get_running_loop()
-                    return await loop.run_in_executor(None, verify, obj, dest)
+                    done.put((index, await loop.run_in_executor(None, verify, obj, dest)))
                 except Exception as exc:
                     dest.unlink(missing_ok=True)
-                    return exc
+                    if is_outage(exc):
+                        outage.append(exc)
+                    done.put((index, exc))
 
-        async def run() -> list[str | Exception]:
-            nonlocal sem
+        async def run() -> None:
             sem = asyncio.Semaphore(self.jobs)
-            return list(await asyncio.gather(*(one(o, d) for o, d in items)))
+            await asyncio.gather(*(one(sem, i, o, d) for i, (o, d) in enumerate(items)))
 
         for _, dest in items:
             dest.parent.mkdir(parents=True, exist_ok=True)
-        result: list[str | Exception] = sync(fs.loop, run)
-        return result
+        future = asyncio.run_coroutine_threadsafe(run(), fs.loop)
+        try:
+            for _ in items:
+                yield done.get()
+        finally:
+            future.cancel()
 
 
 def _progress(on_bytes: Callable[[int], None] | None) -> Any:
@@ -246,14 +258,28 @@ def verify(obj: RemoteObject, path: Path) -> str:
     elif obj.crc32c is not None:
         import google_crc32c
 
-        crc = google_crc32c.Checksum()
+        crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
         with path.open("rb") as fobj:
             while chunk := fobj.read(CHUNK):
-                crc.update(chunk)
-        got = base64.b64encode(crc.digest()).decode()
+                crc.update(chunk)  # type: ignore[no-untyped-call]
+        got = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
         if got != obj.crc32c:
             raise ChecksumMismatch(f"{obj.url}: crc32c {got} does not match the object's")
     return md5
+
+
+def _timeout() -> Any:
+    import aiohttp
+
+    return aiohttp.ClientTimeout(sock_connect=30, sock_read=READ_TIMEOUT)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether the error means storage is unreachable (after gcsfs's own retries)."""
+    if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
+        return True
+    code = getattr(exc, "code", None)
+    return type(exc).__module__.startswith("aiohttp") or (isinstance(code, int) and code >= 500)
 
 
 def describe(exc: BaseException) -> str:

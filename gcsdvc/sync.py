@@ -207,12 +207,11 @@ class _Executor:
             pairs.append((item.obj, self.work / f"{n}.part"))
         if self.reporter:
             self.reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
+        reporter = self.reporter
+        on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
         try:
-            outcomes = self.storage.download(
-                pairs,
-                on_bytes=(lambda n: self.reporter.advance(nbytes=n)) if self.reporter else None,
-            )
-            for item, (obj, tmp), outcome in zip(fetch, pairs, outcomes, strict=True):
+            for index, outcome in self.storage.download(pairs, on_bytes):
+                item, (obj, tmp) = fetch[index], pairs[index]
                 if isinstance(outcome, Exception):
                     self._fail(item, describe(outcome))
                 else:
@@ -376,7 +375,7 @@ def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
             if kind == "reflink":
                 from dvc_objects.fs.system import reflink
 
-                reflink(str(src), str(dest))
+                reflink(str(src), str(dest))  # type: ignore[no-untyped-call]
             elif kind == "hardlink":
                 os.link(src, dest)
             elif kind == "symlink":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gcsdvc.emulator import Emulator, client_env
 
@@ -59,7 +61,7 @@ def gcs(emulator: Emulator) -> Any:
     """A gcsfs filesystem talking to the emulator."""
     import gcsfs
 
-    fs = gcsfs.GCSFileSystem(token="anon", endpoint_url=emulator.url)  # noqa: S106
+    fs = gcsfs.GCSFileSystem(token="anon", endpoint_url=emulator.url)
     yield fs
     fs.invalidate_cache()
 
@@ -83,8 +85,11 @@ def put(gcs: Any) -> Callable[[str, bytes | str], None]:
     return _put
 
 
-def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+def run(
+    *args: str, cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env} if env else None
+    res = subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=full_env)
     if check and res.returncode:
         pytest.fail(f"{' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
     return res
@@ -102,9 +107,11 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def gcsdvc(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess[str]:
+def gcsdvc(
+    *args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
-    return run(sys.executable, "-m", "gcsdvc", *args, cwd=cwd, check=check)
+    return run(sys.executable, "-m", "gcsdvc", *args, cwd=cwd, check=check, env=env)
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -120,3 +127,49 @@ def snapshot(root: Path) -> dict[str, bytes]:
             continue
         out[rel] = path.read_bytes()
     return out
+
+
+# -- a sample experiment modelled on the original manifest -----------------
+
+DESC = "学習率 0.01 — the run where we varied the learning rate"
+QUOTED = "experiment1-yyyymmd'd'"
+
+
+def write_manifest(root: Path, resources: list[dict[str, Any]], **settings: Any) -> None:
+    doc: dict[str, Any] = {"resources": resources}
+    if settings:
+        doc["gcsdvc"] = settings
+    (root / "params.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+
+
+def entry(bucket: str, **over: Any) -> dict[str, Any]:
+    base = {
+        "name": "exp1",
+        "bucket": bucket,
+        "blob": "project1",
+        "subblob": QUOTED,
+        "files": ["parent_dir/file1", "file1", "metrics.json"],
+        "destination": f"project1/{QUOTED}",
+        "skip_if_exist": True,
+        "description": DESC,
+    }
+    base.update(over)
+    return base
+
+
+@pytest.fixture
+def seeded(bucket: str, put: Any) -> str:
+    prefix = f"{bucket}/project1/{QUOTED}"
+    put(f"{prefix}/parent_dir/file1", "nested file1\n")
+    put(f"{prefix}/file1", "top file1\n")
+    put(f"{prefix}/metrics.json", json.dumps({"acc": 0.9}))
+    put(f"{prefix}/checkpoint.bin", b"\0" * (3 << 20))  # unlisted: must stay in the cloud
+    return bucket
+
+
+def data(root: Path, rel: str) -> Path:
+    return root / "data" / "project1" / QUOTED / rel
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())

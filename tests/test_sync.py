@@ -7,52 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
-from conftest import dvc, gcsdvc, run, snapshot
-
-DESC = "学習率 0.01 — the run where we varied the learning rate"
-QUOTED = "experiment1-yyyymmd'd'"
-
-
-def write_manifest(root: Path, resources: list[dict[str, Any]], **settings: Any) -> None:
-    doc: dict[str, Any] = {"resources": resources}
-    if settings:
-        doc["gcsdvc"] = settings
-    (root / "params.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-
-
-def entry(bucket: str, **over: Any) -> dict[str, Any]:
-    base = {
-        "name": "exp1",
-        "bucket": bucket,
-        "blob": "project1",
-        "subblob": QUOTED,
-        "files": ["parent_dir/file1", "file1", "metrics.json"],
-        "destination": f"project1/{QUOTED}",
-        "skip_if_exist": True,
-        "description": DESC,
-    }
-    base.update(over)
-    return base
-
-
-@pytest.fixture
-def seeded(bucket: str, put: Any) -> str:
-    prefix = f"{bucket}/project1/{QUOTED}"
-    put(f"{prefix}/parent_dir/file1", "nested file1\n")
-    put(f"{prefix}/file1", "top file1\n")
-    put(f"{prefix}/metrics.json", json.dumps({"acc": 0.9}))
-    put(f"{prefix}/checkpoint.bin", b"\0" * (3 << 20))  # unlisted: must stay in the cloud
-    return bucket
-
-
-def data(root: Path, rel: str) -> Path:
-    return root / "data" / "project1" / QUOTED / rel
-
-
-def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
+from conftest import DESC, QUOTED, data, dvc, entry, gcsdvc, load, run, snapshot, write_manifest
 
 
 def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:

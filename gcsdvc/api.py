@@ -1,0 +1,135 @@
+"""The Python API: find synced experiment files from analysis code.
+
+``gcsdvc.path("exp1", "metrics.json")`` gives the local file, after checking
+that it is synced and unmodified; errors say what to run. The manifest is the
+one the CLI uses (``params.yaml`` at the DVC root above the current folder)
+unless ``manifest=`` names another file or passes a loaded :class:`Manifest`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
+from gcsdvc.manifest import Manifest, Resource, load_manifest
+
+ManifestArg = Manifest | str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One manifest entry as analysis code sees it."""
+
+    name: str
+    description: str
+    source: str  # gs://BUCKET/PREFIX
+    folder: Path  # the absolute local folder
+    files: tuple[str, ...] | None  # None: the whole prefix is one folder import
+    paths: tuple[Path, ...]  # the absolute local path of each file (the folder if whole)
+
+
+def resources(manifest: ManifestArg = None) -> list[Experiment]:
+    """Every experiment of the manifest, in manifest order."""
+    found = _manifest(manifest)
+    root = found.root.absolute()
+    return [
+        Experiment(
+            name=res.name,
+            description=res.description,
+            source=res.url,
+            folder=root / found.local(res),
+            files=res.files,
+            paths=tuple(root / found.local(res, f) for f in res.files or (None,)),
+        )
+        for res in found.resources
+    ]
+
+
+def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = False) -> Path:
+    """The absolute path of a synced, unmodified file of experiment ``name``.
+
+    With ``sync=True`` a file not on disk yet is synced first (that experiment only).
+    For a whole-prefix entry ``file`` is a path inside the prefix.
+    Raises :class:`UnknownResourceError`, :class:`NotSyncedError` or :class:`ModifiedError`.
+    """
+    from gcsdvc.status import State, inspect
+
+    found = _manifest(manifest)
+    res = found.get(name)
+    listed = _listed(res, file)
+    item = inspect(found, res, listed)
+    command = f"gcsdvc sync {shlex.quote(name)}"
+    why = f"run: {command}"
+    if sync and item.state in (State.NOT_SYNCED, State.MISSING):
+        failures = _sync(found, res)
+        item = inspect(found, res, listed)
+        messages = failures.get(item.source) or [m for ms in failures.values() for m in ms]
+        why = "; ".join(messages) or f"'{command}' did not bring it"
+    if item.state is State.NOT_SYNCED:
+        raise NotSyncedError(f"{name}: {item.local} is not synced yet; {why}")
+    if item.state is State.MISSING:
+        raise NotSyncedError(f"{name}: {item.local} is not on disk; {why}")
+    if item.state is State.MODIFIED:
+        raise ModifiedError(
+            f"{name}: the local copy {item.local} differs from {item.stage_file} ({item.note}); "
+            f"'rm {shlex.quote(item.local)} && {command}' restores the recorded copy"
+        )
+    target = found.root.absolute() / item.local
+    if listed is None:
+        target = target / file
+        if not target.is_file():
+            raise UnknownResourceError(f"experiment {name!r} has no file {file!r} in {item.local}")
+    return target
+
+
+def open(  # gcsdvc.open, in the spirit of io.open
+    name: str,
+    file: str,
+    mode: str = "rb",
+    *,
+    manifest: ManifestArg = None,
+    sync: bool = False,
+    **kwargs: Any,
+) -> IO[Any]:
+    """Open a synced file of experiment ``name`` for reading (see :func:`path`)."""
+    if set(mode) & set("wax+"):
+        raise ValueError(f"gcsdvc.open is read-only (mode {mode!r}); the files belong to DVC")
+    return path(name, file, manifest=manifest, sync=sync).open(mode, **kwargs)
+
+
+def _manifest(manifest: ManifestArg) -> Manifest:
+    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+
+
+def _listed(res: Resource, file: str) -> str | None:
+    """``file`` as listed in the entry (None for a whole-prefix entry); unknown files fail."""
+    if res.files is None:
+        parts = file.split("/")
+        if file.startswith("/") or "\\" in file or {"", ".", ".."} & set(parts):
+            raise UnknownResourceError(f"invalid file name {file!r} for experiment {res.name!r}")
+        return None
+    if file in res.files:
+        return file
+    close = difflib.get_close_matches(file, res.files, n=3, cutoff=0.5)
+    if close:
+        hint = f"did you mean {', '.join(map(repr, close))}?"
+    else:
+        more = ", ..." if len(res.files) > 5 else ""
+        hint = f"its files: {', '.join(res.files[:5])}{more}"
+    raise UnknownResourceError(f"experiment {res.name!r} has no file {file!r}; {hint}")
+
+
+def _sync(manifest: Manifest, res: Resource) -> dict[str, list[str]]:
+    """Sync one experiment; the failure messages by source."""
+    from gcsdvc.status import exact_pattern
+    from gcsdvc.sync import sync
+
+    failures: dict[str, list[str]] = {}
+    for failure in sync(manifest, [exact_pattern(res.name)]).failures:
+        failures.setdefault(failure.source, []).append(f"sync failed: {failure.message}")
+    return failures

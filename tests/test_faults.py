@@ -1,0 +1,208 @@
+"""Faults: storage errors, interruptions, concurrency and hostile input.
+
+Each test ends by checking the guarantee: every stage on disk points at a
+complete file whose bytes match its recorded md5, and nothing else is in the
+data folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import QUOTED, data, entry, gcsdvc, load, snapshot, write_manifest
+from faultproxy import FaultProxy, Faults
+
+from gcsdvc.emulator import free_port
+
+
+@pytest.fixture
+def proxy(emulator: Any) -> Iterator[FaultProxy]:
+    server = FaultProxy(emulator.port)
+    yield server
+    server.close()
+
+
+def via(proxy: FaultProxy) -> dict[str, str]:
+    return {"STORAGE_EMULATOR_HOST": proxy.url}
+
+
+def assert_consistent(root: Path) -> int:
+    """Every stage records a file that is on disk and verified; nothing stray. Returns #stages."""
+    folder = root / "data"
+    recorded = set()
+    for stage_file in folder.rglob("*.dvc"):
+        out = load(stage_file)["outs"][0]
+        target = stage_file.with_name(out["path"])
+        assert target.is_file(), f"{stage_file} records a missing file"
+        assert hashlib.md5(target.read_bytes()).hexdigest() == out["md5"], target
+        recorded.add(target)
+    for path in folder.rglob("*") if folder.exists() else ():
+        if path.is_file() and path.suffix != ".dvc" and path.name != ".gitignore":
+            assert path in recorded, f"stray file {path}"
+    return len(recorded)
+
+
+@pytest.fixture
+def many(bucket: str, put: Any) -> str:
+    """Twelve 1 MiB objects: slow enough through a throttled proxy to interrupt."""
+    for n in range(12):
+        put(f"{bucket}/project1/{QUOTED}/part-{n:02d}.bin", os.urandom(1 << 20))
+    return bucket
+
+
+def many_entry(bucket: str) -> dict[str, Any]:
+    return entry(bucket, files=[f"part-{n:02d}.bin" for n in range(12)])
+
+
+def start_sync(root: Path, proxy: FaultProxy) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gcsdvc", "sync", "-j", "2"],
+        cwd=root,
+        env={**os.environ, **via(proxy)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def downloading(root: Path) -> bool:
+    return any((root / ".dvc" / "tmp" / "gcsdvc").glob("*.part"))
+
+
+def test_transient_errors_are_retried(repo: Path, seeded: str, proxy: FaultProxy) -> None:
+    proxy.faults = Faults(fail_first=2, status=503)
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", "-v", cwd=repo, env=via(proxy))
+    assert res.returncode == 0, res.stderr
+    retries = int(res.stdout.rsplit("storage retries: ", 1)[1].split()[0])
+    assert 1 <= retries <= 6
+    assert assert_consistent(repo) == 3
+
+
+def test_corrupt_download_is_never_recorded(repo: Path, seeded: str, proxy: FaultProxy) -> None:
+    proxy.faults = Faults(corrupt_media=True)
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "does not match the object's" in res.stderr
+    assert assert_consistent(repo) == 0
+    proxy.faults = Faults()
+    assert gcsdvc("sync", cwd=repo, env=via(proxy)).returncode == 0
+    assert assert_consistent(repo) == 3
+
+
+def test_permission_denied_is_named_and_others_sync(
+    repo: Path, seeded: str, proxy: FaultProxy, gcs: Any
+) -> None:
+    gcs.mkdir(f"{seeded}-secret")
+    gcs.pipe(f"{seeded}-secret/project1/{QUOTED}/file1", b"secret")
+    proxy.faults = Faults(forbid=f"/b/{seeded}-secret/")
+    secret = entry(f"{seeded}-secret", name="secret", destination="secret", files=["file1"])
+    write_manifest(repo, [entry(seeded), secret])
+    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    assert res.returncode == 1
+    assert f"failed: secret: gs://{seeded}-secret/" in res.stderr
+    assert "permission denied" in res.stderr
+    assert data(repo, "file1").exists()
+    assert assert_consistent(repo) == 3
+
+
+def test_storage_down_from_the_start(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    before = snapshot(repo)
+    started = time.monotonic()
+    res = gcsdvc("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"})
+    assert time.monotonic() - started < 60
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: cannot reach Cloud Storage at http://127.0.0.1:")
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert snapshot(repo) == before
+
+
+def test_storage_dies_mid_sync(repo: Path, many: str, proxy: FaultProxy) -> None:
+    proxy.faults = Faults(delay=0.02)
+    write_manifest(repo, [many_entry(many)])
+    proc = start_sync(repo, proxy)
+    wait_for(lambda: any((repo / "data").rglob("*.dvc")))
+    proxy.faults.down = True
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "Traceback" not in err
+    synced = assert_consistent(repo)
+    assert 0 < synced < 12
+    proxy.faults = Faults()
+    assert gcsdvc("sync", cwd=repo, env=via(proxy)).returncode == 0
+    assert assert_consistent(repo) == 12
+
+
+def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -> None:
+    proxy.faults = Faults(delay=0.02)
+    write_manifest(repo, [many_entry(many)])
+    proc = start_sync(repo, proxy)
+    wait_for(lambda: downloading(repo))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert_consistent(repo)
+    proxy.faults = Faults()
+    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    assert res.returncode == 0, res.stderr
+    assert assert_consistent(repo) == 12
+    assert not (repo / ".dvc" / "tmp" / "gcsdvc").exists()
+
+
+def test_two_syncs_at_once(repo: Path, many: str, proxy: FaultProxy) -> None:
+    proxy.faults = Faults(delay=0.03)
+    write_manifest(repo, [many_entry(many)])
+    first = start_sync(repo, proxy)
+    wait_for(lambda: downloading(repo))
+    second = start_sync(repo, proxy)
+    _, err2 = second.communicate(timeout=120)
+    first.communicate(timeout=120)
+    assert first.returncode == 0
+    assert second.returncode == 1
+    assert "another gcsdvc or dvc process is working in this repository" in err2
+    assert assert_consistent(repo) == 12
+
+
+def test_symlink_out_of_the_repository_is_refused(repo: Path, seeded: str, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "data").mkdir()
+    (repo / "data" / "project1").symlink_to(outside)
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 1
+    assert "leads outside the repository" in res.stderr
+    assert list(outside.iterdir()) == []
+
+
+ODD_NAMES = ["a b.txt", "it's here.txt", "ünïcode-日本.txt", "hash#1.txt", "q?.txt", "pct%20.txt"]
+
+
+def test_odd_object_names_round_trip(repo: Path, bucket: str, put: Any) -> None:
+    for name in ODD_NAMES:
+        put(f"{bucket}/project1/{QUOTED}/{name}", f"content of {name}\n")
+    write_manifest(repo, [entry(bucket, files=ODD_NAMES)])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    for name in ODD_NAMES:
+        assert data(repo, name).read_text() == f"content of {name}\n"
+    assert assert_consistent(repo) == len(ODD_NAMES)
+    assert gcsdvc("sync", cwd=repo).stdout.splitlines()[0] == f"exp1  unchanged {len(ODD_NAMES)}"

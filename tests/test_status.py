@@ -1,0 +1,248 @@
+"""End-to-end ``gcsdvc status``, ``list``, ``show`` and ``which`` against the emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import dvc, gcsdvc
+
+DESC = "学習率 0.01 — Learning-rate sweep"
+FILES = ["keep.txt", "gone.txt", "edited.txt", "moved.txt", "dropped.txt", "old.txt"]
+
+
+def write_manifest(root: Path, resources: list[dict[str, Any]]) -> None:
+    text = yaml.safe_dump({"resources": resources}, allow_unicode=True, sort_keys=False)
+    (root / "params.yaml").write_text(text)
+
+
+def entry(bucket: str, name: str = "exp1", **over: Any) -> dict[str, Any]:
+    base = {
+        "name": name,
+        "bucket": bucket,
+        "blob": "proj",
+        "subblob": name,
+        "files": FILES,
+        "destination": name,
+        "description": DESC,
+    }
+    return base | over
+
+
+@pytest.fixture
+def synced(repo: Path, bucket: str, put: Any) -> str:
+    """exp1 with six files, synced."""
+    for file in FILES:
+        put(f"{bucket}/proj/exp1/{file}", f"{file} v1\n")
+    put(f"{bucket}/proj/fresh/new.txt", "new\n")
+    write_manifest(repo, [entry(bucket)])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    return bucket
+
+
+def replace(path: Path, text: str) -> None:
+    """Write new content without touching the inode (which may be the DVC cache's)."""
+    path.unlink()
+    path.write_text(text)
+
+
+def states(report: dict[str, Any]) -> dict[str, str]:
+    return {f["path"]: f["state"] for r in report["resources"] for f in r["files"]}
+
+
+def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
+    res = gcsdvc("status", "--json", "--check", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert set(states(json.loads(res.stdout)).values()) == {"ok"}
+
+    data = repo / "data" / "exp1"
+    (data / "gone.txt").unlink()
+    replace(data / "edited.txt", "EDITED.TXT v1\n")  # same size: only the md5 tells
+    put(f"{synced}/proj/exp1/moved.txt", "moved.txt v2\n")
+    gcs.rm(f"{synced}/proj/exp1/dropped.txt")
+    kept = [f for f in FILES if f != "old.txt"]
+    write_manifest(repo, [entry(synced, files=kept), entry(synced, "fresh", files=["new.txt"])])
+
+    res = gcsdvc("status", "--json", "--check", cwd=repo)
+    assert res.returncode == 1
+    report = json.loads(res.stdout)
+    assert states(report) == {
+        "data/exp1/keep.txt": "ok",
+        "data/exp1/gone.txt": "missing",
+        "data/exp1/edited.txt": "modified",
+        "data/exp1/moved.txt": "changed-upstream",
+        "data/exp1/dropped.txt": "deleted-upstream",
+        "data/fresh/new.txt": "not-synced",
+    }
+    assert report["orphans"] == [
+        {
+            "path": "data/exp1/old.txt",
+            "source": f"gs://{synced}/proj/exp1/old.txt",
+            "name": "exp1",
+            "stage": "data/exp1/old.txt.dvc",
+        }
+    ]
+    first = report["resources"][0]
+    assert (first["name"], first["description"]) == ("exp1", DESC)
+    assert first["files"][0]["source"] == f"gs://{synced}/proj/exp1/keep.txt"
+
+    res = gcsdvc("status", cwd=repo)
+    assert res.returncode == 0
+    assert res.stdout.splitlines() == [
+        "experiment  files  state",
+        "exp1            5  1 ok, 1 missing, 1 modified, 1 changed-upstream, 1 deleted-upstream",
+        "fresh           1  not synced",
+        "",
+        f"exp1: {DESC}",
+        "  missing           data/exp1/gone.txt",
+        "  modified          data/exp1/edited.txt  "
+        "(md5 b017770230833678ce0272e7f2501e76, the stage records "
+        "a3a4bbc2d6aadabcb46d1c27d79c29e4)",
+        "  changed-upstream  data/exp1/moved.txt",
+        "  deleted-upstream  data/exp1/dropped.txt  (the local copy is kept)",
+        "  fix: rm data/exp1/edited.txt",
+        "       gcsdvc sync exp1",
+        "       dvc update data/exp1/moved.txt.dvc",
+        "",
+        f"fresh: {DESC}",
+        "  not-synced  data/fresh/new.txt",
+        "  fix: gcsdvc sync fresh",
+        "",
+        "orphans: 1 stage(s) no longer in the manifest",
+        f"  data/exp1/old.txt  <- gs://{synced}/proj/exp1/old.txt  (was exp1)",
+        "  fix: gcsdvc sync --prune",
+        "",
+        "status: 5 of 6 file(s) need attention, 1 orphan stage(s)",
+    ]
+
+    # Offline, upstream changes go unseen; the selection limits files and orphans alike.
+    res = gcsdvc("status", "exp1", "--offline", "--json", cwd=repo)
+    report = json.loads(res.stdout)
+    assert report["upstream_checked"] is False
+    assert [states(report)[f"data/exp1/{f}"] for f in ("moved.txt", "dropped.txt")] == ["ok"] * 2
+    assert len(report["orphans"]) == 1
+
+    # The fixes it names bring everything back to ok.
+    (data / "edited.txt").unlink()
+    for fix in (["sync", "--prune"], ["sync", "fresh"], ["sync", "exp1"]):
+        assert gcsdvc(*fix, cwd=repo).returncode == 0
+    dvc("update", "data/exp1/moved.txt.dvc", cwd=repo)
+    write_manifest(repo, [entry(synced, files=["keep.txt", "gone.txt", "edited.txt", "moved.txt"])])
+    gcsdvc("sync", "--prune", cwd=repo, check=True)
+    res = gcsdvc("status", "--check", cwd=repo)
+    assert res.returncode == 0, res.stdout
+    assert res.stdout.splitlines()[-1] == "status: all 4 file(s) of 1 experiment(s) are ok"
+
+
+def test_which(repo: Path, synced: str) -> None:
+    res = gcsdvc("which", "data/exp1/keep.txt", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "data/exp1/keep.txt",
+        "  experiment:  exp1",
+        f"  description: {DESC}",
+        f"  source:      gs://{synced}/proj/exp1/keep.txt",
+        "  stage:       data/exp1/keep.txt.dvc",
+        "  md5:         b17475896070a1ed0618b9fa843fec0f",
+        "  size:        12 bytes",
+        "  state:       current (the local copy matches the stage)",
+    ]
+    replace(repo / "data" / "exp1" / "keep.txt", "edited\n")
+    res = gcsdvc("which", "keep.txt.dvc", "--json", cwd=repo / "data" / "exp1")
+    info = json.loads(res.stdout)
+    assert (info["name"], info["description"], info["current"]) == ("exp1", DESC, False)
+    assert info["source"] == f"gs://{synced}/proj/exp1/keep.txt"
+
+    res = gcsdvc("which", "params.yaml", cwd=repo)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr == (
+        "error: params.yaml is not tracked by gcsdvc: there is no params.yaml.dvc; "
+        "'gcsdvc list' shows what the manifest holds\n"
+    )
+
+
+def test_storage_down(repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens
+    res = gcsdvc("status", "--check", cwd=repo)
+    assert res.returncode == 1
+    assert res.stdout.splitlines()[-2:] == [
+        "upstream not checked: cannot reach Cloud Storage at http://127.0.0.1:9: "
+        "Connection refused; --offline skips the check",
+        "status: all 6 file(s) of 1 experiment(s) are ok locally",
+    ]
+    assert gcsdvc("status", "--check", "--offline", cwd=repo).returncode == 0
+
+
+def test_list_and_show(repo: Path, synced: str) -> None:
+    other = entry(synced, "fresh", files=["new.txt"], description="Baseline, no sweep")
+    write_manifest(repo, [entry(synced), other])
+    res = gcsdvc("list", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "exp1   ok  6 file(s), 77 B",
+        f"    {DESC}",
+        f"    gs://{synced}/proj/exp1 -> data/exp1",
+        "fresh  not synced  1 file(s)",
+        "    Baseline, no sweep",
+        f"    gs://{synced}/proj/fresh -> data/fresh",
+    ]
+    for text in ("LEARNING-RATE", "学習率", "ｌｅａｒｎｉｎｇ"):  # any case, any width
+        res = gcsdvc("list", "--grep", text, "--json", cwd=repo)
+        (found,) = json.loads(res.stdout)["resources"]
+        assert (found["name"], found["file_count"], found["size"]) == ("exp1", 6, 77)
+
+    res = gcsdvc("show", "fresh", cwd=repo)
+    assert res.stdout.splitlines()[-2:] == [
+        "  not-synced  data/fresh/new.txt",
+        "  fix: gcsdvc sync fresh",
+    ]
+    res = gcsdvc("show", "exp", cwd=repo)
+    assert res.returncode == 2
+    assert res.stderr == "error: unknown experiment 'exp'; did you mean 'exp1'?\n"
+
+
+def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
+    put(f"{bucket}/proj/whole/a.txt", "a\n")
+    put(f"{bucket}/proj/whole/sub/b.txt", "b\n")
+    whole = entry(bucket, "whole")
+    del whole["files"]
+    write_manifest(repo, [whole])
+    gcsdvc("sync", cwd=repo, check=True)
+    res = gcsdvc("status", "--json", cwd=repo)
+    assert states(json.loads(res.stdout)) == {"data/whole": "ok"}
+    res = gcsdvc("which", "data/whole/sub/b.txt", "--json", cwd=repo)
+    info = json.loads(res.stdout)
+    assert (info["name"], info["source"]) == ("whole", f"gs://{bucket}/proj/whole/sub/b.txt")
+
+    put(f"{bucket}/proj/whole/c.txt", "c\n")
+    res = gcsdvc("status", "--json", cwd=repo)
+    assert states(json.loads(res.stdout)) == {"data/whole": "changed-upstream"}
+    (repo / "data" / "whole" / "a.txt").unlink()
+    res = gcsdvc("status", "--offline", "--json", cwd=repo)
+    assert states(json.loads(res.stdout)) == {"data/whole": "modified"}
+
+
+def test_large_files_use_dvc_state(
+    repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the direct-hash limit, hashes come from DVC's state db; each file is read once."""
+    from gcsdvc import status
+    from gcsdvc.manifest import load_manifest
+
+    replace(repo / "data" / "exp1" / "edited.txt", "EDITED.TXT v1\n")
+    monkeypatch.setattr(status, "DIRECT_HASH_BYTES", 0)
+    read: list[Path] = []
+    real = status._hash_all
+    monkeypatch.setattr(status, "_hash_all", lambda paths: read.extend(paths) or real(paths))
+    manifest = load_manifest()
+    for _ in range(2):
+        report = status.check(manifest, offline=True)
+        got = {f.local: str(f.state) for f in report.resources[0].files}
+        assert got == {f"data/exp1/{f}": "ok" for f in FILES} | {"data/exp1/edited.txt": "modified"}
+    # sync recorded the others; edited.txt was hashed on the first run only.
+    assert read == [repo / "data" / "exp1" / "edited.txt"]
