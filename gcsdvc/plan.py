@@ -114,12 +114,13 @@ def read_stages(manifest: Manifest) -> tuple[dict[str, Stage], dict[str, Stage]]
     ours: dict[str, Stage] = {}
     foreign: dict[str, Stage] = {}
     root = manifest.root
+    cache = stages.StageCache(root)
     for path in stages.find_stages(manifest.data_path):
-        stage = stages.read_stage(path)
-        if stage is None:
-            continue
         local = path.relative_to(root).as_posix()[: -len(stages.STAGE_SUFFIX)]
-        (ours if stages.identity(stage) is not None else foreign)[local] = stage
+        stage = cache.read(path, local)
+        if stage is not None:
+            (ours if stages.identity(stage) is not None else foreign)[local] = stage
+    cache.save()
     return ours, foreign
 
 

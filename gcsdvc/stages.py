@@ -9,6 +9,7 @@ what DVC itself writes and computes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -191,6 +192,42 @@ def has_default_remote(root: Path) -> bool:
         return bool(config["core"].get("remote"))
     except ConfigError as exc:
         raise DvcRepoError(f"cannot read the DVC config: {exc}") from None
+
+
+class StageCache:
+    """Parsed stages keyed by path and (mtime, size, inode), so a no-op run parses none.
+
+    Kept in ``.dvc/tmp``; an entry is used only while the file's stat matches,
+    so a stale or foreign cache can cost a re-parse, never a wrong answer.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".dvc" / "tmp" / "gcsdvc-stages.json"
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.old: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.old = {}
+        self.new: dict[str, Any] = {}
+
+    def read(self, path: Path, key: str) -> Stage | None:
+        st = path.stat()
+        sig = [st.st_mtime_ns, st.st_size, st.st_ino]
+        hit = self.old.get(key)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == sig:
+            stage: Stage = hit[1]
+        else:
+            found = read_stage(path)
+            if found is None:
+                return None
+            stage = found
+        self.new[key] = [sig, stage]
+        return stage
+
+    def save(self) -> None:
+        if self.new != self.old and self.path.parent.is_dir():
+            with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
+                atomic_write(self.path, json.dumps(self.new, ensure_ascii=False))
 
 
 def find_stages(folder: Path) -> Iterable[Path]:
