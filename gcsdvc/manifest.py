@@ -487,11 +487,15 @@ class _Checker:
                     )
 
 
-def _text(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
+def _is_text(value: Any, key: str, bad: _Bad) -> bool:
+    """Whether ``value`` is a string; reports anything else but a missing value."""
+    if value is not None and not isinstance(value, str):
         bad(key, f"must be a string, not {type(value).__name__} {_show(value)} (quote it in YAML)")
+    return isinstance(value, str)
+
+
+def _text(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
+    if not _is_text(value, key, bad):
         return ""
     text: str = value
     if not allow_empty and not text:
@@ -502,18 +506,16 @@ def _text(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
 
 
 def _clean_path(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> str:
-    if value is None:
+    if not _is_text(value, key, bad):
         return ""
-    if not isinstance(value, str):
-        bad(key, f"must be a string, not {type(value).__name__} {_show(value)} (quote it in YAML)")
+    text: str = value
+    if allow_empty and text.strip("/") == "":
         return ""
-    if allow_empty and value.strip("/") == "":
-        return ""
-    problem = _path_problem(value)
+    problem = _path_problem(text)
     if problem:
-        bad(key, f"{_show(value)} {problem}")
+        bad(key, f"{_show(text)} {problem}")
         return ""
-    return value.rstrip("/")
+    return text.rstrip("/")
 
 
 def _path_problem(value: Any, trailing_slash: bool = True) -> str | None:
