@@ -206,3 +206,20 @@ def test_odd_object_names_round_trip(repo: Path, bucket: str, put: Any) -> None:
         assert data(repo, name).read_text() == f"content of {name}\n"
     assert assert_consistent(repo) == len(ODD_NAMES)
     assert gcsdvc("sync", cwd=repo).stdout.splitlines()[0] == f"exp1  unchanged {len(ODD_NAMES)}"
+
+
+def test_credentials_never_reach_output_or_files(repo: Path, seeded: str, tmp_path: Path) -> None:
+    secret = "SECRET-TOKEN-0123456789"
+    key = tmp_path / "key.json"
+    key.write_text(
+        '{"type": "service_account", "client_email": "x@example.invalid", '
+        f'"private_key": "-----BEGIN PRIVATE KEY-----{secret}", "token": "{secret}"}}'
+    )
+    write_manifest(repo, [entry(seeded)])
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(key)}
+    outputs = [gcsdvc(*args, cwd=repo, env=env) for args in (["sync", "-v"], ["status"])]
+    for res in outputs:
+        assert secret not in res.stdout + res.stderr
+    for path in repo.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            assert secret.encode() not in path.read_bytes(), path
