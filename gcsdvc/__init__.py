@@ -14,7 +14,6 @@ from gcsdvc.errors import (
     ModifiedError,
     NotSyncedError,
     StorageError,
-    SyncFailedError,
     UnknownResourceError,
 )
 from gcsdvc.manifest import Manifest, Resource, load_manifest
@@ -30,7 +29,6 @@ __all__ = [
     "NotSyncedError",
     "Resource",
     "StorageError",
-    "SyncFailedError",
     "UnknownResourceError",
     "load_manifest",
     "open",

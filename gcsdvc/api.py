@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
-from gcsdvc.manifest import Manifest, Resource, load_manifest
+from gcsdvc.manifest import Manifest, Resource, load_manifest, path_problem
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
 
@@ -109,8 +109,7 @@ def _manifest(manifest: ManifestArg) -> Manifest:
 def _listed(res: Resource, file: str) -> str | None:
     """``file`` as listed in the entry (None for a whole-prefix entry); unknown files fail."""
     if res.files is None:
-        parts = file.split("/")
-        if file.startswith("/") or "\\" in file or {"", ".", ".."} & set(parts):
+        if path_problem(file, trailing_slash=False):
             raise UnknownResourceError(f"invalid file name {file!r} for experiment {res.name!r}")
         return None
     if file in res.files:

@@ -6,20 +6,17 @@ Exit codes are defined in :mod:`gcsdvc.errors`.
 from __future__ import annotations
 
 import functools
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
 
 from gcsdvc.errors import EXIT_FAILED, GcsdvcError, ManifestError
 from gcsdvc.manifest import Manifest, load_manifest
-
-if TYPE_CHECKING:
-    from gcsdvc.status import Report, ResourceStatus
+from gcsdvc.render import amount, fix_lines, human_size, one_line, quote, rel, status_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -240,7 +237,7 @@ def status(
     if as_json:
         _echo_json(report.as_json())
     else:
-        for line in _status_lines(report, manifest.root):
+        for line in status_lines(report, manifest.root):
             click.echo(line)
     if check_only and not report.ok:
         sys.exit(EXIT_FAILED)
@@ -273,10 +270,10 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
         return
     width = max((len(s.resource.name) for s in statuses), default=0)
     for s in statuses:
-        click.echo(f"{s.resource.name:<{width}}  {s.summary}  {_amount(s.file_count, s.size)}")
+        click.echo(f"{s.resource.name:<{width}}  {s.summary}  {amount(s.file_count, s.size)}")
         if s.resource.description:
-            click.echo(f"    {_one_line(s.resource.description)}")
-        click.echo(f"    {s.resource.url} -> {_rel(manifest.root, s.local)}")
+            click.echo(f"    {one_line(s.resource.description)}")
+        click.echo(f"    {s.resource.url} -> {rel(manifest.root, s.local)}")
     if grep is not None and not statuses:
         click.echo(f"no experiment matches {grep!r}", err=True)
 
@@ -303,19 +300,17 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
         return
     res = s.resource
     click.echo(f"name:          {res.name}")
-    click.echo(f"description:   {_one_line(res.description)}")
+    click.echo(f"description:   {one_line(res.description)}")
     click.echo(f"source:        {res.url}")
-    click.echo(f"local:         {_rel(manifest.root, s.local)}")
+    click.echo(f"local:         {rel(manifest.root, s.local)}")
     click.echo(f"skip_if_exist: {str(res.skip_if_exist).lower()}")
-    click.echo(
-        f"state:         {s.summary}, {_amount(s.file_count, s.size)} (upstream not checked)"
-    )
+    click.echo(f"state:         {s.summary}, {amount(s.file_count, s.size)} (upstream not checked)")
     width = max(len(str(f.state)) for f in s.files)
     for f in s.files:
-        recorded = f"  {_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
+        recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
         note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
-        click.echo(f"  {f.state!s:<{width}}  {_rel(manifest.root, f.local)}{recorded}{note}")
-    for line in _fix_lines(s, manifest.root):
+        click.echo(f"  {f.state!s:<{width}}  {rel(manifest.root, f.local)}{recorded}{note}")
+    for line in fix_lines(s, manifest.root):
         click.echo(line)
 
 
@@ -343,20 +338,18 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
         return
     item = info.item
     name = info.name if info.in_manifest else f"{info.name} (no longer in the manifest)"
-    inside = (
-        f" (in the whole-prefix import {_rel(manifest.root, item.local)})" if info.inner else ""
-    )
+    inside = f" (in the whole-prefix import {rel(manifest.root, item.local)})" if info.inner else ""
     states = {
         State.OK: f"current (the {'import' if info.inner else 'local copy'} matches the stage)",
-        State.MISSING: f"missing (not on disk; 'gcsdvc sync {_quote(info.name)}' restores it)",
-        State.MODIFIED: f"modified ({item.note}); 'rm {_quote(_rel(manifest.root, item.local))} "
-        f"&& gcsdvc sync {_quote(info.name)}' restores the recorded copy",
+        State.MISSING: f"missing (not on disk; 'gcsdvc sync {quote(info.name)}' restores it)",
+        State.MODIFIED: f"modified ({item.note}); 'rm {quote(rel(manifest.root, item.local))} "
+        f"&& gcsdvc sync {quote(info.name)}' restores the recorded copy",
     }
     click.echo(f"{path}{inside}")
     click.echo(f"  experiment:  {name}")
-    click.echo(f"  description: {_one_line(info.description)}")
+    click.echo(f"  description: {one_line(info.description)}")
     click.echo(f"  source:      {info.source}")
-    click.echo(f"  stage:       {_rel(manifest.root, item.stage_file)}")
+    click.echo(f"  stage:       {rel(manifest.root, item.stage_file)}")
     if not info.inner:  # a folder's md5 and size say little about one file in it
         click.echo(f"  md5:         {item.md5 or '(not recorded)'}")
         if item.size is not None:
@@ -364,90 +357,10 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
 
 
-def _status_lines(report: Report, root: Path) -> Iterator[str]:
-    from gcsdvc.status import State
-
-    rows = report.resources
-    width = max([len("experiment"), *(len(r.resource.name) for r in rows)])
-    yield f"{'experiment':<{width}}  files  state"
-    for r in rows:
-        extra = "; upstream not checked" if r.upstream_error else ""
-        yield f"{r.resource.name:<{width}}  {len(r.files):>5}  {r.summary}{extra}"
-    for r in rows:
-        if r.ok:
-            continue
-        yield ""
-        desc = _one_line(r.resource.description)
-        yield f"{r.resource.name}: {desc}" if desc else r.resource.name
-        if r.upstream_error:
-            yield f"  upstream not checked: {r.upstream_error}"
-        bad = [f for f in r.files if f.state is not State.OK]
-        state_width = max((len(str(f.state)) for f in bad), default=0)
-        for f in bad:
-            note = f"  ({f.note})" if f.note else ""
-            yield f"  {f.state!s:<{state_width}}  {_rel(root, f.local)}{note}"
-        yield from _fix_lines(r, root)
-    if report.orphans:
-        yield ""
-        yield f"orphans: {len(report.orphans)} stage(s) no longer in the manifest"
-        for o in report.orphans:
-            yield f"  {_rel(root, o.local)}  <- {o.source}  (was {o.name})"
-        yield "  fix: gcsdvc sync --prune"
-    total = sum(len(r.files) for r in rows)
-    not_ok = sum(1 for r in rows for f in r.files if f.state is not State.OK)
-    errors = sum(1 for r in rows if r.upstream_error)
-    problems = [
-        f"{not_ok} of {total} file(s) need attention" if not_ok else "",
-        f"{len(report.orphans)} orphan stage(s)" if report.orphans else "",
-        f"{errors} experiment(s) not checked upstream" if errors else "",
-    ]
-    where = " locally" if report.upstream_error else ""
-    fine = f"all {total} file(s) of {len(rows)} experiment(s) are ok{where}"
-    line = f"status: {', '.join(p for p in problems if p) or fine}"
-    if not report.upstream_checked:
-        line += " (upstream not checked: --offline)"
-    yield ""
-    if report.upstream_error:
-        yield f"upstream not checked: {report.upstream_error}; --offline skips the check"
-    yield line
-
-
-def _fix_lines(status: ResourceStatus, root: Path) -> Iterator[str]:
-    """The commands that fix an experiment's files, one per line, paths merged."""
-    merged: dict[str, list[str]] = {"rm": [], "gcsdvc sync": [], "dvc update": []}
-    for f in status.files:
-        for command, arg in f.fix(status.resource):
-            shown = arg if command == "gcsdvc sync" else _rel(root, arg)
-            if shown not in merged[command]:
-                merged[command].append(shown)
-    lines = [" ".join([c, *map(_quote, args)]) for c, args in merged.items() if args]
-    for n, line in enumerate(lines):
-        yield ("  fix: " if n == 0 else "       ") + line
-
-
 def _echo_json(data: object) -> None:
     import json
 
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _rel(root: Path, local: str) -> str:
-    """A repo-relative path as seen from the current folder."""
-    return os.path.relpath(root / local)
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _amount(files: int, size: int) -> str:
-    return f"{files} file(s)" + (f", {_size(size)}" if size else "")
 
 
 class _Progress:
@@ -468,21 +381,13 @@ class _Progress:
             self.last = now
             click.echo(
                 f"\rDownloading {self.files}/{self.total_files} files, "
-                f"{_size(self.nbytes)}/{_size(self.total_bytes)}",
+                f"{human_size(self.nbytes)}/{human_size(self.total_bytes)}",
                 err=True,
                 nl=False,
             )
 
     def finish(self) -> None:
         click.echo("\r\033[K", err=True, nl=False)
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def _shown(path: Path) -> str:

@@ -62,8 +62,6 @@ class Emulator:
         self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Emulator:
-        # With an empty -data folder the server still needs one to exist.
-        seed = self.seed or Path(tempfile.mkdtemp(prefix="gcsdvc-seed-"))
         self._log = tempfile.NamedTemporaryFile(prefix="fake-gcs-", suffix=".log")  # noqa: SIM115
         self._process = subprocess.Popen(
             [
@@ -80,10 +78,9 @@ class Emulator:
                 self.url,
                 "-public-host",
                 f"{HOST}:{self.port}",
-                "-data",
-                str(seed),
                 "-log-level",
                 "error",
+                *(["-data", str(self.seed)] if self.seed else []),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -36,6 +36,10 @@ class UnknownResourceError(GcsdvcError):
     exit_code = EXIT_USAGE
 
 
+class NotTrackedError(UnknownResourceError):
+    """A local path that no gcsdvc stage describes."""
+
+
 class StorageError(GcsdvcError):
     """Cloud Storage could not be reached or refused a request."""
 
@@ -54,11 +58,3 @@ class NotSyncedError(GcsdvcError):
 
 class ModifiedError(GcsdvcError):
     """The local copy differs from what its stage records."""
-
-
-class SyncFailedError(GcsdvcError):
-    """Some objects could not be synced; the others were."""
-
-    def __init__(self, failures: list[str]) -> None:
-        self.failures = failures
-        super().__init__(f"{len(failures)} object(s) failed to sync")

@@ -99,9 +99,9 @@ class Resource:
         """``gs://BUCKET/BLOB[/SUBBLOB]``: where the experiment's objects live."""
         return f"gs://{self.bucket}/{self.prefix}"
 
-    def source(self, file: str) -> str:
-        """The ``gs://`` URL of one listed file."""
-        return f"{self.url}/{file}"
+    def source(self, file: str | None) -> str:
+        """The ``gs://`` URL of one listed file, or of the whole prefix for None."""
+        return self.url if file is None else f"{self.url}/{file}"
 
     @property
     def label(self) -> str:
@@ -149,15 +149,16 @@ class Manifest:
             return list(self.resources)
         chosen: dict[str, Resource] = {}
         for pattern in patterns:
-            hits = [
-                res
-                for res in self.resources
-                if res.name == pattern or fnmatch.fnmatchcase(res.name, pattern)
-            ]
+            hits = [res for res in self.resources if matches(res.name, [pattern])]
             if not hits:
                 raise UnknownResourceError(_unknown_name_message(pattern, self.names))
             chosen.update((res.name, res) for res in hits)
         return [res for res in self.resources if res.name in chosen]
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    """Whether an experiment name is one of ``patterns`` (names or shell globs)."""
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _unknown_name_message(name: str, names: list[str]) -> str:
@@ -308,7 +309,7 @@ class _Checker:
         for key, value in raw.items():
             line = _line(_key_node(sub, str(key))) or _line(sub)
             if key == "data_dir":
-                problem = _path_problem(value)
+                problem = path_problem(value)
                 if problem is None and {".dvc", ".git"} & set(value.split("/")):
                     problem = "must not be inside .dvc or .git"
                 if problem:
@@ -442,7 +443,7 @@ class _Checker:
             if not isinstance(item, str):
                 bad("files", f"item {i} must be a string, not {_show(item)}")
                 continue
-            problem = _path_problem(item, trailing_slash=False) or _local_problem(item)
+            problem = path_problem(item, trailing_slash=False) or _local_problem(item)
             if problem is None and item in files:
                 problem = "is listed twice"
             if problem:
@@ -511,14 +512,14 @@ def _clean_path(value: Any, key: str, bad: _Bad, allow_empty: bool = False) -> s
     text: str = value
     if allow_empty and text.strip("/") == "":
         return ""
-    problem = _path_problem(text)
+    problem = path_problem(text)
     if problem:
         bad(key, f"{_show(text)} {problem}")
         return ""
     return text.rstrip("/")
 
 
-def _path_problem(value: Any, trailing_slash: bool = True) -> str | None:
+def path_problem(value: Any, trailing_slash: bool = True) -> str | None:
     """Why ``value`` is not a safe relative POSIX path, or None when it is."""
     if not isinstance(value, str):
         return f"must be a string, not {type(value).__name__}"

@@ -7,20 +7,23 @@ nothing; :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages
 from gcsdvc.errors import StorageError
-from gcsdvc.manifest import Manifest, Resource
+from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.stages import Stage
-from gcsdvc.storage import RemoteObject, Storage
+
+if TYPE_CHECKING:
+    from gcsdvc.storage import RemoteObject, Storage
+
+    Listing = dict[str, RemoteObject] | StorageError
 
 
 class Action(str, Enum):
@@ -61,7 +64,7 @@ class Item:
     @property
     def source(self) -> str:
         if self.resource is not None:
-            return self.resource.source(self.file) if self.file else self.resource.url
+            return self.resource.source(self.file)
         return str(stages.dep(self.stage or {}).get("path", "?"))
 
 
@@ -124,6 +127,17 @@ def read_stages(manifest: Manifest) -> tuple[dict[str, Stage], dict[str, Stage]]
     return ours, foreign
 
 
+def stage_for(
+    local: str, source: str, ours: dict[str, Stage], foreign: dict[str, Stage]
+) -> Stage | None:
+    """The stage that stands for ``local``: gcsdvc's, or a plain import of the same object."""
+    stage = ours.get(local)
+    other = foreign.get(local)
+    if stage is None and other is not None and stages.dep(other).get("path") == source:
+        return other  # a plain `dvc import-url` of the same object: adopt it
+    return stage
+
+
 def build_plan(
     manifest: Manifest,
     selected: Sequence[Resource],
@@ -144,15 +158,13 @@ def build_plan(
     for res in selected:
         for file in res.files or (None,):
             local = manifest.local(res, file)
-            item = Item(Action.UNCHANGED, local, res, file, ours.get(local))
+            item = Item(Action.UNCHANGED, local, res, file)
+            item.stage = stage_for(local, item.source, ours, foreign)
             plan.items.append(item)
-            other = foreign.get(local)
-            if item.stage is None and other is not None:
-                if stages.dep(other).get("path") != item.source:
-                    item.action = Action.FAILED
-                    item.note = f"a stage not written by gcsdvc is in the way: {local}.dvc"
-                    continue
-                item.stage = other  # a plain `dvc import-url` of the same object: adopt it
+            if item.stage is None and local in foreign:
+                item.action = Action.FAILED
+                item.note = f"a stage not written by gcsdvc is in the way: {local}.dvc"
+                continue
             if file is None:
                 _plan_folder(item, root)
             else:
@@ -166,14 +178,10 @@ def build_plan(
 
     for local, stage in sorted(orphans.items()):
         name = str((stages.identity(stage) or {}).get("name", ""))
-        chosen = not patterns or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-        if chosen:
+        if not patterns or matches(name, patterns):
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     return plan
-
-
-Listing = dict[str, RemoteObject] | StorageError
 
 
 def _needs_listing(item: Item, root: Path, pinned: bool) -> bool:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gcsdvc.plan import Action, Plan
-from gcsdvc.sync import SyncResult
+
+if TYPE_CHECKING:
+    from gcsdvc.status import Report, ResourceStatus
+    from gcsdvc.sync import SyncResult
 
 _ORDER = list(Action)
 _SKIPPED = "not attempted: "
@@ -65,3 +72,89 @@ def summary_lines(
     yield "sync: " + ", ".join(done)
     if verbose:
         yield f"storage retries: {result.retries}"
+
+
+def status_lines(report: Report, root: Path) -> Iterator[str]:
+    from gcsdvc.status import State
+
+    rows = report.resources
+    width = max([len("experiment"), *(len(r.resource.name) for r in rows)])
+    yield f"{'experiment':<{width}}  files  state"
+    for r in rows:
+        extra = "; upstream not checked" if r.upstream_error else ""
+        yield f"{r.resource.name:<{width}}  {len(r.files):>5}  {r.summary}{extra}"
+    for r in rows:
+        if r.ok:
+            continue
+        yield ""
+        desc = one_line(r.resource.description)
+        yield f"{r.resource.name}: {desc}" if desc else r.resource.name
+        if r.upstream_error:
+            yield f"  upstream not checked: {r.upstream_error}"
+        bad = [f for f in r.files if f.state is not State.OK]
+        state_width = max((len(str(f.state)) for f in bad), default=0)
+        for f in bad:
+            note = f"  ({f.note})" if f.note else ""
+            yield f"  {f.state!s:<{state_width}}  {rel(root, f.local)}{note}"
+        yield from fix_lines(r, root)
+    if report.orphans:
+        yield ""
+        yield f"orphans: {len(report.orphans)} stage(s) no longer in the manifest"
+        for o in report.orphans:
+            yield f"  {rel(root, o.local)}  <- {o.source}  (was {o.name})"
+        yield "  fix: gcsdvc sync --prune"
+    total = sum(len(r.files) for r in rows)
+    not_ok = sum(1 for r in rows for f in r.files if f.state is not State.OK)
+    errors = sum(1 for r in rows if r.upstream_error)
+    problems = [
+        f"{not_ok} of {total} file(s) need attention" if not_ok else "",
+        f"{len(report.orphans)} orphan stage(s)" if report.orphans else "",
+        f"{errors} experiment(s) not checked upstream" if errors else "",
+    ]
+    where = " locally" if report.upstream_error else ""
+    fine = f"all {total} file(s) of {len(rows)} experiment(s) are ok{where}"
+    line = f"status: {', '.join(p for p in problems if p) or fine}"
+    if not report.upstream_checked:
+        line += " (upstream not checked: --offline)"
+    yield ""
+    if report.upstream_error:
+        yield f"upstream not checked: {report.upstream_error}; --offline skips the check"
+    yield line
+
+
+def fix_lines(status: ResourceStatus, root: Path) -> Iterator[str]:
+    """The commands that fix an experiment's files, one per line, paths merged."""
+    merged: dict[str, list[str]] = {"rm": [], "gcsdvc sync": [], "dvc update": []}
+    for f in status.files:
+        for command, arg in f.fix(status.resource):
+            shown = arg if command == "gcsdvc sync" else rel(root, arg)
+            if shown not in merged[command]:
+                merged[command].append(shown)
+    lines = [" ".join([c, *map(quote, args)]) for c, args in merged.items() if args]
+    for n, line in enumerate(lines):
+        yield ("  fix: " if n == 0 else "       ") + line
+
+
+def rel(root: Path, local: str) -> str:
+    """A repo-relative path as seen from the current folder."""
+    return os.path.relpath(root / local)
+
+
+def quote(text: str) -> str:
+    return shlex.quote(text)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def amount(files: int, size: int) -> str:
+    return f"{files} file(s)" + (f", {human_size(size)}" if size else "")
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

@@ -14,13 +14,16 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from gcsdvc.errors import DvcRepoError
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 STAGE_SUFFIX = ".dvc"
 META_KEY = "gcsdvc"
@@ -183,6 +186,24 @@ def out(stage: Stage) -> dict[str, Any]:
     return first if isinstance(first, dict) else {}
 
 
+@contextlib.contextmanager
+def open_repo(root: Path) -> Iterator[Repo]:
+    """The DVC repository at ``root``, opened without taking its lock."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    if not (root / ".dvc").is_dir():
+        raise DvcRepoError(f"{root} is not a DVC repository; run 'dvc init' there first")
+    try:
+        repo = Repo(str(root))
+    except DvcException as exc:
+        raise DvcRepoError(f"cannot open the DVC repository at {root}: {exc}") from None
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
 def has_default_remote(root: Path) -> bool:
     """Whether DVC has a default remote (``core.remote``) at any config level."""
     from dvc.config import Config, ConfigError
@@ -256,7 +277,8 @@ def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str
     except FileNotFoundError:
         lines = []
     kept = [line for line in lines if line not in drop]
-    kept += [line for line in dict.fromkeys(add_lines) if line not in kept]
+    present = set(kept)
+    kept += [line for line in dict.fromkeys(add_lines) if line not in present]
     if kept == lines:
         return
     if kept:

@@ -24,20 +24,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages
-from gcsdvc.errors import DvcRepoError, StorageError, UnknownResourceError
-from gcsdvc.manifest import Manifest, Resource
-from gcsdvc.stages import Stage
+from gcsdvc.errors import NotTrackedError, StorageError
+from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.stages import Stage, open_repo
 from gcsdvc.storage import Storage, describe, file_md5
 
 if TYPE_CHECKING:
-    from dvc.repo import Repo
+    pass
 
 # Below this many bytes hashing is cheaper than loading DVC to ask its state db.
 DIRECT_HASH_BYTES = 64 << 20
-
-
-class NotTrackedError(UnknownResourceError):
-    """A local path that no gcsdvc stage describes."""
 
 
 class State(str, Enum):
@@ -214,7 +210,7 @@ def check(
     storage: Storage | None = None,
 ) -> Report:
     """The state of every file of the selected experiments (all when ``names`` is empty)."""
-    from gcsdvc.plan import desired, read_stages
+    from gcsdvc.plan import desired, read_stages, stage_for
 
     selected = manifest.select(names)
     ours, foreign = read_stages(manifest)
@@ -224,11 +220,8 @@ def check(
         status = ResourceStatus(res, manifest.local(res))
         for file in res.files or (None,):
             local = manifest.local(res, file)
-            source = _source_of(res, file)
-            stage = ours.get(local)
-            other = foreign.get(local)
-            if stage is None and other is not None and stages.dep(other).get("path") == source:
-                stage = other  # a plain `dvc import-url` of the same object, as sync adopts it
+            source = res.source(file)
+            stage = stage_for(local, source, ours, foreign)
             status.files.append(FileStatus(local, source, file, stage))
         items += status.files
         report.resources.append(status)
@@ -244,7 +237,7 @@ def check(
     wanted = desired(manifest)
     for local, stage in sorted(ours.items()):
         name = str((stages.identity(stage) or {}).get("name", ""))
-        if local not in wanted and (not names or _matches(name, names)):
+        if local not in wanted and (not names or matches(name, names)):
             report.orphans.append(Orphan(local, str(stages.dep(stage).get("path", "?")), name))
     return report
 
@@ -254,16 +247,10 @@ def exact_pattern(name: str) -> str:
     return re.sub(r"([*?[])", r"[\1]", name)
 
 
-def _matches(name: str, patterns: Sequence[str]) -> bool:
-    import fnmatch
-
-    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
-
-
 def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileStatus:
     """The local state of one file of an experiment (upstream is not checked)."""
     local = manifest.local(resource, file)
-    source = _source_of(resource, file)
+    source = resource.source(file)
     stage = stages.read_stage(manifest.root / stages.stage_path(local))
     item = FileStatus(local, source, file, stage)
     check_local(manifest.root, [item])
@@ -338,22 +325,6 @@ def _hash_all(paths: list[Path]) -> dict[Path, str]:
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1, len(paths) or 1)) as pool:
         md5s = pool.map(one, paths)
     return {p: md5 for p, md5 in zip(paths, md5s, strict=True) if md5 is not None}
-
-
-@contextlib.contextmanager
-def open_repo(root: Path) -> Iterator[Repo]:
-    """The DVC repository at ``root``, opened without taking its lock."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
-    try:
-        repo = Repo(str(root))
-    except DvcException as exc:
-        raise DvcRepoError(f"cannot open the DVC repository at {root}: {exc}") from None
-    try:
-        yield repo
-    finally:
-        repo.close()
 
 
 def _check_upstream(resources: list[ResourceStatus], storage: Storage) -> str | None:
@@ -517,7 +488,7 @@ def _which(manifest: Manifest, local: str, stage: Stage, asked: str, shown: str)
     source = str(stages.dep(stage).get("path", "?"))
     ident = stages.identity(stage)
     entry = desired(manifest).get(local)
-    listed = entry is not None and _source_of(*entry) == source
+    listed = entry is not None and entry[0].source(entry[1]) == source
     if ident is None and not listed:
         raise NotTrackedError(
             f"{stages.stage_path(local)} is a DVC stage, but not one gcsdvc wrote "
@@ -537,7 +508,3 @@ def _which(manifest: Manifest, local: str, stage: Stage, asked: str, shown: str)
     check_local(manifest.root, [item])
     _check_folders(manifest.root, [item], upstream=False)
     return Which(item, name, description, in_manifest, inner)
-
-
-def _source_of(resource: Resource, file: str | None) -> str:
-    return resource.source(file) if file is not None else resource.url

@@ -80,6 +80,8 @@ class Storage:
     def __init__(self, jobs: int = 16) -> None:
         self.jobs = max(1, jobs)
         self._fs: Any = None
+        # A sync plans twice (before and under the repository lock): list once.
+        self._listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
         self.retries = RetryCounter()
         gcsfs_log = logging.getLogger("gcsfs")
         gcsfs_log.addHandler(self.retries)
@@ -155,20 +157,21 @@ class Storage:
     def list_prefixes(
         self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
-        """One listing per (bucket, prefix), several at a time."""
-        todo = list(dict.fromkeys(keys))
-        if not todo:
-            return {}
-        _ = self.fs  # fail once, clearly, if storage is unreachable
+        """One listing per (bucket, prefix), several at a time, each at most once per client."""
+        wanted = list(dict.fromkeys(keys))
+        todo = [key for key in wanted if key not in self._listings]
+        if todo:
+            _ = self.fs  # fail once, clearly, if storage is unreachable
 
-        def one(key: tuple[str, str]) -> dict[str, RemoteObject] | StorageError:
-            try:
-                return self.list_prefix(*key)
-            except StorageError as exc:
-                return exc
+            def one(key: tuple[str, str]) -> dict[str, RemoteObject] | StorageError:
+                try:
+                    return self.list_prefix(*key)
+                except StorageError as exc:
+                    return exc
 
-        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-            return dict(zip(todo, pool.map(one, todo), strict=True))
+            with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+                self._listings.update(zip(todo, pool.map(one, todo), strict=True))
+        return {key: self._listings[key] for key in wanted}
 
     def download(
         self,

@@ -93,26 +93,18 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
 
 @contextlib.contextmanager
 def _locked_repo(root: Path) -> Iterator[Repo]:
-    if not (root / ".dvc").is_dir():
-        raise DvcRepoError(f"{root} is not a DVC repository; run 'dvc init' there first")
-    from dvc.exceptions import DvcException
     from dvc.lock import LockError
-    from dvc.repo import Repo, lock_repo
+    from dvc.repo import lock_repo
 
-    try:
-        repo = Repo(str(root))
-    except DvcException as exc:
-        raise DvcRepoError(f"cannot open the DVC repository at {root}: {exc}") from None
-    try:
-        with lock_repo(repo):
-            yield repo
-    except LockError:
-        raise LockedError(
-            "another gcsdvc or dvc process is working in this repository "
-            "(lock .dvc/tmp/lock is held); run again when it has finished"
-        ) from None
-    finally:
-        repo.close()
+    with stages.open_repo(root) as repo:
+        try:
+            with lock_repo(repo):
+                yield repo
+        except LockError:
+            raise LockedError(
+                "another gcsdvc or dvc process is working in this repository "
+                "(lock .dvc/tmp/lock is held); run again when it has finished"
+            ) from None
 
 
 class _Executor:
