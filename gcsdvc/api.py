@@ -125,7 +125,7 @@ def _listed(res: Resource, file: str) -> str | None:
 
 def _sync(manifest: Manifest, res: Resource) -> dict[str, list[str]]:
     """Sync one experiment; the failure messages by source."""
-    from gcsdvc.status import exact_pattern
+    from gcsdvc.find import exact_pattern
     from gcsdvc.sync import sync
 
     failures: dict[str, list[str]] = {}

@@ -157,6 +157,10 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
     help="Parallel downloads.",
 )  # fmt: skip
+@click.option(
+    "--force", is_flag=True,
+    help="Replace local files in the way (untracked, or edited since synced).",
+)  # fmt: skip
 @click.option("-v", "--verbose", is_flag=True, help="List every file, and the retries made.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @_handle_errors
@@ -166,6 +170,7 @@ def sync(
     dry_run: bool,
     prune: bool,
     no_download: bool,
+    force: bool,
     jobs: int,
     verbose: bool,
     quiet: bool,
@@ -192,6 +197,7 @@ def sync(
         dry_run=dry_run,
         prune=prune,
         download=not no_download,
+        force=force,
         jobs=jobs,
         reporter=reporter,
     )
@@ -259,7 +265,8 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
       gcsdvc list
       gcsdvc list --grep 'learning rate' --json
     """
-    from gcsdvc.status import check, resource_json, search
+    from gcsdvc.find import search
+    from gcsdvc.status import check, resource_json
 
     manifest = _load(manifest_file)
     statuses = check(manifest, offline=True).resources
@@ -290,7 +297,8 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     Example:
       gcsdvc show mnist-lr-0.1
     """
-    from gcsdvc.status import State, check, exact_pattern, resource_json
+    from gcsdvc.find import exact_pattern
+    from gcsdvc.status import State, check, resource_json
 
     manifest = _load(manifest_file)
     manifest.get(name)  # an unknown name fails here, with close matches
@@ -328,8 +336,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     Example:
       gcsdvc which data/mnist/lr-0.1/metrics.json
     """
+    from gcsdvc.find import which as find
     from gcsdvc.status import State
-    from gcsdvc.status import which as find
 
     manifest = _load(manifest_file)
     info = find(manifest, path)

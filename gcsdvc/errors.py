@@ -44,6 +44,10 @@ class StorageError(GcsdvcError):
     """Cloud Storage could not be reached or refused a request."""
 
 
+class ChecksumMismatch(StorageError):
+    """The downloaded bytes are not the object's bytes."""
+
+
 class DvcRepoError(GcsdvcError):
     """The DVC workspace is missing, locked, or in a state gcsdvc cannot work with."""
 
@@ -58,3 +62,19 @@ class NotSyncedError(GcsdvcError):
 
 class ModifiedError(GcsdvcError):
     """The local copy differs from what its stage records."""
+
+
+class NotAttemptedError(StorageError):
+    """Storage went away during a sync; this object was not tried (the cause is the message)."""
+
+
+class LocalChangesError(GcsdvcError):
+    """A local file is in the way: untracked, or edited since its stage was written.
+
+    gcsdvc leaves it as it is; ``fix`` says how to replace it.
+    """
+
+    def __init__(self, path: str, why: str, fix: str) -> None:
+        self.path = path
+        self.fix = fix
+        super().__init__(f"{path} {why}; kept. {fix}")

@@ -1,24 +1,27 @@
-"""The plan: what the manifest asks for, set against the stages and data on disk.
+"""The plan: each destination's state (see :mod:`gcsdvc.compare`) mapped to an action.
 
-Planning reads every gcsdvc stage below the data folder once and lists each
-object prefix at most once, and only when an answer depends on it. It writes
-nothing; :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
+Planning reads every gcsdvc stage below the data folder once, looks at each
+destination, and lists each object prefix at most once, and only when an answer
+depends on it. The action comes from one table, :data:`ACTIONS`. Planning
+writes nothing; :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
 """
 
 from __future__ import annotations
 
-import posixpath
+import itertools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gcsdvc import stages
+from gcsdvc.compare import Comparison, State, Upstream, Wish, compare
 from gcsdvc.errors import StorageError
 from gcsdvc.manifest import Manifest, Resource, matches
-from gcsdvc.stages import Stage
+from gcsdvc.stages import ImportStage
+from gcsdvc.workspace import read_disks
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject, Storage
@@ -28,20 +31,74 @@ if TYPE_CHECKING:
 
 class Action(str, Enum):
     ADD = "add"  # no stage yet: download, then write the stage
-    UPDATE = "update"  # the object changed upstream (skip_if_exist: false) or the source moved
-    RESTORE = "restore"  # the stage is there, the data is not
-    METADATA = "metadata"  # description or name changed: rewrite the stage only
+    UPDATE = "update"  # another object to fetch: changed upstream or the source moved
+    RESTORE = "restore"  # the stage is there, the data is not (or --force over a local edit)
+    METADATA = "metadata"  # description, name, pinning or the object's etag: rewrite the stage
     MOVE = "move"  # destination changed: move data and stage
     PRUNE = "prune"  # no longer in the manifest, removed with --prune
     ORPHAN = "orphan"  # no longer in the manifest, left in place
     UNCHANGED = "unchanged"
+    CONFLICT = "conflict"  # a local file is in the way; kept (--force replaces it)
     FAILED = "failed"  # cannot be done: bucket or object missing, storage error
 
     def __str__(self) -> str:
         return self.value
 
 
-@dataclass
+@dataclass(frozen=True)
+class Key:
+    """What decides an action: the state, the entry's ``skip_if_exist``, pinning, flags."""
+
+    state: State
+    skip_if_exist: bool
+    pinned: bool
+    force: bool
+    folder: bool
+
+
+_KEPT = "changed upstream; kept (skip_if_exist: true)"
+# Rules, first match wins; None matches either value. Expanded into ACTIONS below.
+_RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
+    # state, skip_if_exist, pinned, force, folder -> action, note (else the comparison's)
+    (State.OK, False, None, None, True, Action.UPDATE, "follows upstream (skip_if_exist: false)"),
+    (State.OK, None, None, None, None, Action.UNCHANGED, ""),
+    (State.NOT_SYNCED, None, None, None, None, Action.ADD, ""),
+    (State.NOT_FOUND, None, None, None, None, Action.FAILED, ""),
+    (State.UNTRACKED, None, None, True, None, Action.ADD, "replaces the local file (--force)"),
+    (State.UNTRACKED, None, None, False, None, Action.CONFLICT, ""),
+    (State.FOREIGN, None, None, None, None, Action.FAILED, ""),
+    (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
+    (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
+    (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
+    (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
+    (State.SOURCE_MOVED, None, None, None, None, Action.UPDATE, ""),
+    (State.MISSING, None, None, None, None, Action.RESTORE, ""),
+    (State.CHANGED_UPSTREAM, False, None, None, None, Action.UPDATE, "changed upstream"),
+    (State.CHANGED_UPSTREAM, True, None, None, None, Action.UNCHANGED, _KEPT),
+    (State.METADATA_UPSTREAM, None, None, None, None, Action.METADATA, ""),
+    (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, ""),
+]
+
+
+def _expand() -> dict[Key, tuple[Action, str]]:
+    table: dict[Key, tuple[Action, str]] = {}
+    both = (False, True)
+    for state, skip, pinned, force, folder in itertools.product(State, both, both, both, both):
+        flags = (skip, pinned, force, folder)
+        for rule in _RULES:
+            if rule[0] is state and all(
+                want is None or want == got for want, got in zip(rule[1:5], flags, strict=True)
+            ):
+                table[Key(state, *flags)] = (rule[5], rule[6])
+                break
+    return table
+
+
+ACTIONS: dict[Key, tuple[Action, str]] = _expand()
+"""Every (state, skip_if_exist, pinned, force, folder) and its action, with a note."""
+
+
+@dataclass(frozen=True)
 class Item:
     """One file (or whole-prefix folder) and what the sync will do with it."""
 
@@ -49,29 +106,29 @@ class Item:
     local: str  # repo-relative POSIX path of the data
     resource: Resource | None = None  # None for orphans
     file: str | None = None  # None: a whole-prefix import
-    stage: Stage | None = None  # the stage on disk now (for MOVE: at old_local)
+    stage: ImportStage | None = None  # the stage on disk now (for MOVE: at old_local)
     obj: RemoteObject | None = None  # the object as listed, when it was needed
     old_local: str | None = None  # MOVE: where the data and stage are now
     note: str = ""  # why: an error for FAILED, a remark otherwise
+    state: State | None = None  # what the comparison found (None for orphans)
 
     @property
     def name(self) -> str:
         if self.resource is not None:
             return self.resource.name
-        ident = stages.identity(self.stage) or {}
-        return str(ident.get("name", "?"))
+        return self.stage.name if self.stage is not None else "?"
 
     @property
     def source(self) -> str:
         if self.resource is not None:
             return self.resource.source(self.file)
-        return str(stages.dep(self.stage or {}).get("path", "?"))
+        return self.stage.source if self.stage is not None else "?"
 
 
 @dataclass
 class Plan:
-    manifest: Manifest
     pinned: bool  # whether file stages pin the object generation (see stages.conform)
+    force: bool = False  # --force: local files in the way are replaced
     items: list[Item] = field(default_factory=list)
 
     def of(self, *actions: Action) -> list[Item]:
@@ -79,7 +136,7 @@ class Plan:
 
     @property
     def has_work(self) -> bool:
-        idle = (Action.UNCHANGED, Action.ORPHAN, Action.FAILED)
+        idle = (Action.UNCHANGED, Action.ORPHAN, Action.FAILED, Action.CONFLICT)
         return any(item.action not in idle for item in self.items)
 
     def counts(self) -> dict[str, Counter[Action]]:
@@ -88,19 +145,6 @@ class Plan:
         for item in self.items:
             out.setdefault(item.name, Counter())[item.action] += 1
         return out
-
-
-def identity_of(resource: Resource, file: str | None) -> dict[str, Any]:
-    """What a stage's ``meta.gcsdvc`` records to tie it to its manifest entry."""
-    ident: dict[str, Any] = {
-        "name": resource.name,
-        "bucket": resource.bucket,
-        "blob": resource.blob,
-        "subblob": resource.subblob,
-    }
-    if file is not None:
-        ident["file"] = file
-    return ident
 
 
 def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
@@ -112,30 +156,32 @@ def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
     return wanted
 
 
-def read_stages(manifest: Manifest) -> tuple[dict[str, Stage], dict[str, Stage]]:
-    """Stages below the data folder: (gcsdvc's, others), keyed by repo-relative data path."""
-    ours: dict[str, Stage] = {}
-    foreign: dict[str, Stage] = {}
-    root = manifest.root
-    cache = stages.StageCache(root)
-    for path in stages.find_stages(manifest.data_path):
-        local = path.relative_to(root).as_posix()[: -len(stages.STAGE_SUFFIX)]
-        stage = cache.read(path, local)
-        if stage is not None:
-            (ours if stages.identity(stage) is not None else foreign)[local] = stage
-    cache.save()
-    return ours, foreign
+def pinning(manifest: Manifest) -> bool:
+    """Whether file stages pin generations: the manifest says, else only without a DVC remote."""
+    pinned = manifest.pin_generations
+    return not stages.has_default_remote(manifest.root) if pinned is None else pinned
 
 
-def stage_for(
-    local: str, source: str, ours: dict[str, Stage], foreign: dict[str, Stage]
-) -> Stage | None:
-    """The stage that stands for ``local``: gcsdvc's, or a plain import of the same object."""
-    stage = ours.get(local)
-    other = foreign.get(local)
-    if stage is None and other is not None and stages.dep(other).get("path") == source:
-        return other  # a plain `dvc import-url` of the same object: adopt it
-    return stage
+def decide(key: Key, found: Comparison) -> tuple[Action, str]:
+    """The action for a comparison, and the note to show with it."""
+    action, note = ACTIONS[key]
+    return action, note or found.note
+
+
+@dataclass
+class _Draft:
+    resource: Resource
+    file: str | None
+    local: str
+    stage: ImportStage | None
+
+    @property
+    def wish(self) -> Wish:
+        return Wish(self.resource.source(self.file), is_folder=self.file is None)
+
+    @property
+    def prefix(self) -> tuple[str, str]:
+        return self.resource.bucket, self.resource.prefix
 
 
 def build_plan(
@@ -144,68 +190,92 @@ def build_plan(
     storage: Storage | None,
     prune: bool = False,
     patterns: Sequence[str] = (),
+    force: bool = False,
 ) -> Plan:
     """Compare the selected entries with the disk (and, where needed, with storage)."""
     root = manifest.root
     wanted = desired(manifest)
-    ours, foreign = read_stages(manifest)
-    pinned = manifest.pin_generations
-    if pinned is None:
-        pinned = not stages.has_default_remote(root)
-    plan = Plan(manifest, pinned)
-    pending: list[Item] = []  # items whose action waits for a listing
-
-    for res in selected:
-        for file in res.files or (None,):
-            local = manifest.local(res, file)
-            item = Item(Action.UNCHANGED, local, res, file)
-            item.stage = stage_for(local, item.source, ours, foreign)
-            plan.items.append(item)
-            if item.stage is None and local in foreign:
-                item.action = Action.FAILED
-                item.note = f"a stage not written by gcsdvc is in the way: {local}.dvc"
-                continue
-            if file is None:
-                _plan_folder(item, root)
-            else:
-                pending.append(item)
-
-    listings = _list(storage, pending, root, pinned)
+    ours, foreign = stages.scan(root, manifest.data_path)
+    plan = Plan(pinning(manifest), force)
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
-    by_source = {str(stages.dep(st).get("path")): local for local, st in orphans.items()}
-    for item in pending:
-        _plan_file(item, root, listings, orphans, by_source, pinned)
+    drafts = [
+        _Draft(res, file, local, ours.get(local) or foreign.get(local))
+        for res in selected
+        for file in res.files or (None,)
+        for local in (manifest.local(res, file),)
+    ]
+    disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
+
+    moves: dict[str, str] = {}  # new local -> old local
+    to_list: set[tuple[str, str]] = set()
+    for draft in drafts:
+        found = compare(draft.wish, draft.stage, disks[draft.local], Upstream.NOT_LISTED)
+        if found.state is State.NOT_SYNCED and draft.file is not None:
+            old = _take_orphan(draft, orphans, root)
+            if old is not None:
+                moves[draft.local] = old
+                continue
+        if draft.file is not None and _needs_listing(found.state, draft, plan.pinned):
+            to_list.add(draft.prefix)
+    listings = _list(storage, sorted(to_list))
+
+    for draft in drafts:
+        old = moves.get(draft.local)
+        if old is not None:
+            stage = ours[old]
+            plan.items.append(
+                Item(Action.MOVE, draft.local, draft.resource, draft.file, stage, old_local=old)
+            )
+            continue
+        listed = _listed(listings, draft)
+        found = compare(draft.wish, draft.stage, disks[draft.local], listed)
+        key = Key(found.state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
+        action, note = decide(key, found)
+        obj = listed if not isinstance(listed, Upstream | StorageError) else None
+        if action is Action.UNCHANGED and draft.stage is not None:
+            shaped = stages.conform(draft.stage, draft.resource, draft.file, plan.pinned, obj)
+            if shaped != draft.stage:
+                action = Action.METADATA
+        item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
+        plan.items.append(replace(item, note=note, state=found.state))
 
     for local, stage in sorted(orphans.items()):
-        name = str((stages.identity(stage) or {}).get("name", ""))
-        if not patterns or matches(name, patterns):
+        if not patterns or matches(stage.name, patterns):
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     return plan
 
 
-def _needs_listing(item: Item, root: Path, pinned: bool) -> bool:
-    res = item.resource
-    assert res is not None
-    stage = item.stage
+def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> str | None:
+    """An orphan stage of the same object whose data is still on disk; it is taken once.
+
+    When several entries import one object, the orphan that was this entry's is preferred.
+    """
+    source = draft.resource.source(draft.file)
+    candidates = [
+        local
+        for local, stage in orphans.items()
+        if stage.source == source and not stage.is_folder and (root / local).exists()
+    ]
+    if not candidates:
+        return None
+    mine = stages.Identity.of(draft.resource, draft.file)
+    candidates.sort(key=lambda local: orphans[local].identity != mine)
+    old = candidates[0]
+    del orphans[old]
+    return old
+
+
+def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
+    stage = draft.stage
     return (
-        stage is None
-        or not res.skip_if_exist
-        or stages.dep(stage).get("path") != item.source
-        or not (root / item.local).exists()
-        or not stages.out(stage).get("md5")
-        or (pinned and "version_id" not in stages.dep(stage))
+        state is not State.OK
+        or not draft.resource.skip_if_exist
+        or (pinned and stage is not None and stage.generation is None)
     )
 
 
-def _list(
-    storage: Storage | None, items: list[Item], root: Path, pinned: bool
-) -> dict[tuple[str, str], Listing]:
-    keys = []
-    for item in items:
-        if _needs_listing(item, root, pinned):
-            assert item.resource is not None
-            keys.append((item.resource.bucket, item.resource.prefix))
+def _list(storage: Storage | None, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Listing]:
     if not keys:
         return {}
     if storage is None:
@@ -213,88 +283,12 @@ def _list(
     return storage.list_prefixes(keys)
 
 
-def _plan_file(
-    item: Item,
-    root: Path,
-    listings: dict[tuple[str, str], Listing],
-    orphans: dict[str, Stage],
-    by_source: dict[str, str],
-    pinned: bool,
-) -> None:
-    res, file, stage = item.resource, item.file, item.stage
-    assert res is not None and file is not None
-    listing = listings.get((res.bucket, res.prefix))
-    if isinstance(listing, StorageError):
-        item.action, item.note = Action.FAILED, str(listing)
-        return
-    if listing is not None:
-        item.obj = listing.get(file)
-    on_disk = (root / item.local).exists()
-
-    if stage is None:
-        old = by_source.get(item.source)
-        if old is not None and (root / old).exists():
-            old_stage = orphans.pop(old)
-            item.action, item.stage, item.old_local = Action.MOVE, old_stage, old
-            return
-        if item.obj is None:
-            item.action, item.note = Action.FAILED, f"object not found: {item.source}"
-            return
-        item.action = Action.ADD
-        return
-
-    recorded = stages.dep(stage)
-    changed = item.obj is not None and item.obj.dep_info.get("etag") != recorded.get("etag")
-    if recorded.get("path") != item.source:
-        item.action, item.note = Action.UPDATE, f"source changed from {recorded.get('path')}"
-    elif changed and not res.skip_if_exist:
-        item.action, item.note = Action.UPDATE, "changed upstream"
-    elif not on_disk or not stages.out(stage).get("md5"):
-        item.action = Action.RESTORE  # from the cache, else from the source if it still matches
-    elif item.obj is None and listing is not None:
-        item.note = "deleted upstream; local copy kept"
-    elif changed:
-        item.note = "changed upstream; kept (skip_if_exist: true)"
-    if item.action is Action.UPDATE and item.obj is None:
-        item.action, item.note = Action.FAILED, f"object not found: {item.source}"
-        return
-    if item.action is Action.UNCHANGED and conformed(item, pinned) != stage:
-        item.action = Action.METADATA
-
-
-def _plan_folder(item: Item, root: Path) -> None:
-    res, stage = item.resource, item.stage
-    assert res is not None
-    if stage is None:
-        item.action = Action.ADD
-    elif stages.dep(stage).get("path") != item.source:
-        item.action, item.note = (
-            Action.UPDATE,
-            f"source changed from {stages.dep(stage).get('path')}",
-        )
-    elif not (root / item.local).exists():
-        item.action = Action.RESTORE
-    elif not res.skip_if_exist:
-        item.action, item.note = Action.UPDATE, "follows upstream (skip_if_exist: false)"
-    elif conformed(item, True) != stage:
-        item.action = Action.METADATA
-
-
-def conformed(item: Item, pinned: bool) -> Stage:
-    """The item's current stage as the manifest and pinning mode want it now.
-
-    Folder imports are DVC's own and always stay frozen.
-    """
-    assert item.resource is not None and item.stage is not None
-    return stages.conform(
-        item.stage,
-        desc=item.resource.description,
-        identity=identity_of(item.resource, item.file),
-        pinned=pinned or item.file is None,
-        dep_info=item.obj.dep_info if item.obj else None,
-    )
-
-
-def relative_out(local: str) -> str:
-    """The ``outs[0].path`` of a stage: the data's name beside the stage file."""
-    return posixpath.basename(local)
+def _listed(
+    listings: dict[tuple[str, str], Listing], draft: _Draft
+) -> RemoteObject | Upstream | StorageError | None:
+    if draft.file is None:
+        return Upstream.NOT_LISTED  # DVC checks folder imports itself
+    listing = listings.get(draft.prefix, Upstream.NOT_LISTED)
+    if isinstance(listing, dict):
+        return listing.get(draft.file)
+    return listing

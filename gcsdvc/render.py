@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from gcsdvc.sync import SyncResult
 
 _ORDER = list(Action)
-_SKIPPED = "not attempted: "
 _PAST = {
     Action.ADD: "added",
     Action.UPDATE: "updated",
@@ -47,12 +46,12 @@ def summary_lines(
     result: SyncResult, dry_run: bool = False, verbose: bool = False, quiet: bool = False
 ) -> Iterator[str]:
     """The closing lines: what was done, what failed, what is left to do."""
-    skipped = [f for f in result.failures if f.message.startswith(_SKIPPED)]
+    skipped = [f for f in result.failures if f.not_attempted]
     for failure in result.failures:
-        if failure not in skipped:
+        if not failure.not_attempted:
             yield f"failed: {failure.name}: {failure.source}: {failure.message}"
     if skipped:  # storage went away: one line, not one per object
-        reason = skipped[0].message[len(_SKIPPED) :]
+        reason = skipped[0].message
         yield f"failed: {len(skipped)} more object(s) not attempted: {reason}; run again later"
     if quiet:
         return

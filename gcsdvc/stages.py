@@ -2,9 +2,10 @@
 
 A stage is written in exactly the shape ``dvc import-url gs://...`` gives it (a
 frozen import with ``deps`` and ``outs``), plus ``desc`` and ``meta.gcsdvc``.
-Building the dict here instead of through DVC's ``Stage`` objects keeps a sync
+Building the mapping here instead of through DVC's ``Stage`` objects keeps a sync
 of thousands of files fast; ``tests/test_stages.py`` checks the result against
-what DVC itself writes and computes.
+what DVC itself writes and computes. The ``.gitignore`` lines DVC keeps beside
+its outputs are batched here too (:class:`IgnoreBatch`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,9 @@ from gcsdvc.errors import DvcRepoError
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
+
+    from gcsdvc.manifest import Resource
+    from gcsdvc.storage import RemoteObject
 
 STAGE_SUFFIX = ".dvc"
 META_KEY = "gcsdvc"
@@ -37,79 +43,193 @@ _DEP_ORDER = ("etag", "size", "version_id", "hash", "path")
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-Stage = dict[str, Any]
-
 
 def stage_path(local: str) -> str:
     """The stage file DVC uses for an imported file or folder."""
     return local + STAGE_SUFFIX
 
 
+def relative_out(local: str) -> str:
+    """The ``outs[0].path`` of a stage: the data's name beside the stage file."""
+    return posixpath.basename(local)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What ``meta.gcsdvc`` records to tie a stage to its manifest entry (and file)."""
+
+    name: str
+    bucket: str
+    blob: str
+    subblob: str
+    file: str | None = None  # None: a whole-prefix import
+
+    @classmethod
+    def of(cls, resource: Resource, file: str | None) -> Identity:
+        return cls(resource.name, resource.bucket, resource.blob, resource.subblob, file)
+
+    @classmethod
+    def from_dict(cls, value: Any) -> Identity | None:
+        if not isinstance(value, dict):
+            return None
+        file = value.get("file")
+        return cls(
+            name=str(value.get("name", "")),
+            bucket=str(value.get("bucket", "")),
+            blob=str(value.get("blob", "")),
+            subblob=str(value.get("subblob", "")),
+            file=None if file is None else str(file),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        ident: dict[str, Any] = {
+            "name": self.name,
+            "bucket": self.bucket,
+            "blob": self.blob,
+            "subblob": self.subblob,
+        }
+        if self.file is not None:
+            ident["file"] = self.file
+        return ident
+
+
+@dataclass(frozen=True)
+class ImportStage:
+    """A ``.dvc`` import stage, typed; ``raw`` is the mapping as read or as it will be written.
+
+    Every field is read from ``raw`` once, here; other modules use the fields.
+    Build new stages with :func:`file_stage` and :func:`conform`.
+    """
+
+    source: str  # deps[0].path: the gs:// URL
+    etag: str | None
+    generation: str | None  # deps[0].version_id
+    md5: str | None  # outs[0].md5 (a folder's ends in .dir); None: not downloaded
+    size: int | None  # outs[0].size
+    nfiles: int | None  # outs[0].nfiles, for a folder
+    out: str  # outs[0].path, relative to the stage's folder
+    identity: Identity | None  # None: not written by gcsdvc (a plain `dvc import-url`)
+    description: str
+    frozen: bool
+    is_folder: bool  # a whole-prefix import: DVC records no etag for it
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ImportStage:
+        dep, out = _first(raw.get("deps")), _first(raw.get("outs"))
+        meta = raw.get("meta")
+        md5, size, nfiles = out.get("md5"), out.get("size"), out.get("nfiles")
+        return cls(
+            source=str(dep.get("path", "?")),
+            etag=_opt_str(dep.get("etag")),
+            generation=_opt_str(dep.get("version_id")),
+            md5=str(md5) if md5 else None,
+            size=size if isinstance(size, int) else None,
+            nfiles=nfiles if isinstance(nfiles, int) else None,
+            out=str(out.get("path", "")),
+            identity=Identity.from_dict(meta.get(META_KEY) if isinstance(meta, dict) else None),
+            description=str(raw.get("desc", "")),
+            frozen=raw.get("frozen") is True,
+            is_folder="etag" not in dep,
+            raw=raw,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ImportStage | None:
+        """The stage at ``path``, or None when there is no file."""
+        raw = read_stage(path)
+        return None if raw is None else cls.from_dict(raw)
+
+    @property
+    def name(self) -> str:
+        """The experiment name recorded in the stage ("" for a foreign stage)."""
+        return self.identity.name if self.identity else ""
+
+    def dump(self) -> str:
+        text: str = yaml.dump(
+            self.raw, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096
+        )
+        return text
+
+    def write(self, path: Path) -> None:
+        """Write atomically: readers see the old file or the new one, never half."""
+        atomic_write(path, self.dump())
+
+    def with_out(self, name: str) -> ImportStage:
+        """This stage with its output renamed (the data moved beside a new stage file)."""
+        outs = [{**_first(self.raw.get("outs")), "path": name}]
+        return ImportStage.from_dict({**self.raw, "outs": outs})
+
+
+def _first(value: Any) -> dict[str, Any]:
+    first = value[0] if isinstance(value, list) and value else {}
+    return first if isinstance(first, dict) else {}
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def file_stage(
-    source: str,
-    out: str,
+    resource: Resource,
+    file: str,
+    local: str,
+    obj: RemoteObject,
     md5: str | None,
-    size: int,
-    dep_info: dict[str, Any],
-    desc: str,
-    identity: dict[str, Any],
     pinned: bool,
-) -> Stage:
+) -> ImportStage:
     """An import stage for one object, as ``dvc import-url`` writes it.
 
-    ``dep_info`` is DVC's record of the object (etag, size, version_id) as
-    :mod:`gcsdvc.storage` builds it; ``out`` is the file name relative to the
-    stage's folder. Without ``md5`` the out has no checksum yet, as with
-    ``dvc import-url --no-download``.
+    Without ``md5`` the out has no checksum yet, as with ``dvc import-url --no-download``.
     """
-    outs: dict[str, Any] = {"md5": md5, "size": size} if md5 else {}
-    stage: Stage = {
-        "deps": [{**dep_info, "hash": "md5", "path": source}],
-        "outs": [{**outs, "hash": "md5", "path": out}],
+    outs: dict[str, Any] = {"md5": md5, "size": obj.size} if md5 else {}
+    raw: dict[str, Any] = {
+        "deps": [{**obj.dep_info, "hash": "md5", "path": resource.source(file)}],
+        "outs": [{**outs, "hash": "md5", "path": relative_out(local)}],
     }
-    return conform(stage, desc=desc, identity=identity, pinned=pinned)
+    return conform(ImportStage.from_dict(raw), resource, file, pinned)
 
 
 def conform(
-    stage: Stage,
-    *,
-    desc: str,
-    identity: dict[str, Any],
+    stage: ImportStage,
+    resource: Resource,
+    file: str | None,
     pinned: bool,
-    dep_info: dict[str, Any] | None = None,
-) -> Stage:
-    """``stage`` with this description, identity and pinning, and its md5 recomputed.
+    obj: RemoteObject | None = None,
+) -> ImportStage:
+    """``stage`` with the entry's description and identity and this pinning; md5 recomputed.
 
     Pinned: frozen, with the object's generation as ``version_id`` (exactly what
     ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket). Unpinned:
     neither, so ``dvc push``/``dvc pull`` go through the DVC remote and
     ``dvc status`` reports upstream changes without a warning per stage.
-    ``dep_info`` (the object as listed now) supplies a missing generation when
-    it is still the recorded object.
+    ``obj`` (the object as listed now) supplies a missing generation when it is
+    still the recorded object. Folder imports are DVC's own and always stay frozen.
     """
-    deps = [dict(d) for d in stage.get("deps") or [{}]]
+    pinned = pinned or file is None
+    deps = [dict(d) for d in stage.raw.get("deps") or [{}]]
     first = deps[0]
     if not pinned:
         first.pop("version_id", None)
-    elif dep_info and dep_info.get("etag") == first.get("etag") and dep_info.get("version_id"):
-        first["version_id"] = dep_info["version_id"]
+    elif obj is not None and obj.etag == first.get("etag") and obj.generation:
+        first["version_id"] = obj.generation
         first = {k: first[k] for k in _DEP_ORDER if k in first} | first
     deps[0] = first
-    meta = dict(stage.get("meta") or {})
-    meta[META_KEY] = identity
+    meta = dict(stage.raw.get("meta") or {})
+    meta[META_KEY] = Identity.of(resource, file).as_dict()
     skip = ("desc", "md5", "frozen", "deps", "meta")
-    new: Stage = {"desc": desc} if desc else {}
+    new: dict[str, Any] = {"desc": resource.description} if resource.description else {}
     new["md5"] = ""
     if pinned:
         new["frozen"] = True
     new["deps"] = deps
-    new.update((k, v) for k, v in stage.items() if k not in skip)
+    new.update((k, v) for k, v in stage.raw.items() if k not in skip)
     new["meta"] = meta
     new["md5"] = stage_md5(new)
-    return new
+    return ImportStage.from_dict(new)
 
 
-def stage_md5(stage: Stage) -> str:
+def stage_md5(stage: dict[str, Any]) -> str:
     """The stage checksum exactly as ``dvc.stage.utils.compute_md5`` computes it."""
     body = {k: v for k, v in stage.items() if k not in ("md5", "meta", "desc")}
     if body.get("wdir") == ".":
@@ -126,8 +246,8 @@ def _strip(value: Any) -> Any:
     return value
 
 
-def read_stage(path: Path) -> Stage | None:
-    """The parsed stage at ``path``, or None when there is no file."""
+def read_stage(path: Path) -> dict[str, Any] | None:
+    """The parsed stage mapping at ``path``, or None when there is no file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -143,16 +263,6 @@ def read_stage(path: Path) -> Stage | None:
     return data
 
 
-def dump_stage(stage: Stage) -> str:
-    text: str = yaml.dump(stage, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
-    return text
-
-
-def write_stage(path: Path, stage: Stage) -> None:
-    """Write ``stage`` atomically: readers see the old file or the new one, never half."""
-    atomic_write(path, dump_stage(stage))
-
-
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gcsdvc-", suffix=".tmp")
@@ -163,27 +273,6 @@ def atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def identity(stage: Stage | None) -> dict[str, Any] | None:
-    """The ``meta.gcsdvc`` mapping of a stage gcsdvc wrote, else None."""
-    if not stage:
-        return None
-    meta = stage.get("meta")
-    found = meta.get(META_KEY) if isinstance(meta, dict) else None
-    return found if isinstance(found, dict) else None
-
-
-def dep(stage: Stage) -> dict[str, Any]:
-    deps = stage.get("deps") or [{}]
-    first = deps[0]
-    return first if isinstance(first, dict) else {}
-
-
-def out(stage: Stage) -> dict[str, Any]:
-    outs = stage.get("outs") or [{}]
-    first = outs[0]
-    return first if isinstance(first, dict) else {}
 
 
 @contextlib.contextmanager
@@ -231,24 +320,38 @@ class StageCache:
             self.old = {}
         self.new: dict[str, Any] = {}
 
-    def read(self, path: Path, key: str) -> Stage | None:
+    def read(self, path: Path, key: str) -> ImportStage | None:
         st = path.stat()
         sig = [st.st_mtime_ns, st.st_size, st.st_ino]
         hit = self.old.get(key)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == sig:
-            stage: Stage = hit[1]
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == sig and isinstance(hit[1], dict):
+            raw: dict[str, Any] = hit[1]
         else:
             found = read_stage(path)
             if found is None:
                 return None
-            stage = found
-        self.new[key] = [sig, stage]
-        return stage
+            raw = found
+        self.new[key] = [sig, raw]
+        return ImportStage.from_dict(raw)
 
     def save(self) -> None:
         if self.new != self.old and self.path.parent.is_dir():
             with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
                 atomic_write(self.path, json.dumps(self.new, ensure_ascii=False))
+
+
+def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, ImportStage]]:
+    """Stages below ``folder``: (gcsdvc's, others), keyed by repo-relative data path."""
+    ours: dict[str, ImportStage] = {}
+    foreign: dict[str, ImportStage] = {}
+    cache = StageCache(root)
+    for path in find_stages(folder):
+        local = path.relative_to(root).as_posix()[: -len(STAGE_SUFFIX)]
+        stage = cache.read(path, local)
+        if stage is not None:
+            (ours if stage.identity is not None else foreign)[local] = stage
+    cache.save()
+    return ours, foreign
 
 
 def find_stages(folder: Path) -> Iterable[Path]:
@@ -285,3 +388,32 @@ def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str
         atomic_write(path, "\n".join(kept) + "\n")
     else:
         path.unlink(missing_ok=True)
+
+
+class IgnoreBatch:
+    """``.gitignore`` lines to add and drop, written once per folder at the end of a sync."""
+
+    def __init__(self) -> None:
+        self.added: dict[Path, list[str]] = {}
+        self.dropped: dict[Path, list[str]] = {}
+
+    def add(self, path: Path) -> None:
+        self.added.setdefault(path.parent, []).append(path.name)
+
+    def drop(self, path: Path) -> None:
+        self.dropped.setdefault(path.parent, []).append(path.name)
+
+    def flush(self, data: Path) -> None:
+        """Write every touched ``.gitignore``, then remove folders below ``data`` left empty."""
+        for folder in set(self.added) | set(self.dropped):
+            if folder.exists():
+                update_gitignore(folder, self.added.get(folder, ()), self.dropped.get(folder, ()))
+        for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):
+            while folder != data and folder.is_relative_to(data):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                folder = folder.parent
+        self.added.clear()
+        self.dropped.clear()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcsdvc.errors import GcsdvcError, StorageError
+from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
 
 _DEFAULT_ENV = {
     # gcsfs otherwise probes every bucket's type over gRPC, a minute per call off GCP.
@@ -60,6 +60,17 @@ class RemoteObject:
     @property
     def url(self) -> str:
         return f"gs://{self.bucket}/{self.name}"
+
+    @property
+    def etag(self) -> str | None:
+        etag = self.dep_info.get("etag")
+        return str(etag) if etag is not None else None
+
+    @property
+    def generation(self) -> str | None:
+        """The object's generation (DVC's ``version_id``), when the listing gives one."""
+        gen = self.dep_info.get("version_id")
+        return str(gen) if gen is not None else None
 
 
 class RetryCounter(logging.Handler):
@@ -191,7 +202,7 @@ class Storage:
         async def one(sem: asyncio.Semaphore, index: int, obj: RemoteObject, dest: Path) -> None:
             async with sem:
                 if outage:
-                    done.put((index, StorageError(f"not attempted: {describe(outage[0])}")))
+                    done.put((index, NotAttemptedError(describe(outage[0]))))
                     return
                 try:
                     await fs._get_file(
@@ -235,10 +246,6 @@ def _progress(on_bytes: Callable[[int], None] | None) -> Any:
             on_bytes(inc)
 
     return Forward()
-
-
-class ChecksumMismatch(StorageError):
-    """The downloaded bytes are not the object's bytes."""
 
 
 def file_md5(path: Path) -> str:

@@ -1,33 +1,28 @@
-"""Carry out a plan: download, verify, cache, place, then record.
+"""Carry out a plan: the order of the work, and the failures it met.
 
 Order per file, so that an interruption at any point leaves nothing recorded
 that is not on disk and verified: download to ``.dvc/tmp/gcsdvc`` -> check the
 bytes against the object's md5 (or crc32c) -> move into the DVC cache -> link
 or copy into the data folder with an atomic rename -> write the stage.
+Placing files is :mod:`gcsdvc.workspace`'s; deciding what to do is :mod:`gcsdvc.plan`'s.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
+import shlex
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from gcsdvc import stages
-from gcsdvc.errors import DvcRepoError, GcsdvcError, LockedError
+from gcsdvc.compare import State
+from gcsdvc.errors import GcsdvcError, LocalChangesError, NotAttemptedError, StorageError
 from gcsdvc.manifest import Manifest
-from gcsdvc.plan import Action, Item, Plan, build_plan, conformed, identity_of, relative_out
+from gcsdvc.plan import Action, Item, Plan, build_plan
 from gcsdvc.storage import RemoteObject, Storage, describe
-
-if TYPE_CHECKING:
-    from dvc.repo import Repo
-
-WORK_DIR = ".dvc/tmp/gcsdvc"
+from gcsdvc.workspace import Workspace, locked_repo
 
 
 class Reporter(Protocol):
@@ -40,11 +35,21 @@ class Reporter(Protocol):
     def finish(self) -> None: ...
 
 
-@dataclass
+@dataclass(frozen=True)
 class Failure:
+    """One item that could not be done; ``error`` keeps the original exception and its type."""
+
     name: str
     source: str
-    message: str
+    error: BaseException
+
+    @property
+    def message(self) -> str:
+        return describe(self.error)
+
+    @property
+    def not_attempted(self) -> bool:
+        return isinstance(self.error, NotAttemptedError)
 
 
 @dataclass
@@ -58,6 +63,9 @@ class SyncResult:
     def ok(self) -> bool:
         return not self.failures
 
+    def fail(self, item: Item, error: BaseException) -> None:
+        self.failures.append(Failure(item.name, item.source, error))
+
 
 def sync(
     manifest: Manifest,
@@ -66,20 +74,26 @@ def sync(
     dry_run: bool = False,
     prune: bool = False,
     download: bool = True,
+    force: bool = False,
     jobs: int = 16,
     reporter: Reporter | None = None,
 ) -> SyncResult:
-    """Bring the selected experiments (all when ``names`` is empty) in line with the manifest."""
+    """Bring the selected experiments (all when ``names`` is empty) in line with the manifest.
+
+    A local file in the way (untracked, or edited since its stage was written) is
+    kept and reported as a failure unless ``force``.
+    """
     selected = manifest.select(names)
     storage = Storage(jobs)
-    plan = build_plan(manifest, selected, storage, prune, names)
+    plan = build_plan(manifest, selected, storage, prune, names, force)
     if dry_run or not plan.has_work:
         return _result(plan, storage)
-    with _locked_repo(manifest.root) as repo:
+    with locked_repo(manifest.root) as repo:
         # Another process may have synced while we waited for the lock.
-        plan = build_plan(manifest, selected, storage, prune, names)
+        plan = build_plan(manifest, selected, storage, prune, names, force)
         result = _result(plan, storage)
-        _Executor(repo, manifest, storage, result, download, reporter).run()
+        with Workspace(repo, manifest.root, manifest.data_path) as ws:
+            _Executor(ws, storage, result, download, reporter).run()
     result.retries = storage.retries.retries
     return result
 
@@ -87,311 +101,134 @@ def sync(
 def _result(plan: Plan, storage: Storage) -> SyncResult:
     result = SyncResult(plan, retries=storage.retries.retries)
     for item in plan.of(Action.FAILED):
-        result.failures.append(Failure(item.name, item.source, item.note))
+        result.fail(item, StorageError(item.note))
+    for item in plan.of(Action.CONFLICT):
+        result.fail(item, conflict(item))
     return result
 
 
-@contextlib.contextmanager
-def _locked_repo(root: Path) -> Iterator[Repo]:
-    from dvc.lock import LockError
-    from dvc.repo import lock_repo
-
-    with stages.open_repo(root) as repo:
-        try:
-            with lock_repo(repo):
-                yield repo
-        except LockError:
-            raise LockedError(
-                "another gcsdvc or dvc process is working in this repository "
-                "(lock .dvc/tmp/lock is held); run again when it has finished"
-            ) from None
+def conflict(item: Item) -> LocalChangesError:
+    """The error for a local file kept in place, with the commands that replace it."""
+    name, path = shlex.quote(item.name), shlex.quote(item.local)
+    why = "is not tracked" if item.state is State.UNTRACKED else f"was edited ({item.note})"
+    fix = f"'gcsdvc sync --force {name}' or 'rm -r {path} && gcsdvc sync {name}' replaces it"
+    return LocalChangesError(item.local, why, fix)
 
 
 class _Executor:
+    """Runs a plan's items in a safe order: moves, prunes, stage rewrites, then transfers."""
+
     def __init__(
         self,
-        repo: Repo,
-        manifest: Manifest,
+        ws: Workspace,
         storage: Storage,
         result: SyncResult,
         download: bool,
         reporter: Reporter | None,
     ) -> None:
-        self.repo = repo
-        self.manifest = manifest
-        self.root = manifest.root
+        self.ws = ws
         self.storage = storage
         self.result = result
+        self.plan = result.plan
         self.download = download
         self.reporter = reporter
-        self.odb = repo.cache.local
-        self.work = self.root / WORK_DIR
-        self.ignore_add: dict[Path, list[str]] = {}
-        self.ignore_drop: dict[Path, list[str]] = {}
 
     def run(self) -> None:
-        # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
-        shutil.rmtree(self.work, ignore_errors=True)
-        self.work.mkdir(parents=True)
-        try:
-            plan = self.result.plan
-            for item in plan.of(Action.MOVE):
-                self._guard(item, self._move)
-            for item in plan.of(Action.PRUNE):
-                self._guard(item, self._prune)
-            for item in plan.of(Action.METADATA):
-                self._guard(item, self._annotate)
-            files = [
-                i for i in plan.of(Action.ADD, Action.UPDATE, Action.RESTORE) if i.file is not None
-            ]
-            folders = [i for i in plan.items if i.file is None and i.resource is not None]
-            self._transfer_files(files)
-            for item in folders:
-                if item.action in (Action.ADD, Action.UPDATE, Action.RESTORE):
-                    self._guard(item, self._import_folder)
-        finally:
-            self._flush_gitignore()
-            shutil.rmtree(self.work, ignore_errors=True)
+        for item in self.plan.of(Action.MOVE):
+            assert item.stage is not None and item.old_local is not None
+            moved = self._shaped(item, item.stage.with_out(stages.relative_out(item.local)))
+            self._guard(item, self.ws.move, item.old_local, item.local, moved)
+        for item in self.plan.of(Action.PRUNE):
+            self._guard(item, self.ws.remove, item.local)
+        for item in self.plan.of(Action.METADATA):
+            assert item.stage is not None
+            self._guard(item, self.ws.write_stage, item.local, self._shaped(item, item.stage))
+        todo = self.plan.of(Action.ADD, Action.UPDATE, Action.RESTORE)
+        self._transfer([i for i in todo if i.file is not None])
+        for item in todo:
+            if item.file is None:
+                self._guard(item, self._folder, item)
 
-    def _guard(self, item: Item, step: Any) -> None:
+    def _shaped(self, item: Item, stage: stages.ImportStage) -> stages.ImportStage:
+        assert item.resource is not None
+        return stages.conform(stage, item.resource, item.file, self.plan.pinned, item.obj)
+
+    def _guard(self, item: Item, step: Callable[..., object], *args: Any) -> None:
         try:
-            step(item)
+            step(*args)
         except (GcsdvcError, OSError) as exc:
-            self._fail(item, describe(exc))
+            self.result.fail(item, exc)
         else:
             self.result.done[item.action] += 1
 
-    def _fail(self, item: Item, message: str) -> None:
-        self.result.failures.append(Failure(item.name, item.source, message))
-
-    def _abs(self, local: str) -> Path:
-        return self.root / local
-
-    # -- files -------------------------------------------------------------
-
-    def _transfer_files(self, items: list[Item]) -> None:
+    def _transfer(self, items: list[Item]) -> None:
         fetch: list[Item] = []
         for item in items:
-            if item.action is Action.RESTORE and self._restore_from_cache(item):
-                self.result.done[item.action] += 1
-                continue
+            recorded = item.stage.md5 if item.stage is not None else None
+            if item.action is Action.RESTORE and item.stage is not None:
+                same_source = item.stage.source == item.source
+                if recorded and same_source and self.ws.restore(item.local, recorded):
+                    self.result.done[item.action] += 1
+                    continue
             if item.obj is None:
-                self._fail(item, f"object not found: {item.source}")
-                continue
-            recorded = stages.out(item.stage or {}).get("md5")
-            if item.action is Action.RESTORE and recorded and item.obj.md5 != recorded:
-                self._fail(
+                self.result.fail(item, StorageError(f"object not found: {item.source}"))
+            elif item.action is Action.RESTORE and recorded and item.obj.md5 != recorded:
+                self.result.fail(
                     item,
-                    "the recorded version is gone from the source and not in the DVC cache; "
-                    "'dvc pull' it from your DVC remote, or set skip_if_exist: false",
+                    StorageError(
+                        "the recorded version is gone from the source and not in the DVC cache; "
+                        "'dvc pull' it from your DVC remote, or set skip_if_exist: false"
+                    ),
                 )
-                continue
-            if not self.download:
+            elif not self.download:
                 if item.action is not Action.RESTORE:
-                    self._guard(item, self._record_without_data)
-                continue
-            fetch.append(item)
-        if not fetch:
-            return
+                    self._guard(item, self._write_file_stage, item, item.obj, None)
+            else:
+                fetch.append(item)
+        if fetch:
+            self._download(fetch)
+
+    def _download(self, fetch: list[Item]) -> None:
         pairs: list[tuple[RemoteObject, Path]] = []
         for n, item in enumerate(fetch):
             assert item.obj is not None
-            pairs.append((item.obj, self.work / f"{n}.part"))
-        if self.reporter:
-            self.reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
+            pairs.append((item.obj, self.ws.scratch(n)))
         reporter = self.reporter
+        if reporter:
+            reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
         on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
         try:
             for index, outcome in self.storage.download(pairs, on_bytes):
                 item, (obj, tmp) = fetch[index], pairs[index]
-                if isinstance(outcome, Exception):
-                    self._fail(item, describe(outcome))
+                if isinstance(outcome, BaseException):
+                    self.result.fail(item, outcome)
                 else:
-                    self._guard(item, lambda it, t=tmp, o=obj, m=outcome: self._place(it, t, o, m))
-                if self.reporter:
-                    self.reporter.advance(files=1)
+                    self._guard(item, self._place, item, tmp, obj, outcome)
+                if reporter:
+                    reporter.advance(files=1)
         finally:
-            if self.reporter:
-                self.reporter.finish()
+            if reporter:
+                reporter.finish()
 
     def _place(self, item: Item, tmp: Path, obj: RemoteObject, md5: str) -> None:
-        cached = Path(self.odb.oid_to_path(md5))
-        if cached.exists():
-            tmp.unlink()
-        else:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, cached)
-            _protect(cached)
-        self._checkout(cached, item.local, md5)
+        self.ws.place(tmp, item.local, md5)
         self._write_file_stage(item, obj, md5)
 
-    def _restore_from_cache(self, item: Item) -> bool:
-        md5 = stages.out(item.stage or {}).get("md5")
-        if not md5 or stages.dep(item.stage or {}).get("path") != item.source:
-            return False
-        cached = Path(self.odb.oid_to_path(md5))
-        if not cached.exists():
-            return False
-        self._checkout(cached, item.local, md5)
-        return True
+    def _write_file_stage(self, item: Item, obj: RemoteObject | None, md5: str | None) -> None:
+        assert item.resource is not None and item.file is not None and obj is not None
+        stage = stages.file_stage(item.resource, item.file, item.local, obj, md5, self.plan.pinned)
+        self.ws.write_stage(item.local, stage, ignore=md5 is None)
 
-    def _checkout(self, cached: Path, local: str, md5: str) -> None:
-        """Put the cached file at ``local`` with DVC's link type, replacing it atomically."""
-        dest = self._abs(local)
-        _refuse_symlinks(self.root, dest)
-        tmp = self.work / f"link-{uuid.uuid4().hex}"
-        _link(cached, tmp, self.odb.cache_types)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
-        self._remember_hash(dest, md5)
-        self.ignore_add.setdefault(dest.parent, []).append(dest.name)
-
-    def _remember_hash(self, path: Path, md5: str) -> None:
-        """Tell DVC's state db the hash, so ``dvc status`` need not read the file again."""
-        from dvc_data.hashfile.hash_info import HashInfo
-
-        with contextlib.suppress(Exception):  # only an optimisation
-            self.repo.state.save(str(path), self.repo.fs, HashInfo("md5", md5))
-
-    def _write_file_stage(self, item: Item, obj: RemoteObject, md5: str | None) -> None:
-        res = item.resource
-        assert res is not None and item.file is not None
-        stage = stages.file_stage(
-            source=item.source,
-            out=relative_out(item.local),
-            md5=md5,
-            size=obj.size,
-            dep_info=obj.dep_info,
-            desc=res.description,
-            identity=identity_of(res, item.file),
-            pinned=self.result.plan.pinned,
-        )
-        self._write(item.local, stage)
-
-    def _record_without_data(self, item: Item) -> None:
-        assert item.obj is not None
-        self._write_file_stage(item, item.obj, None)
-        self.ignore_add.setdefault(self._abs(item.local).parent, []).append(
-            relative_out(item.local)
-        )
-
-    def _write(self, local: str, stage: stages.Stage) -> None:
-        path = self._abs(stages.stage_path(local))
-        _refuse_symlinks(self.root, path)
-        stages.write_stage(path, stage)
-
-    # -- metadata, moves, prunes ------------------------------------------
-
-    def _annotate(self, item: Item) -> None:
-        self._write(item.local, conformed(item, self.result.plan.pinned))
-
-    def _move(self, item: Item) -> None:
-        assert item.old_local is not None and item.stage is not None
-        old, new = self._abs(item.old_local), self._abs(item.local)
-        _refuse_symlinks(self.root, new)
-        new.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(old, new)
-        item.stage = {**item.stage, "outs": [{**stages.out(item.stage), "path": new.name}]}
-        self._annotate(item)
-        self.ignore_add.setdefault(new.parent, []).append(new.name)
-        self._forget(item.old_local)
-
-    def _prune(self, item: Item) -> None:
-        path = self._abs(item.local)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+    def _folder(self, item: Item) -> None:
+        """Whole-prefix imports are DVC's own: import, update or check out, then describe."""
+        ws, jobs = self.ws, self.storage.jobs
+        if item.action is Action.ADD:
+            force = self.plan.force and item.state is State.UNTRACKED
+            stage = ws.import_folder(
+                item.source, item.local, download=self.download, jobs=jobs, force=force
+            )
+        elif item.action is Action.RESTORE:
+            stage = ws.checkout_folder(item.local)
         else:
-            path.unlink(missing_ok=True)
-        self._forget(item.local)
-
-    def _forget(self, local: str) -> None:
-        """Remove a stage and its .gitignore line, then any folders left empty."""
-        path = self._abs(local)
-        self._abs(stages.stage_path(local)).unlink(missing_ok=True)
-        self.ignore_drop.setdefault(path.parent, []).append(path.name)
-
-    def _flush_gitignore(self) -> None:
-        for folder in set(self.ignore_add) | set(self.ignore_drop):
-            if folder.exists():
-                stages.update_gitignore(
-                    folder, self.ignore_add.get(folder, ()), self.ignore_drop.get(folder, ())
-                )
-        data = self.manifest.data_path
-        for folder in sorted(self.ignore_drop, key=lambda p: len(p.parts), reverse=True):
-            while folder != data and folder.is_relative_to(data):
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
-                folder = folder.parent
-
-    # -- whole-prefix imports, left to DVC ----------------------------------
-
-    def _import_folder(self, item: Item) -> None:
-        assert item.resource is not None
-        path = self._abs(item.local)
-        _refuse_symlinks(self.root, path)
-        stage_file = str(self._abs(stages.stage_path(item.local)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from dvc.exceptions import DvcException
-        from dvc.ui import ui
-
-        ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
-        try:
-            if item.action is Action.ADD:
-                if not self.download:
-                    self.repo.imp_url(item.source, out=str(path), no_download=True)
-                else:
-                    self.repo.imp_url(item.source, out=str(path), jobs=self.storage.jobs)
-            elif item.action is Action.RESTORE:
-                self.repo.checkout(targets=[stage_file], force=True)
-            else:
-                self.repo.update(targets=[stage_file], jobs=self.storage.jobs)
-        except DvcException as exc:
-            raise DvcRepoError(str(exc).splitlines()[0]) from None
-        finally:
-            ui._enabled = True
-        item.stage = stages.read_stage(Path(stage_file))
-        self._annotate(item)
-
-
-def _protect(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.chmod(0o444)
-
-
-def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
-    """Link or copy ``src`` to ``dest`` with the first of DVC's cache types that works."""
-    for kind in [*types, "copy"]:
-        try:
-            if kind == "reflink":
-                from dvc_objects.fs.system import reflink
-
-                reflink(str(src), str(dest))  # type: ignore[no-untyped-call]
-            elif kind == "hardlink":
-                os.link(src, dest)
-            elif kind == "symlink":
-                os.symlink(src, dest)
-            else:
-                shutil.copyfile(src, dest)
-            return
-        except OSError:
-            dest.unlink(missing_ok=True)
-    raise OSError(f"cannot link or copy {src} to {dest}")
-
-
-def _refuse_symlinks(root: Path, path: Path) -> None:
-    """Refuse to write through a symlinked folder that leads outside the repository."""
-    real_root = root.resolve()
-    folder = path.parent
-    real = folder.resolve()
-    if not real.is_relative_to(real_root):
-        raise DvcRepoError(
-            f"{folder.relative_to(root)} leads outside the repository (to {real}) "
-            "through a symlink; refusing to write there"
-        )
-    if path.is_symlink() and not path.resolve().is_relative_to(real_root):
-        raise DvcRepoError(
-            f"{path.relative_to(root)} is a symlink to {path.resolve()}, outside the "
-            "repository; refusing to write through it"
-        )
+            stage = ws.update_folder(item.local, jobs)
+        ws.write_stage(item.local, self._shaped(item, stage))

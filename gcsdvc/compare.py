@@ -1,0 +1,158 @@
+"""The one comparison: what the manifest wants, the stage, the disk and the bucket -> a State.
+
+:func:`compare` is pure (no I/O): callers gather what is on disk
+(:class:`Disk`) and what the listing says, then :mod:`gcsdvc.status` reports
+the state and :mod:`gcsdvc.plan` maps it to an action. Every rule about how
+these four relate lives here once.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from gcsdvc.errors import StorageError
+from gcsdvc.stages import ImportStage
+
+if TYPE_CHECKING:
+    from gcsdvc.storage import RemoteObject
+
+
+class State(str, Enum):
+    OK = "ok"
+    NOT_SYNCED = "not-synced"  # no stage yet, nothing at the destination
+    NOT_FOUND = "not-found"  # the object to fetch is not in the bucket
+    UNTRACKED = "untracked"  # no stage, but a file is at the destination
+    FOREIGN = "foreign-stage"  # a stage gcsdvc did not write, for another source, is in the way
+    LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
+    MODIFIED = "modified"  # a local edit: the bytes differ from the stage's
+    SOURCE_MOVED = "source-moved"  # the stage records another object
+    MISSING = "missing"  # the stage is there, the data is not
+    CHANGED_UPSTREAM = "changed-upstream"  # another object (generation or bytes) is listed
+    METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
+    DELETED_UPSTREAM = "deleted-upstream"  # the object is gone
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Upstream(Enum):
+    """Stands in for the listed object when upstream was not asked (offline, or not needed).
+
+    A failed listing is passed as its :class:`StorageError`.
+    """
+
+    NOT_LISTED = "not listed"
+
+
+@dataclass(frozen=True)
+class Wish:
+    """What the manifest asks for at one destination."""
+
+    source: str  # the gs:// URL of the object or prefix
+    is_folder: bool = False  # a whole-prefix import
+
+
+@dataclass(frozen=True)
+class Disk:
+    """What is at a destination: the caller stats it and hashes it only when it must."""
+
+    exists: bool = False
+    is_file: bool = False  # a regular file (a cache symlink counts, as DVC links them)
+    size: int | None = None
+    md5: str | None = None  # None: not hashed (or unreadable when ``unreadable``)
+    unreadable: bool = False
+
+    @classmethod
+    def from_stat(cls, mode: int, size: int) -> Disk:
+        return cls(exists=True, is_file=stat.S_ISREG(mode), size=size)
+
+
+ABSENT = Disk()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    state: State
+    note: str = ""
+
+
+def compare(
+    wish: Wish,
+    stage: ImportStage | None,
+    disk: Disk,
+    listed: RemoteObject | Upstream | StorageError | None,
+) -> Comparison:
+    """The state of one destination.
+
+    ``stage`` is the stage at the destination, gcsdvc's or not; ``listed`` is the
+    object as listed (None: listed and absent; a :class:`StorageError`: the
+    listing failed). A plain ``dvc import-url`` stage of the same object counts
+    as gcsdvc's (it is adopted). Local facts come first: a local edit or an
+    untracked file wins over anything upstream.
+    For a folder import only the stage, its source and existence are compared;
+    DVC checks its contents.
+    """
+    if stage is not None and stage.identity is None and stage.source != wish.source:
+        return Comparison(State.FOREIGN, "a stage not written by gcsdvc is in the way")
+    if stage is None:
+        if disk.exists:
+            return Comparison(State.UNTRACKED, "no stage records it")
+        if isinstance(listed, StorageError):
+            return Comparison(State.LISTING_FAILED, str(listed))
+        if listed is None:
+            return Comparison(State.NOT_FOUND, f"object not found: {wish.source}")
+        return Comparison(State.NOT_SYNCED)
+    if isinstance(listed, StorageError):
+        return Comparison(State.LISTING_FAILED, str(listed))
+    edit = None if wish.is_folder else local_edit(stage, disk)
+    if edit is not None:
+        return Comparison(State.MODIFIED, edit)
+    if stage.source != wish.source:
+        if listed is None:
+            return Comparison(State.NOT_FOUND, f"object not found: {wish.source}")
+        return Comparison(State.SOURCE_MOVED, f"source changed from {stage.source}")
+    if not disk.exists:
+        return Comparison(State.MISSING)
+    if stage.md5 is None:
+        return Comparison(State.MISSING, "no checksum recorded (synced with --no-download)")
+    if listed is Upstream.NOT_LISTED:
+        return Comparison(State.OK)
+    if listed is None:
+        return Comparison(State.DELETED_UPSTREAM, "the local copy is kept")
+    if listed.etag == stage.etag:
+        return Comparison(State.OK)
+    if same_object(stage, listed):
+        return Comparison(State.METADATA_UPSTREAM, "only the object's metadata changed")
+    return Comparison(State.CHANGED_UPSTREAM)
+
+
+def local_edit(stage: ImportStage, disk: Disk) -> str | None:
+    """Why the file at the destination is not the stage's bytes, or None if it is (or absent)."""
+    if not disk.exists or stage.md5 is None:
+        return None
+    if not disk.is_file:
+        return "not a regular file"
+    if stage.size is not None and disk.size != stage.size:
+        return f"{disk.size} bytes, the stage records {stage.size}"
+    if disk.unreadable:
+        return "cannot be read"
+    if disk.md5 is not None and disk.md5 != stage.md5:
+        return f"md5 {disk.md5}, the stage records {stage.md5}"
+    return None
+
+
+def same_object(stage: ImportStage, obj: RemoteObject) -> bool:
+    """Whether ``obj`` is the recorded generation with the recorded bytes (its etag aside).
+
+    Cloud Storage changes an object's etag when only its metadata changes; the
+    generation changes only when the bytes are rewritten.
+    """
+    return (
+        stage.generation is not None
+        and obj.generation == stage.generation
+        and obj.size == stage.size
+        and obj.md5 in (None, stage.md5)  # a composite object has no md5; the generation holds
+    )

@@ -1,0 +1,300 @@
+"""The workspace: what is at each destination, and placing files there as DVC's checkout would.
+
+Reading: :func:`read_disks` stats destinations and hashes only files whose
+size matches their stage (few bytes directly, many through DVC's state
+database, keyed by inode, mtime and size, so unchanged files are not read again).
+
+Writing: :class:`Workspace` moves verified downloads into the DVC cache,
+links them out with DVC's cache type (reflink, hardlink, symlink, copy),
+protects cache files, refuses to write through a symlink out of the repository,
+records hashes in DVC's state db and batches ``.gitignore`` lines. It decides
+nothing: :mod:`gcsdvc.sync` says what to place where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gcsdvc import stages
+from gcsdvc.compare import ABSENT, Disk
+from gcsdvc.errors import DvcRepoError
+from gcsdvc.stages import ImportStage, open_repo
+from gcsdvc.storage import file_md5
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+WORK_DIR = ".dvc/tmp/gcsdvc"
+# Below this many bytes hashing is cheaper than loading DVC to ask its state db.
+DIRECT_HASH_BYTES = 64 << 20
+
+
+def read_disks(
+    root: Path, targets: Sequence[tuple[str, ImportStage | None, bool]]
+) -> dict[str, Disk]:
+    """What is at each (local, stage, is_folder) destination, for :func:`gcsdvc.compare.compare`.
+
+    A file is hashed only when its stage records an md5 and its size matches.
+    """
+    disks: dict[str, Disk] = {}
+    sizes: dict[Path, int] = {}
+    for local, stage, is_folder in targets:
+        path = root / local
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            disks[local] = ABSENT
+            continue
+        disk = Disk.from_stat(info.st_mode, info.st_size)
+        disks[local] = disk
+        recorded = stage is not None and not is_folder and stage.md5 is not None
+        if recorded and disk.is_file and stage is not None and stage.size in (None, info.st_size):
+            sizes[path] = info.st_size
+    md5s = local_md5s(root, sizes)
+    for local, _, _ in targets:
+        path = root / local
+        if path in sizes:
+            md5 = md5s.get(path)
+            old = disks[local]
+            disks[local] = Disk(True, True, old.size, md5, unreadable=md5 is None)
+    return disks
+
+
+def local_md5s(root: Path, sizes: dict[Path, int]) -> dict[Path, str]:
+    """The md5 of each file (an unreadable one is left out).
+
+    Few bytes are hashed directly; otherwise DVC's state db answers for files it
+    has seen unchanged, and the others are hashed and recorded there.
+    """
+    if not sizes:
+        return {}
+    if sum(sizes.values()) <= DIRECT_HASH_BYTES:
+        return _hash_all(list(sizes))
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    with open_repo(root) as repo:
+        known: dict[Path, str] = {}
+        for path, _, hash_info in repo.state.get_many([str(p) for p in sizes], repo.fs, {}):
+            if hash_info is not None and hash_info.name == "md5":
+                known[Path(path)] = hash_info.value
+        hashed = _hash_all([p for p in sizes if p not in known])
+        with contextlib.suppress(Exception):  # only an optimisation
+            repo.state.save_many(
+                ((str(p), HashInfo("md5", md5), None) for p, md5 in hashed.items()), repo.fs
+            )
+    return known | hashed
+
+
+def _hash_all(paths: list[Path]) -> dict[Path, str]:
+    def one(path: Path) -> str | None:
+        try:
+            return file_md5(path)
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1, len(paths) or 1)) as pool:
+        md5s = pool.map(one, paths)
+    return {p: md5 for p, md5 in zip(paths, md5s, strict=True) if md5 is not None}
+
+
+class Workspace:
+    """Places files and stages in one DVC repository; use as a context manager."""
+
+    def __init__(self, repo: Repo, root: Path, data: Path) -> None:
+        self.repo = repo
+        self.root = root
+        self.data = data
+        self.odb = repo.cache.local
+        self.work = root / WORK_DIR
+        self.ignore = stages.IgnoreBatch()
+
+    def __enter__(self) -> Workspace:
+        # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.ignore.flush(self.data)
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def scratch(self, n: int) -> Path:
+        """Where the ``n``-th download of this run goes before it is verified."""
+        return self.work / f"{n}.part"
+
+    def place(self, tmp: Path, local: str, md5: str) -> None:
+        """Move a verified download into the cache and link it out to ``local``."""
+        cached = Path(self.odb.oid_to_path(md5))
+        if cached.exists():
+            tmp.unlink()
+        else:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, cached)
+            _protect(cached)
+        self._checkout(cached, local, md5)
+
+    def restore(self, local: str, md5: str) -> bool:
+        """Put the cached copy of ``md5`` at ``local``; False when the cache lacks it."""
+        cached = Path(self.odb.oid_to_path(md5))
+        if not cached.exists():
+            return False
+        self._checkout(cached, local, md5)
+        return True
+
+    def write_stage(self, local: str, stage: ImportStage, ignore: bool = False) -> None:
+        """Write the stage of ``local``; ``ignore`` also adds the data's .gitignore line."""
+        path = self.root / stages.stage_path(local)
+        refuse_symlinks(self.root, path)
+        stage.write(path)
+        if ignore:
+            self.ignore.add(self.root / local)
+
+    def move(self, old: str, new: str, stage: ImportStage) -> None:
+        """Move data from ``old`` to ``new`` and write its stage there; forget ``old``."""
+        src, dest = self.root / old, self.root / new
+        refuse_symlinks(self.root, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+        self.write_stage(new, stage, ignore=True)
+        self._forget(old)
+
+    def remove(self, local: str) -> None:
+        """Delete the data and the stage of ``local``."""
+        path = self.root / local
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        self._forget(local)
+
+    def import_folder(
+        self, source: str, local: str, *, download: bool, jobs: int, force: bool
+    ) -> ImportStage:
+        """``dvc import-url`` of a whole prefix; the stage DVC wrote."""
+        path = self.root / local
+        options = {"jobs": jobs} if download else {"no_download": True}
+        return self._dvc(
+            local, lambda: self.repo.imp_url(source, out=str(path), force=force, **options)
+        )
+
+    def update_folder(self, local: str, jobs: int) -> ImportStage:
+        """``dvc update`` of a folder import; the stage DVC wrote."""
+        target = str(self.root / stages.stage_path(local))
+        return self._dvc(local, lambda: self.repo.update(targets=[target], jobs=jobs))
+
+    def checkout_folder(self, local: str) -> ImportStage:
+        """``dvc checkout`` of a folder import; its stage."""
+        target = str(self.root / stages.stage_path(local))
+        return self._dvc(local, lambda: self.repo.checkout(targets=[target], force=True))
+
+    def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
+        from dvc.exceptions import DvcException
+        from dvc.ui import ui
+
+        path = self.root / local
+        refuse_symlinks(self.root, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
+        try:
+            call()
+        except DvcException as exc:
+            raise DvcRepoError(str(exc).splitlines()[0]) from None
+        finally:
+            ui._enabled = True
+        stage = ImportStage.load(self.root / stages.stage_path(local))
+        if stage is None:
+            raise DvcRepoError(f"DVC wrote no stage for {local}")
+        return stage
+
+    def _checkout(self, cached: Path, local: str, md5: str) -> None:
+        """Put the cached file at ``local`` with DVC's link type, replacing it atomically."""
+        dest = self.root / local
+        refuse_symlinks(self.root, dest)
+        tmp = self.work / f"link-{uuid.uuid4().hex}"
+        _link(cached, tmp, self.odb.cache_types)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        self._remember_hash(dest, md5)
+        self.ignore.add(dest)
+
+    def _remember_hash(self, path: Path, md5: str) -> None:
+        """Tell DVC's state db the hash, so ``dvc status`` need not read the file again."""
+        from dvc_data.hashfile.hash_info import HashInfo
+
+        with contextlib.suppress(Exception):  # only an optimisation
+            self.repo.state.save(str(path), self.repo.fs, HashInfo("md5", md5))
+
+    def _forget(self, local: str) -> None:
+        """Remove a stage and its .gitignore line (empty folders go at the end)."""
+        (self.root / stages.stage_path(local)).unlink(missing_ok=True)
+        self.ignore.drop(self.root / local)
+
+
+def _protect(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.chmod(0o444)
+
+
+def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
+    """Link or copy ``src`` to ``dest`` with the first of DVC's cache types that works."""
+    for kind in [*types, "copy"]:
+        try:
+            if kind == "reflink":
+                from dvc_objects.fs.system import reflink
+
+                reflink(str(src), str(dest))  # type: ignore[no-untyped-call]
+            elif kind == "hardlink":
+                os.link(src, dest)
+            elif kind == "symlink":
+                os.symlink(src, dest)
+            else:
+                shutil.copyfile(src, dest)
+            return
+        except OSError:
+            dest.unlink(missing_ok=True)
+    raise OSError(f"cannot link or copy {src} to {dest}")
+
+
+def refuse_symlinks(root: Path, path: Path) -> None:
+    """Refuse to write through a symlinked folder that leads outside the repository."""
+    real_root = root.resolve()
+    folder = path.parent
+    real = folder.resolve()
+    if not real.is_relative_to(real_root):
+        raise DvcRepoError(
+            f"{folder.relative_to(root)} leads outside the repository (to {real}) "
+            "through a symlink; refusing to write there"
+        )
+    if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+        raise DvcRepoError(
+            f"{path.relative_to(root)} is a symlink to {path.resolve()}, outside the "
+            "repository; refusing to write through it"
+        )
+
+
+@contextlib.contextmanager
+def locked_repo(root: Path) -> Iterator[Repo]:
+    """The DVC repository at ``root`` under its lock; :class:`LockedError` when it is held."""
+    from dvc.lock import LockError
+    from dvc.repo import lock_repo
+
+    from gcsdvc.errors import LockedError
+
+    with open_repo(root) as repo:
+        try:
+            with lock_repo(repo):
+                yield repo
+        except LockError:
+            raise LockedError(
+                "another gcsdvc or dvc process is working in this repository "
+                "(lock .dvc/tmp/lock is held); run again when it has finished"
+            ) from None
