@@ -21,18 +21,20 @@ if TYPE_CHECKING:
 
 
 class State(str, Enum):
+    """Summaries list states in this order."""
+
     OK = "ok"
+    MISSING = "missing"  # the stage is there, the data is not
+    MODIFIED = "modified"  # a local edit: the bytes differ from the stage's
+    CHANGED_UPSTREAM = "changed-upstream"  # another object (generation or bytes) is listed
+    DELETED_UPSTREAM = "deleted-upstream"  # the object is gone
     NOT_SYNCED = "not-synced"  # no stage yet, nothing at the destination
     NOT_FOUND = "not-found"  # the object to fetch is not in the bucket
     UNTRACKED = "untracked"  # no stage, but a file is at the destination
     FOREIGN = "foreign-stage"  # a stage gcsdvc did not write, for another source, is in the way
-    LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
-    MODIFIED = "modified"  # a local edit: the bytes differ from the stage's
     SOURCE_MOVED = "source-moved"  # the stage records another object
-    MISSING = "missing"  # the stage is there, the data is not
-    CHANGED_UPSTREAM = "changed-upstream"  # another object (generation or bytes) is listed
     METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
-    DELETED_UPSTREAM = "deleted-upstream"  # the object is gone
+    LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
 
     def __str__(self) -> str:
         return self.value

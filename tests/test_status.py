@@ -231,14 +231,14 @@ def test_large_files_use_dvc_state(
     repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past the direct-hash limit, hashes come from DVC's state db; each file is read once."""
-    from gcsdvc import status
+    from gcsdvc import status, workspace
     from gcsdvc.manifest import load_manifest
 
     replace(repo / "data" / "exp1" / "edited.txt", "EDITED.TXT v1\n")
-    monkeypatch.setattr(status, "DIRECT_HASH_BYTES", 0)
+    monkeypatch.setattr(workspace, "DIRECT_HASH_BYTES", 0)
     read: list[Path] = []
-    real = status._hash_all
-    monkeypatch.setattr(status, "_hash_all", lambda paths: read.extend(paths) or real(paths))
+    real = workspace._hash_all
+    monkeypatch.setattr(workspace, "_hash_all", lambda paths: read.extend(paths) or real(paths))
     manifest = load_manifest()
     for _ in range(2):
         report = status.check(manifest, offline=True)
