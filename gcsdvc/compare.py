@@ -118,7 +118,7 @@ def compare(
         return Comparison(State.SOURCE_MOVED, f"source changed from {stage.source}")
     if not disk.exists:
         return Comparison(State.MISSING)
-    if stage.md5 is None:
+    if stage.md5 is None and not wish.is_folder:
         return Comparison(State.MISSING, "no checksum recorded (synced with --no-download)")
     if listed is Upstream.NOT_LISTED:
         return Comparison(State.OK)

@@ -1,0 +1,167 @@
+"""The one comparison and the plan's action table, in process (no emulator, no DVC)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from gcsdvc import stages
+from gcsdvc.compare import ABSENT, Disk, State, Upstream, Wish, compare, local_edit
+from gcsdvc.errors import StorageError
+from gcsdvc.manifest import Resource
+from gcsdvc.plan import ACTIONS, Action, Key, decide
+from gcsdvc.storage import RemoteObject
+
+RES = Resource("exp1", "bkt", "proj", "run", ("a.txt",), "exp1", True, "desc")
+SOURCE = "gs://bkt/proj/run/a.txt"
+MD5 = "0" * 32
+OTHER_MD5 = "1" * 32
+
+
+def obj(
+    etag: str = "e1", generation: str | None = "100", md5: str | None = MD5, size: int = 5
+) -> RemoteObject:
+    dep: dict[str, Any] = {"etag": etag, "size": size}
+    if generation:
+        dep["version_id"] = generation
+    return RemoteObject("bkt", "proj/run/a.txt", size, md5, None, dep)
+
+
+def stage(**over: Any) -> stages.ImportStage:
+    made = stages.file_stage(RES, "a.txt", "data/exp1/a.txt", obj(), MD5, pinned=True)
+    return replace(made, **over) if over else made
+
+
+FILE = Disk(exists=True, is_file=True, size=5, md5=MD5)
+FOLDER = Wish("gs://bkt/proj/run", is_folder=True)
+WISH = Wish(SOURCE)
+NL = Upstream.NOT_LISTED
+foreign = stage(identity=None)
+unrecorded = stage(md5=None, size=None)
+
+CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
+    # name, wish, stage, disk, listed, state
+    ("in sync, not listed", WISH, stage(), FILE, NL, State.OK),
+    ("in sync, same etag", WISH, stage(), FILE, obj(), State.OK),
+    ("nothing yet", WISH, None, ABSENT, obj(), State.NOT_SYNCED),
+    ("nothing yet, not listed", WISH, None, ABSENT, NL, State.NOT_SYNCED),
+    ("nothing yet, object gone", WISH, None, ABSENT, None, State.NOT_FOUND),
+    ("nothing yet, listing failed", WISH, None, ABSENT, StorageError("x"), State.LISTING_FAILED),
+    ("untracked file", WISH, None, FILE, obj(), State.UNTRACKED),
+    ("untracked beats a failed listing", WISH, None, FILE, StorageError("x"), State.UNTRACKED),
+    ("foreign stage of another object", WISH, replace(foreign, source="gs://x/y"), ABSENT, obj(),
+     State.FOREIGN),
+    ("plain import of the same object is adopted", WISH, foreign, FILE, obj(), State.OK),
+    ("listing failed", WISH, stage(), FILE, StorageError("down"), State.LISTING_FAILED),
+    ("edited, same size", WISH, stage(), replace(FILE, md5=OTHER_MD5), obj(), State.MODIFIED),
+    ("edited, other size", WISH, stage(), replace(FILE, size=6), NL, State.MODIFIED),
+    ("not a regular file", WISH, stage(), replace(FILE, is_file=False), NL, State.MODIFIED),
+    ("unreadable", WISH, stage(), replace(FILE, md5=None, unreadable=True), NL, State.MODIFIED),
+    ("edit beats upstream change", WISH, stage(), replace(FILE, md5=OTHER_MD5), obj(etag="e2"),
+     State.MODIFIED),
+    ("source moved", WISH, stage(source="gs://bkt/old/a.txt"), FILE, obj(), State.SOURCE_MOVED),
+    ("source moved, object gone", WISH, stage(source="gs://bkt/old/a.txt"), FILE, None,
+     State.NOT_FOUND),
+    ("missing", WISH, stage(), ABSENT, NL, State.MISSING),
+    ("missing, upstream changed", WISH, stage(), ABSENT, obj(etag="e2"), State.MISSING),
+    ("no checksum recorded", WISH, unrecorded, FILE, NL, State.MISSING),
+    ("changed upstream", WISH, stage(), FILE, obj(etag="e2", generation="200"),
+     State.CHANGED_UPSTREAM),
+    ("changed upstream, same generation, other bytes", WISH, stage(), FILE,
+     obj(etag="e2", md5=OTHER_MD5), State.CHANGED_UPSTREAM),
+    ("metadata only", WISH, stage(), FILE, obj(etag="e2"), State.METADATA_UPSTREAM),
+    ("metadata only, composite object", WISH, stage(), FILE, obj(etag="e2", md5=None),
+     State.METADATA_UPSTREAM),
+    ("unpinned stage: no generation to prove sameness", WISH, stage(generation=None), FILE,
+     obj(etag="e2"), State.CHANGED_UPSTREAM),
+    ("deleted upstream", WISH, stage(), FILE, None, State.DELETED_UPSTREAM),
+    ("folder in sync", FOLDER, stage(source=FOLDER.source, md5=None), Disk(True), NL, State.OK),
+    ("folder missing", FOLDER, stage(source=FOLDER.source), ABSENT, NL, State.MISSING),
+    ("folder in the way", FOLDER, None, Disk(True), NL, State.UNTRACKED),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("wish", "stage_", "disk", "listed", "state"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_compare(wish: Wish, stage_: Any, disk: Disk, listed: Any, state: State) -> None:
+    assert compare(wish, stage_, disk, listed).state is state
+
+
+def test_every_state_is_reached() -> None:
+    assert {case[-1] for case in CASES} == set(State)
+
+
+def test_notes_name_the_cause() -> None:
+    assert compare(WISH, None, ABSENT, None).note == f"object not found: {SOURCE}"
+    assert compare(WISH, stage(), FILE, StorageError("boom")).note == "boom"
+    moved = compare(WISH, stage(source="gs://b/old"), FILE, obj())
+    assert moved.note == "source changed from gs://b/old"
+    assert local_edit(stage(), replace(FILE, size=7)) == "7 bytes, the stage records 5"
+    assert local_edit(stage(), replace(FILE, md5=OTHER_MD5)) == (
+        f"md5 {OTHER_MD5}, the stage records {MD5}"
+    )
+    assert local_edit(stage(), ABSENT) is None
+    assert local_edit(unrecorded, FILE) is None
+
+
+def expected(key: Key) -> Action:
+    """The plan's rules, written out as a reader would state them."""
+    if key.state is State.OK:
+        return Action.UPDATE if key.folder and not key.skip_if_exist else Action.UNCHANGED
+    if key.state in (State.UNTRACKED, State.MODIFIED) and not key.force:
+        return Action.CONFLICT  # local files are never replaced silently
+    if key.state is State.UNTRACKED:
+        return Action.ADD
+    if key.state is State.MODIFIED:
+        return Action.RESTORE if key.skip_if_exist else Action.UPDATE
+    if key.state is State.CHANGED_UPSTREAM:
+        return Action.UNCHANGED if key.skip_if_exist else Action.UPDATE
+    simple = {
+        State.NOT_SYNCED: Action.ADD,
+        State.NOT_FOUND: Action.FAILED,
+        State.FOREIGN: Action.FAILED,
+        State.LISTING_FAILED: Action.FAILED,
+        State.SOURCE_MOVED: Action.UPDATE,
+        State.MISSING: Action.RESTORE,
+        State.METADATA_UPSTREAM: Action.METADATA,
+        State.DELETED_UPSTREAM: Action.UNCHANGED,
+    }
+    return simple[key.state]
+
+
+BOTH = (False, True)
+KEYS = [Key(*cell) for cell in itertools.product(State, BOTH, BOTH, BOTH, BOTH)]
+
+
+@pytest.mark.parametrize(
+    "key",
+    KEYS,
+    ids=[
+        f"{k.state}-skip{int(k.skip_if_exist)}-pin{int(k.pinned)}-force{int(k.force)}"
+        f"-{'folder' if k.folder else 'file'}"
+        for k in KEYS
+    ],
+)
+def test_action_table(key: Key) -> None:
+    assert ACTIONS[key][0] is expected(key)
+
+
+def test_table_has_every_cell_once() -> None:
+    assert set(ACTIONS) == set(KEYS)
+
+
+def test_decide_prefers_the_table_note() -> None:
+    key = Key(State.CHANGED_UPSTREAM, True, True, False, False)
+    found = compare(WISH, stage(), FILE, obj(etag="e2", generation="2"))
+    assert decide(key, found) == (Action.UNCHANGED, "changed upstream; kept (skip_if_exist: true)")
+    gone = compare(WISH, None, ABSENT, None)
+    assert decide(Key(gone.state, True, True, False, False), gone) == (
+        Action.FAILED,
+        f"object not found: {SOURCE}",
+    )
