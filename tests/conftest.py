@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,9 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "repo"
     root.mkdir()
     run("git", "init", "-q", "-b", "main", cwd=root)
-    run(sys.executable, "-m", "dvc", "init", "-q", cwd=root)
+    from dvc.repo import Repo  # in process: `dvc init` in a subprocess shows nothing more
+
+    Repo.init(str(root)).close()
     run("git", "commit", "-qm", "init", cwd=root)
     monkeypatch.chdir(root)
     return root
@@ -112,6 +115,35 @@ def gcsdvc(
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as a user would."""
     return run(sys.executable, "-m", "gcsdvc", *args, cwd=cwd, check=check, env=env)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a command printed and returned, as ``subprocess.CompletedProcess`` names it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def cli(*args: str, cwd: Path, check: bool = False) -> Ran:
+    """Run the CLI in process with click's CliRunner: the same output, no interpreter start.
+
+    A traceback is not caught: it fails the test.
+    """
+    from click.testing import CliRunner
+
+    from gcsdvc.cli import main
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(old)
+    if check and res.exit_code:
+        pytest.fail(f"gcsdvc {' '.join(args)} exited {res.exit_code}:\n{res.stdout}\n{res.stderr}")
+    return Ran(res.exit_code, res.stdout, res.stderr)
 
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

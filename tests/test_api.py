@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import gcsdvc
+from conftest import cli
 
 import gcsdvc as api
 from gcsdvc import GcsdvcError, ModifiedError, NotSyncedError, UnknownResourceError
@@ -38,7 +38,7 @@ def project(repo: Path, bucket: str, put: Any) -> Path:
         put(f"{bucket}/runs/{name}/metrics.json", f'{{"run": "{name}"}}')
         put(f"{bucket}/runs/{name}/plots/loss.csv", "epoch,loss\n1,0.5\n")
     write_manifest(repo, bucket)
-    assert gcsdvc("sync", "lr-0.1", cwd=repo).returncode == 0
+    assert cli("sync", "lr-0.1", cwd=repo).returncode == 0
     return repo
 
 

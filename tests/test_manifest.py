@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import gcsdvc, snapshot
+from conftest import cli, snapshot
 
 from gcsdvc import DvcRepoError, Manifest, ManifestError, Resource, UnknownResourceError
 from gcsdvc.manifest import (
@@ -961,7 +961,7 @@ def test_without_a_dvc_repository_the_manifest_must_be_given(
         load_manifest()
 
 
-# -- the command line (subprocess) ------------------------------------------------
+# -- the command line (in process, click's CliRunner) --------------------------------
 
 VALID = """\
 resources:
@@ -992,7 +992,7 @@ resources:
 
 def test_cli_validate_valid_manifest_exact_output(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(VALID, encoding="utf-8")
-    result = gcsdvc("validate", "--manifest", "m.yaml", cwd=tmp_path)
+    result = cli("validate", "--manifest", "m.yaml", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (
         0,
         "m.yaml: 2 experiment(s), 2 file(s) and 1 whole prefix(es): OK\n",
@@ -1003,7 +1003,7 @@ def test_cli_validate_valid_manifest_exact_output(tmp_path: Path) -> None:
 
 def test_cli_validate_invalid_manifest_exact_output(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(INVALID, encoding="utf-8")
-    result = gcsdvc("validate", "--manifest", "m.yaml", cwd=tmp_path)
+    result = cli("validate", "--manifest", "m.yaml", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
@@ -1022,7 +1022,7 @@ def test_cli_validate_invalid_manifest_exact_output(tmp_path: Path) -> None:
 
 def test_cli_validate_yaml_syntax_error(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text("resources:\n  bucket: a\n   blob: b\n", encoding="utf-8")
-    result = gcsdvc("validate", "-m", "m.yaml", cwd=tmp_path)
+    result = cli("validate", "-m", "m.yaml", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (
         2,
         "",
@@ -1033,7 +1033,7 @@ def test_cli_validate_yaml_syntax_error(tmp_path: Path) -> None:
 def test_cli_sync_with_an_invalid_manifest_changes_nothing(repo: Path) -> None:
     (repo / "params.yaml").write_text(INVALID, encoding="utf-8")
     before = snapshot(repo)
-    result = gcsdvc("sync", "--manifest", "params.yaml", cwd=repo)
+    result = cli("sync", "--manifest", "params.yaml", cwd=repo)
     assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
     assert "error: params.yaml:7: resources[0] (exp1) field 'descripton'" in result.stderr

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import gcsdvc
+from conftest import cli
 
 from gcsdvc import ManifestError
 from gcsdvc.manifest import parse_manifest
@@ -457,17 +457,17 @@ def test_values_yaml_cannot_hold_faithfully_are_refused(entry: str, message: str
     assert message in problem
 
 
-# -- the command line (subprocess) --------------------------------------------------
+# -- the command line (in process, click's CliRunner) --------------------------------
 
 
 def test_cli_migrate_prints_writes_and_refuses_to_overwrite(workdir: Path) -> None:
     (workdir / "old_resources.py").write_text(ORIGINAL, encoding="utf-8")
 
-    shown = gcsdvc("migrate", "old_resources.py", cwd=workdir)
+    shown = cli("migrate", "old_resources.py", cwd=workdir)
     assert (shown.returncode, shown.stdout, shown.stderr) == (0, ORIGINAL_YAML, "")
     assert sorted(p.name for p in workdir.iterdir()) == ["old_resources.py"]
 
-    written = gcsdvc("migrate", "old_resources.py", "-o", "params.yaml", cwd=workdir)
+    written = cli("migrate", "old_resources.py", "-o", "params.yaml", cwd=workdir)
     assert (written.returncode, written.stdout, written.stderr) == (
         0,
         "",
@@ -476,7 +476,7 @@ def test_cli_migrate_prints_writes_and_refuses_to_overwrite(workdir: Path) -> No
     assert (workdir / "params.yaml").read_text(encoding="utf-8") == ORIGINAL_YAML
 
     (workdir / "params.yaml").write_text("mine\n", encoding="utf-8")
-    again = gcsdvc("migrate", "old_resources.py", "-o", "params.yaml", cwd=workdir)
+    again = cli("migrate", "old_resources.py", "-o", "params.yaml", cwd=workdir)
     assert (again.returncode, again.stdout, again.stderr) == (
         2,
         "",
@@ -484,7 +484,7 @@ def test_cli_migrate_prints_writes_and_refuses_to_overwrite(workdir: Path) -> No
     )
     assert (workdir / "params.yaml").read_text(encoding="utf-8") == "mine\n"
 
-    forced = gcsdvc("migrate", "old_resources.py", "-o", "params.yaml", "--force", cwd=workdir)
+    forced = cli("migrate", "old_resources.py", "-o", "params.yaml", "--force", cwd=workdir)
     assert forced.returncode == 0
     assert (workdir / "params.yaml").read_text(encoding="utf-8") == ORIGINAL_YAML
 
@@ -498,7 +498,7 @@ def test_cli_migrate_refuses_code_and_runs_nothing(workdir: Path) -> None:
         "]\n",
         encoding="utf-8",
     )
-    result = gcsdvc("migrate", "old.py", "-o", "params.yaml", cwd=workdir)
+    result = cli("migrate", "old.py", "-o", "params.yaml", cwd=workdir)
     assert (result.returncode, result.stdout, result.stderr) == (
         2,
         "",
@@ -514,7 +514,7 @@ def test_cli_migrate_validates_the_result(workdir: Path) -> None:
         "resources = [{'bucket': 'Bad_Bucket', 'blob': 'p', 'destination': '../up'}]\n",
         encoding="utf-8",
     )
-    result = gcsdvc("migrate", "old.py", "-o", "params.yaml", cwd=workdir)
+    result = cli("migrate", "old.py", "-o", "params.yaml", cwd=workdir)
     assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
     assert result.stderr.splitlines() == [

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import dvc, gcsdvc
+from conftest import cli, dvc
 
 DESC = "学習率 0.01 — Learning-rate sweep"
 FILES = ["keep.txt", "gone.txt", "edited.txt", "moved.txt", "dropped.txt", "old.txt"]
@@ -39,7 +39,7 @@ def synced(repo: Path, bucket: str, put: Any) -> str:
         put(f"{bucket}/proj/exp1/{file}", f"{file} v1\n")
     put(f"{bucket}/proj/fresh/new.txt", "new\n")
     write_manifest(repo, [entry(bucket)])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     return bucket
 
@@ -55,7 +55,7 @@ def states(report: dict[str, Any]) -> dict[str, str]:
 
 
 def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
-    res = gcsdvc("status", "--json", "--check", cwd=repo)
+    res = cli("status", "--json", "--check", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert set(states(json.loads(res.stdout)).values()) == {"ok"}
 
@@ -67,7 +67,7 @@ def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
     kept = [f for f in FILES if f != "old.txt"]
     write_manifest(repo, [entry(synced, files=kept), entry(synced, "fresh", files=["new.txt"])])
 
-    res = gcsdvc("status", "--json", "--check", cwd=repo)
+    res = cli("status", "--json", "--check", cwd=repo)
     assert res.returncode == 1
     report = json.loads(res.stdout)
     assert states(report) == {
@@ -90,7 +90,7 @@ def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
     assert (first["name"], first["description"]) == ("exp1", DESC)
     assert first["files"][0]["source"] == f"gs://{synced}/proj/exp1/keep.txt"
 
-    res = gcsdvc("status", cwd=repo)
+    res = cli("status", cwd=repo)
     assert res.returncode == 0
     assert res.stdout.splitlines() == [
         "experiment  files  state",
@@ -120,7 +120,7 @@ def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
     ]
 
     # Offline, upstream changes go unseen; the selection limits files and orphans alike.
-    res = gcsdvc("status", "exp1", "--offline", "--json", cwd=repo)
+    res = cli("status", "exp1", "--offline", "--json", cwd=repo)
     report = json.loads(res.stdout)
     assert report["upstream_checked"] is False
     assert [states(report)[f"data/exp1/{f}"] for f in ("moved.txt", "dropped.txt")] == ["ok"] * 2
@@ -129,17 +129,17 @@ def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
     # The fixes it names bring everything back to ok.
     (data / "edited.txt").unlink()
     for fix in (["sync", "--prune"], ["sync", "fresh"], ["sync", "exp1"]):
-        assert gcsdvc(*fix, cwd=repo).returncode == 0
+        assert cli(*fix, cwd=repo).returncode == 0
     dvc("update", "data/exp1/moved.txt.dvc", cwd=repo)
     write_manifest(repo, [entry(synced, files=["keep.txt", "gone.txt", "edited.txt", "moved.txt"])])
-    gcsdvc("sync", "--prune", cwd=repo, check=True)
-    res = gcsdvc("status", "--check", cwd=repo)
+    cli("sync", "--prune", cwd=repo, check=True)
+    res = cli("status", "--check", cwd=repo)
     assert res.returncode == 0, res.stdout
     assert res.stdout.splitlines()[-1] == "status: all 4 file(s) of 1 experiment(s) are ok"
 
 
 def test_which(repo: Path, synced: str) -> None:
-    res = gcsdvc("which", "data/exp1/keep.txt", cwd=repo)
+    res = cli("which", "data/exp1/keep.txt", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
         "data/exp1/keep.txt",
@@ -152,12 +152,12 @@ def test_which(repo: Path, synced: str) -> None:
         "  state:       current (the local copy matches the stage)",
     ]
     replace(repo / "data" / "exp1" / "keep.txt", "edited\n")
-    res = gcsdvc("which", "keep.txt.dvc", "--json", cwd=repo / "data" / "exp1")
+    res = cli("which", "keep.txt.dvc", "--json", cwd=repo / "data" / "exp1")
     info = json.loads(res.stdout)
     assert (info["name"], info["description"], info["current"]) == ("exp1", DESC, False)
     assert info["source"] == f"gs://{synced}/proj/exp1/keep.txt"
 
-    res = gcsdvc("which", "params.yaml", cwd=repo)
+    res = cli("which", "params.yaml", cwd=repo)
     assert res.returncode == 2
     assert res.stdout == ""
     assert res.stderr == (
@@ -168,20 +168,20 @@ def test_which(repo: Path, synced: str) -> None:
 
 def test_storage_down(repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens
-    res = gcsdvc("status", "--check", cwd=repo)
+    res = cli("status", "--check", cwd=repo)
     assert res.returncode == 1
     assert res.stdout.splitlines()[-2:] == [
         "upstream not checked: cannot reach Cloud Storage at http://127.0.0.1:9: "
         "Connection refused; --offline skips the check",
         "status: all 6 file(s) of 1 experiment(s) are ok locally",
     ]
-    assert gcsdvc("status", "--check", "--offline", cwd=repo).returncode == 0
+    assert cli("status", "--check", "--offline", cwd=repo).returncode == 0
 
 
 def test_list_and_show(repo: Path, synced: str) -> None:
     other = entry(synced, "fresh", files=["new.txt"], description="Baseline, no sweep")
     write_manifest(repo, [entry(synced), other])
-    res = gcsdvc("list", cwd=repo)
+    res = cli("list", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
         "exp1   ok  6 file(s), 77 B",
@@ -192,16 +192,16 @@ def test_list_and_show(repo: Path, synced: str) -> None:
         f"    gs://{synced}/proj/fresh -> data/fresh",
     ]
     for text in ("LEARNING-RATE", "学習率", "ｌｅａｒｎｉｎｇ"):  # any case, any width
-        res = gcsdvc("list", "--grep", text, "--json", cwd=repo)
+        res = cli("list", "--grep", text, "--json", cwd=repo)
         (found,) = json.loads(res.stdout)["resources"]
         assert (found["name"], found["file_count"], found["size"]) == ("exp1", 6, 77)
 
-    res = gcsdvc("show", "fresh", cwd=repo)
+    res = cli("show", "fresh", cwd=repo)
     assert res.stdout.splitlines()[-2:] == [
         "  not-synced  data/fresh/new.txt",
         "  fix: gcsdvc sync fresh",
     ]
-    res = gcsdvc("show", "exp", cwd=repo)
+    res = cli("show", "exp", cwd=repo)
     assert res.returncode == 2
     assert res.stderr == "error: unknown experiment 'exp'; did you mean 'exp1'?\n"
 
@@ -212,18 +212,18 @@ def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
     whole = entry(bucket, "whole")
     del whole["files"]
     write_manifest(repo, [whole])
-    gcsdvc("sync", cwd=repo, check=True)
-    res = gcsdvc("status", "--json", cwd=repo)
+    cli("sync", cwd=repo, check=True)
+    res = cli("status", "--json", cwd=repo)
     assert states(json.loads(res.stdout)) == {"data/whole": "ok"}
-    res = gcsdvc("which", "data/whole/sub/b.txt", "--json", cwd=repo)
+    res = cli("which", "data/whole/sub/b.txt", "--json", cwd=repo)
     info = json.loads(res.stdout)
     assert (info["name"], info["source"]) == ("whole", f"gs://{bucket}/proj/whole/sub/b.txt")
 
     put(f"{bucket}/proj/whole/c.txt", "c\n")
-    res = gcsdvc("status", "--json", cwd=repo)
+    res = cli("status", "--json", cwd=repo)
     assert states(json.loads(res.stdout)) == {"data/whole": "changed-upstream"}
     (repo / "data" / "whole" / "a.txt").unlink()
-    res = gcsdvc("status", "--offline", "--json", cwd=repo)
+    res = cli("status", "--offline", "--json", cwd=repo)
     assert states(json.loads(res.stdout)) == {"data/whole": "modified"}
 
 

@@ -1,4 +1,7 @@
-"""End-to-end sync against the emulator, with real git and real DVC."""
+"""End-to-end sync against the emulator, with real git and real DVC.
+
+The first test runs the real CLI in a subprocess, as a user would; the others run it in process.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DESC, QUOTED, data, dvc, entry, gcsdvc, load, run, snapshot, write_manifest
+from conftest import (
+    DESC,
+    QUOTED,
+    cli,
+    data,
+    dvc,
+    entry,
+    gcsdvc,
+    load,
+    run,
+    snapshot,
+    write_manifest,
+)
+
+from gcsdvc.stages import ImportStage
 
 
 def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:
@@ -47,7 +64,7 @@ def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:
 
 def test_stage_matches_dvc_import_url(repo: Path, seeded: str, tmp_path: Path) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     other = tmp_path / "plain"
     other.mkdir()
     run("git", "init", "-q", cwd=other)
@@ -55,6 +72,9 @@ def test_stage_matches_dvc_import_url(repo: Path, seeded: str, tmp_path: Path) -
     source = f"gs://{seeded}/project1/{QUOTED}/parent_dir/file1"
     dvc("import-url", source, "file1", cwd=other)
     theirs = load(other / "file1.dvc")
+    # Read and written back by gcsdvc, DVC's own stage file keeps every byte.
+    text = (other / "file1.dvc").read_text()
+    assert ImportStage.load(other / "file1.dvc").dump() == text  # type: ignore[union-attr]
     ours = load(data(repo, "parent_dir/file1.dvc"))
     # Without a DVC remote gcsdvc pins the generation, exactly like import-url.
     assert ours["deps"] == theirs["deps"]
@@ -72,10 +92,10 @@ def test_stage_matches_dvc_import_url(repo: Path, seeded: str, tmp_path: Path) -
 
 def test_resync_is_a_byte_identical_noop(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     before = snapshot(repo)
     mtimes = {p: p.stat().st_mtime_ns for p in (repo / "data").rglob("*")}
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 0
     assert res.stdout.splitlines() == ["exp1  unchanged 3", "sync: 3 unchanged"]
     assert snapshot(repo) == before
@@ -85,9 +105,9 @@ def test_resync_is_a_byte_identical_noop(repo: Path, seeded: str) -> None:
 @pytest.mark.parametrize("skip", [True, False])
 def test_upstream_change(repo: Path, seeded: str, put: Any, skip: bool) -> None:
     write_manifest(repo, [entry(seeded, skip_if_exist=skip)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     put(f"{seeded}/project1/{QUOTED}/file1", "changed upstream\n")
-    res = gcsdvc("sync", "-v", cwd=repo)
+    res = cli("sync", "-v", cwd=repo)
     assert res.returncode == 0, res.stderr
     if skip:
         assert data(repo, "file1").read_text() == "top file1\n"
@@ -105,11 +125,11 @@ def test_upstream_change(repo: Path, seeded: str, put: Any, skip: bool) -> None:
 
 def test_description_and_name_change_rewrite_metadata_only(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     inode = data(repo, "file1").stat().st_ino
     old_md5 = load(data(repo, "file1.dvc"))["md5"]
     write_manifest(repo, [entry(seeded, name="renamed", description="new words")])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert "renamed  metadata 3" in res.stdout
     stage = load(data(repo, "file1.dvc"))
     assert stage["desc"] == "new words"
@@ -120,9 +140,9 @@ def test_description_and_name_change_rewrite_metadata_only(repo: Path, seeded: s
 
 def test_destination_change_moves_data_and_stage(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     write_manifest(repo, [entry(seeded, destination="moved/here")])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert "exp1  move 3" in res.stdout
     new = repo / "data" / "moved" / "here"
@@ -134,13 +154,13 @@ def test_destination_change_moves_data_and_stage(repo: Path, seeded: str) -> Non
 
 def test_removed_file_is_orphan_until_prune(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     write_manifest(repo, [entry(seeded, files=["file1", "metrics.json"])])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 0
     assert "1 stage(s) no longer in the manifest; 'gcsdvc sync --prune' removes them" in res.stdout
     assert data(repo, "parent_dir/file1").exists()
-    res = gcsdvc("sync", "--prune", cwd=repo)
+    res = cli("sync", "--prune", cwd=repo)
     assert res.returncode == 0
     assert "1 pruned" in res.stdout
     assert not data(repo, "parent_dir").exists()
@@ -150,7 +170,7 @@ def test_removed_file_is_orphan_until_prune(repo: Path, seeded: str) -> None:
 def test_dry_run_changes_nothing(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
     before = snapshot(repo)
-    res = gcsdvc("sync", "--dry-run", "-v", cwd=repo)
+    res = cli("sync", "--dry-run", "-v", cwd=repo)
     assert res.returncode == 0
     assert "dry run: 3 change(s) planned, nothing written" in res.stdout
     assert f"add       data/project1/{QUOTED}/parent_dir/file1" in res.stdout
@@ -166,7 +186,7 @@ def test_failures_do_not_stop_other_entries(repo: Path, seeded: str) -> None:
             entry(seeded, name="partial", destination="partial", files=["file1", "missing.txt"]),
         ],
     )
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "failed: ghost: gs://no-such-bucket-gcsdvc/" in res.stderr
@@ -181,7 +201,7 @@ def test_failures_do_not_stop_other_entries(repo: Path, seeded: str) -> None:
 
 def test_no_download_then_dvc_pull(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
-    res = gcsdvc("sync", "--no-download", cwd=repo)
+    res = cli("sync", "--no-download", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert not data(repo, "file1").exists()
     assert "md5" not in load(data(repo, "file1.dvc"))["outs"][0]
@@ -193,11 +213,11 @@ def test_whole_prefix_entry_is_one_folder_import(repo: Path, seeded: str) -> Non
     whole = entry(seeded, name="whole", destination="whole")
     del whole["files"]
     write_manifest(repo, [whole])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     stage = load(repo / "data" / "whole.dvc")
     assert stage["outs"][0]["path"] == "whole"
     assert stage["desc"] == DESC
     assert (repo / "data" / "whole" / "parent_dir" / "file1").read_text() == "nested file1\n"
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["whole  unchanged 1", "sync: 1 unchanged"]

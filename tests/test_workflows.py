@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import dvc, gcsdvc, run
+from conftest import cli, dvc, run
 from test_sync import QUOTED, data, entry, load, write_manifest
 
 
@@ -24,7 +24,7 @@ def clone(root: Path, tmp_path: Path) -> Path:
 
 def test_fresh_clone_pulls_from_the_source_bucket(repo: Path, seeded: str, tmp_path: Path) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     commit_all(repo)
     other = clone(repo, tmp_path)
     assert not data(other, "file1").exists()
@@ -46,7 +46,7 @@ def test_remote_keeps_data_after_the_source_is_gone(
     repo: Path, seeded: str, remote: str, put: Any, gcs: Any, tmp_path: Path
 ) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     stage = load(data(repo, "file1.dvc"))
     assert "version_id" not in stage["deps"][0]
     assert "frozen" not in stage
@@ -67,11 +67,11 @@ def test_adding_a_remote_then_syncing_is_all_it_takes(
     repo: Path, seeded: str, gcs: Any, bucket: str
 ) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     assert "version_id" in load(data(repo, "file1.dvc"))["deps"][0]
     gcs.mkdir(f"{bucket}-cache")
     dvc("remote", "add", "-d", "store", f"gs://{bucket}-cache/dvc", cwd=repo)
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["exp1  metadata 3", "sync: 3 re-described, 0 unchanged"]
     assert "version_id" not in load(data(repo, "file1.dvc"))["deps"][0]
     assert "3 files pushed" in dvc("push", cwd=repo).stdout
@@ -79,12 +79,12 @@ def test_adding_a_remote_then_syncing_is_all_it_takes(
 
 def test_dvc_update_keeps_description_and_identity(repo: Path, seeded: str, put: Any) -> None:
     write_manifest(repo, [entry(seeded)])
-    gcsdvc("sync", cwd=repo, check=True)
+    cli("sync", cwd=repo, check=True)
     put(f"{seeded}/project1/{QUOTED}/file1", "newer\n")
     dvc("update", str(data(repo, "file1.dvc")), cwd=repo)
     assert data(repo, "file1").read_text() == "newer\n"
     stage = yaml.safe_load(data(repo, "file1.dvc").read_text())
     assert stage["desc"].startswith("学習率")
     assert stage["meta"]["gcsdvc"]["name"] == "exp1"
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["exp1  unchanged 3", "sync: 3 unchanged"]
