@@ -57,6 +57,7 @@ class Key:
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
+_IN_THE_WAY = "a stage not written by gcsdvc is in the way: {stage_file}"
 # Rules, first match wins; None matches either value. Expanded into ACTIONS below.
 _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
     # state, skip_if_exist, pinned, force, folder -> action, note (else the comparison's)
@@ -66,7 +67,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.NOT_FOUND, None, None, None, None, Action.FAILED, ""),
     (State.UNTRACKED, None, None, True, None, Action.ADD, "replaces the local file (--force)"),
     (State.UNTRACKED, None, None, False, None, Action.CONFLICT, ""),
-    (State.FOREIGN, None, None, None, None, Action.FAILED, ""),
+    (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
     (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
     (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
     (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
@@ -162,10 +163,10 @@ def pinning(manifest: Manifest) -> bool:
     return not stages.has_default_remote(manifest.root) if pinned is None else pinned
 
 
-def decide(key: Key, found: Comparison) -> tuple[Action, str]:
-    """The action for a comparison, and the note to show with it."""
+def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
+    """The action for a comparison at ``local``, and the note to show with it."""
     action, note = ACTIONS[key]
-    return action, note or found.note
+    return action, note.format(stage_file=stages.stage_path(local)) or found.note
 
 
 @dataclass
@@ -230,7 +231,7 @@ def build_plan(
         listed = _listed(listings, draft)
         found = compare(draft.wish, draft.stage, disks[draft.local], listed)
         key = Key(found.state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
-        action, note = decide(key, found)
+        action, note = decide(key, found, draft.local)
         obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
             shaped = stages.conform(draft.stage, draft.resource, draft.file, plan.pinned, obj)

@@ -228,7 +228,7 @@ class _Executor:
                 item.source, item.local, download=self.download, jobs=jobs, force=force
             )
         elif item.action is Action.RESTORE:
-            stage = ws.checkout_folder(item.local)
+            stage = ws.restore_folder(item.local, jobs)
         else:
             stage = ws.update_folder(item.local, jobs)
         ws.write_stage(item.local, self._shaped(item, stage))

@@ -191,10 +191,10 @@ class Workspace:
         target = str(self.root / stages.stage_path(local))
         return self._dvc(local, lambda: self.repo.update(targets=[target], jobs=jobs))
 
-    def checkout_folder(self, local: str) -> ImportStage:
-        """``dvc checkout`` of a folder import; its stage."""
+    def restore_folder(self, local: str, jobs: int) -> ImportStage:
+        """``dvc pull`` of a folder import: from the cache, else fetched as DVC fetches it."""
         target = str(self.root / stages.stage_path(local))
-        return self._dvc(local, lambda: self.repo.checkout(targets=[target], force=True))
+        return self._dvc(local, lambda: self.repo.pull(targets=[target], force=True, jobs=jobs))
 
     def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
         from dvc.exceptions import DvcException

@@ -159,9 +159,12 @@ def test_table_has_every_cell_once() -> None:
 def test_decide_prefers_the_table_note() -> None:
     key = Key(State.CHANGED_UPSTREAM, True, True, False, False)
     found = compare(WISH, stage(), FILE, obj(etag="e2", generation="2"))
-    assert decide(key, found) == (Action.UNCHANGED, "changed upstream; kept (skip_if_exist: true)")
+    assert decide(key, found, "d/a.txt") == (
+        Action.UNCHANGED,
+        "changed upstream; kept (skip_if_exist: true)",
+    )
     gone = compare(WISH, None, ABSENT, None)
-    assert decide(Key(gone.state, True, True, False, False), gone) == (
+    assert decide(Key(gone.state, True, True, False, False), gone, "d/a.txt") == (
         Action.FAILED,
         f"object not found: {SOURCE}",
     )
