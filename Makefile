@@ -14,7 +14,7 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m gcsdvc.demo
 
 test: $(BIN)/.installed lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --cov --cov-report=term
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gcsdvc tests benchmarks

@@ -7,14 +7,12 @@ The server always binds 127.0.0.1 on a free port; clients find it through
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -112,10 +110,6 @@ class Emulator:
 
     def env(self) -> dict[str, str]:
         return client_env(self.url)
-
-    def apply(self, environ: Mapping[str, str] | None = None) -> None:
-        """Point this process (before gcsfs is used) at the emulator."""
-        os.environ.update(self.env() if environ is None else environ)
 
     def stop(self) -> None:
         if self._process is not None:

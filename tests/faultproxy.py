@@ -75,7 +75,7 @@ class FaultProxy:
                 flipped = not (f.corrupt_media and media)
                 body = False
                 while chunk := _recv(up):
-                    if f.down:  # storage died: cut the transfers in flight
+                    if _is_down(f):  # storage died: cut the transfers in flight
                         _hang_up(client, up)
                         return
                     if not flipped:
@@ -92,6 +92,11 @@ class FaultProxy:
                         client.sendall(chunk)
                     except OSError:
                         return
+
+
+def _is_down(faults: Faults) -> bool:
+    """Read afresh: the test flips ``down`` from another thread mid-transfer."""
+    return faults.down
 
 
 def _hang_up(*socks: socket.socket) -> None:

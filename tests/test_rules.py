@@ -330,3 +330,22 @@ def test_library_sync_reports_progress(repo: Path, seeded: str) -> None:
     assert events[-1] == ("finish", 0, 0)
     assert sum(n for kind, n, _ in events if kind == "advance") == 3
     assert sum(b for kind, _, b in events if kind == "advance") == events[0][2]
+
+
+def test_failures_keep_their_types_and_are_rendered_by_type() -> None:
+    from gcsdvc.errors import ChecksumMismatch, NotAttemptedError
+    from gcsdvc.plan import Plan
+    from gcsdvc.render import summary_lines
+    from gcsdvc.sync import Failure, SyncResult
+
+    result = SyncResult(Plan(pinned=True))
+    result.failures += [
+        Failure("exp1", "gs://b/a", ChecksumMismatch("gs://b/a: md5 x does not match")),
+        Failure("exp1", "gs://b/b", NotAttemptedError("connection failed (refused)")),
+        Failure("exp1", "gs://b/c", NotAttemptedError("connection failed (refused)")),
+    ]
+    assert list(summary_lines(result, quiet=True)) == [
+        "failed: exp1: gs://b/a: gs://b/a: md5 x does not match",
+        "failed: 2 more object(s) not attempted: connection failed (refused); run again later",
+    ]
+    assert isinstance(result.failures[0].error, ChecksumMismatch)

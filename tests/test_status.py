@@ -238,7 +238,12 @@ def test_large_files_use_dvc_state(
     monkeypatch.setattr(workspace, "DIRECT_HASH_BYTES", 0)
     read: list[Path] = []
     real = workspace._hash_all
-    monkeypatch.setattr(workspace, "_hash_all", lambda paths: read.extend(paths) or real(paths))
+
+    def counted(paths: list[Path]) -> dict[Path, str]:
+        read.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(workspace, "_hash_all", counted)
     manifest = load_manifest()
     for _ in range(2):
         report = status.check(manifest, offline=True)

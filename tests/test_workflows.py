@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import cli, dvc, run
-from test_sync import QUOTED, data, entry, load, write_manifest
+from conftest import QUOTED, cli, data, dvc, entry, load, run, write_manifest
 
 
 def commit_all(root: Path) -> None:

@@ -1,0 +1,196 @@
+"""The typed import stage and stage I/O, in process.
+
+That the stages match what ``dvc import-url`` writes and DVC's own stage md5 is
+checked end to end in ``test_sync.py::test_stage_matches_dvc_import_url``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gcsdvc import stages
+from gcsdvc.errors import DvcRepoError
+from gcsdvc.manifest import Resource
+from gcsdvc.stages import IgnoreBatch, ImportStage, StageCache
+from gcsdvc.storage import RemoteObject
+
+RES = Resource("exp1", "bkt", "proj", "run", ("sub/a.txt",), "exp1", True, "学習率 0.01")
+DEP = {"etag": "abc", "size": 5, "version_id": "1700000000000001"}
+MD5 = "d41d8cd98f00b204e9800998ecf8427e"
+OBJ = RemoteObject("bkt", "proj/run/sub/a.txt", 5, MD5, None, DEP)
+
+# What `dvc import-url gs://bkt/proj/run/sub/a.txt a.txt` writes, plus desc and meta.
+PINNED = """\
+desc: 学習率 0.01
+md5: {md5}
+frozen: true
+deps:
+- etag: abc
+  size: 5
+  version_id: '1700000000000001'
+  hash: md5
+  path: gs://bkt/proj/run/sub/a.txt
+outs:
+- md5: d41d8cd98f00b204e9800998ecf8427e
+  size: 5
+  hash: md5
+  path: a.txt
+meta:
+  gcsdvc:
+    name: exp1
+    bucket: bkt
+    blob: proj
+    subblob: run
+    file: sub/a.txt
+"""
+
+
+def pinned() -> ImportStage:
+    return stages.file_stage(RES, "sub/a.txt", "data/exp1/sub/a.txt", OBJ, MD5, pinned=True)
+
+
+def test_file_stage_is_written_in_dvc_import_url_shape() -> None:
+    stage = pinned()
+    assert stage.dump() == PINNED.format(md5=stage.raw["md5"])
+    assert stage.raw["md5"] == stages.stage_md5(stage.raw)
+
+
+def test_fields_are_read_once() -> None:
+    stage = pinned()
+    assert (stage.source, stage.etag, stage.generation) == (
+        "gs://bkt/proj/run/sub/a.txt",
+        "abc",
+        "1700000000000001",
+    )
+    assert (stage.md5, stage.size, stage.out, stage.frozen, stage.is_folder) == (
+        MD5,
+        5,
+        "a.txt",
+        True,
+        False,
+    )
+    assert stage.identity == stages.Identity("exp1", "bkt", "proj", "run", "sub/a.txt")
+    assert (stage.name, stage.description, stage.nfiles) == ("exp1", "学習率 0.01", None)
+
+
+def test_load_and_dump_round_trip_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt.dvc"
+    text = PINNED.format(md5="a" * 32)
+    path.write_text(text, encoding="utf-8")
+    stage = ImportStage.load(path)
+    assert stage is not None
+    stage.write(tmp_path / "b.txt.dvc")
+    assert (tmp_path / "b.txt.dvc").read_text(encoding="utf-8") == text
+    assert ImportStage.load(tmp_path / "missing.dvc") is None
+
+
+def test_unpinned_drops_generation_and_frozen_and_keeps_the_data_hash() -> None:
+    stage = pinned()
+    loose = stages.conform(stage, RES, "sub/a.txt", pinned=False)
+    assert (loose.generation, loose.frozen) == (None, False)
+    assert "frozen" not in loose.raw
+    assert loose.raw["md5"] != stage.raw["md5"]
+    again = stages.conform(loose, RES, "sub/a.txt", pinned=True, obj=OBJ)
+    assert again == stage  # the generation comes back from the listing, in DVC's key order
+    other = RemoteObject("bkt", "x", 5, None, None, {**DEP, "etag": "new"})
+    assert stages.conform(loose, RES, "sub/a.txt", pinned=True, obj=other).generation is None
+
+
+def test_folder_imports_stay_frozen_and_have_no_file() -> None:
+    folder = ImportStage.from_dict(
+        {"deps": [{"md5": "x.dir", "path": "gs://bkt/proj/run"}], "outs": [{"path": "exp1"}]}
+    )
+    assert folder.is_folder
+    shaped = stages.conform(folder, RES, None, pinned=False)
+    assert shaped.frozen
+    assert shaped.identity == stages.Identity("exp1", "bkt", "proj", "run")
+    assert "file" not in shaped.raw["meta"]["gcsdvc"]
+
+
+def test_with_out_renames_the_output_only() -> None:
+    moved = pinned().with_out("b.txt")
+    assert moved.out == "b.txt"
+    assert moved.raw["deps"] == pinned().raw["deps"]
+
+
+@pytest.mark.parametrize("meta", [None, "text", {"gcsdvc": "text"}, {"other": {}}])
+def test_foreign_stages_have_no_identity(meta: Any) -> None:
+    raw: dict[str, Any] = {"deps": [{"path": "gs://b/o", "etag": "e"}], "outs": [{}]}
+    if meta is not None:
+        raw["meta"] = meta
+    stage = ImportStage.from_dict(raw)
+    assert stage.identity is None and stage.name == ""
+
+
+def test_odd_shapes_read_without_crashing() -> None:
+    stage = ImportStage.from_dict({"deps": "nonsense", "outs": [None], "desc": 3})
+    assert (stage.source, stage.md5, stage.size, stage.description) == ("?", None, None, "3")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a: [", "not a valid DVC stage file: "), ("- a list\n", "not a valid DVC stage file")],
+)
+def test_unreadable_stage_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "x.dvc"
+    path.write_text(text)
+    with pytest.raises(DvcRepoError, match=message):
+        stages.read_stage(path)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(DvcRepoError, match="cannot read stage"):
+        stages.read_stage(path)
+
+
+def test_stage_cache_uses_an_entry_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    path = tmp_path / "a.txt.dvc"
+    pinned().write(path)
+    first = StageCache(tmp_path)
+    assert first.read(path, "a.txt") == pinned()
+    first.save()
+    second = StageCache(tmp_path)
+    parsed: list[Path] = []
+    real = stages.read_stage
+
+    def counting(p: Path) -> dict[str, Any] | None:
+        parsed.append(p)
+        return real(p)
+
+    stages.read_stage = counting  # type: ignore[assignment]
+    try:
+        assert second.read(path, "a.txt") == pinned()
+        assert parsed == []  # served from the cache
+        path.write_text(PINNED.format(md5="b" * 32))
+        os.utime(path, ns=(1, 1))
+        assert second.read(path, "a.txt").raw["md5"] == "b" * 32  # type: ignore[union-attr]
+        assert parsed == [path]
+    finally:
+        stages.read_stage = real
+    (tmp_path / ".dvc" / "tmp" / "gcsdvc-stages.json").write_text("[not a mapping]")
+    assert StageCache(tmp_path).old == {}
+
+
+def test_ignore_batch_writes_each_gitignore_once_and_drops_empty_folders(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    keep, gone = data / "keep", data / "gone" / "deep"
+    keep.mkdir(parents=True)
+    gone.mkdir(parents=True)
+    (keep / ".gitignore").write_text("/old\n/mine\n")
+    batch = IgnoreBatch()
+    batch.add(keep / "new file[1]")
+    batch.add(keep / "mine")
+    batch.drop(keep / "old")
+    batch.drop(gone / "x")
+    batch.flush(data)
+    assert (keep / ".gitignore").read_text() == "/mine\n/new file\\[1\\]\n"
+    assert not (data / "gone").exists() and data.exists()
+    batch.drop(keep / "mine")
+    batch.drop(keep / "new file[1]")
+    batch.flush(data)
+    assert not (keep / ".gitignore").exists()
+    assert yaml.safe_load(pinned().dump())["outs"][0]["path"] == "a.txt"
