@@ -14,13 +14,15 @@ nothing: :mod:`gcsdvc.sync` says what to place where.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages
 from gcsdvc.compare import ABSENT, Disk
@@ -36,19 +38,57 @@ WORK_DIR = ".dvc/tmp/gcsdvc"
 DIRECT_HASH_BYTES = 64 << 20
 
 
+class HashCache:
+    """md5s of data files keyed by path and (mtime, size, inode), kept in ``.dvc/tmp``.
+
+    Filled when a sync places a file or a file is hashed, so a no-op run reads no
+    bytes; an entry counts only while the file's stat matches.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            self.known: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    def get(self, local: str, info: os.stat_result) -> str | None:
+        hit = self.known.get(local)
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == _signature(info):
+            return str(hit[1])
+        return None
+
+    def put(self, local: str, info: os.stat_result, md5: str) -> None:
+        self.known[local] = [_signature(info), md5]
+        self.changed = True
+
+    def save(self) -> None:
+        if self.changed and self.path.parent.is_dir():
+            with contextlib.suppress(OSError):  # only an optimisation
+                stages.atomic_write(self.path, json.dumps(self.known, ensure_ascii=False))
+
+
+def _signature(info: os.stat_result) -> list[int]:
+    return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
 def read_disks(
     root: Path, targets: Sequence[tuple[str, ImportStage | None, bool]]
 ) -> dict[str, Disk]:
     """What is at each (local, stage, is_folder) destination, for :func:`gcsdvc.compare.compare`.
 
-    A file is hashed only when its stage records an md5 and its size matches.
+    A file is hashed only when its stage records an md5, its size matches and
+    :class:`HashCache` does not know it unchanged.
     """
     disks: dict[str, Disk] = {}
     sizes: dict[Path, int] = {}
+    stats: dict[str, os.stat_result] = {}
+    cache = HashCache(root)
     for local, stage, is_folder in targets:
-        path = root / local
         try:
-            info = path.stat()
+            info = (root / local).stat()
         except (FileNotFoundError, NotADirectoryError):
             disks[local] = ABSENT
             continue
@@ -56,14 +96,19 @@ def read_disks(
         disks[local] = disk
         recorded = stage is not None and not is_folder and stage.md5 is not None
         if recorded and disk.is_file and stage is not None and stage.size in (None, info.st_size):
-            sizes[path] = info.st_size
+            known = cache.get(local, info)
+            if known is not None:
+                disks[local] = replace(disk, md5=known)
+            else:
+                sizes[root / local] = info.st_size
+                stats[local] = info
     md5s = local_md5s(root, sizes)
-    for local, _, _ in targets:
-        path = root / local
-        if path in sizes:
-            md5 = md5s.get(path)
-            old = disks[local]
-            disks[local] = Disk(True, True, old.size, md5, unreadable=md5 is None)
+    for local, info in stats.items():
+        md5 = md5s.get(root / local)
+        disks[local] = replace(disks[local], md5=md5, unreadable=md5 is None)
+        if md5 is not None:
+            cache.put(local, info, md5)
+    cache.save()
     return disks
 
 
@@ -114,6 +159,7 @@ class Workspace:
         self.odb = repo.cache.local
         self.work = root / WORK_DIR
         self.ignore = stages.IgnoreBatch()
+        self.hashes = HashCache(root)
 
     def __enter__(self) -> Workspace:
         # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
@@ -124,6 +170,7 @@ class Workspace:
     def __exit__(self, *exc: object) -> None:
         try:
             self.ignore.flush(self.data)
+            self.hashes.save()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -224,6 +271,7 @@ class Workspace:
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, dest)
         self._remember_hash(dest, md5)
+        self.hashes.put(local, dest.stat(), md5)
         self.ignore.add(dest)
 
     def _remember_hash(self, path: Path, md5: str) -> None:
