@@ -1,0 +1,94 @@
+"""Reading and placing files (gcsdvc.workspace), in process; sync drives it end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gcsdvc import stages, workspace
+from gcsdvc.compare import ABSENT
+from gcsdvc.errors import DvcRepoError
+from gcsdvc.manifest import Resource
+from gcsdvc.storage import RemoteObject
+
+RES = Resource("exp1", "bkt", "proj", "", ("a.txt",), "exp1", True, "")
+MD5 = "b1946ac92492d2347c6235b4d2611184"  # of b"hello\n"
+
+
+def stage(size: int = 6) -> stages.ImportStage:
+    obj = RemoteObject("bkt", "proj/a.txt", size, MD5, None, {"etag": "e", "size": size})
+    return stages.file_stage(RES, "a.txt", "d/a.txt", obj, MD5, pinned=False)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    (tmp_path / "d").mkdir()
+    return tmp_path
+
+
+def test_read_disks_hashes_only_what_it_must(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (root / "d" / "a.txt").write_bytes(b"hello\n")
+    (root / "d" / "long.txt").write_bytes(b"hello, longer\n")
+    (root / "d" / "dir").mkdir()
+    (root / "d" / "plain").write_text("x")
+    targets = [
+        ("d/a.txt", stage(), False),
+        ("d/long.txt", stage(), False),  # another size: not hashed
+        ("d/dir", None, True),
+        ("d/plain", None, False),  # no stage: not hashed
+        ("d/gone", stage(), False),
+        ("d/plain/under", stage(), False),  # a file where a folder should be
+    ]
+    read: list[Path] = []
+    real = workspace._hash_all
+
+    def counted(paths: list[Path]) -> dict[Path, str]:
+        read.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(workspace, "_hash_all", counted)
+    disks = workspace.read_disks(root, targets)
+    assert disks["d/a.txt"].md5 == MD5 and disks["d/a.txt"].is_file
+    assert (disks["d/long.txt"].size, disks["d/long.txt"].md5) == (14, None)
+    assert disks["d/dir"].exists and not disks["d/dir"].is_file
+    assert disks["d/plain"].md5 is None
+    assert disks["d/gone"] is ABSENT and disks["d/plain/under"] is ABSENT
+    assert read == [root / "d" / "a.txt"]
+    workspace.read_disks(root, targets)  # the hash cache answers now
+    assert read == [root / "d" / "a.txt"]
+    (root / ".dvc" / "tmp" / "gcsdvc-hashes.json").write_text("[]")
+    assert workspace.HashCache(root).known == {}
+
+
+def test_link_falls_back_to_a_copy(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_text("data")
+    workspace._link(src, tmp_path / "copy", ["reflink", "no-such-type"])
+    assert (tmp_path / "copy").read_text() == "data"
+    workspace._link(src, tmp_path / "hard", ["hardlink"])
+    assert (tmp_path / "hard").stat().st_ino == src.stat().st_ino
+    workspace._link(src, tmp_path / "sym", ["symlink"])
+    assert (tmp_path / "sym").resolve() == src
+    with pytest.raises(OSError, match="cannot link or copy"):
+        workspace._link(src, tmp_path / "no" / "folder", ["hardlink"])
+
+
+def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "repo", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside / "file")
+    with pytest.raises(DvcRepoError, match=r"is a symlink to .*outside the repository"):
+        workspace.refuse_symlinks(root, root / "link")
+    (root / "folder").symlink_to(outside)
+    with pytest.raises(DvcRepoError, match="leads outside the repository"):
+        workspace.refuse_symlinks(root, root / "folder" / "file")
+    workspace.refuse_symlinks(root, root / "inside")
+
+
+def test_open_repo_needs_a_dvc_repository(tmp_path: Path) -> None:
+    refused = pytest.raises(DvcRepoError, match="is not a DVC repository; run 'dvc init'")
+    with refused, stages.open_repo(tmp_path):
+        pass
