@@ -57,6 +57,7 @@ class Key:
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
+_GONE = "deleted upstream; local copy kept"
 _IN_THE_WAY = "a stage not written by gcsdvc is in the way: {stage_file}"
 # Rules, first match wins; None matches either value. Expanded into ACTIONS below.
 _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
@@ -77,7 +78,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.CHANGED_UPSTREAM, False, None, None, None, Action.UPDATE, "changed upstream"),
     (State.CHANGED_UPSTREAM, True, None, None, None, Action.UNCHANGED, _KEPT),
     (State.METADATA_UPSTREAM, None, None, None, None, Action.METADATA, ""),
-    (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, ""),
+    (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, _GONE),
 ]
 
 
