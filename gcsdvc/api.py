@@ -65,13 +65,18 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     item = inspect(found, res, listed)
     command = f"gcsdvc sync {shlex.quote(name)}"
     why = f"run: {command}"
-    if sync and item.state in (State.NOT_SYNCED, State.MISSING):
+    if sync and item.state in (State.NOT_SYNCED, State.MISSING, State.SOURCE_MOVED):
         failures = _sync(found, res)
         item = inspect(found, res, listed)
         messages = failures.get(item.source) or [m for ms in failures.values() for m in ms]
         why = "; ".join(messages) or f"'{command}' did not bring it"
-    if item.state is State.NOT_SYNCED:
+    if item.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.FOREIGN):
         raise NotSyncedError(f"{name}: {item.local} is not synced yet; {why}")
+    if item.state is State.UNTRACKED:
+        raise NotSyncedError(
+            f"{name}: {item.local} is a local file no stage records; "
+            f"'{command}' keeps it, 'gcsdvc sync --force {shlex.quote(name)}' replaces it"
+        )
     if item.state is State.MISSING:
         raise NotSyncedError(f"{name}: {item.local} is not on disk; {why}")
     if item.state is State.MODIFIED:
