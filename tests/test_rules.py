@@ -349,3 +349,14 @@ def test_failures_keep_their_types_and_are_rendered_by_type() -> None:
         "failed: 2 more object(s) not attempted: connection failed (refused); run again later",
     ]
     assert isinstance(result.failures[0].error, ChecksumMismatch)
+
+
+def test_api_does_not_hand_out_an_untracked_file(repo: Path, seeded: str) -> None:
+    import gcsdvc
+
+    write_manifest(repo, [entry(seeded)])
+    mine = data(repo, "file1")
+    mine.parent.mkdir(parents=True)
+    mine.write_text("not from the bucket\n")
+    with pytest.raises(gcsdvc.NotSyncedError, match="a local file no stage records"):
+        gcsdvc.path("exp1", "file1")
