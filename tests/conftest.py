@@ -146,6 +146,32 @@ def cli(*args: str, cwd: Path, check: bool = False) -> Ran:
     return Ran(res.exit_code, res.stdout, res.stderr)
 
 
+def dvc_main(*args: str, cwd: Path, check: bool = True) -> Ran:
+    """Run a DVC command in process through DVC's own ``main``: same code, no interpreter start.
+
+    ``DVC_TEST`` (as DVC's own test suite sets it) keeps colorama from swapping
+    ``sys.stdout`` back, skips update checks and analytics.
+    """
+    import contextlib
+    import io
+
+    from dvc.cli import main as dvc_entry
+
+    out, err = io.StringIO(), io.StringIO()
+    old = Path.cwd()
+    os.chdir(cwd)
+    os.environ["DVC_TEST"] = "1"
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = dvc_entry(list(args))
+    finally:
+        os.environ.pop("DVC_TEST", None)
+        os.chdir(old)
+    if check and code:
+        pytest.fail(f"dvc {' '.join(args)} exited {code}:\n{out.getvalue()}\n{err.getvalue()}")
+    return Ran(code, out.getvalue(), err.getvalue())
+
+
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     return run(sys.executable, "-m", "dvc", *args, cwd=cwd, check=check)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc, entry, load, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, load, write_manifest
 
 from gcsdvc.manifest import load_manifest
 from gcsdvc.sync import sync
@@ -160,7 +160,7 @@ def test_a_plain_dvc_import_url_is_adopted(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded, files=["file1"])])
     target = data(repo, "file1")
     target.parent.mkdir(parents=True)
-    dvc("import-url", f"gs://{seeded}/project1/{QUOTED}/file1", str(target), cwd=repo)
+    dvc_main("import-url", f"gs://{seeded}/project1/{QUOTED}/file1", str(target), cwd=repo)
     res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["exp1  metadata 1", "sync: 1 re-described, 0 unchanged"]
     assert load(data(repo, "file1.dvc"))["meta"]["gcsdvc"]["name"] == "exp1"
@@ -170,7 +170,7 @@ def test_a_foreign_stage_in_the_way_is_left_alone(repo: Path, seeded: str) -> No
     write_manifest(repo, [entry(seeded, files=["file1"])])
     target = data(repo, "file1")
     target.parent.mkdir(parents=True)
-    dvc("import-url", f"gs://{seeded}/project1/{QUOTED}/metrics.json", str(target), cwd=repo)
+    dvc_main("import-url", f"gs://{seeded}/project1/{QUOTED}/metrics.json", str(target), cwd=repo)
     before = text(data(repo, "file1.dvc"))
     res = cli("sync", cwd=repo)
     assert res.returncode == 1

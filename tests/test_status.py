@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import cli, dvc
+from conftest import cli, dvc_main
 
 DESC = "学習率 0.01 — Learning-rate sweep"
 FILES = ["keep.txt", "gone.txt", "edited.txt", "moved.txt", "dropped.txt", "old.txt"]
@@ -130,7 +130,7 @@ def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
     (data / "edited.txt").unlink()
     for fix in (["sync", "--prune"], ["sync", "fresh"], ["sync", "exp1"]):
         assert cli(*fix, cwd=repo).returncode == 0
-    dvc("update", "data/exp1/moved.txt.dvc", cwd=repo)
+    dvc_main("update", "data/exp1/moved.txt.dvc", cwd=repo)
     write_manifest(repo, [entry(synced, files=["keep.txt", "gone.txt", "edited.txt", "moved.txt"])])
     cli("sync", "--prune", cwd=repo, check=True)
     res = cli("status", "--check", cwd=repo)

@@ -15,7 +15,7 @@ from conftest import (
     QUOTED,
     cli,
     data,
-    dvc,
+    dvc_main,
     entry,
     gcsdvc,
     load,
@@ -58,7 +58,7 @@ def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:
     # Nothing committed names the emulator, and DVC accepts the result as its own.
     for path in (repo / "data").rglob("*.dvc"):
         assert "127.0.0.1" not in path.read_text()
-    status = dvc("status", "--json", cwd=repo)
+    status = dvc_main("status", "--json", cwd=repo)
     assert json.loads(status.stdout) == {}
 
 
@@ -68,9 +68,9 @@ def test_stage_matches_dvc_import_url(repo: Path, seeded: str, tmp_path: Path) -
     other = tmp_path / "plain"
     other.mkdir()
     run("git", "init", "-q", cwd=other)
-    dvc("init", "-q", cwd=other)
+    dvc_main("init", "-q", cwd=other)
     source = f"gs://{seeded}/project1/{QUOTED}/parent_dir/file1"
-    dvc("import-url", source, "file1", cwd=other)
+    dvc_main("import-url", source, "file1", cwd=other)
     theirs = load(other / "file1.dvc")
     # Read and written back by gcsdvc, DVC's own stage file keeps every byte.
     text = (other / "file1.dvc").read_text()
@@ -118,7 +118,7 @@ def test_upstream_change(repo: Path, seeded: str, put: Any, skip: bool) -> None:
         stage = load(data(repo, "file1.dvc"))
         assert stage["outs"][0]["size"] == len("changed upstream\n")
     # DVC itself sees the kept, outdated copy as an available update.
-    status = json.loads(dvc("status", "--json", cwd=repo).stdout)
+    status = json.loads(dvc_main("status", "--json", cwd=repo).stdout)
     changed = {f"data/project1/{QUOTED}/file1.dvc"} if skip else set()
     assert set(status) == changed
 
@@ -149,7 +149,7 @@ def test_destination_change_moves_data_and_stage(repo: Path, seeded: str) -> Non
     assert (new / "parent_dir" / "file1").read_text() == "nested file1\n"
     assert load(new / "file1.dvc")["outs"][0]["path"] == "file1"
     assert not (repo / "data" / "project1").exists()
-    assert json.loads(dvc("status", "--json", cwd=repo).stdout) == {}
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
 
 
 def test_removed_file_is_orphan_until_prune(repo: Path, seeded: str) -> None:
@@ -205,7 +205,7 @@ def test_no_download_then_dvc_pull(repo: Path, seeded: str) -> None:
     assert res.returncode == 0, res.stderr
     assert not data(repo, "file1").exists()
     assert "md5" not in load(data(repo, "file1.dvc"))["outs"][0]
-    dvc("pull", cwd=repo)
+    dvc_main("pull", cwd=repo)
     assert data(repo, "file1").read_text() == "top file1\n"
 
 

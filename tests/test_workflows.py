@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import QUOTED, cli, data, dvc, entry, load, run, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, load, run, write_manifest
 
 
 def commit_all(root: Path) -> None:
@@ -27,7 +27,7 @@ def test_fresh_clone_pulls_from_the_source_bucket(repo: Path, seeded: str, tmp_p
     commit_all(repo)
     other = clone(repo, tmp_path)
     assert not data(other, "file1").exists()
-    dvc("pull", cwd=other)
+    dvc_main("pull", cwd=other)
     assert data(other, "parent_dir/file1").read_text() == "nested file1\n"
     assert data(other, "file1").read_text() == "top file1\n"
 
@@ -37,7 +37,7 @@ def remote(repo: Path, gcs: Any, bucket: str) -> str:
     """A default DVC remote in the emulator: all a team adds for workflow 2."""
     url = f"gs://{bucket}-cache/dvc"
     gcs.mkdir(f"{bucket}-cache")
-    dvc("remote", "add", "-d", "store", url, cwd=repo)
+    dvc_main("remote", "add", "-d", "store", url, cwd=repo)
     return url
 
 
@@ -49,7 +49,7 @@ def test_remote_keeps_data_after_the_source_is_gone(
     stage = load(data(repo, "file1.dvc"))
     assert "version_id" not in stage["deps"][0]
     assert "frozen" not in stage
-    pushed = dvc("push", cwd=repo)
+    pushed = dvc_main("push", cwd=repo)
     assert "3 files pushed" in pushed.stdout
     commit_all(repo)
 
@@ -57,7 +57,7 @@ def test_remote_keeps_data_after_the_source_is_gone(
     put(f"{prefix}/file1", "overwritten\n")
     gcs.rm(f"{prefix}/parent_dir/file1")
     other = clone(repo, tmp_path)
-    dvc("pull", cwd=other)
+    dvc_main("pull", cwd=other)
     assert data(other, "file1").read_text() == "top file1\n"
     assert data(other, "parent_dir/file1").read_text() == "nested file1\n"
 
@@ -69,18 +69,18 @@ def test_adding_a_remote_then_syncing_is_all_it_takes(
     cli("sync", cwd=repo, check=True)
     assert "version_id" in load(data(repo, "file1.dvc"))["deps"][0]
     gcs.mkdir(f"{bucket}-cache")
-    dvc("remote", "add", "-d", "store", f"gs://{bucket}-cache/dvc", cwd=repo)
+    dvc_main("remote", "add", "-d", "store", f"gs://{bucket}-cache/dvc", cwd=repo)
     res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["exp1  metadata 3", "sync: 3 re-described, 0 unchanged"]
     assert "version_id" not in load(data(repo, "file1.dvc"))["deps"][0]
-    assert "3 files pushed" in dvc("push", cwd=repo).stdout
+    assert "3 files pushed" in dvc_main("push", cwd=repo).stdout
 
 
 def test_dvc_update_keeps_description_and_identity(repo: Path, seeded: str, put: Any) -> None:
     write_manifest(repo, [entry(seeded)])
     cli("sync", cwd=repo, check=True)
     put(f"{seeded}/project1/{QUOTED}/file1", "newer\n")
-    dvc("update", str(data(repo, "file1.dvc")), cwd=repo)
+    dvc_main("update", str(data(repo, "file1.dvc")), cwd=repo)
     assert data(repo, "file1").read_text() == "newer\n"
     stage = yaml.safe_load(data(repo, "file1.dvc").read_text())
     assert stage["desc"].startswith("学習率")
