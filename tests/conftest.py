@@ -126,10 +126,11 @@ class Ran:
     stderr: str
 
 
-def cli(*args: str, cwd: Path, check: bool = False) -> Ran:
+def cli(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None = None) -> Ran:
     """Run the CLI in process with click's CliRunner: the same output, no interpreter start.
 
-    A traceback is not caught: it fails the test.
+    A traceback is not caught: it fails the test. ``env`` (e.g. another
+    ``STORAGE_EMULATOR_HOST``) applies to this call only.
     """
     from click.testing import CliRunner
 
@@ -137,13 +138,23 @@ def cli(*args: str, cwd: Path, check: bool = False) -> Ran:
 
     old = Path.cwd()
     os.chdir(cwd)
+    if env:
+        _fresh_gcsfs()  # gcsfs caches clients by arguments, not by environment
     try:
-        res = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        res = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
     finally:
         os.chdir(old)
+        if env:
+            _fresh_gcsfs()
     if check and res.exit_code:
         pytest.fail(f"gcsdvc {' '.join(args)} exited {res.exit_code}:\n{res.stdout}\n{res.stderr}")
     return Ran(res.exit_code, res.stdout, res.stderr)
+
+
+def _fresh_gcsfs() -> None:
+    import gcsfs
+
+    gcsfs.GCSFileSystem.clear_instance_cache()
 
 
 def dvc_main(*args: str, cwd: Path, check: bool = True) -> Ran:

@@ -1,5 +1,7 @@
 """Faults: storage errors, interruptions, concurrency and hostile input.
 
+Interruptions, the lock and credentials run the CLI in a real process; the rest in process.
+
 Each test ends by checking the guarantee: every stage on disk points at a
 complete file whose bytes match its recorded md5, and nothing else is in the
 data folder.
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, data, entry, gcsdvc, load, snapshot, write_manifest
+from conftest import QUOTED, cli, data, entry, gcsdvc, load, snapshot, write_manifest
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc.emulator import free_port
@@ -88,7 +90,7 @@ def downloading(root: Path) -> bool:
 def test_transient_errors_are_retried(repo: Path, seeded: str, proxy: FaultProxy) -> None:
     proxy.faults = Faults(fail_first=2, status=503)
     write_manifest(repo, [entry(seeded)])
-    res = gcsdvc("sync", "-v", cwd=repo, env=via(proxy))
+    res = cli("sync", "-v", cwd=repo, env=via(proxy))
     assert res.returncode == 0, res.stderr
     retries = int(res.stdout.rsplit("storage retries: ", 1)[1].split()[0])
     assert 1 <= retries <= 6
@@ -98,13 +100,13 @@ def test_transient_errors_are_retried(repo: Path, seeded: str, proxy: FaultProxy
 def test_corrupt_download_is_never_recorded(repo: Path, seeded: str, proxy: FaultProxy) -> None:
     proxy.faults = Faults(corrupt_media=True)
     write_manifest(repo, [entry(seeded)])
-    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    res = cli("sync", cwd=repo, env=via(proxy))
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "does not match the object's" in res.stderr
     assert assert_consistent(repo) == 0
     proxy.faults = Faults()
-    assert gcsdvc("sync", cwd=repo, env=via(proxy)).returncode == 0
+    assert cli("sync", cwd=repo, env=via(proxy)).returncode == 0
     assert assert_consistent(repo) == 3
 
 
@@ -116,7 +118,7 @@ def test_permission_denied_is_named_and_others_sync(
     proxy.faults = Faults(forbid=f"/b/{seeded}-secret/")
     secret = entry(f"{seeded}-secret", name="secret", destination="secret", files=["file1"])
     write_manifest(repo, [entry(seeded), secret])
-    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    res = cli("sync", cwd=repo, env=via(proxy))
     assert res.returncode == 1
     assert f"failed: secret: gs://{seeded}-secret/" in res.stderr
     assert "permission denied" in res.stderr
@@ -128,7 +130,7 @@ def test_storage_down_from_the_start(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
     before = snapshot(repo)
     started = time.monotonic()
-    res = gcsdvc("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"})
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{free_port()}"})
     assert time.monotonic() - started < 60
     assert res.returncode == 1
     assert res.stderr.startswith("error: cannot reach Cloud Storage at http://127.0.0.1:")
@@ -179,7 +181,7 @@ def test_two_syncs_at_once(repo: Path, many: str) -> None:
     assert "another gcsdvc or dvc process is working in this repository" in second.stderr
     assert "Traceback" not in second.stderr
     assert snapshot(repo) == before
-    first = gcsdvc("sync", cwd=repo)
+    first = cli("sync", cwd=repo)
     assert first.returncode == 0, first.stderr
     assert assert_consistent(repo) == 12
 
@@ -190,7 +192,7 @@ def test_symlink_out_of_the_repository_is_refused(repo: Path, seeded: str, tmp_p
     (repo / "data").mkdir()
     (repo / "data" / "project1").symlink_to(outside)
     write_manifest(repo, [entry(seeded)])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 1
     assert "leads outside the repository" in res.stderr
     assert list(outside.iterdir()) == []
@@ -203,12 +205,12 @@ def test_odd_object_names_round_trip(repo: Path, bucket: str, put: Any) -> None:
     for name in ODD_NAMES:
         put(f"{bucket}/project1/{QUOTED}/{name}", f"content of {name}\n")
     write_manifest(repo, [entry(bucket, files=ODD_NAMES)])
-    res = gcsdvc("sync", cwd=repo)
+    res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     for name in ODD_NAMES:
         assert data(repo, name).read_text() == f"content of {name}\n"
     assert assert_consistent(repo) == len(ODD_NAMES)
-    assert gcsdvc("sync", cwd=repo).stdout.splitlines()[0] == f"exp1  unchanged {len(ODD_NAMES)}"
+    assert cli("sync", cwd=repo).stdout.splitlines()[0] == f"exp1  unchanged {len(ODD_NAMES)}"
 
 
 def test_credentials_never_reach_output_or_files(repo: Path, seeded: str, tmp_path: Path) -> None:
