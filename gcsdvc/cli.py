@@ -227,7 +227,8 @@ def status(
     """Compare the local data with its stages and (unless --offline) with the bucket.
 
     Every file is in one state: ok, missing, modified, changed-upstream,
-    deleted-upstream or not-synced. Orphans are stages whose entry or file has
+    deleted-upstream or not-synced (rarer: untracked, source-moved, not-found,
+    foreign-stage, metadata-upstream). Orphans are stages whose entry or file has
     left the manifest. NAMES are experiment names or shell globs.
 
     \b

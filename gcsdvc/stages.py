@@ -3,8 +3,9 @@
 A stage is written in exactly the shape ``dvc import-url gs://...`` gives it (a
 frozen import with ``deps`` and ``outs``), plus ``desc`` and ``meta.gcsdvc``.
 Building the mapping here instead of through DVC's ``Stage`` objects keeps a sync
-of thousands of files fast; ``tests/test_stages.py`` checks the result against
-what DVC itself writes and computes. The ``.gitignore`` lines DVC keeps beside
+of thousands of files fast; ``tests/test_stages.py`` pins the shape, and
+``tests/test_sync.py::test_stage_matches_dvc_import_url`` checks it against what
+DVC itself writes and computes. The ``.gitignore`` lines DVC keeps beside
 its outputs are batched here too (:class:`IgnoreBatch`).
 """
 
@@ -313,11 +314,7 @@ class StageCache:
 
     def __init__(self, root: Path) -> None:
         self.path = root / ".dvc" / "tmp" / "gcsdvc-stages.json"
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            self.old: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            self.old = {}
+        self.old = read_json_cache(self.path)
         self.new: dict[str, Any] = {}
 
     def read(self, path: Path, key: str) -> ImportStage | None:
@@ -338,6 +335,15 @@ class StageCache:
         if self.new != self.old and self.path.parent.is_dir():
             with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
                 atomic_write(self.path, json.dumps(self.new, ensure_ascii=False))
+
+
+def read_json_cache(path: Path) -> dict[str, Any]:
+    """A JSON mapping kept in ``.dvc/tmp`` as an optimisation; empty if missing or damaged."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, ImportStage]]:

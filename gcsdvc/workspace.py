@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gcsdvc import stages
 from gcsdvc.compare import ABSENT, Disk
@@ -47,11 +47,7 @@ class HashCache:
 
     def __init__(self, root: Path) -> None:
         self.path = root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            self.known: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError):
-            self.known = {}
+        self.known = stages.read_json_cache(self.path)
         self.changed = False
 
     def get(self, local: str, info: os.stat_result) -> str | None:

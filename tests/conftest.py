@@ -243,3 +243,19 @@ def data(root: Path, rel: str) -> Path:
 def load(path: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = yaml.safe_load(path.read_text())
     return loaded
+
+
+@pytest.fixture
+def hash_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The files gcsdvc reads to hash them, in order (``workspace._hash_all`` counted)."""
+    from gcsdvc import workspace
+
+    read: list[Path] = []
+    real = workspace._hash_all
+
+    def counted(paths: list[Path]) -> dict[Path, str]:
+        read.extend(paths)
+        return real(paths)
+
+    monkeypatch.setattr(workspace, "_hash_all", counted)
+    return read

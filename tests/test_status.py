@@ -228,7 +228,7 @@ def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
 
 
 def test_large_files_use_dvc_state(
-    repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch
+    repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch, hash_reads: list[Path]
 ) -> None:
     """Past the direct-hash limit, hashes come from DVC's state db; each file is read once."""
     from gcsdvc import status, workspace
@@ -236,16 +236,11 @@ def test_large_files_use_dvc_state(
 
     replace(repo / "data" / "exp1" / "edited.txt", "EDITED.TXT v1\n")
     monkeypatch.setattr(workspace, "DIRECT_HASH_BYTES", 0)
-    read: list[Path] = []
-    real = workspace._hash_all
-
-    def counted(paths: list[Path]) -> dict[Path, str]:
-        read.extend(paths)
-        return real(paths)
-
-    monkeypatch.setattr(workspace, "_hash_all", counted)
+    read = hash_reads
     manifest = load_manifest()
     for _ in range(2):
+        # Without gcsdvc's own hash cache, only DVC's state db can answer.
+        (repo / ".dvc" / "tmp" / "gcsdvc-hashes.json").unlink(missing_ok=True)
         report = status.check(manifest, offline=True)
         got = {f.local: str(f.state) for f in report.resources[0].files}
         assert got == {f"data/exp1/{f}": "ok" for f in FILES} | {"data/exp1/edited.txt": "modified"}

@@ -28,7 +28,7 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_read_disks_hashes_only_what_it_must(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_read_disks_hashes_only_what_it_must(root: Path, hash_reads: list[Path]) -> None:
     (root / "d" / "a.txt").write_bytes(b"hello\n")
     (root / "d" / "long.txt").write_bytes(b"hello, longer\n")
     (root / "d" / "dir").mkdir()
@@ -41,23 +41,15 @@ def test_read_disks_hashes_only_what_it_must(root: Path, monkeypatch: pytest.Mon
         ("d/gone", stage(), False),
         ("d/plain/under", stage(), False),  # a file where a folder should be
     ]
-    read: list[Path] = []
-    real = workspace._hash_all
-
-    def counted(paths: list[Path]) -> dict[Path, str]:
-        read.extend(paths)
-        return real(paths)
-
-    monkeypatch.setattr(workspace, "_hash_all", counted)
     disks = workspace.read_disks(root, targets)
     assert disks["d/a.txt"].md5 == MD5 and disks["d/a.txt"].is_file
     assert (disks["d/long.txt"].size, disks["d/long.txt"].md5) == (14, None)
     assert disks["d/dir"].exists and not disks["d/dir"].is_file
     assert disks["d/plain"].md5 is None
     assert disks["d/gone"] is ABSENT and disks["d/plain/under"] is ABSENT
-    assert read == [root / "d" / "a.txt"]
+    assert hash_reads == [root / "d" / "a.txt"]
     workspace.read_disks(root, targets)  # the hash cache answers now
-    assert read == [root / "d" / "a.txt"]
+    assert hash_reads == [root / "d" / "a.txt"]
     (root / ".dvc" / "tmp" / "gcsdvc-hashes.json").write_text("[]")
     assert workspace.HashCache(root).known == {}
 
