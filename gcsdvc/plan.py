@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages
 from gcsdvc.errors import StorageError
+from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.stages import Stage
 
@@ -107,7 +108,7 @@ def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
     """Every data path the whole manifest asks for, with its entry and file."""
     wanted: dict[str, tuple[Resource, str | None]] = {}
     for res in manifest.resources:
-        for file in res.files or (None,):
+        for file in res.targets:
             wanted[manifest.local(res, file)] = (res, file)
     return wanted
 
@@ -147,16 +148,18 @@ def build_plan(
 ) -> Plan:
     """Compare the selected entries with the disk (and, where needed, with storage)."""
     root = manifest.root
-    wanted = desired(manifest)
     ours, foreign = read_stages(manifest)
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
+    wanted = desired(manifest)
     pinned = manifest.pin_generations
     if pinned is None:
         pinned = not stages.has_default_remote(root)
     plan = Plan(manifest, pinned)
+    plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     pending: list[Item] = []  # items whose action waits for a listing
 
     for res in selected:
-        for file in res.files or (None,):
+        for file in res.targets:
             local = manifest.local(res, file)
             item = Item(Action.UNCHANGED, local, res, file)
             item.stage = stage_for(local, item.source, ours, foreign)
@@ -182,6 +185,12 @@ def build_plan(
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     return plan
+
+
+def pattern_failure_item(manifest: Manifest, failure: PatternFailure) -> Item:
+    """A pattern that gave no files, as a failed item named by the pattern."""
+    local = manifest.local(failure.resource, failure.pattern)
+    return Item(Action.FAILED, local, failure.resource, failure.pattern, note=failure.message)
 
 
 def _needs_listing(item: Item, root: Path, pinned: bool) -> bool:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages
 from gcsdvc.errors import NotTrackedError, StorageError
+from gcsdvc.expand import PatternFailure, expand_offline, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.stages import Stage, open_repo
 from gcsdvc.storage import Storage, describe, file_md5
@@ -214,11 +215,13 @@ def check(
 
     selected = manifest.select(names)
     ours, foreign = read_stages(manifest)
+    storage = None if offline else storage or Storage()
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     report = Report([], [], upstream_checked=not offline)
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))
-        for file in res.files or (None,):
+        for file in res.targets:
             local = manifest.local(res, file)
             source = res.source(file)
             stage = stage_for(local, source, ours, foreign)
@@ -227,8 +230,9 @@ def check(
         report.resources.append(status)
 
     check_local(manifest.root, items)
-    if not offline:
-        report.upstream_error = _check_upstream(report.resources, storage or Storage())
+    if storage is not None:
+        report.upstream_error = _check_upstream(report.resources, storage)
+    _add_pattern_failures(manifest, report.resources, unmatched)
     upstream = not offline and report.upstream_error is None
     errors = _check_folders(manifest.root, items, upstream=upstream)
     for status in report.resources:
@@ -240,6 +244,20 @@ def check(
         if local not in wanted and (not names or matches(name, names)):
             report.orphans.append(Orphan(local, str(stages.dep(stage).get("path", "?")), name))
     return report
+
+
+def _add_pattern_failures(
+    manifest: Manifest, statuses: list[ResourceStatus], failures: list[PatternFailure]
+) -> None:
+    """A pattern that gave no file shows as one not-synced item, named by the pattern."""
+    by_index = {s.resource.index: s for s in statuses}
+    for failure in failures:
+        res = failure.resource
+        item = FileStatus(
+            manifest.local(res, failure.pattern), res.source(failure.pattern), failure.pattern, None
+        )
+        item.state, item.note = State.NOT_SYNCED, failure.message
+        by_index[res.index].files.append(item)
 
 
 def exact_pattern(name: str) -> str:
@@ -487,7 +505,7 @@ def _which(manifest: Manifest, local: str, stage: Stage, asked: str, shown: str)
 
     source = str(stages.dep(stage).get("path", "?"))
     ident = stages.identity(stage)
-    entry = desired(manifest).get(local)
+    entry = desired(expand_offline(manifest)).get(local)
     listed = entry is not None and entry[0].source(entry[1]) == source
     if ident is None and not listed:
         raise NotTrackedError(
