@@ -69,7 +69,7 @@ def append_entries(text: str, entries: Sequence[Entry], shown: str = "manifest")
             at = len(text)
         body = "".join(style.blank + _entry_lines(e, style, newline) for e in entries)
         new = text[:at] + body + text[at:]
-    elif isinstance(seq, ScalarNode) and seq.tag.endswith(":null"):
+    elif isinstance(seq, ScalarNode) and str(seq.tag).endswith(":null"):
         # 'resources:' with no value (or '~', 'null'): the entries go below the key.
         style = _Style(dash=key.start_mark.column + 2)
         body = "".join(_entry_lines(e, style, newline) for e in entries)
@@ -78,6 +78,41 @@ def append_entries(text: str, entries: Sequence[Entry], shown: str = "manifest")
         raise ManifestError([f"{shown}: 'resources' must be a list of entries"])
     _check_round_trip(text, new, entries, shown)
     return new
+
+
+def entry_text(entry: Entry) -> str:
+    """One entry as the list item ``append_entries`` would write at column 0."""
+    return _entry_lines(entry, _Style(dash=0), "\n")
+
+
+def merge_resources(existing: str, migrated: str, *, force: bool, shown: str) -> str:
+    """``migrated`` (a manifest's text) merged into the ``existing`` text of the same file.
+
+    The ``resources`` of ``migrated`` are added with its other top-level keys;
+    everything else of ``existing`` (keys, comments) is kept. An existing
+    ``resources`` is replaced only with ``force``; a file that is not a mapping
+    is overwritten only with ``force``.
+    """
+    if not existing.strip():
+        return migrated
+    try:
+        data = yaml.safe_load(existing)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        if force:
+            return migrated
+        raise ManifestError(
+            [f"{shown} exists and is not a YAML mapping; pass --force to overwrite it"]
+        )
+    if "resources" in data and not force:
+        raise ManifestError(
+            [
+                f"{shown} already has a 'resources' list; pass --force to replace it "
+                "(its other keys and comments are kept)"
+            ]
+        )
+    return replace_resources(existing, migrated, shown)
 
 
 def replace_resources(text: str, block: str, shown: str = "manifest") -> str:
@@ -99,7 +134,9 @@ def replace_resources(text: str, block: str, shown: str = "manifest") -> str:
             raise ManifestError([f"{shown}: 'resources' must start at column 0 to be replaced"])
         end = _after_line(text, _content_end(value))
         new = text[: key.start_mark.index] + block + text[end:]
-    _loaded(new, shown)  # refuse to write anything that does not read back
+    wanted = {**(_loaded(text, shown) or {}), **(_loaded(block, shown) or {})}
+    if _loaded(new, shown) != wanted:
+        raise ManifestError([f"{shown}: cannot merge without rewriting other lines"])
     return new
 
 
@@ -112,7 +149,7 @@ def write_atomic(path: Path, text: str) -> None:
             fobj.flush()
             os.fsync(fobj.fileno())
         if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+            Path(tmp).chmod(path.stat().st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -126,7 +163,9 @@ def _compose(text: str, shown: str) -> MappingNode | None:
     try:
         root = YAML().compose(io.StringIO(text))
     except RuamelError as exc:
-        raise ManifestError([f"{shown}: cannot edit: invalid YAML: {exc}".splitlines()[0]]) from None
+        raise ManifestError(
+            [f"{shown}: cannot edit: invalid YAML: {exc}".splitlines()[0]]
+        ) from None
     if root is None:
         return None
     if not isinstance(root, MappingNode) or root.flow_style:
@@ -169,9 +208,11 @@ def _style_of(text: str, seq: SequenceNode) -> _Style:
     last = seq.value[-1]
     style = _Style(dash=seq.start_mark.column)
     if len(seq.value) > 1:
-        between = text[_after_line(text, _content_end(seq.value[-2])) : _line_start(
-            text, last.start_mark.index
-        )]
+        between = text[
+            _after_line(text, _content_end(seq.value[-2])) : _line_start(
+                text, last.start_mark.index
+            )
+        ]
         lines = between.splitlines(keepends=True)
         style.blank = "".join(line for line in lines if not line.strip())
     if not isinstance(last, MappingNode) or last.flow_style:
@@ -181,7 +222,7 @@ def _style_of(text: str, seq: SequenceNode) -> _Style:
         if not isinstance(key, ScalarNode):
             continue
         style.keys.append(key.value)
-        if isinstance(value, ScalarNode) and value.tag.endswith(":str"):
+        if isinstance(value, ScalarNode) and str(value.tag).endswith(":str"):
             style.quotes[key.value] = value.style if value.style in ("'", '"') else None
         if key.value == "files" and isinstance(value, SequenceNode):
             style.files_flow = bool(value.flow_style)
