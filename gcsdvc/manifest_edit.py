@@ -63,7 +63,7 @@ def append_entries(text: str, entries: Sequence[Entry], shown: str = "manifest")
         new = _append_flow(text, seq, entries, key, newline)
     elif isinstance(seq, SequenceNode):
         style = _style_of(text, seq)
-        at = _after_line(text, _content_end(seq.value[-1]))
+        at = _after_line(text, _content_end(seq.value[-1], text))
         if at == len(text) and not text.endswith(("\n", "\r")):
             text += newline
             at = len(text)
@@ -132,7 +132,7 @@ def replace_resources(text: str, block: str, shown: str = "manifest") -> str:
     else:
         if key.start_mark.column != 0:
             raise ManifestError([f"{shown}: 'resources' must start at column 0 to be replaced"])
-        end = _after_line(text, _content_end(value))
+        end = _after_line(text, _content_end(value, text))
         new = text[: key.start_mark.index] + block + text[end:]
     wanted = {**(_loaded(text, shown) or {}), **(_loaded(block, shown) or {})}
     if _loaded(new, shown) != wanted:
@@ -180,13 +180,21 @@ def _find(root: MappingNode | None, name: str) -> tuple[Node | None, Node | None
     return None, None
 
 
-def _content_end(node: Node) -> int:
+def _content_end(node: Node, text: str) -> int:
     """The index just past the last character of ``node``'s own text (block nodes run on)."""
     while isinstance(node, MappingNode | SequenceNode) and not node.flow_style and node.value:
         last = node.value[-1]
         node = last[1] if isinstance(last, tuple) else last
-    mark = node.end_mark
-    return int(mark.index)
+    end = int(node.end_mark.index)
+    if (
+        isinstance(node, ScalarNode)
+        and node.style in ("|", ">")
+        and not node.value.endswith("\n\n")
+    ):
+        # A block scalar's mark runs over the blank lines after it, which are not its own.
+        while end > 0 and text[_line_start(text, end - 1) : end].strip() == "":
+            end = _line_start(text, end - 1)
+    return end
 
 
 def _after_line(text: str, index: int) -> int:
@@ -209,7 +217,7 @@ def _style_of(text: str, seq: SequenceNode) -> _Style:
     style = _Style(dash=seq.start_mark.column)
     if len(seq.value) > 1:
         between = text[
-            _after_line(text, _content_end(seq.value[-2])) : _line_start(
+            _after_line(text, _content_end(seq.value[-2], text)) : _line_start(
                 text, last.start_mark.index
             )
         ]
