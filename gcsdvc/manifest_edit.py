@@ -133,7 +133,11 @@ def replace_resources(text: str, block: str, shown: str = "manifest") -> str:
         if key.start_mark.column != 0:
             raise ManifestError([f"{shown}: 'resources' must start at column 0 to be replaced"])
         end = _after_line(text, _content_end(value, text))
-        new = text[: key.start_mark.index] + block + text[end:]
+        # The comments above the old key stay, so the block's own header is not repeated.
+        lines = block.splitlines(keepends=True)
+        while lines and (not lines[0].strip() or lines[0].startswith("#")):
+            lines.pop(0)
+        new = text[: key.start_mark.index] + "".join(lines) + text[end:]
     wanted = {**(_loaded(text, shown) or {}), **(_loaded(block, shown) or {})}
     if _loaded(new, shown) != wanted:
         raise ManifestError([f"{shown}: cannot merge without rewriting other lines"])

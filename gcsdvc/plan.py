@@ -155,7 +155,6 @@ def build_plan(
     if pinned is None:
         pinned = not stages.has_default_remote(root)
     plan = Plan(manifest, pinned)
-    plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     pending: list[Item] = []  # items whose action waits for a listing
 
     for res in selected:
@@ -173,6 +172,7 @@ def build_plan(
             else:
                 pending.append(item)
 
+    plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     listings = _list(storage, pending, root, pinned)
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
     by_source = {str(stages.dep(st).get("path")): local for local, st in orphans.items()}

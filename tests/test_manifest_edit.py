@@ -215,7 +215,7 @@ MIGRATED = "# converted\nresources:\n- bucket: b1\n  blob: c\n  destination: d\n
         (
             "# top\nresources:\n- bucket: old\n  blob: x\n  destination: y\n# keep\nother: 'x'\n",
             True,
-            "# top\n" + MIGRATED + "# keep\nother: 'x'\n",
+            "# top\n" + MIGRATED.removeprefix("# converted\n") + "# keep\nother: 'x'\n",
         ),
         ("just text\n", True, MIGRATED),
     ],
