@@ -23,6 +23,7 @@ from gcsdvc.manifest import (
     Resource,
     find_root,
     is_pattern,
+    join_path,
     match_files,
     parse_manifest,
     pattern_root,
@@ -41,11 +42,7 @@ class Source:
 
     @property
     def prefix(self) -> str:
-        return "/".join(p for p in (self.blob, self.subblob) if p)
-
-    @property
-    def url(self) -> str:
-        return f"gs://{self.bucket}/{self.prefix}"
+        return join_path(self.blob, self.subblob)
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -185,14 +182,14 @@ def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
             continue
         if res.files is None:
             continue
-        keys = {scope: (res.bucket, _join(res.prefix, scope)) for scope in _scopes(res.files)}
+        keys = {scope: (res.bucket, join_path(res.prefix, scope)) for scope in _scopes(res.files)}
         listings = storage.list_prefixes(keys.values())
         names: set[str] = set()
         for scope, key in keys.items():
             listed = listings[key]
             if isinstance(listed, StorageError):
                 raise listed
-            names.update(_join(scope, name) for name in listed)
+            names.update(join_path(scope, name) for name in listed)
         for file in res.files:
             if match_files([file], names)[file]:
                 continue
@@ -205,10 +202,6 @@ def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
 def _scopes(files: Sequence[str]) -> list[str]:
     """The folders below the prefix that the files and patterns can be in."""
     return sorted({pattern_root(f) if is_pattern(f) else posixpath.dirname(f) for f in files})
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p for p in parts if p)
 
 
 def _missing_prefix(storage: Storage, res: Resource) -> str:
@@ -238,7 +231,7 @@ class Run:
         stats = self.stats
         return {
             "run": self.name,
-            "source": self.source.url,
+            "source": f"gs://{self.source.bucket}/{self.source.prefix}",
             "tracked_by": list(self.tracked_by),
             "objects": stats.objects if stats else None,
             "size": stats.size if stats else None,

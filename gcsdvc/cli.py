@@ -372,20 +372,38 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
 # -- authoring: add and discover -------------------------------------------------
 
 
+def _entry_options(func: F) -> F:
+    """The options ``add`` and ``discover --add`` share."""
+    for option in reversed(
+        [
+            click.option(
+                "--file",
+                "-f",
+                "files",
+                multiple=True,
+                metavar="PATTERN",
+                help="A path or glob relative to the run's prefix (repeatable); "
+                "none: the whole prefix.",
+            ),
+            click.option(
+                "--follow-upstream",
+                is_flag=True,
+                help="Follow upstream changes (skip_if_exist: false).",
+            ),
+            click.option("--sync", "then_sync", is_flag=True, help="Sync the new entries."),
+            click.option("--dry-run", "-n", is_flag=True, help="Print the entries; write nothing."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @main.command()
 @click.argument("url", metavar="gs://BUCKET/BLOB/SUBBLOB")
-@click.option(
-    "--file", "-f", "files", multiple=True, metavar="PATTERN",
-    help="A path or glob relative to the prefix (repeatable); none: the whole prefix.",
-)  # fmt: skip
 @click.option("--name", help="Experiment name [default: SUBBLOB, made unique].")
 @click.option("--destination", help="Folder below the data folder [default: BLOB/SUBBLOB].")
 @click.option("--description", "-d", default="", help="What was varied in this run.")
-@click.option(
-    "--follow-upstream", is_flag=True, help="Follow upstream changes (skip_if_exist: false)."
-)
-@click.option("--sync", "then_sync", is_flag=True, help="Sync the new entry right away.")
-@click.option("--dry-run", "-n", is_flag=True, help="Print the entry; write nothing.")
+@_entry_options
 @click.option("--no-check", is_flag=True, help="Do not check the bucket (offline).")
 @manifest_option
 @_handle_errors
@@ -431,17 +449,11 @@ def add(
 
 @main.command()
 @click.argument("url", metavar="gs://BUCKET/BLOB")
-@click.option(
-    "--file", "-f", "files", multiple=True, metavar="PATTERN",
-    help="With --add: the files each new entry lists (repeatable); none: whole prefixes.",
-)  # fmt: skip
 @click.option("--add", "add_new", is_flag=True, help="Add an entry for each run not tracked yet.")
 @click.option(
     "--description", "-d", default="", help="With --add: description; {run} is the run's name."
 )
-@click.option("--follow-upstream", is_flag=True, help="With --add: skip_if_exist: false.")
-@click.option("--sync", "then_sync", is_flag=True, help="With --add: sync the new entries.")
-@click.option("--dry-run", "-n", is_flag=True, help="With --add: print the entries only.")
+@_entry_options
 @click.option("--stats", is_flag=True, help="Count objects, size and last update (lists each run).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @manifest_option

@@ -11,7 +11,6 @@ Manifests without patterns pass through untouched, at no cost.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -23,6 +22,7 @@ from gcsdvc.manifest import (
     Resource,
     _local_problem,
     is_pattern,
+    join_path,
     match_files,
     path_problem,
     pattern_root,
@@ -87,7 +87,7 @@ def expand_patterns(
                 problems[pattern] = f"cannot list for pattern {pattern!r}: {listing}"
                 continue
             root = pattern_root(pattern)
-            names.update(posixpath.join(root, name) if root else name for name in listing)
+            names.update(join_path(root, name) for name in listing)
         matched = match_files(res.patterns, names)
         files: list[str] = []
         for item in res.files or ():
@@ -136,7 +136,7 @@ def expand_offline(manifest: Manifest) -> Manifest:
 
 def _scope(res: Resource, pattern: str) -> str:
     """The prefix to list for ``pattern``: the entry's prefix and the pattern's fixed folders."""
-    return "/".join(part for part in (res.prefix, pattern_root(pattern)) if part)
+    return join_path(res.prefix, pattern_root(pattern))
 
 
 def _listings(

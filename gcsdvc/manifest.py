@@ -92,7 +92,7 @@ class Resource:
     @property
     def prefix(self) -> str:
         """The object prefix inside the bucket, without slashes at either end."""
-        return "/".join(part for part in (self.blob, self.subblob) if part)
+        return join_path(self.blob, self.subblob)
 
     @property
     def url(self) -> str:
@@ -164,6 +164,11 @@ class Manifest:
                 raise UnknownResourceError(_unknown_name_message(pattern, self.names))
             chosen.update((res.name, res) for res in hits)
         return [res for res in self.resources if res.name in chosen]
+
+
+def join_path(*parts: str) -> str:
+    """``parts`` joined with '/', leaving out the empty ones."""
+    return "/".join(part for part in parts if part)
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
