@@ -525,3 +525,59 @@ def test_migrate_merges_into_params_and_refuses_to_clobber(repo: Path) -> None:
     assert params.read_text() == merged.replace(
         "destination: d\n", "destination: e\n# tail\nmore: 1\n"
     )
+
+
+# -- expansion without storage: from the synced stages -------------------------------------
+
+
+def _stage(url: str, file: str) -> dict[str, Any]:
+    return {"deps": [{"path": f"{url}/{file}"}], "meta": {"gcsdvc": {"file": file}}}
+
+
+def _manifest(*entries: dict[str, Any]) -> Any:
+    resources = [{"bucket": "bk1", "blob": "runs", "skip_if_exist": True, **e} for e in entries]
+    return parse_manifest(yaml.safe_dump({"resources": resources}), Path("params.yaml"), Path("/r"))
+
+
+@pytest.mark.parametrize(
+    ("files", "synced", "expanded", "failures"),
+    [
+        (["*.json"], ["a.json", "b.json", "c.csv"], ("a.json", "b.json"), []),
+        (["x.csv", "*.csv"], ["c.csv", "x.csv"], ("x.csv", "c.csv"), []),  # listed first, once
+        (["*.json"], [], (), ["no synced file matches pattern '*.json' yet"]),
+        (["**"], ["ok.txt", "bad.dvc"], ("ok.txt",), ["matches 'bad.dvc', which ends with '.dvc'"]),
+        (["*.csv"], ["other.csv"], (), ["matches 'other.csv', which another entry saves to"]),
+    ],
+)
+def test_offline_expansion_uses_the_synced_stages(
+    files: list[str], synced: list[str], expanded: tuple[str, ...], failures: list[str]
+) -> None:
+    from gcsdvc.expand import expand_patterns
+
+    manifest = _manifest(
+        {"name": "e", "subblob": "r1", "files": files, "destination": "d"},
+        {"name": "other", "subblob": "r2", "files": ["other.csv"], "destination": "d"},
+    )
+    url = "gs://bk1/runs/r1"
+    stages = {f"data/d/{f}": _stage(url, f) for f in synced}
+    stages["data/elsewhere"] = _stage("gs://bk1/runs/r9", "a.json")  # another prefix's stage
+    result = expand_patterns(manifest, manifest.resources[:1], None, stages)
+    assert result.selected[0].files == expanded
+    assert result.manifest.resources[0].files == expanded
+    assert result.manifest.resources[1] == manifest.resources[1]
+    messages = [f.message for f in result.failures]
+    assert len(messages) == len(failures)
+    assert all(m.startswith(f) for m, f in zip(messages, failures, strict=True)), messages
+
+
+def test_api_path_syncs_a_file_a_pattern_matches(repo: Path, runs: str) -> None:
+    write_manifest(
+        repo,
+        [{"name": "g", "bucket": runs, "blob": "mnist", "subblob": "run-3",
+          "files": ["eval/*.csv"], "destination": "g"}],
+    )  # fmt: skip
+    with pytest.raises(api.NotSyncedError, match="not synced yet; run: gcsdvc sync g"):
+        api.path("g", "eval/test.csv")
+    with pytest.raises(api.UnknownResourceError, match=r"has no file 'metrics\.json'"):
+        api.path("g", "metrics.json")
+    assert api.path("g", "eval/test.csv", sync=True).read_text() == "a,b\n"
