@@ -548,7 +548,10 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
             )
     if then_sync:
         click.get_current_context().invoke(
-            sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path
+            sync,
+            names=tuple(exact_pattern(n) for n in names),
+            manifest_file=added.path,
+            quiet=quiet,  # keeps --json output one document
         )
 
 
