@@ -88,7 +88,8 @@ def expand_patterns(
                 continue
             root = pattern_root(pattern)
             names.update(join_path(root, name) for name in listing)
-        matched = match_files(res.patterns, names)
+        # Folder placeholder objects ('eval/', made by the Cloud Console) are no files.
+        matched = match_files(res.patterns, [n for n in names if n and not n.endswith("/")])
         files: list[str] = []
         for item in res.files or ():
             for file in matched.get(item, [item]):

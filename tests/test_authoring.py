@@ -271,6 +271,13 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     }
 
     # The matched files are listed files for status, list, show, which and the API.
+    online = json.loads(cli("status", "run-2", "--json").stdout)["resources"][0]["files"]
+    assert [(f["path"].rsplit("/", 1)[-1], f["state"]) for f in online] == [
+        ("metrics.json", "changed-upstream"),
+        ("val.csv", "ok"),
+        ("extra.csv", "ok"),
+        ("test.csv", "ok"),
+    ]
     status = json.loads(cli("status", "run-2", "--offline", "--json").stdout)
     (res,) = status["resources"]
     assert [f["path"] for f in res["files"]] == [
@@ -544,6 +551,7 @@ def _manifest(*entries: dict[str, Any]) -> Any:
     [
         (["*.json"], ["a.json", "b.json", "c.csv"], ("a.json", "b.json"), []),
         (["x.csv", "*.csv"], ["c.csv", "x.csv"], ("x.csv", "c.csv"), []),  # listed first, once
+        (["**"], ["a.txt", "eval/"], ("a.txt",), []),  # a folder placeholder is no file
         (["*.json"], [], (), ["no synced file matches pattern '*.json' yet"]),
         (["**"], ["ok.txt", "bad.dvc"], ("ok.txt",), ["matches 'bad.dvc', which ends with '.dvc'"]),
         (["*.csv"], ["other.csv"], (), ["matches 'other.csv', which another entry saves to"]),
