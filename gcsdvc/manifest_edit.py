@@ -63,7 +63,7 @@ def append_entries(text: str, entries: Sequence[Entry], shown: str = "manifest")
         new = _append_flow(text, seq, entries, key, newline)
     elif isinstance(seq, SequenceNode):
         style = _style_of(text, seq)
-        at = _after_line(text, _content_end(seq.value[-1], text))
+        at = _after_comments(text, _after_line(text, _content_end(seq.value[-1], text)), style.dash)
         if at == len(text) and not text.endswith(("\n", "\r")):
             text += newline
             at = len(text)
@@ -210,6 +210,17 @@ def _after_line(text: str, index: int) -> int:
         return len(text)
     end = min(breaks)
     return end + 2 if text[end : end + 2] == "\r\n" else end + 1
+
+
+def _after_comments(text: str, at: int, column: int) -> int:
+    """Past the comment lines at ``at`` indented deeper than ``column`` (the entry's own)."""
+    while at < len(text):
+        end = text.find("\n", at) + 1 or len(text)
+        line = text[at:end]
+        if not line.lstrip(" ").startswith("#") or len(line) - len(line.lstrip(" ")) <= column:
+            break
+        at = end
+    return at
 
 
 def _line_start(text: str, index: int) -> int:

@@ -146,6 +146,14 @@ PARAMS_AFTER = PARAMS.replace(
             id="block-scalar-last",
         ),
         pytest.param(
+            "resources:\n  - name: a\n    files:\n      - x\n      # - y, for later\n"
+            "  # next: b\n# top-level comment\n",
+            "resources:\n  - name: a\n    files:\n      - x\n      # - y, for later\n"
+            + NEW_LINES
+            + "  # next: b\n# top-level comment\n",
+            id="the-last-entry-keeps-its-comments",
+        ),
+        pytest.param(
             "resources: [{name: a, bucket: b1, blob: c, destination: d}]\n",
             "resources: [{name: a, bucket: b1, blob: c, destination: d}, "
             '{"name": "lr-0.5", "bucket": "b1", "blob": "mnist", "subblob": "lr-0.5", '
