@@ -45,13 +45,16 @@ class Source:
         return join_path(self.blob, self.subblob)
 
 
-def parse_url(url: str) -> tuple[str, str]:
-    """``(bucket, path)`` of a ``gs://BUCKET/PATH`` URL, without slashes at the ends of PATH."""
+def parse_url(url: str, bucket_ok: bool = False) -> tuple[str, str]:
+    """``(bucket, path)`` of a ``gs://BUCKET/PATH`` URL, without slashes at the ends of PATH.
+
+    With ``bucket_ok`` a URL naming only the bucket gives an empty PATH.
+    """
     if not url.startswith("gs://"):
         raise UsageError(f"{url!r} is not a gs:// URL (expected gs://BUCKET/PATH)")
     bucket, _, path = url[len("gs://") :].partition("/")
     path = path.strip("/")
-    if not bucket or not path:
+    if not bucket or not (path or bucket_ok):
         raise UsageError(f"{url!r} names no folder; give gs://BUCKET/PATH")
     if "//" in path:
         raise UsageError(f"{url!r} has an empty folder name ('//')")
@@ -244,7 +247,7 @@ def discover(manifest: Manifest, url: str, storage: Storage, *, stats: bool = Fa
 
     With ``stats`` each run is also listed recursively (one listing per run).
     """
-    bucket, blob = parse_url(url)
+    bucket, blob = parse_url(url, bucket_ok=True)
     folders, objects = storage.list_folder(bucket, blob)
     if not folders and not objects:
         parent, _, last = blob.rpartition("/")
@@ -254,7 +257,7 @@ def discover(manifest: Manifest, url: str, storage: Storage, *, stats: bool = Fa
         )
     runs = []
     for folder in folders:
-        source = Source(bucket, blob, folder)
+        source = Source(bucket, blob, folder) if blob else Source(bucket, folder)
         inside = f"{source.prefix}/"
         tracked = tuple(
             res.name

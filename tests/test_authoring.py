@@ -427,7 +427,7 @@ def test_add_creates_a_missing_manifest(repo: Path, runs: str) -> None:
     )
 
 
-def test_discover_lists_runs_and_marks_the_tracked_ones(params: Path, runs: str) -> None:
+def test_discover_lists_runs_and_marks_the_tracked_ones(params: Path, runs: str, put: Any) -> None:
     url = f"gs://{runs}/mnist"
     result = cli("discover", url)
     assert (result.exit_code, result.stderr) == (0, "")
@@ -448,6 +448,15 @@ def test_discover_lists_runs_and_marks_the_tracked_ones(params: Path, runs: str)
         "size": len(json.dumps({"run": "run-1"})) + len("epoch,loss\n1,5\n") + 4 + 4,
     }
     assert first["updated"].startswith("20")
+    # At the top of a bucket each folder is a run; one holding a tracked run counts as tracked.
+    put(f"{runs}/other/x.txt", "x")
+    top = cli("discover", f"gs://{runs}/", "--add", "--dry-run")
+    assert top.stdout.splitlines()[:3] == [
+        "mnist  tracked (run-1)",
+        "other  new",
+        "2 run(s), 1 tracked, 1 new",
+    ]
+    assert f"- name: other\n  bucket: {runs}\n  blob: other\n  destination: other\n" in top.stdout
     missing = cli("discover", f"gs://{runs}/mnsit")
     assert (missing.exit_code, missing.stderr) == (
         1,
