@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
-from gcsdvc.manifest import Manifest, Resource, load_manifest, path_problem
+from gcsdvc.expand import expand_offline
+from gcsdvc.manifest import Manifest, Resource, load_manifest, match_files, path_problem
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
 
@@ -35,7 +36,7 @@ class Experiment:
 
 def resources(manifest: ManifestArg = None) -> list[Experiment]:
     """Every experiment of the manifest, in manifest order."""
-    found = _manifest(manifest)
+    found = expand_offline(_manifest(manifest))
     root = found.root.absolute()
     return [
         Experiment(
@@ -44,7 +45,7 @@ def resources(manifest: ManifestArg = None) -> list[Experiment]:
             source=res.url,
             folder=root / found.local(res),
             files=res.files,
-            paths=tuple(root / found.local(res, f) for f in res.files or (None,)),
+            paths=tuple(root / found.local(res, f) for f in res.targets),
         )
         for res in found.resources
     ]
@@ -117,8 +118,8 @@ def _listed(res: Resource, file: str) -> str | None:
         if path_problem(file, trailing_slash=False):
             raise UnknownResourceError(f"invalid file name {file!r} for experiment {res.name!r}")
         return None
-    if file in res.files:
-        return file
+    if file in res.files or any(match_files(res.patterns, [file]).values()):
+        return file  # a listed file, or one a pattern of the entry matches
     close = difflib.get_close_matches(file, res.files, n=3, cutoff=0.5)
     if close:
         hint = f"did you mean {', '.join(map(repr, close))}?"

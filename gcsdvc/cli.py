@@ -10,13 +10,17 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from gcsdvc.errors import EXIT_FAILED, GcsdvcError, ManifestError
-from gcsdvc.manifest import Manifest, load_manifest
+from gcsdvc.manifest import Manifest, load_manifest, manifest_path
 from gcsdvc.render import amount, fix_lines, human_size, one_line, quote, rel, status_lines
+
+if TYPE_CHECKING:
+    from gcsdvc.authoring import Added
+    from gcsdvc.storage import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,6 +85,7 @@ def main(debug: bool) -> None:
       gcsdvc sync --dry-run
       gcsdvc sync 'exp-*'
       gcsdvc migrate old_resources.py -o params.yaml
+      gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json'
     """
 
 
@@ -112,13 +117,17 @@ def validate(manifest_file: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the YAML manifest here instead of to standard output.",
 )
-@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option(
+    "--force", is_flag=True, help="Replace the 'resources' OUTPUT already has (only that key)."
+)
 @_handle_errors
 def migrate(old: Path, output: Path | None, force: bool) -> None:
     """Convert an old Python manifest (resources = [...]) to YAML.
 
     The file is parsed, never run: anything but literal data is refused.
-    The result is validated before it is written.
+    The result is validated before it is written. When OUTPUT exists (a
+    params.yaml with DVC params), the resources are merged into it, keeping
+    its other keys and comments; --force replaces a 'resources' it already has.
 
     \b
     Example:
@@ -139,9 +148,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    if output.exists() and not force:
-        raise ManifestError([f"{output} exists; pass --force to overwrite it"])
-    output.write_text(text, encoding="utf-8")
+    from gcsdvc.authoring import read_manifest_text
+    from gcsdvc.manifest_edit import merge_resources, write_atomic
+
+    text = merge_resources(read_manifest_text(output), text, force=force, shown=str(output))
+    parse_manifest(text, output, output.absolute().parent)
+    write_atomic(output, text)
     click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
 
 
@@ -364,6 +376,192 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
         if item.size is not None:
             click.echo(f"  size:        {item.size} bytes")
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
+
+
+# -- authoring: add and discover -------------------------------------------------
+
+
+def _entry_options(func: F) -> F:
+    """The options ``add`` and ``discover --add`` share."""
+    for option in reversed(
+        [
+            click.option(
+                "--file",
+                "-f",
+                "files",
+                multiple=True,
+                metavar="PATTERN",
+                help="A path or glob relative to the run's prefix (repeatable); "
+                "none: the whole prefix.",
+            ),
+            click.option(
+                "--follow-upstream",
+                is_flag=True,
+                help="Follow upstream changes (skip_if_exist: false).",
+            ),
+            click.option("--sync", "then_sync", is_flag=True, help="Sync the new entries."),
+            click.option("--dry-run", "-n", is_flag=True, help="Print the entries; write nothing."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@main.command()
+@click.argument("url", metavar="gs://BUCKET/BLOB/SUBBLOB")
+@click.option("--name", help="Experiment name [default: SUBBLOB, made unique].")
+@click.option("--destination", help="Folder below the data folder [default: BLOB/SUBBLOB].")
+@click.option("--description", "-d", default="", help="What was varied in this run.")
+@_entry_options
+@click.option("--no-check", is_flag=True, help="Do not check the bucket (offline).")
+@manifest_option
+@_handle_errors
+def add(
+    url: str,
+    files: tuple[str, ...],
+    name: str | None,
+    destination: str | None,
+    description: str,
+    follow_upstream: bool,
+    then_sync: bool,
+    dry_run: bool,
+    no_check: bool,
+    manifest_file: Path | None,
+) -> None:
+    """Add one experiment to the manifest, keeping every other line of the file as it was.
+
+    The entry is validated with the manifest, and (unless --no-check) the prefix,
+    each --file path and each glob are looked up in the bucket first.
+
+    \b
+    Examples:
+      gcsdvc add gs://my-bucket/mnist-cnn/lr-0.5 -f metrics.json -f '*.csv'
+      gcsdvc add gs://my-bucket/mnist-cnn/lr-0.5 -d "learning rate 0.5" --sync
+      gcsdvc add gs://my-bucket/bert/run-7 --name bert-7 --dry-run
+    """
+    from gcsdvc.authoring import add_entries, load_or_empty, new_entry, source_of
+
+    path = manifest_path(manifest_file)
+    manifest = load_or_empty(path)
+    entry = new_entry(
+        source_of(url),
+        manifest.names,
+        files=files,
+        name=name,
+        destination=destination,
+        description=description,
+        follow_upstream=follow_upstream,
+    )
+    added = add_entries(path, [entry], None if no_check else _storage(), dry_run=dry_run)
+    _report_added(added, dry_run, then_sync)
+
+
+@main.command()
+@click.argument("url", metavar="gs://BUCKET/BLOB")
+@click.option("--add", "add_new", is_flag=True, help="Add an entry for each run not tracked yet.")
+@click.option(
+    "--description", "-d", default="", help="With --add: description; {run} is the run's name."
+)
+@_entry_options
+@click.option("--stats", is_flag=True, help="Count objects, size and last update (lists each run).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@manifest_option
+@_handle_errors
+def discover(
+    url: str,
+    files: tuple[str, ...],
+    add_new: bool,
+    description: str,
+    follow_upstream: bool,
+    then_sync: bool,
+    dry_run: bool,
+    stats: bool,
+    as_json: bool,
+    manifest_file: Path | None,
+) -> None:
+    """List the run folders under a prefix and which are in the manifest; --add adds the rest.
+
+    One delimiter listing of gs://BUCKET/BLOB/ (--stats adds one listing per run).
+    New entries get the same defaults and checks as `gcsdvc add`, in one write.
+
+    \b
+    Examples:
+      gcsdvc discover gs://my-bucket/mnist-cnn
+      gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json' -d 'MNIST run {run}'
+      gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json' --sync   # a new run: track it
+    """
+    from gcsdvc.authoring import add_entries, entries_for_runs, load_or_empty
+    from gcsdvc.authoring import discover as find_runs
+
+    path = manifest_path(manifest_file)
+    manifest = load_or_empty(path)
+    storage = _storage()
+    runs = find_runs(manifest, url, storage, stats=stats)
+    added = None
+    if add_new:
+        entries = entries_for_runs(
+            manifest, runs, files=files, description=description, follow_upstream=follow_upstream
+        )
+        if entries:
+            added = add_entries(path, entries, storage, dry_run=dry_run)
+    if as_json:
+        names = [e["name"] for e in added.entries] if added else []
+        _echo_json(
+            {
+                "runs": [r.as_json() for r in runs],
+                "added": names,
+                "written": bool(added and added.written),
+            }
+        )
+    else:
+        width = max((len(r.name) for r in runs), default=0)
+        for r in runs:
+            state = f"tracked ({', '.join(r.tracked_by)})" if r.tracked_by else "new"
+            extra = ""
+            if r.stats is not None:
+                when = (r.stats.updated or "")[:16].replace("T", " ")
+                extra = f"  {amount(r.stats.objects, r.stats.size)}  {when}".rstrip()
+            click.echo(f"{r.name:<{width}}  {state}{extra}")
+        new = sum(1 for r in runs if not r.tracked_by)
+        hint = f"; 'gcsdvc discover {quote(url)} --add' adds them" if new and not add_new else ""
+        click.echo(f"{len(runs)} run(s), {len(runs) - new} tracked, {new} new{hint}")
+    if added is not None:
+        _report_added(added, dry_run, then_sync, quiet=as_json)
+
+
+def _storage() -> Storage:
+    from gcsdvc.storage import Storage
+
+    return Storage()
+
+
+def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = False) -> None:
+    from gcsdvc.find import exact_pattern
+    from gcsdvc.manifest_edit import entry_text
+
+    names = [str(e["name"]) for e in added.entries]
+    if dry_run:
+        if not quiet:
+            click.echo(f"would add to {_shown(added.path)}:")
+            for entry in added.entries:
+                click.echo(entry_text(entry), nl=False)
+            click.echo("dry run: nothing written")
+        return
+    if not quiet:
+        for entry in added.entries:
+            prefix = "/".join(p for p in (entry["blob"], entry.get("subblob")) if p)
+            click.echo(f"added {entry['name']}: gs://{entry['bucket']}/{prefix}")
+        if not then_sync:
+            click.echo(
+                f"wrote {_shown(added.path)}; 'gcsdvc sync {' '.join(map(quote, names))}' downloads"
+            )
+    if then_sync:
+        click.get_current_context().invoke(
+            sync,
+            names=tuple(exact_pattern(n) for n in names),
+            manifest_file=added.path,
+            quiet=quiet,  # keeps --json output one document
+        )
 
 
 def _echo_json(data: object) -> None:

@@ -40,6 +40,12 @@ class NotTrackedError(UnknownResourceError):
     """A local path that no gcsdvc stage describes."""
 
 
+class UsageError(GcsdvcError):
+    """A command-line argument or API argument is invalid (a malformed ``gs://`` URL...)."""
+
+    exit_code = EXIT_USAGE
+
+
 class StorageError(GcsdvcError):
     """Cloud Storage could not be reached or refused a request."""
 

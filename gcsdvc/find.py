@@ -16,6 +16,7 @@ from typing import Any
 
 from gcsdvc import stages
 from gcsdvc.errors import NotTrackedError
+from gcsdvc.expand import expand_offline
 from gcsdvc.manifest import Manifest
 from gcsdvc.stages import ImportStage
 from gcsdvc.status import FileStatus, ResourceStatus, State, check_local
@@ -107,7 +108,7 @@ def _which(manifest: Manifest, local: str, stage: ImportStage, asked: str, shown
 
     source = stage.source
     ident = stage.identity
-    entry = desired(manifest).get(local)
+    entry = desired(expand_offline(manifest)).get(local)
     listed = entry is not None and entry[0].source(entry[1]) == source
     if ident is None and not listed:
         raise NotTrackedError(

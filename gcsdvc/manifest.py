@@ -92,7 +92,7 @@ class Resource:
     @property
     def prefix(self) -> str:
         """The object prefix inside the bucket, without slashes at either end."""
-        return "/".join(part for part in (self.blob, self.subblob) if part)
+        return join_path(self.blob, self.subblob)
 
     @property
     def url(self) -> str:
@@ -107,6 +107,16 @@ class Resource:
     def label(self) -> str:
         """How messages name this entry: ``resources[2] (exp-b)``."""
         return f"resources[{self.index}] ({self.name})"
+
+    @property
+    def targets(self) -> tuple[str | None, ...]:
+        """What gets one stage each: the listed files, or None for the whole prefix."""
+        return (None,) if self.files is None else self.files
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The glob patterns among ``files``."""
+        return tuple(f for f in self.files or () if is_pattern(f))
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,11 @@ class Manifest:
                 raise UnknownResourceError(_unknown_name_message(pattern, self.names))
             chosen.update((res.name, res) for res in hits)
         return [res for res in self.resources if res.name in chosen]
+
+
+def join_path(*parts: str) -> str:
+    """``parts`` joined with '/', leaving out the empty ones."""
+    return "/".join(part for part in parts if part)
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
@@ -443,7 +458,11 @@ class _Checker:
             if not isinstance(item, str):
                 bad("files", f"item {i} must be a string, not {_show(item)}")
                 continue
-            problem = path_problem(item, trailing_slash=False) or _local_problem(item)
+            problem = (
+                path_problem(item, trailing_slash=False)
+                or _local_problem(item)
+                or pattern_problem(item)
+            )
             if problem is None and item in files:
                 problem = "is listed twice"
             if problem:
@@ -486,6 +505,98 @@ class _Checker:
                         f"{posixpath.join(data_dir, parent)!r} would be both a folder and a file "
                         f"or whole-prefix import of resources[{holder.index}] ({holder.name})",
                     )
+
+
+# -- glob patterns in ``files`` -----------------------------------------------
+
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
+def is_pattern(file: str) -> bool:
+    """Whether a ``files`` item is a glob pattern (has ``*``, ``?`` or ``[``)."""
+    return _GLOB_CHARS.search(file) is not None
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a valid glob, or None (plain paths are always valid)."""
+    for segment in pattern.split("/"):
+        if "**" in segment and segment != "**":
+            return "uses '**' inside a name; '**' must be a whole folder part ('**/*.csv')"
+        rest = segment
+        while "[" in rest:
+            rest = rest[rest.index("[") + 1 :]
+            body = rest[1:] if rest[:1] in "!^" else rest
+            # A ']' right after '[' (or '[!') is a literal member of the set.
+            close = body.find("]", 1)
+            if close < 0:
+                return "has a '[' without its closing ']'"
+            rest = body[close + 1 :]
+    return None
+
+
+def _segment_regex(segment: str) -> str:
+    out = []
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            j = i + 1
+            negate = segment[j : j + 1] in ("!", "^")
+            j += negate
+            close = segment.index("]", j + 1)  # pattern_problem has checked it is there
+            members = "".join(c if c == "-" else re.escape(c) for c in segment[j:close])
+            out.append(f"[^/{members}]" if negate else f"(?!/)[{members}]")
+            i = close
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return "".join(out)
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """The regular expression of a ``files`` glob, matched against whole object paths.
+
+    ``*``, ``?`` and ``[...]`` stay within one folder; a ``**`` part spans any
+    number of folders (also none).
+    """
+    parts = pattern.split("/")
+    regex = ""
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
+        if part == "**":
+            regex += ".*" if last else "(?:[^/]+/)*"
+        else:
+            regex += _segment_regex(part) + ("" if last else "/")
+    return re.compile(regex, re.DOTALL)
+
+
+def pattern_root(pattern: str) -> str:
+    """The fixed folders a pattern starts with (``eval`` for ``eval/*.csv``); may be empty."""
+    parts = pattern.split("/")[:-1]
+    fixed = []
+    for part in parts:
+        if is_pattern(part):
+            break
+        fixed.append(part)
+    return "/".join(fixed)
+
+
+def match_files(patterns: Sequence[str], names: Iterable[str]) -> dict[str, list[str]]:
+    """For each pattern, the ``names`` (object paths relative to the prefix) it matches, sorted.
+
+    A name equal to the pattern always matches, so an object literally called
+    ``q?.txt`` is found by the item ``q?.txt``.
+    """
+    ordered = sorted(names)
+    out: dict[str, list[str]] = {}
+    for pattern in patterns:
+        regex = compile_pattern(pattern)
+        out[pattern] = [n for n in ordered if n == pattern or regex.fullmatch(n)]
+    return out
 
 
 def _is_text(value: Any, key: str, bad: _Bad) -> bool:

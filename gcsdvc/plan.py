@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from gcsdvc import stages
 from gcsdvc.compare import Comparison, State, Upstream, Wish, compare
 from gcsdvc.errors import StorageError
+from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.stages import ImportStage
 from gcsdvc.workspace import read_disks
@@ -153,7 +154,7 @@ def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
     """Every data path the whole manifest asks for, with its entry and file."""
     wanted: dict[str, tuple[Resource, str | None]] = {}
     for res in manifest.resources:
-        for file in res.files or (None,):
+        for file in res.targets:
             wanted[manifest.local(res, file)] = (res, file)
     return wanted
 
@@ -196,14 +197,15 @@ def build_plan(
 ) -> Plan:
     """Compare the selected entries with the disk (and, where needed, with storage)."""
     root = manifest.root
-    wanted = desired(manifest)
     ours, foreign = stages.scan(root, manifest.data_path)
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
+    wanted = desired(manifest)
     plan = Plan(pinning(manifest), force)
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
     drafts = [
         _Draft(res, file, local, ours.get(local) or foreign.get(local))
         for res in selected
-        for file in res.files or (None,)
+        for file in res.targets
         for local in (manifest.local(res, file),)
     ]
     disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
@@ -241,11 +243,18 @@ def build_plan(
         item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
         plan.items.append(replace(item, note=note, state=found.state))
 
+    plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     for local, stage in sorted(orphans.items()):
         if not patterns or matches(stage.name, patterns):
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     return plan
+
+
+def pattern_failure_item(manifest: Manifest, failure: PatternFailure) -> Item:
+    """A pattern that gave no files, as a failed item named by the pattern."""
+    local = manifest.local(failure.resource, failure.pattern)
+    return Item(Action.FAILED, local, failure.resource, failure.pattern, note=failure.message)
 
 
 def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> str | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gcsdvc import stages
 from gcsdvc.compare import State, Upstream, Wish, compare
 from gcsdvc.errors import StorageError
+from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Storage, describe
@@ -196,11 +197,13 @@ def check(
 
     selected = manifest.select(names)
     ours, foreign = stages.scan(manifest.root, manifest.data_path)
+    storage = None if offline else storage or Storage()
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     report = Report([], [], upstream_checked=not offline)
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))
-        for file in res.files or (None,):
+        for file in res.targets:
             local = manifest.local(res, file)
             stage = ours.get(local) or foreign.get(local)
             status.files.append(FileStatus(local, res.source(file), file, stage))
@@ -208,12 +211,12 @@ def check(
         report.resources.append(status)
 
     listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
-    if not offline:
+    if storage is not None:
         keys = [
             (s.resource.bucket, s.resource.prefix) for s in report.resources if s.resource.files
         ]
         try:
-            listings = (storage or Storage()).list_prefixes(keys)
+            listings = storage.list_prefixes(keys)
         except StorageError as exc:
             report.upstream_error = str(exc)
     for status in report.resources:
@@ -221,6 +224,7 @@ def check(
         if isinstance(listing, StorageError):
             status.upstream_error = str(listing)
         _assess(manifest.root, status.files, listing if isinstance(listing, dict) else None)
+    _add_pattern_failures(manifest, report.resources, unmatched)
     upstream = not offline and report.upstream_error is None
     errors = _check_folders(manifest.root, items, upstream=upstream)
     for status in report.resources:
@@ -231,6 +235,20 @@ def check(
         if local not in wanted and (not names or matches(stage.name, names)):
             report.orphans.append(Orphan(local, stage.source, stage.name))
     return report
+
+
+def _add_pattern_failures(
+    manifest: Manifest, statuses: list[ResourceStatus], failures: list[PatternFailure]
+) -> None:
+    """A pattern that gave no file shows as one not-synced item, named by the pattern."""
+    by_index = {s.resource.index: s for s in statuses}
+    for failure in failures:
+        res = failure.resource
+        item = FileStatus(
+            manifest.local(res, failure.pattern), res.source(failure.pattern), failure.pattern, None
+        )
+        item.state, item.note = State.NOT_SYNCED, failure.message
+        by_index[res.index].files.append(item)
 
 
 def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileStatus:

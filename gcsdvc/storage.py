@@ -73,6 +73,15 @@ class RemoteObject:
         return str(gen) if gen is not None else None
 
 
+@dataclass(frozen=True)
+class PrefixStats:
+    """What a recursive listing of a prefix tells about it."""
+
+    objects: int
+    size: int
+    updated: str | None  # RFC 3339 time of the newest object
+
+
 class RetryCounter(logging.Handler):
     """Counts gcsfs's retries and keeps its tracebacks off the user's terminal."""
 
@@ -164,6 +173,50 @@ class Storage:
                 obj = self.object_from_info(bucket, info)
                 objects[path[len(root) :]] = obj
         return objects
+
+    def list_folder(self, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
+        """One delimiter listing of ``gs://bucket/prefix/``: (its folders, its objects), by name.
+
+        A prefix with nothing under it gives two empty lists; a missing bucket fails.
+        """
+        root = f"{bucket}/{prefix}" if prefix else bucket
+        try:
+            entries = self.fs.ls(f"{root}/", detail=True, refresh=True)
+        except FileNotFoundError:
+            if not self._bucket_exists(bucket):
+                raise StorageError(f"bucket '{bucket}' not found") from None
+            return [], []
+        except Exception as exc:
+            raise StorageError(f"cannot list gs://{root}/: {describe(exc)}") from None
+        folders: list[str] = []
+        files: list[str] = []
+        for info in entries:
+            name = str(info["name"]).rstrip("/")
+            if name.startswith(f"{root}/"):
+                kind = folders if info.get("type") == "directory" else files
+                kind.append(name[len(root) + 1 :])
+        return sorted(folders), sorted(files)
+
+    def prefix_stats(self, bucket: str, prefix: str) -> PrefixStats:
+        """Object count, total size and last update below ``gs://bucket/prefix/`` (one listing)."""
+        root = f"{bucket}/{prefix}/"
+        try:
+            self.fs.invalidate_cache(root)
+            found = self.fs.find(root, detail=True)
+        except Exception as exc:
+            raise StorageError(f"cannot list gs://{root}: {describe(exc)}") from None
+        files = [info for info in found.values() if info.get("type") == "file"]
+        updated = max((str(info.get("updated") or "") for info in files), default="")
+        return PrefixStats(len(files), sum(int(i.get("size") or 0) for i in files), updated or None)
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise StorageError(f"cannot read bucket '{bucket}': {describe(exc)}") from None
+        return True
 
     def list_prefixes(
         self, keys: Iterable[tuple[str, str]]

@@ -480,7 +480,7 @@ def test_cli_migrate_prints_writes_and_refuses_to_overwrite(workdir: Path) -> No
     assert (again.returncode, again.stdout, again.stderr) == (
         2,
         "",
-        "error: params.yaml exists; pass --force to overwrite it\n",
+        "error: params.yaml exists and is not a YAML mapping; pass --force to overwrite it\n",
     )
     assert (workdir / "params.yaml").read_text(encoding="utf-8") == "mine\n"
 

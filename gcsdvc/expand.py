@@ -1,0 +1,163 @@
+"""Glob patterns in ``files``, turned into the concrete files each sync, status or API call sees.
+
+One step before anything compares the manifest with the disk: every pattern is
+matched against the objects its fixed leading folder holds (one listing per
+such folder, when a storage client is given) and against the files already
+synced for the entry (their stages record the file), so a file keeps its stage
+when its object is deleted upstream, and offline commands see what was synced.
+Manifests without patterns pass through untouched, at no cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+from gcsdvc import stages
+from gcsdvc.errors import StorageError
+from gcsdvc.manifest import (
+    Manifest,
+    Resource,
+    _local_problem,
+    is_pattern,
+    join_path,
+    match_files,
+    path_problem,
+    pattern_root,
+)
+from gcsdvc.stages import ImportStage
+
+if TYPE_CHECKING:
+    from gcsdvc.storage import Storage
+
+
+@dataclass(frozen=True)
+class PatternFailure:
+    """A pattern of an entry that could not be turned into files (the entry's others still are)."""
+
+    resource: Resource  # the entry, with its files expanded
+    pattern: str
+    message: str
+
+
+class Expansion(NamedTuple):
+    manifest: Manifest  # every entry with concrete files
+    selected: list[Resource]  # the selected entries, with concrete files
+    failures: list[PatternFailure]
+
+
+def expand_patterns(
+    manifest: Manifest,
+    selected: Sequence[Resource],
+    storage: Storage | None,
+    synced: Mapping[str, ImportStage],
+) -> Expansion:
+    """Replace the glob patterns of every entry by the files they match.
+
+    Selected entries are matched against a listing of the bucket (unless
+    ``storage`` is None) and against their synced stages (``synced``: gcsdvc's
+    stages by local path); the others against their stages only, so that what
+    they synced is still theirs. Failures are reported for selected entries only.
+    """
+    if not any(res.patterns for res in manifest.resources):
+        return Expansion(manifest, list(selected), [])
+    chosen = {res.index for res in selected}
+    known = _synced_files(synced)
+    listings = _listings(storage, [r for r in manifest.resources if r.index in chosen])
+    taken = {
+        manifest.local(res, file)
+        for res in manifest.resources
+        for file in res.targets
+        if file is None or not is_pattern(file)
+    }
+    expanded: list[Resource] = []
+    failures: list[PatternFailure] = []
+    for res in manifest.resources:
+        if not res.patterns:
+            expanded.append(res)
+            continue
+        online = storage is not None and res.index in chosen
+        names = set(known.get(res.url, ()))
+        problems: dict[str, str] = {}
+        for pattern in res.patterns if online else ():
+            listing = listings[(res.bucket, _scope(res, pattern))]
+            if isinstance(listing, StorageError):
+                problems[pattern] = f"cannot list for pattern {pattern!r}: {listing}"
+                continue
+            root = pattern_root(pattern)
+            names.update(join_path(root, name) for name in listing)
+        # Folder placeholder objects ('eval/', made by the Cloud Console) are no files.
+        matched = match_files(res.patterns, [n for n in names if n and not n.endswith("/")])
+        files: list[str] = []
+        for item in res.files or ():
+            for file in matched.get(item, [item]):
+                local = manifest.local(res, file)
+                why = path_problem(file, trailing_slash=False) or _local_problem(file)
+                if item == file or file in files or file in (res.files or ()):
+                    pass
+                elif why:
+                    problems.setdefault(item, f"matches {file!r}, which {why}; it is left out")
+                    continue
+                elif local in taken:
+                    problems.setdefault(
+                        item, f"matches {file!r}, which another entry saves to {local!r} already"
+                    )
+                    continue
+                taken.add(local)
+                if file not in files:
+                    files.append(file)
+            if is_pattern(item) and not matched[item] and item not in problems:
+                problems[item] = (
+                    f"pattern {item!r} matched nothing in {res.url}/"
+                    if online
+                    else f"no synced file matches pattern {item!r} yet"
+                )
+        new = dataclasses.replace(res, files=tuple(files))
+        expanded.append(new)
+        if res.index in chosen:
+            failures += [PatternFailure(new, p, m) for p, m in problems.items()]
+    by_index = {res.index: res for res in expanded}
+    return Expansion(
+        dataclasses.replace(manifest, resources=tuple(expanded)),
+        [by_index[res.index] for res in selected],
+        failures,
+    )
+
+
+def expand_offline(manifest: Manifest) -> Manifest:
+    """The manifest with patterns replaced by the files already synced (no storage access)."""
+    if not any(res.patterns for res in manifest.resources):
+        return manifest
+    synced, _ = stages.scan(manifest.root, manifest.data_path)
+    return expand_patterns(manifest, (), None, synced).manifest
+
+
+def _scope(res: Resource, pattern: str) -> str:
+    """The prefix to list for ``pattern``: the entry's prefix and the pattern's fixed folders."""
+    return join_path(res.prefix, pattern_root(pattern))
+
+
+def _listings(
+    storage: Storage | None, resources: Sequence[Resource]
+) -> Mapping[tuple[str, str], Mapping[str, object] | StorageError]:
+    if storage is None:
+        return {}
+    keys = [(res.bucket, _scope(res, p)) for res in resources for p in res.patterns]
+    if not keys:
+        return {}
+    try:
+        return storage.list_prefixes(keys)
+    except StorageError as exc:  # storage unreachable: every pattern fails with it
+        return dict.fromkeys(keys, exc)
+
+
+def _synced_files(synced: Mapping[str, ImportStage]) -> dict[str, set[str]]:
+    """The files recorded by gcsdvc stages, by entry URL (``gs://BUCKET/PREFIX``)."""
+    out: dict[str, set[str]] = {}
+    for stage in synced.values():
+        file = stage.identity.file if stage.identity is not None else None
+        if file is not None and stage.source.endswith(f"/{file}"):
+            out.setdefault(stage.source[: -len(file) - 1], set()).add(file)
+    return out

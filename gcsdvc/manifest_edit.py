@@ -1,0 +1,352 @@
+"""Round-trip edits of the manifest file: every byte outside the edit stays as it was.
+
+ruamel.yaml locates the ``resources`` list, its last entry and the style of that
+entry (indentation, key order, quoting, blank lines between entries); the new
+entries are written in that style and spliced into the original text, which is
+then read back and compared with what was meant before anything is written.
+This module never decides what to add: :mod:`gcsdvc.authoring` does.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError as RuamelError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from gcsdvc.errors import ManifestError
+
+Entry = Mapping[str, Any]
+_BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
+
+
+@dataclass
+class _Style:
+    """How the entries around the new one are written."""
+
+    dash: int = 2  # column of an entry's '-'
+    gap: int = 2  # from the '-' to the entry's keys
+    blank: str = ""  # the blank lines between two entries
+    keys: list[str] = field(default_factory=list)  # key order of the last entry
+    quotes: dict[str, str | None] = field(default_factory=dict)  # scalar style by key
+    files_indent: int = 2  # from a key to the '-' of its list
+    files_flow: bool = False
+    files_quote: str | None = None
+
+
+def append_entries(text: str, entries: Sequence[Entry], shown: str = "manifest") -> str:
+    """``text`` with ``entries`` appended to its ``resources`` list; nothing else changes.
+
+    Raises :class:`ManifestError` when the text cannot be read as YAML or when
+    the edited text would not read back as the same document plus the entries.
+    """
+    if not entries:
+        return text
+    root = _compose(text, shown)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    key, seq = _find(root, "resources")
+    if seq is None or key is None:
+        style = _Style()
+        body = "".join(_entry_lines(e, style, newline) for e in entries)
+        head = text if not text or text.endswith(("\n", "\r")) else text + newline
+        new = f"{head}resources:{newline}{body}"
+    elif isinstance(seq, SequenceNode) and seq.flow_style:
+        new = _append_flow(text, seq, entries, key, newline)
+    elif isinstance(seq, SequenceNode):
+        style = _style_of(text, seq)
+        at = _after_comments(text, _after_line(text, _content_end(seq.value[-1], text)), style.dash)
+        if at == len(text) and not text.endswith(("\n", "\r")):
+            text += newline
+            at = len(text)
+        body = "".join(style.blank + _entry_lines(e, style, newline) for e in entries)
+        new = text[:at] + body + text[at:]
+    elif isinstance(seq, ScalarNode) and str(seq.tag).endswith(":null"):
+        # 'resources:' with no value (or '~', 'null'): the entries go below the key.
+        style = _Style(dash=key.start_mark.column + 2)
+        body = "".join(_entry_lines(e, style, newline) for e in entries)
+        new = _below_key(text, key, seq, body, newline)
+    else:
+        raise ManifestError([f"{shown}: 'resources' must be a list of entries"])
+    _check_round_trip(text, new, entries, shown)
+    return new
+
+
+def entry_text(entry: Entry) -> str:
+    """One entry as the list item ``append_entries`` would write at column 0."""
+    return _entry_lines(entry, _Style(dash=0), "\n")
+
+
+def merge_resources(existing: str, migrated: str, *, force: bool, shown: str) -> str:
+    """``migrated`` (a manifest's text) merged into the ``existing`` text of the same file.
+
+    The ``resources`` of ``migrated`` are added with its other top-level keys;
+    everything else of ``existing`` (keys, comments) is kept. An existing
+    ``resources`` is replaced only with ``force``; a file that is not a mapping
+    is overwritten only with ``force``.
+    """
+    if not existing.strip():
+        return migrated
+    try:
+        data = yaml.safe_load(existing)
+    except yaml.YAMLError:
+        data = None
+    if not isinstance(data, dict):
+        if force:
+            return migrated
+        raise ManifestError(
+            [f"{shown} exists and is not a YAML mapping; pass --force to overwrite it"]
+        )
+    if "resources" in data and not force:
+        raise ManifestError(
+            [
+                f"{shown} already has a 'resources' list; pass --force to replace it "
+                "(its other keys and comments are kept)"
+            ]
+        )
+    return replace_resources(existing, migrated, shown)
+
+
+def replace_resources(text: str, block: str, shown: str = "manifest") -> str:
+    """``text`` with its top-level ``resources`` (and its value) replaced by ``block``.
+
+    ``block`` is YAML text holding ``resources:`` (and possibly other keys) at
+    column 0; without a ``resources`` key in ``text`` it is appended at the end.
+    """
+    root = _compose(text, shown)
+    key, value = _find(root, "resources")
+    if not text or text.endswith(("\n", "\r")):
+        head = text
+    else:
+        head = text + ("\r\n" if "\r\n" in text else "\n")
+    if key is None or value is None:
+        new = head + block
+    else:
+        if key.start_mark.column != 0:
+            raise ManifestError([f"{shown}: 'resources' must start at column 0 to be replaced"])
+        end = _after_line(text, _content_end(value, text))
+        # The comments above the old key stay, so the block's own header is not repeated.
+        lines = block.splitlines(keepends=True)
+        while lines and (not lines[0].strip() or lines[0].startswith("#")):
+            lines.pop(0)
+        new = text[: key.start_mark.index] + "".join(lines) + text[end:]
+    wanted = {**(_loaded(text, shown) or {}), **(_loaded(block, shown) or {})}
+    if _loaded(new, shown) != wanted:
+        raise ManifestError([f"{shown}: cannot merge without rewriting other lines"])
+    return new
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename, keeping its permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fobj:
+            fobj.write(text)
+            fobj.flush()
+            os.fsync(fobj.fileno())
+        if path.exists():
+            Path(tmp).chmod(path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- locating --------------------------------------------------------------
+
+
+def _compose(text: str, shown: str) -> MappingNode | None:
+    try:
+        root = YAML().compose(io.StringIO(text))
+    except RuamelError as exc:
+        raise ManifestError(
+            [f"{shown}: cannot edit: invalid YAML: {exc}".splitlines()[0]]
+        ) from None
+    if root is None:
+        return None
+    if not isinstance(root, MappingNode) or root.flow_style:
+        raise ManifestError([f"{shown}: cannot edit: the manifest must be a block mapping"])
+    return root
+
+
+def _find(root: MappingNode | None, name: str) -> tuple[Node | None, Node | None]:
+    for key, value in reversed(root.value if root is not None else []):
+        if isinstance(key, ScalarNode) and key.value == name:
+            return key, value
+    return None, None
+
+
+def _content_end(node: Node, text: str) -> int:
+    """The index just past the last character of ``node``'s own text (block nodes run on)."""
+    while isinstance(node, MappingNode | SequenceNode) and not node.flow_style and node.value:
+        last = node.value[-1]
+        node = last[1] if isinstance(last, tuple) else last
+    end = int(node.end_mark.index)
+    if (
+        isinstance(node, ScalarNode)
+        and node.style in ("|", ">")
+        and not node.value.endswith("\n\n")
+    ):
+        # A block scalar's mark runs over the blank lines after it, which are not its own.
+        while end > 0 and text[_line_start(text, end - 1) : end].strip() == "":
+            end = _line_start(text, end - 1)
+    return end
+
+
+def _after_line(text: str, index: int) -> int:
+    """The start of the line after the one ``index`` is on (``index`` itself at a line start)."""
+    if 0 < index <= len(text) and text[index - 1] in "\n\r":
+        return index
+    breaks = [i for i in (text.find("\n", index), text.find("\r", index)) if i >= 0]
+    if not breaks:
+        return len(text)
+    end = min(breaks)
+    return end + 2 if text[end : end + 2] == "\r\n" else end + 1
+
+
+def _after_comments(text: str, at: int, column: int) -> int:
+    """Past the comment lines at ``at`` indented deeper than ``column`` (the entry's own)."""
+    while at < len(text):
+        end = text.find("\n", at) + 1 or len(text)
+        line = text[at:end]
+        if not line.lstrip(" ").startswith("#") or len(line) - len(line.lstrip(" ")) <= column:
+            break
+        at = end
+    return at
+
+
+def _line_start(text: str, index: int) -> int:
+    return max(text.rfind("\n", 0, index), text.rfind("\r", 0, index)) + 1
+
+
+def _style_of(text: str, seq: SequenceNode) -> _Style:
+    last = seq.value[-1]
+    style = _Style(dash=seq.start_mark.column)
+    if len(seq.value) > 1:
+        between = text[
+            _after_line(text, _content_end(seq.value[-2], text)) : _line_start(
+                text, last.start_mark.index
+            )
+        ]
+        lines = between.splitlines(keepends=True)
+        style.blank = "".join(line for line in lines if not line.strip())
+    if not isinstance(last, MappingNode) or last.flow_style:
+        return style
+    style.gap = max(1, last.start_mark.column - style.dash)
+    for key, value in last.value:
+        if not isinstance(key, ScalarNode):
+            continue
+        style.keys.append(key.value)
+        if isinstance(value, ScalarNode) and str(value.tag).endswith(":str"):
+            style.quotes[key.value] = value.style if value.style in ("'", '"') else None
+        if key.value == "files" and isinstance(value, SequenceNode):
+            style.files_flow = bool(value.flow_style)
+            if not value.flow_style:
+                style.files_indent = value.start_mark.column - key.start_mark.column
+            items = [v for v in value.value if isinstance(v, ScalarNode)]
+            if items:
+                style.files_quote = items[-1].style if items[-1].style in ("'", '"') else None
+    return style
+
+
+# -- writing ---------------------------------------------------------------
+
+
+def _entry_lines(entry: Entry, style: _Style, newline: str) -> str:
+    keys = [k for k in style.keys if k in entry]
+    for n, key in enumerate(entry):  # a key the neighbours lack goes after its predecessor
+        if key not in keys:
+            before = [k for k in list(entry)[:n] if k in keys]
+            keys.insert(keys.index(before[-1]) + 1 if before else 0, key)
+    indent = " " * (style.dash + style.gap)
+    lines = []
+    for n, key in enumerate(keys):
+        lead = " " * style.dash + "-" + " " * (style.gap - 1) if n == 0 else indent
+        value = entry[key]
+        if isinstance(value, list | tuple):
+            if style.files_flow:
+                items = ", ".join(_scalar(v, style.files_quote, flow=True) for v in value)
+                lines.append(f"{lead}{key}: [{items}]")
+            else:
+                lines.append(f"{lead}{key}:")
+                pad = indent + " " * max(0, style.files_indent)
+                lines += [f"{pad}- {_scalar(v, style.files_quote)}" for v in value]
+        else:
+            lines.append(f"{lead}{key}: {_scalar(value, style.quotes.get(key))}")
+    return newline.join(lines) + newline
+
+
+def _scalar(value: Any, quote: str | None, flow: bool = False) -> str:
+    """One scalar as YAML text, in the neighbours' quoting where that reads back the same."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if not isinstance(value, str):
+        return json.dumps(value)
+    if any(b in value for b in _BREAKS):
+        quote = '"'
+    node = yaml.ScalarNode("tag:yaml.org,2002:str", value, style=quote)
+    out = yaml.serialize(node, Dumper=yaml.SafeDumper, allow_unicode=True, width=1 << 30)
+    out = out.removesuffix("\n").removesuffix("\n...")
+    if flow and out[:1] not in ("'", '"') and any(c in out for c in ",[]{}"):
+        return json.dumps(value, ensure_ascii=False)
+    return out
+
+
+def _append_flow(
+    text: str, seq: SequenceNode, entries: Sequence[Entry], key: Node, newline: str
+) -> str:
+    close = seq.end_mark.index - 1
+    if text[close] != "]":  # pragma: no cover - defensive: ruamel's marks disagree
+        raise ManifestError(["cannot find the end of the 'resources' list"])
+    flow = ", ".join(json.dumps(dict(e), ensure_ascii=False) for e in entries)
+    if seq.value:
+        return text[:close] + ", " + flow + text[close:]
+    # 'resources: []': turn it into a block list below the key.
+    style = _Style(dash=key.start_mark.column + 2)
+    body = "".join(_entry_lines(e, style, newline) for e in entries)
+    return _below_key(text, key, seq, body, newline)
+
+
+def _below_key(text: str, key: Node, value: Node, body: str, newline: str) -> str:
+    """``text`` with ``value`` ('[]', '~', or nothing) removed and ``body`` on the next lines."""
+    start, end = value.start_mark.index, value.end_mark.index
+    if start == end:  # no value written (ruamel marks the next token): keep the key's line
+        start = end = text.index(":", key.end_mark.index) + 1
+    at = _after_line(text, end)
+    rest = text[end:at]
+    if not rest.endswith(("\n", "\r")):
+        rest += newline
+    return text[:start].rstrip(" ") + rest + body + text[at:]
+
+
+# -- checking --------------------------------------------------------------
+
+
+def _loaded(text: str, shown: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError([f"{shown}: the edit would not read back: {exc}"]) from None
+
+
+def _check_round_trip(old: str, new: str, entries: Sequence[Entry], shown: str) -> None:
+    """Refuse an edit that would change anything but appending ``entries``."""
+    before, after = _loaded(old, shown) or {}, _loaded(new, shown)
+    resources = before.get("resources") or []
+    wanted = {**before, "resources": [*resources, *(_plain(e) for e in entries)]}
+    if not isinstance(after, dict) or after != wanted or list(after) != list(wanted):
+        raise ManifestError(
+            [f"{shown}: cannot add the entry without rewriting other lines; please add it by hand"]
+        )
+
+
+def _plain(entry: Entry) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in entry.items()}
