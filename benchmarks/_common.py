@@ -34,6 +34,7 @@ KB = 1024
 MB = 1024 * KB
 GB = 1024 * MB
 TIMEOUT = 3600.0  # seconds, per measured command
+BROKEN = "error"  # the verdict of a scenario whose command failed
 PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 
@@ -154,7 +155,7 @@ def report(title: str, rows: Sequence[Row], runs: int, quick: bool) -> int:
     """Print the table; exit status 1 only when a benchmark broke (never for a slow machine)."""
     print(f"{title}\n{machine_note(runs)}\n")
     print(render(rows, check=not quick))
-    return 1 if any(row.error for row in rows) else 0
+    return 1 if any(row.error == BROKEN for row in rows) else 0
 
 
 # -- processes -----------------------------------------------------------------------
@@ -331,7 +332,10 @@ class Scenarios:
             yield
         except BenchError as exc:
             print(f"[bench] ERROR in {scenario}:\n{exc}", file=sys.stderr, flush=True)
-            self.rows.append(Row(scenario, Measure(scenario), error="error"))
+            self.rows.append(Row(scenario, Measure(scenario), error=BROKEN))
+
+    def skip(self, scenario: str, why: str) -> None:
+        self.rows.append(Row(scenario, Measure(scenario), error=f"skipped ({why})"))
 
 
 def measure(name: str, runs: int, once: Callable[[int], float], unit: str = "s") -> Measure:

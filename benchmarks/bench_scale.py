@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -188,7 +189,11 @@ def main() -> int:
     sx = Scenarios()
     with work_folder() as work:
         b_rss = file_sets(sx, work / "files", sizes, per_run, runs)
-        if not args.no_large:
+        if args.no_large:
+            sx.skip("one large object, 4 large objects", "--no-large")
+        elif shutil.which("curl") is None:
+            sx.skip("one large object, 4 large objects", "curl not installed")
+        else:
             large(sx, work / "large", big, part, runs, b_rss)
         many_entries(sx, work / "entries", entries, runs)
     return report("gcsdvc scale benchmark (make bench-scale)", sx.rows, runs, args.quick)
