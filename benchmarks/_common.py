@@ -14,6 +14,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -259,6 +260,9 @@ class Sandbox:
                 proc.kill()
                 proc.communicate()
                 raise BenchError(f"no result after {TIMEOUT:.0f} s: {' '.join(cmd)}") from None
+            except BaseException:  # interrupted: do not wait for the command
+                proc.kill()
+                raise
             finally:
                 peak = sampler.stop() if sampler else 0
         elapsed = time.perf_counter() - started
@@ -302,8 +306,16 @@ def write_yaml(path: Path, data: Any) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def work_folder() -> Iterator[Path]:
+    """A temporary folder, removed (emulators stopped first) even on SIGTERM or SIGINT."""
+    # A background job starts with SIGINT ignored; both signals must unwind the finally blocks.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_on_signal)
     work = Path(tempfile.mkdtemp(prefix="gcsdvc-bench-"))
     try:
         yield work
