@@ -173,7 +173,13 @@ def main() -> int:
         default="1000,10000,100000",
         help="file-set sizes, ascending multiples of 100 [1000,10000,100000]",
     )
-    parse.add_argument("--no-large", action="store_true", help="skip the 1 GB / 4 x 512 MB objects")
+    parse.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["large", "entries"],
+        help="leave out the large objects or the 2,000-entry manifest (repeatable)",
+    )
     args = parse.parse_args()
     runs = 1 if args.quick else args.runs
     if args.quick:
@@ -189,13 +195,14 @@ def main() -> int:
     sx = Scenarios()
     with work_folder() as work:
         b_rss = file_sets(sx, work / "files", sizes, per_run, runs)
-        if args.no_large:
-            sx.skip("one large object, 4 large objects", "--no-large")
+        if "large" in args.skip:
+            sx.skip("one large object, 4 large objects", "--skip large")
         elif shutil.which("curl") is None:
             sx.skip("one large object, 4 large objects", "curl not installed")
         else:
             large(sx, work / "large", big, part, runs, b_rss)
-        many_entries(sx, work / "entries", entries, runs)
+        if "entries" not in args.skip:
+            many_entries(sx, work / "entries", entries, runs)
     return report("gcsdvc scale benchmark (make bench-scale)", sx.rows, runs, args.quick)
 
 
