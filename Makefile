@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-scale bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,17 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check gcsdvc tests benchmarks
 	$(BIN)/mypy
 
+# Benchmarks print a table of medians against baselines measured in the same run.
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sync.py
+
+bench-scale: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_scale.py
+
+# CI's smoke test: small counts, one run, no targets; fails only when a benchmark breaks.
+bench-quick: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_sync.py --quick
+	$(BIN)/python benchmarks/bench_scale.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -19,17 +19,41 @@ from types import TracebackType
 HOST = "127.0.0.1"
 
 
+# What every process near the emulator needs, before gcsfs or DVC is imported.
+OFFLINE_ENV = {
+    # Without this gcsfs probes the bucket type over gRPC for a minute per call.
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+    # Never look for the cloud metadata server: nothing of ours is there.
+    "NO_GCE_CHECK": "true",
+    "GCE_METADATA_HOST": "127.0.0.1:9",
+    "GCE_METADATA_IP": "127.0.0.1:9",
+    "DVC_NO_ANALYTICS": "1",
+}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "gcsdvc sandbox",
+    "GIT_AUTHOR_EMAIL": "sandbox@example.invalid",
+    "GIT_COMMITTER_NAME": "gcsdvc sandbox",
+    "GIT_COMMITTER_EMAIL": "sandbox@example.invalid",
+}
+# Variables of the machine that would leak credentials or send requests elsewhere.
+LEAKY_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "HTTPS_PROXY", "https_proxy", "ALL_PROXY")
+
+
 def client_env(url: str) -> dict[str, str]:
     """Environment that points gcsfs and DVC at the emulator and nowhere else."""
+    return {"STORAGE_EMULATOR_HOST": url, **OFFLINE_ENV}
+
+
+def sandbox_env(home: Path) -> dict[str, str]:
+    """A throw-away user below ``home``: no user or system config, a git identity."""
     return {
-        "STORAGE_EMULATOR_HOST": url,
-        # Without this gcsfs probes the bucket type over gRPC for a minute per call.
-        "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-        # Never look for the cloud metadata server: nothing of ours is there.
-        "NO_GCE_CHECK": "true",
-        "GCE_METADATA_HOST": "127.0.0.1:9",
-        "GCE_METADATA_IP": "127.0.0.1:9",
-        "DVC_NO_ANALYTICS": "1",
+        **OFFLINE_ENV,
+        **GIT_IDENTITY,
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "DVC_GLOBAL_CONFIG_DIR": str(home / ".config" / "dvc"),
+        "DVC_SYSTEM_CONFIG_DIR": str(home / ".config" / "dvc-system"),
+        "GIT_CONFIG_NOSYSTEM": "1",
     }
 
 

@@ -15,22 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from gcsdvc.emulator import Emulator, client_env
+from gcsdvc.emulator import GIT_IDENTITY, LEAKY_VARS, OFFLINE_ENV, Emulator, client_env, sandbox_env
 
 # Everything gcsfs and DVC read must be in place before either is imported.
-_ISOLATED = {
-    "DVC_NO_ANALYTICS": "1",
-    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-    "NO_GCE_CHECK": "true",
-    "GCE_METADATA_HOST": "127.0.0.1:9",
-    "GCE_METADATA_IP": "127.0.0.1:9",
-    "GIT_AUTHOR_NAME": "gcsdvc tests",
-    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-    "GIT_COMMITTER_NAME": "gcsdvc tests",
-    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
-}
-os.environ.update(_ISOLATED)
-for _var in ("GOOGLE_APPLICATION_CREDENTIALS", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+os.environ.update({**OFFLINE_ENV, **GIT_IDENTITY})
+for _var in LEAKY_VARS:
     os.environ.pop(_var, None)
 
 
@@ -48,12 +37,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config, no home dotfiles, no credentials leak into a test."""
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("DVC_GLOBAL_CONFIG_DIR", str(home / ".config" / "dvc"))
-    monkeypatch.setenv("DVC_SYSTEM_CONFIG_DIR", str(home / ".config" / "dvc-system"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for key, value in _ISOLATED.items():
+    for key, value in sandbox_env(home).items():
         monkeypatch.setenv(key, value)
 
 

@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""`make bench-scale`: issue 13's scenarios in one table, each against its baseline.
+
+* file sets of 1,000 / 10,000 / 100,000 files (1 KB to 10 KB, 100 per run, at most
+  1,000 objects per bucket): cold sync vs the one-request raw copy (and its peak RSS),
+  the first and later no-ops and ``status --offline`` vs B, ``status`` vs a raw listing,
+  and each size's cold time against the next smaller one (linear: at most 1.1x the size ratio);
+* one 1 GB object vs ``curl`` of it, 4 x 512 MB vs 4 parallel curls, and peak RSS of both;
+* a 2,000-entry manifest (5 files each): ``validate``, ``list``, no-op and dry-run after a
+  sync vs (B + ``yaml.safe_load`` of the file); the first dry-run vs a raw listing.
+
+``--quick`` shrinks every count (a CI smoke test: fails only when a command errors).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+from _common import (
+    MB,
+    PYTHON,
+    BenchError,
+    Measure,
+    Row,
+    Sandbox,
+    Scenarios,
+    log,
+    measure,
+    parser,
+    report,
+    rmtree,
+    work_folder,
+)
+from _workloads import (
+    B_CMD,
+    B_YAML,
+    GCSDVC,
+    count,
+    file_set,
+    manifest,
+    raw_spec,
+    repeat,
+    seed_runs,
+)
+
+BIG_BUCKET = "bench-big"
+
+
+def file_sets(sx: Scenarios, work: Path, sizes: list[int], per_run: int, runs: int) -> Measure:
+    """Every file-set scenario at each size; returns B (measured in this sandbox)."""
+    seed = work / "seed"
+    log(f"seeding {sizes[-1]:,} files ...")
+    made = seed_runs(seed, "files", sizes[-1] // per_run, per_run)
+    box = Sandbox(work, seed)
+    try:
+        b = Measure("B", "s")
+        b_rss = Measure("B", "MB")
+        for _ in range(runs):
+            timing = box.run(B_CMD, work, rss=True)
+            b.samples.append(timing.seconds)
+            b_rss.samples.append(timing.peak_rss / MB)
+        colds: list[tuple[int, Measure]] = []
+        for size in sizes:
+            cold, _, _ = file_set(sx, box, seed, made[: size // per_run], runs, b)
+            if cold is not None:
+                colds.append((size, cold))
+        for (small, fast), (big, slow) in itertools.pairwise(colds):
+            row = Row(
+                f"cold sync {big:,} / {small:,} files (linear)", slow, fast, 1.1 * big / small
+            )
+            sx.add(row)
+    finally:
+        box.stop()
+    return b_rss
+
+
+def write_big(path: Path, size: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = (path.name.encode() * MB)[: MB - 8]
+    with path.open("wb") as out:
+        for i in range(size // MB):
+            out.write(i.to_bytes(8, "big") + block)
+
+
+def large(sx: Scenarios, work: Path, big: int, part: int, runs: int, b_rss: Measure) -> None:
+    seed = work / "seed"
+    write_big(seed / BIG_BUCKET / "blobs" / "weights.bin", big)
+    parts = [f"part-{i}.bin" for i in range(4)]
+    for name in parts:
+        write_big(seed / BIG_BUCKET / "blobs" / name, part)
+    box = Sandbox(work, seed)
+
+    def curl(name: str) -> list[str]:
+        url = f"{box.url}/download/storage/v1/b/{BIG_BUCKET}/o/{quote('blobs/' + name, safe='')}"
+        return ["curl", "-sSf", "-o", str(work / f"curl-{name}"), f"{url}?alt=media"]
+
+    def sync(label: str, files: list[str], size: int, base: Measure) -> None:
+        timed, rss = Measure(label), Measure(label, "MB")
+        for k in range(runs):
+            base.samples.append(
+                box.run_all([curl(f) for f in files], work)
+                if len(files) > 1
+                else box.run(curl(files[0]), work).seconds
+            )
+            for f in files:
+                (work / f"curl-{f}").unlink()
+            entry = {"name": "big", "bucket": BIG_BUCKET, "blob": "blobs", "files": files}
+            repo = box.new_repo(f"big-{k}", {"resources": [{**entry, "destination": "big"}]})
+            timing = box.run([GCSDVC, "sync", "-q"], repo, rss=True)
+            got = [(repo / "data" / "big" / f).stat().st_size for f in files]
+            rmtree(repo)
+            if got != [size] * len(files):
+                raise BenchError(f"synced sizes {got}, expected {size} each")
+            timed.samples.append(timing.seconds)
+            rss.samples.append(timing.peak_rss / MB)
+        target = 1 / 0.6 if len(files) == 1 else 1 / 0.5
+        sx.add(Row(f"{label} (throughput ≥ {1 / target:.0%} of curl's)", timed, base, target))
+        sx.add(Row(f"peak RSS, {label}", rss, b_rss))
+
+    try:
+        one = f"one {big // MB:,} MB object"
+        with sx.guard(one):
+            sync(one, ["weights.bin"], big, Measure("curl"))
+        four = f"4 x {part // MB:,} MB objects"
+        with sx.guard(four):
+            sync(four, parts, part, Measure("4 curls at once"))
+    finally:
+        box.stop()
+
+
+def many_entries(sx: Scenarios, work: Path, entries: int, runs: int) -> None:
+    seed = work / "seed"
+    made = seed_runs(seed, "entries", entries, 5)
+    box = Sandbox(work, seed)
+    n = f"{entries:,} entries"
+    try:
+        repo = box.new_repo("entries", manifest(made))
+        byaml_cmd = [PYTHON, "-c", B_YAML, str(repo / "params.yaml")]
+        byaml = measure("B + yaml.safe_load", runs, lambda _: box.run(byaml_cmd, repo).seconds)
+        with sx.guard(f"validate, {n}"):
+            validate = repeat(box, "validate", runs, [GCSDVC, "validate"], repo)
+            sx.add(Row(f"`gcsdvc validate`, {n}", validate, byaml, 3.0))
+        with sx.guard(f"list, {n}"):
+            listed = repeat(box, "list", runs, [GCSDVC, "list"], repo)
+            sx.add(Row(f"`gcsdvc list`, {n}", listed, byaml, 3.0))
+        with sx.guard(f"first dry-run, {n}"):
+            listing_cmd = raw_spec(box, made, None)
+            listing = Measure("raw listing")
+            first = Measure("first dry-run")
+            for _ in range(runs):
+                listing.samples.append(box.run(listing_cmd, box.work).seconds)
+                first.samples.append(box.run([GCSDVC, "sync", "--dry-run"], repo).seconds)
+            sx.add(Row(f"first dry-run (nothing synced), {n}", first, listing))
+        with sx.guard(f"sync, {n}"):
+            cold = measure("sync", 1, lambda _: box.run([GCSDVC, "sync", "-q"], repo).seconds)
+            sx.add(Row(f"cold sync, {n} x 5 = {count(made):,} files (setup, 1 run)", cold))
+            noop = repeat(box, "no-op", runs, [GCSDVC, "sync", "-q"], repo)
+            sx.add(Row(f"no-op re-sync, {n}", noop, byaml, 3.0))
+            dry = repeat(box, "dry-run", runs, [GCSDVC, "sync", "--dry-run"], repo)
+            sx.add(Row(f"dry-run after a sync, {n}", dry, byaml, 3.0))
+    finally:
+        box.stop()
+
+
+def main() -> int:
+    parse = parser(__doc__.splitlines()[0])
+    parse.add_argument(
+        "--sizes",
+        default="1000,10000,100000",
+        help="file-set sizes, ascending multiples of 100 [1000,10000,100000]",
+    )
+    parse.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=["large", "entries"],
+        help="leave out the large objects or the 2,000-entry manifest (repeatable)",
+    )
+    args = parse.parse_args()
+    runs = 1 if args.quick else args.runs
+    if args.quick:
+        sizes, per_run, big, part, entries = [100, 300], 20, 16 * MB, 8 * MB, 40
+    else:
+        sizes, per_run, big, part, entries = (
+            sorted(int(s) for s in args.sizes.split(",")),
+            100,
+            1024 * MB,
+            512 * MB,
+            2000,
+        )
+    sx = Scenarios()
+    with work_folder() as work:
+        b_rss = file_sets(sx, work / "files", sizes, per_run, runs)
+        if "large" in args.skip:
+            sx.skip("one large object, 4 large objects", "--skip large")
+        elif shutil.which("curl") is None:
+            sx.skip("one large object, 4 large objects", "curl not installed")
+        else:
+            large(sx, work / "large", big, part, runs, b_rss)
+        if "entries" not in args.skip:
+            many_entries(sx, work / "entries", entries, runs)
+    return report("gcsdvc scale benchmark (make bench-scale)", sx.rows, runs, args.quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
