@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gcsdvc import stages
 from gcsdvc.errors import StorageError
 from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.remote import pinning
 from gcsdvc.stages import Stage
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Item:
     stage: Stage | None = None  # the stage on disk now (for MOVE: at old_local)
     obj: RemoteObject | None = None  # the object as listed, when it was needed
     old_local: str | None = None  # MOVE: where the data and stage are now
+    committed: Stage | None = None  # the stage in git's HEAD, when DVC re-recorded its dep
     note: str = ""  # why: an error for FAILED, a remark otherwise
 
     @property
@@ -73,6 +75,7 @@ class Plan:
     manifest: Manifest
     pinned: bool  # whether file stages pin the object generation (see stages.conform)
     items: list[Item] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()  # about the pinning mode (see gcsdvc.remote.pinning)
 
     def of(self, *actions: Action) -> list[Item]:
         return [item for item in self.items if item.action in actions]
@@ -149,10 +152,9 @@ def build_plan(
     root = manifest.root
     wanted = desired(manifest)
     ours, foreign = read_stages(manifest)
-    pinned = manifest.pin_generations
-    if pinned is None:
-        pinned = not stages.has_default_remote(root)
-    plan = Plan(manifest, pinned)
+    mode = pinning(root, manifest.pin_generations)
+    pinned = mode.pinned
+    plan = Plan(manifest, pinned, warnings=mode.warnings)
     pending: list[Item] = []  # items whose action waits for a listing
 
     for res in selected:
@@ -243,7 +245,10 @@ def _plan_file(
         item.action = Action.ADD
         return
 
-    recorded = stages.dep(stage)
+    if not pinned and "version_id" in stages.dep(stage):
+        # `dvc commit`/`dvc exp run` re-recorded the dependency from upstream (see conform).
+        item.committed = stages.committed_stage(root, root / stages.stage_path(item.local))
+    recorded = stages.dep(conformed(item, pinned))
     changed = item.obj is not None and item.obj.dep_info.get("etag") != recorded.get("etag")
     if recorded.get("path") != item.source:
         item.action, item.note = Action.UPDATE, f"source changed from {recorded.get('path')}"
@@ -292,6 +297,7 @@ def conformed(item: Item, pinned: bool) -> Stage:
         identity=identity_of(item.resource, item.file),
         pinned=pinned or item.file is None,
         dep_info=item.obj.dep_info if item.obj else None,
+        committed=item.committed,
     )
 
 

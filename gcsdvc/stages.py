@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,16 +54,19 @@ def file_stage(
     desc: str,
     identity: dict[str, Any],
     pinned: bool,
+    frozen: bool = True,
 ) -> Stage:
     """An import stage for one object, as ``dvc import-url`` writes it.
 
     ``dep_info`` is DVC's record of the object (etag, size, version_id) as
     :mod:`gcsdvc.storage` builds it; ``out`` is the file name relative to the
     stage's folder. Without ``md5`` the out has no checksum yet, as with
-    ``dvc import-url --no-download``.
+    ``dvc import-url --no-download``. ``frozen``: False keeps a user's
+    ``dvc unfreeze`` of the stage this one replaces.
     """
     outs: dict[str, Any] = {"md5": md5, "size": size} if md5 else {}
     stage: Stage = {
+        "frozen": frozen,
         "deps": [{**dep_info, "hash": "md5", "path": source}],
         "outs": [{**outs, "hash": "md5", "path": out}],
     }
@@ -77,18 +80,27 @@ def conform(
     identity: dict[str, Any],
     pinned: bool,
     dep_info: dict[str, Any] | None = None,
+    committed: Stage | None = None,
 ) -> Stage:
     """``stage`` with this description, identity and pinning, and its md5 recomputed.
 
-    Pinned: frozen, with the object's generation as ``version_id`` (exactly what
-    ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket). Unpinned:
-    neither, so ``dvc push``/``dvc pull`` go through the DVC remote and
-    ``dvc status`` reports upstream changes without a warning per stage.
-    ``dep_info`` (the object as listed now) supplies a missing generation when
-    it is still the recorded object.
+    ``frozen`` is kept as the stage has it (a new stage is frozen, so no DVC
+    command but ``dvc update`` follows upstream; a user's ``dvc unfreeze`` stays).
+    Pinned: the object's generation as ``version_id`` (exactly what
+    ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket, ``dvc push``
+    skips it). Unpinned: no ``version_id``, so ``dvc push``/``dvc pull`` go
+    through the DVC remote. ``dep_info`` (the object as listed now) supplies a
+    missing generation when it is still the recorded object. ``committed`` (the
+    stage in git's HEAD) undoes what ``dvc commit``/``dvc exp run`` did to an
+    unpinned stage: they re-record the dependency from upstream, with its
+    generation, while the data stays; the committed record comes back when the
+    data is still the committed data.
     """
     deps = [dict(d) for d in stage.get("deps") or [{}]]
     first = deps[0]
+    if not pinned and "version_id" in first and committed and out(committed) == out(stage):
+        old = dep(committed)
+        first.update((k, old[k]) for k in ("etag", "size") if k in old)
     if not pinned:
         first.pop("version_id", None)
     elif dep_info and dep_info.get("etag") == first.get("etag") and dep_info.get("version_id"):
@@ -100,7 +112,7 @@ def conform(
     skip = ("desc", "md5", "frozen", "deps", "meta")
     new: Stage = {"desc": desc} if desc else {}
     new["md5"] = ""
-    if pinned:
+    if stage.get("frozen"):
         new["frozen"] = True
     new["deps"] = deps
     new.update((k, v) for k, v in stage.items() if k not in skip)
@@ -154,8 +166,14 @@ def write_stage(path: Path, stage: Stage) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a rename, with the mode DVC gives its files.
+
+    The temporary file is created 0666 less the umask (0644 under umask 022),
+    as DVC's own writes are, so teammates on a shared server can read it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gcsdvc-", suffix=".tmp")
+    tmp = str(path.parent / f".gcsdvc-{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fobj:
             fobj.write(text)
@@ -204,15 +222,24 @@ def open_repo(root: Path) -> Iterator[Repo]:
         repo.close()
 
 
-def has_default_remote(root: Path) -> bool:
-    """Whether DVC has a default remote (``core.remote``) at any config level."""
-    from dvc.config import Config, ConfigError
+def committed_stage(root: Path, path: Path) -> Stage | None:
+    """The stage file as committed in git's HEAD, or None (no git, not committed)."""
+    import subprocess
 
+    rel = path.relative_to(root).as_posix()
     try:
-        config = Config(dvc_dir=str(root / ".dvc"), validate=False)
-        return bool(config["core"].get("remote"))
-    except ConfigError as exc:
-        raise DvcRepoError(f"cannot read the DVC config: {exc}") from None
+        res = subprocess.run(
+            ["git", "show", f"HEAD:./{rel}"], cwd=root, capture_output=True, check=False
+        )
+    except OSError:
+        return None
+    if res.returncode:
+        return None
+    try:
+        data = yaml.load(res.stdout.decode("utf-8"), Loader=_Loader)  # noqa: S506 - safe loader
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 class StageCache:

@@ -23,11 +23,13 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import stages
+from gcsdvc import stages, untracked
 from gcsdvc.errors import NotTrackedError, StorageError
 from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.remote import pinning
 from gcsdvc.stages import Stage, open_repo
 from gcsdvc.storage import Storage, describe, file_md5
+from gcsdvc.untracked import Untracked
 
 if TYPE_CHECKING:
     pass
@@ -82,17 +84,36 @@ class FileStatus:
         value = stages.out(self.stage or {}).get("nfiles")
         return value if isinstance(value, int) else 0
 
-    def fix(self, resource: Resource) -> list[tuple[str, str]]:
-        """The commands that fix this file, as (command, argument) steps."""
+    def fix(self, resource: Resource, pinned: bool = True) -> list[tuple[str, str]]:
+        """The commands that fix this file, in order, as (command, argument) steps.
+
+        Unpinned stages are shared through the DVC remote, so a fix that changes
+        data ends with ``dvc push``; after ``dvc update`` (which pins the stage
+        again) ``gcsdvc sync`` puts it back into shape first.
+        """
         sync = ("gcsdvc sync", resource.name)
+        push = [] if pinned else [("dvc push", "")]
         if self.state is State.MODIFIED:
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
             return [("rm", self.local), sync]
         if self.state in (State.NOT_SYNCED, State.MISSING):
-            return [sync]
+            return [sync, *push]
         if self.state is State.CHANGED_UPSTREAM:
-            return [sync] if not resource.skip_if_exist else [("dvc update", self.stage_file)]
+            if not resource.skip_if_exist:
+                return [sync, *push]
+            return [("dvc update", self.stage_file), *([sync, *push] if not pinned else [])]
         return []
+
+    def needs_action(self, resource: Resource, strict: bool = False) -> bool:
+        """Whether ``status --check`` fails for this file.
+
+        An upstream change or deletion is what ``skip_if_exist: true`` asked to
+        ignore: it fails only with ``strict``.
+        """
+        upstream = (State.CHANGED_UPSTREAM, State.DELETED_UPSTREAM)
+        if self.state is State.OK:
+            return False
+        return strict or not (self.state in upstream and resource.skip_if_exist)
 
 
 @dataclass
@@ -105,6 +126,11 @@ class ResourceStatus:
     @property
     def ok(self) -> bool:
         return self.upstream_error is None and all(f.state is State.OK for f in self.files)
+
+    def needs_action(self, strict: bool = False) -> bool:
+        return self.upstream_error is not None or any(
+            f.needs_action(self.resource, strict) for f in self.files
+        )
 
     @property
     def size(self) -> int:
@@ -147,26 +173,42 @@ class Report:
     orphans: list[Orphan]
     upstream_checked: bool
     upstream_error: str | None = None  # Cloud Storage could not be asked at all
+    pinned: bool = True  # the pinning mode (see gcsdvc.remote.pinning)
+    untracked: list[Untracked] = field(default_factory=list)  # in the data folder
 
     @property
     def ok(self) -> bool:
-        return not (self.orphans or self.upstream_error) and all(r.ok for r in self.resources)
+        return not (self.orphans or self.upstream_error or self.untracked) and all(
+            r.ok for r in self.resources
+        )
 
-    def as_json(self) -> dict[str, Any]:
+    def needs_action(self, strict: bool = False) -> bool:
+        """Whether ``status --check`` (``--strict``) fails."""
+        return bool(self.orphans or self.upstream_error or self.untracked) or any(
+            r.needs_action(strict) for r in self.resources
+        )
+
+    def as_json(self, strict: bool = False) -> dict[str, Any]:
         """The ``--json`` document; paths are relative to the repository root."""
         return {
             "ok": self.ok,
+            "needs_action": self.needs_action(strict),
             "upstream_checked": self.upstream_checked,
             "upstream_error": self.upstream_error,
-            "resources": [resource_json(r, with_files=True) for r in self.resources],
+            "resources": [
+                resource_json(r, with_files=True, pinned=self.pinned) for r in self.resources
+            ],
             "orphans": [
                 {"path": o.local, "source": o.source, "name": o.name, "stage": o.stage_file}
                 for o in self.orphans
             ],
+            "untracked": [
+                {"path": u.local, "cached": u.cached, "fix": u.fix} for u in self.untracked
+            ],
         }
 
 
-def resource_json(status: ResourceStatus, with_files: bool) -> dict[str, Any]:
+def resource_json(status: ResourceStatus, with_files: bool, pinned: bool = True) -> dict[str, Any]:
     res = status.resource
     counts = status.counts()
     out: dict[str, Any] = {
@@ -185,7 +227,7 @@ def resource_json(status: ResourceStatus, with_files: bool) -> dict[str, Any]:
         return out
     out["files"] = []
     for f in status.files:
-        fix = f.fix(res)
+        fix = f.fix(res, pinned)
         out["files"].append(
             {
                 "path": f.local,
@@ -196,7 +238,7 @@ def resource_json(status: ResourceStatus, with_files: bool) -> dict[str, Any]:
                 "size": f.size,
                 "upstream": f.upstream,
                 "note": f.note,
-                "fix": " && ".join(f"{c} {shlex.quote(a)}" for c, a in fix) or None,
+                "fix": " && ".join(f"{c} {shlex.quote(a)}" if a else c for c, a in fix) or None,
             }
         )
     return out
@@ -214,7 +256,8 @@ def check(
 
     selected = manifest.select(names)
     ours, foreign = read_stages(manifest)
-    report = Report([], [], upstream_checked=not offline)
+    mode = pinning(manifest.root, manifest.pin_generations)
+    report = Report([], [], upstream_checked=not offline, pinned=mode.pinned)
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))
@@ -239,6 +282,10 @@ def check(
         name = str((stages.identity(stage) or {}).get("name", ""))
         if local not in wanted and (not names or matches(name, names)):
             report.orphans.append(Orphan(local, str(stages.dep(stage).get("path", "?")), name))
+    leftovers = untracked.find(manifest, wanted)
+    if leftovers:
+        with open_repo(manifest.root) as repo:
+            report.untracked = untracked.classify(repo, manifest.root, leftovers)
     return report
 
 

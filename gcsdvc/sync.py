@@ -18,11 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gcsdvc import stages
+from gcsdvc import stages, untracked
 from gcsdvc.errors import DvcRepoError, GcsdvcError, LockedError
 from gcsdvc.manifest import Manifest
-from gcsdvc.plan import Action, Item, Plan, build_plan, conformed, identity_of, relative_out
+from gcsdvc.plan import (
+    Action,
+    Item,
+    Plan,
+    build_plan,
+    conformed,
+    desired,
+    identity_of,
+    relative_out,
+)
+from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.untracked import Untracked
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -53,6 +64,9 @@ class SyncResult:
     done: Counter[Action] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     retries: int = 0
+    # Files in the data folder no stage owns: left alone (or, dry run, to be removed).
+    untracked: list[Untracked] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # leftovers whose bytes DVC caches
 
     @property
     def ok(self) -> bool:
@@ -73,15 +87,42 @@ def sync(
     selected = manifest.select(names)
     storage = Storage(jobs)
     plan = build_plan(manifest, selected, storage, prune, names)
-    if dry_run or not plan.has_work:
-        return _result(plan, storage)
+    leftovers = untracked.find(manifest, desired(manifest))
+    if dry_run or not (plan.has_work or leftovers):
+        result = _result(plan, storage)
+        if leftovers:
+            with stages.open_repo(manifest.root) as repo:
+                result.untracked = untracked.classify(repo, manifest.root, leftovers)
+        return result
     with _locked_repo(manifest.root) as repo:
         # Another process may have synced while we waited for the lock.
         plan = build_plan(manifest, selected, storage, prune, names)
         result = _result(plan, storage)
         _Executor(repo, manifest, storage, result, download, reporter).run()
+        _remove_leftovers(repo, manifest, result)
     result.retries = storage.retries.retries
     return result
+
+
+def _remove_leftovers(repo: Repo, manifest: Manifest, result: SyncResult) -> None:
+    """Remove untracked data whose bytes the DVC cache holds (a teammate moved or
+    pruned its entry); report the rest, which may be the user's own."""
+    root = manifest.root
+    found = untracked.classify(repo, root, untracked.find(manifest, desired(manifest)))
+    for item in found:
+        if not item.cached:
+            result.untracked.append(item)
+            continue
+        path = root / item.local
+        path.unlink()
+        result.removed.append(item.local)
+        folder = path.parent
+        while folder != manifest.data_path and folder.is_relative_to(manifest.data_path):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
 
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:
@@ -152,6 +193,8 @@ class _Executor:
         finally:
             self._flush_gitignore()
             shutil.rmtree(self.work, ignore_errors=True)
+            if any(self.result.done.values()):
+                forget_push_cache(self.repo)
 
     def _guard(self, item: Item, step: Any) -> None:
         try:
@@ -219,9 +262,10 @@ class _Executor:
         if cached.exists():
             tmp.unlink()
         else:
-            cached.parent.mkdir(parents=True, exist_ok=True)
+            # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
+            self.odb.makedirs(str(cached.parent))
             os.replace(tmp, cached)
-            _protect(cached)
+            self.odb.protect(str(cached))
         self._checkout(cached, item.local, md5)
         self._write_file_stage(item, obj, md5)
 
@@ -238,7 +282,7 @@ class _Executor:
     def _checkout(self, cached: Path, local: str, md5: str) -> None:
         """Put the cached file at ``local`` with DVC's link type, replacing it atomically."""
         dest = self._abs(local)
-        _refuse_symlinks(self.root, dest)
+        _refuse_symlinks(self.root, dest, Path(self.odb.path))
         tmp = self.work / f"link-{uuid.uuid4().hex}"
         _link(cached, tmp, self.odb.cache_types)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -265,6 +309,7 @@ class _Executor:
             desc=res.description,
             identity=identity_of(res, item.file),
             pinned=self.result.plan.pinned,
+            frozen=bool(item.stage.get("frozen")) if item.stage else True,
         )
         self._write(item.local, stage)
 
@@ -313,8 +358,11 @@ class _Executor:
     def _flush_gitignore(self) -> None:
         for folder in set(self.ignore_add) | set(self.ignore_drop):
             if folder.exists():
+                # Sorted: downloads finish in any order, two people's syncs write the same file.
                 stages.update_gitignore(
-                    folder, self.ignore_add.get(folder, ()), self.ignore_drop.get(folder, ())
+                    folder,
+                    sorted(self.ignore_add.get(folder, ())),
+                    self.ignore_drop.get(folder, ()),
                 )
         data = self.manifest.data_path
         for folder in sorted(self.ignore_drop, key=lambda p: len(p.parts), reverse=True):
@@ -355,11 +403,6 @@ class _Executor:
         self._annotate(item)
 
 
-def _protect(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.chmod(0o444)
-
-
 def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
     """Link or copy ``src`` to ``dest`` with the first of DVC's cache types that works."""
     for kind in [*types, "copy"]:
@@ -380,8 +423,12 @@ def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
     raise OSError(f"cannot link or copy {src} to {dest}")
 
 
-def _refuse_symlinks(root: Path, path: Path) -> None:
-    """Refuse to write through a symlinked folder that leads outside the repository."""
+def _refuse_symlinks(root: Path, path: Path, cache: Path | None = None) -> None:
+    """Refuse to write through a symlinked folder that leads outside the repository.
+
+    ``path`` itself may be a link into the DVC ``cache`` (``cache.type symlink``):
+    it is replaced, never written through.
+    """
     real_root = root.resolve()
     folder = path.parent
     real = folder.resolve()
@@ -390,7 +437,11 @@ def _refuse_symlinks(root: Path, path: Path) -> None:
             f"{folder.relative_to(root)} leads outside the repository (to {real}) "
             "through a symlink; refusing to write there"
         )
-    if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+    if path.is_symlink() and not any(
+        path.resolve().is_relative_to(inside)
+        for inside in (real_root, cache.resolve() if cache else None)
+        if inside
+    ):
         raise DvcRepoError(
             f"{path.relative_to(root)} is a symlink to {path.resolve()}, outside the "
             "repository; refusing to write through it"
