@@ -226,14 +226,21 @@ def test_shared_symlink_cache_and_file_modes(
 # -- item 7: freeze kept; moved and pruned data leaves nothing for git -------
 
 
-def test_unfreeze_is_kept_and_moved_data_leaves_no_untracked_files(
+def test_a_users_unfreeze_and_freeze_are_kept(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded, files=["file1", "metrics.json"])])
+    gcsdvc("sync", cwd=repo, check=True)
+    dvc("unfreeze", str(data(repo, "file1.dvc")), cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["file1", "metrics.json"], description="new")])
+    assert "2 re-described" in gcsdvc("sync", cwd=repo, check=True).stdout
+    assert "frozen" not in load(data(repo, "file1.dvc"))
+    assert load(data(repo, "metrics.json.dvc"))["frozen"] is True
+
+
+def test_moved_entry_leaves_no_untracked_files_after_pull(
     repo: Path, seeded: str, tmp_path: Path
 ) -> None:
     write_manifest(repo, [entry(seeded)])
     gcsdvc("sync", cwd=repo, check=True)
-    dvc("unfreeze", str(data(repo, "file1.dvc")), cwd=repo)
-    assert "unchanged 3" in gcsdvc("sync", cwd=repo, check=True).stdout
-    assert "frozen" not in load(data(repo, "file1.dvc"))
     commit_all(repo)
     bob = clone(repo, tmp_path)
     gcsdvc("sync", cwd=bob, check=True)
@@ -245,10 +252,9 @@ def test_unfreeze_is_kept_and_moved_data_leaves_no_untracked_files(
     commit_all(repo)
     run("git", "pull", "-q", "--no-rebase", cwd=bob)
     res = gcsdvc("sync", cwd=bob, check=True)
-    assert "leftover" in res.stdout
+    assert "removed 3 leftover file(s)" in res.stdout
     assert git_status(bob) == []
     assert (bob / "data" / "moved" / "file1").read_text() == "top file1\n"
-    assert "frozen" not in load(bob / "data" / "moved" / "file1.dvc")
 
     # A file of Bob's own in the data folder is reported, with the fix, never removed.
     (bob / "data" / "moved" / "notes.txt").write_text("mine\n")
