@@ -243,6 +243,8 @@ def status(
 
     manifest = _load(manifest_file)
     report = check(manifest, names, offline=offline)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json(report.as_json(strict))
     else:

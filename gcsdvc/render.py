@@ -67,6 +67,14 @@ def summary_lines(
     if quiet:
         return
     plan = result.plan
+    unfrozen = sum(
+        1 for i in plan.items if i.file is not None and i.stage and not i.stage.get("frozen")
+    )
+    if unfrozen:
+        yield (
+            f"{unfrozen} stage(s) not frozen (kept as you left them): 'dvc repro' and "
+            "'dvc exp run' re-import them when the object changes; 'dvc freeze' them to stop that"
+        )
     if result.removed:
         yield (
             f"removed {len(result.removed)} leftover file(s) no stage owns "

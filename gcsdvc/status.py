@@ -96,7 +96,9 @@ class FileStatus:
         if self.state is State.MODIFIED:
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
             return [("rm", self.local), sync]
-        if self.state in (State.NOT_SYNCED, State.MISSING):
+        if self.state is State.MISSING:
+            return [sync]  # from the DVC cache, else the bucket; nothing new to push
+        if self.state is State.NOT_SYNCED:
             return [sync, *push]
         if self.state is State.CHANGED_UPSTREAM:
             if not resource.skip_if_exist:
@@ -174,6 +176,7 @@ class Report:
     upstream_checked: bool
     upstream_error: str | None = None  # Cloud Storage could not be asked at all
     pinned: bool = True  # the pinning mode (see gcsdvc.remote.pinning)
+    warnings: tuple[str, ...] = ()  # about the pinning mode
     untracked: list[Untracked] = field(default_factory=list)  # in the data folder
 
     @property
@@ -257,7 +260,9 @@ def check(
     selected = manifest.select(names)
     ours, foreign = read_stages(manifest)
     mode = pinning(manifest.root, manifest.pin_generations)
-    report = Report([], [], upstream_checked=not offline, pinned=mode.pinned)
+    report = Report(
+        [], [], upstream_checked=not offline, pinned=mode.pinned, warnings=mode.warnings
+    )
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))

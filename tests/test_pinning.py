@@ -134,6 +134,8 @@ def test_check_fails_only_when_action_is_needed(
         (State.CHANGED_UPSTREAM, False, False, ["gcsdvc sync e", "dvc push "]),
         (State.MODIFIED, True, False, ["rm data/e/a", "gcsdvc sync e"]),
         (State.DELETED_UPSTREAM, True, False, []),
+        (State.MISSING, True, False, ["gcsdvc sync e"]),
+        (State.NOT_SYNCED, True, False, ["gcsdvc sync e", "dvc push "]),
     ],
 )
 def test_fix_is_a_complete_sequence(state: State, skip: bool, pinned: bool, fix: list[str]) -> None:

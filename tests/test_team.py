@@ -231,7 +231,8 @@ def test_a_users_unfreeze_and_freeze_are_kept(repo: Path, seeded: str) -> None:
     gcsdvc("sync", cwd=repo, check=True)
     dvc("unfreeze", str(data(repo, "file1.dvc")), cwd=repo)
     write_manifest(repo, [entry(seeded, files=["file1", "metrics.json"], description="new")])
-    assert "2 re-described" in gcsdvc("sync", cwd=repo, check=True).stdout
+    res = gcsdvc("sync", cwd=repo, check=True)
+    assert "2 re-described" in res.stdout and "1 stage(s) not frozen" in res.stdout
     assert "frozen" not in load(data(repo, "file1.dvc"))
     assert load(data(repo, "metrics.json.dvc"))["frozen"] is True
 
