@@ -97,7 +97,7 @@ def test_untracked_file_at_a_destination_is_kept_until_force(
     data(bob, "file1").write_text("bob's own notes\n")
     res = gcsdvc("sync", cwd=bob)
     assert res.returncode == 1
-    assert str(Path("data", "project1", QUOTED, "file1")) in res.stderr
+    assert "file1" in res.stderr and "--force" in res.stderr
     assert data(bob, "file1").read_text() == "bob's own notes\n"
     assert data(bob, "metrics.json").exists()  # the rest of the sync went on
     assert gcsdvc("sync", "--force", cwd=bob).returncode == 0
