@@ -305,7 +305,8 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
 
     manifest = _load(manifest_file)
     manifest.get(name)  # an unknown name fails here, with close matches
-    (s,) = check(manifest, [exact_pattern(name)], offline=True).resources
+    report = check(manifest, [exact_pattern(name)], offline=True)
+    (s,) = report.resources
     if as_json:
         _echo_json(resource_json(s, with_files=True))
         return
@@ -321,7 +322,7 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
         recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
         note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
         click.echo(f"  {f.state!s:<{width}}  {rel(manifest.root, f.local)}{recorded}{note}")
-    for line in fix_lines(s, manifest.root):
+    for line in fix_lines(s, manifest.root, report.pinned):
         click.echo(line)
 
 

@@ -125,10 +125,11 @@ def test_two_entries_sharing_an_object_both_moved(repo: Path, seeded: str) -> No
 # -- item 4: no DVC command but `dvc update` follows upstream ---------------
 
 
+@pytest.mark.parametrize("kind", ["folder", "gs"])
 def test_dvc_commands_keep_skip_if_exist_entries(
-    repo: Path, seeded: str, put: Any, tmp_path: Path
+    kind: str, repo: Path, seeded: str, gcs: Any, put: Any, tmp_path: Path
 ) -> None:
-    dvc("remote", "add", "-d", "store", str(tmp_path / "store"), cwd=repo)
+    dvc("remote", "add", "-d", "store", remote_url(kind, tmp_path, gcs, seeded), cwd=repo)
     write_manifest(repo, [entry(seeded)])
     gcsdvc("sync", cwd=repo, check=True)
     (repo / "dvc.yaml").write_text(
