@@ -116,13 +116,17 @@ def _remove_leftovers(repo: Repo, manifest: Manifest, result: SyncResult) -> Non
         path = root / item.local
         path.unlink()
         result.removed.append(item.local)
-        folder = path.parent
-        while folder != manifest.data_path and folder.is_relative_to(manifest.data_path):
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-            folder = folder.parent
+        _remove_empty_folders(path.parent, manifest.data_path)
+
+
+def _remove_empty_folders(folder: Path, data: Path) -> None:
+    """Remove ``folder`` and its parents while empty, up to (not including) ``data``."""
+    while folder != data and folder.is_relative_to(data):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:
@@ -366,12 +370,7 @@ class _Executor:
                 )
         data = self.manifest.data_path
         for folder in sorted(self.ignore_drop, key=lambda p: len(p.parts), reverse=True):
-            while folder != data and folder.is_relative_to(data):
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
-                folder = folder.parent
+            _remove_empty_folders(folder, data)
 
     # -- whole-prefix imports, left to DVC ----------------------------------
 
