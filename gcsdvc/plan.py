@@ -53,7 +53,7 @@ class Item:
     stage: Stage | None = None  # the stage on disk now (for MOVE: at old_local)
     obj: RemoteObject | None = None  # the object as listed, when it was needed
     old_local: str | None = None  # MOVE: where the data and stage are now
-    committed: Stage | None = None  # the stage in git's HEAD, when DVC re-recorded its dep
+    committed: Stage | None = None  # the stage in git's HEAD, when the file differs from it
     note: str = ""  # why: an error for FAILED, a remark otherwise
 
     @property
@@ -173,6 +173,11 @@ def build_plan(
                 pending.append(item)
 
     listings = _list(storage, pending, root, pinned)
+    # DVC commands may have re-recorded these stages' dependencies (see stages.conform).
+    touched = stages.changed_since_commit(root, manifest.data_dir) if pending else set()
+    for item in pending:
+        if stages.stage_path(item.local) in touched:
+            item.committed = stages.committed_stage(root, root / stages.stage_path(item.local))
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
     by_source = {str(stages.dep(st).get("path")): local for local, st in orphans.items()}
     for item in pending:
@@ -245,9 +250,6 @@ def _plan_file(
         item.action = Action.ADD
         return
 
-    if not pinned and "version_id" in stages.dep(stage):
-        # `dvc commit`/`dvc exp run` re-recorded the dependency from upstream (see conform).
-        item.committed = stages.committed_stage(root, root / stages.stage_path(item.local))
     recorded = stages.dep(conformed(item, pinned))
     changed = item.obj is not None and item.obj.dep_info.get("etag") != recorded.get("etag")
     if recorded.get("path") != item.source:

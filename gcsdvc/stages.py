@@ -91,16 +91,21 @@ def conform(
     skips it). Unpinned: no ``version_id``, so ``dvc push``/``dvc pull`` go
     through the DVC remote. ``dep_info`` (the object as listed now) supplies a
     missing generation when it is still the recorded object. ``committed`` (the
-    stage in git's HEAD) undoes what ``dvc commit``/``dvc exp run`` did to an
-    unpinned stage: they re-record the dependency from upstream, with its
-    generation, while the data stays; the committed record comes back when the
-    data is still the committed data.
+    stage in git's HEAD) undoes what ``dvc commit -f``/``dvc exp run``/``dvc repro -f``
+    do: they re-record the dependency from upstream (newest etag and generation)
+    while the data stays; the committed record comes back while the data is
+    still the committed data.
     """
     deps = [dict(d) for d in stage.get("deps") or [{}]]
     first = deps[0]
-    if not pinned and "version_id" in first and committed and out(committed) == out(stage):
-        old = dep(committed)
-        first.update((k, old[k]) for k in ("etag", "size") if k in old)
+    old = dep(committed or {})
+    if committed and out(committed) == out(stage) and old.get("path") == first.get("path"):
+        for key in ("etag", "size", "version_id"):
+            if key in old:
+                first[key] = old[key]
+            else:
+                first.pop(key, None)
+        first = {k: first[k] for k in _DEP_ORDER if k in first} | first
     if not pinned:
         first.pop("version_id", None)
     elif dep_info and dep_info.get("etag") == first.get("etag") and dep_info.get("version_id"):
@@ -220,6 +225,25 @@ def open_repo(root: Path) -> Iterator[Repo]:
         yield repo
     finally:
         repo.close()
+
+
+def changed_since_commit(root: Path, folder: str) -> set[str]:
+    """Stage files below ``folder`` that differ from git's HEAD (repo-relative paths)."""
+    import subprocess
+
+    try:
+        res = subprocess.run(
+            ["git", "diff", "--name-only", "--relative", "-z", "HEAD", "--", folder],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:
+        return set()
+    if res.returncode:
+        return set()  # no git, or no commit yet
+    names = res.stdout.decode("utf-8", "surrogateescape").split("\0")
+    return {name for name in names if name.endswith(STAGE_SUFFIX)}
 
 
 def committed_stage(root: Path, path: Path) -> Stage | None:

@@ -42,6 +42,8 @@ def shape(result: stages.Stage) -> tuple[bool, str | None, str]:
         (stage(frozen=None), False, None, (False, None, "e1")),
         # `dvc commit -f` / `exp run` re-recorded the dep from upstream: the committed one returns
         (stage(etag="e2", size=9, version_id="8"), False, stage(), (True, None, "e1")),
+        # ... pinned too: DVC re-pinned it to the newest generation
+        (stage(etag="e2", version_id="8"), True, stage(version_id="7"), (True, "7", "e1")),
         # `dvc update` took upstream (new outs): its record stays, unpinned
         (
             stage(etag="e2", version_id="8") | {"outs": [OUT | {"md5": "m2"}]},
