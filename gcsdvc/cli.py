@@ -317,7 +317,7 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     report = check(manifest, [exact_pattern(name)], offline=True)
     (s,) = report.resources
     if as_json:
-        _echo_json(resource_json(s, with_files=True))
+        _echo_json(resource_json(s, with_files=True, pinned=report.pinned))
         return
     res = s.resource
     click.echo(f"name:          {res.name}")
