@@ -217,7 +217,7 @@ def sync(
         for line in plan_lines(result.plan, verbose=verbose):
             click.echo(line)
     for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
-        click.echo(line, err=line.startswith("failed"))
+        click.echo(line, err=line.startswith(("failed", "warning", "leftover")))
     if not result.ok:
         sys.exit(EXIT_FAILED)
 
@@ -226,7 +226,14 @@ def sync(
 @click.argument("names", nargs=-1)
 @manifest_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--check", "check_only", is_flag=True, help="Exit 1 when anything is not ok.")
+@click.option(
+    "--check", "check_only", is_flag=True,
+    help="Exit 1 when something needs action (an upstream change that skip_if_exist: true "
+    "keeps out does not).",
+)  # fmt: skip
+@click.option(
+    "--strict", is_flag=True, help="With --check, upstream changes of kept copies fail too."
+)
 @click.option("--offline", is_flag=True, help="Skip the upstream check (no Cloud Storage access).")
 @_handle_errors
 def status(
@@ -234,6 +241,7 @@ def status(
     manifest_file: Path | None,
     as_json: bool,
     check_only: bool,
+    strict: bool,
     offline: bool,
 ) -> None:
     """Compare the local data with its stages and (unless --offline) with the bucket.
@@ -247,18 +255,21 @@ def status(
     Examples:
       gcsdvc status
       gcsdvc status 'bert-*' --offline
-      gcsdvc status --check --json   # in CI: exit 1 unless everything is ok
+      gcsdvc status --check --json   # in CI: exit 1 when something needs action
+      gcsdvc status --check --strict # ... or any object changed upstream
     """
     from gcsdvc.status import check
 
     manifest = _load(manifest_file)
     report = check(manifest, names, offline=offline)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
-        _echo_json(report.as_json())
+        _echo_json(report.as_json(strict))
     else:
         for line in status_lines(report, manifest.root):
             click.echo(line)
-    if check_only and not report.ok:
+    if check_only and report.needs_action(strict):
         sys.exit(EXIT_FAILED)
 
 
@@ -315,9 +326,10 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
 
     manifest = _load(manifest_file)
     manifest.get(name)  # an unknown name fails here, with close matches
-    (s,) = check(manifest, [exact_pattern(name)], offline=True).resources
+    report = check(manifest, [exact_pattern(name)], offline=True)
+    (s,) = report.resources
     if as_json:
-        _echo_json(resource_json(s, with_files=True))
+        _echo_json(resource_json(s, with_files=True, pinned=report.pinned))
         return
     res = s.resource
     click.echo(f"name:          {res.name}")
@@ -331,7 +343,7 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
         recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
         note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
         click.echo(f"  {f.state!s:<{width}}  {rel(manifest.root, f.local)}{recorded}{note}")
-    for line in fix_lines(s, manifest.root):
+    for line in fix_lines(s, manifest.root, report.pinned):
         click.echo(line)
 
 

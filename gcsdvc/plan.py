@@ -16,11 +16,12 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gcsdvc import stages
+from gcsdvc import stages, untracked
 from gcsdvc.compare import Comparison, State, Upstream, Wish, compare
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
 from gcsdvc.workspace import read_disks
 
@@ -112,6 +113,7 @@ class Item:
     stage: ImportStage | None = None  # the stage on disk now (for MOVE: at old_local)
     obj: RemoteObject | None = None  # the object as listed, when it was needed
     old_local: str | None = None  # MOVE: where the data and stage are now
+    committed: ImportStage | None = None  # the stage in git's HEAD, when the file differs from it
     note: str = ""  # why: an error for FAILED, a remark otherwise
     state: State | None = None  # what the comparison found (None for orphans)
 
@@ -133,6 +135,8 @@ class Plan:
     pinned: bool  # whether file stages pin the object generation (see stages.conform)
     force: bool = False  # --force: local files in the way are replaced
     items: list[Item] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()  # about the pinning mode (see gcsdvc.remote.pinning)
+    leftovers: list[str] = field(default_factory=list)  # untracked data files no stage owns
 
     def of(self, *actions: Action) -> list[Item]:
         return [item for item in self.items if item.action in actions]
@@ -159,12 +163,6 @@ def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
     return wanted
 
 
-def pinning(manifest: Manifest) -> bool:
-    """Whether file stages pin generations: the manifest says, else only without a DVC remote."""
-    pinned = manifest.pin_generations
-    return not stages.has_default_remote(manifest.root) if pinned is None else pinned
-
-
 def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
     """The action for a comparison at ``local``, and the note to show with it."""
     action, note = ACTIONS[key]
@@ -177,6 +175,12 @@ class _Draft:
     file: str | None
     local: str
     stage: ImportStage | None
+    committed: ImportStage | None = None
+
+    @property
+    def recorded(self) -> ImportStage | None:
+        """The stage as compared: the committed dependency back (see stages.recommitted)."""
+        return self.stage and stages.recommitted(self.stage, self.committed)
 
     @property
     def wish(self) -> Wish:
@@ -200,7 +204,11 @@ def build_plan(
     ours, foreign = stages.scan(root, manifest.data_path)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     wanted = desired(manifest)
-    plan = Plan(pinning(manifest), force)
+    mode = pinning(root, manifest.pin_generations)
+    plan = Plan(mode.pinned, force, warnings=mode.warnings)
+    git = untracked.look(root, manifest.data_path)
+    owned = wanted.keys() | ours.keys() | foreign.keys()
+    plan.leftovers = git.unowned(owned)
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
     drafts = [
         _Draft(res, file, local, ours.get(local) or foreign.get(local))
@@ -208,12 +216,16 @@ def build_plan(
         for file in res.targets
         for local in (manifest.local(res, file),)
     ]
+    for draft in drafts:
+        # DVC commands may have re-recorded the dependency of a stage that differs from HEAD.
+        if draft.file and draft.stage and stages.stage_path(draft.local) in git.changed:
+            draft.committed = stages.committed_stage(root, draft.local)
     disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
 
     moves: dict[str, str] = {}  # new local -> old local
     to_list: set[tuple[str, str]] = set()
     for draft in drafts:
-        found = compare(draft.wish, draft.stage, disks[draft.local], Upstream.NOT_LISTED)
+        found = compare(draft.wish, draft.recorded, disks[draft.local], Upstream.NOT_LISTED)
         if found.state is State.NOT_SYNCED and draft.file is not None:
             old = _take_orphan(draft, orphans, root)
             if old is not None:
@@ -232,16 +244,18 @@ def build_plan(
             )
             continue
         listed = _listed(listings, draft)
-        found = compare(draft.wish, draft.stage, disks[draft.local], listed)
+        found = compare(draft.wish, draft.recorded, disks[draft.local], listed)
         key = Key(found.state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
         action, note = decide(key, found, draft.local)
         obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
-            shaped = stages.conform(draft.stage, draft.resource, draft.file, plan.pinned, obj)
+            shaped = stages.conform(
+                draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
+            )
             if shaped != draft.stage:
                 action = Action.METADATA
         item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
-        plan.items.append(replace(item, note=note, state=found.state))
+        plan.items.append(replace(item, committed=draft.committed, note=note, state=found.state))
 
     plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     for local, stage in sorted(orphans.items()):
@@ -278,7 +292,7 @@ def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> 
 
 
 def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
-    stage = draft.stage
+    stage = draft.recorded
     return (
         state is not State.OK
         or not draft.resource.skip_if_exist

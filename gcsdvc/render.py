@@ -53,9 +53,30 @@ def summary_lines(
     if skipped:  # storage went away: one line, not one per object
         reason = skipped[0].message
         yield f"failed: {len(skipped)} more object(s) not attempted: {reason}; run again later"
+    for warning in result.plan.warnings:
+        yield f"warning: {warning}"
+    for item in result.untracked:
+        if dry_run and item.cached:
+            yield f"leftover: {item.local}: no stage owns it; a sync removes it (cached by DVC)"
+        else:
+            yield (
+                f"warning: {item.local}: no stage owns it and 'git add -A' would commit it; "
+                f"{item.fix}"
+            )
     if quiet:
         return
     plan = result.plan
+    unfrozen = sum(1 for i in plan.items if i.file is not None and i.stage and not i.stage.frozen)
+    if unfrozen:
+        yield (
+            f"{unfrozen} stage(s) not frozen (kept as you left them): 'dvc repro' and "
+            "'dvc exp run' re-import them when the object changes; 'dvc freeze' them to stop that"
+        )
+    if result.removed:
+        yield (
+            f"removed {len(result.removed)} leftover file(s) no stage owns "
+            "(a teammate moved or pruned them; the DVC cache keeps a copy)"
+        )
     orphans = len(plan.of(Action.ORPHAN))
     if orphans:
         yield f"{orphans} stage(s) no longer in the manifest; 'gcsdvc sync --prune' removes them"
@@ -95,7 +116,12 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
         for f in bad:
             note = f"  ({f.note})" if f.note else ""
             yield f"  {f.state!s:<{state_width}}  {rel(root, f.local)}{note}"
-        yield from fix_lines(r, root)
+        yield from fix_lines(r, root, report.pinned)
+    if report.untracked:
+        yield ""
+        yield f"untracked: {len(report.untracked)} file(s) in the data folder no stage owns"
+        for u in report.untracked:
+            yield f"  {rel(root, u.local)}  (fix: {u.fix})"
     if report.orphans:
         yield ""
         yield f"orphans: {len(report.orphans)} stage(s) no longer in the manifest"
@@ -108,6 +134,7 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
     problems = [
         f"{not_ok} of {total} file(s) need attention" if not_ok else "",
         f"{len(report.orphans)} orphan stage(s)" if report.orphans else "",
+        f"{len(report.untracked)} untracked file(s)" if report.untracked else "",
         f"{errors} experiment(s) not checked upstream" if errors else "",
     ]
     where = " locally" if report.upstream_error else ""
@@ -121,15 +148,15 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
     yield line
 
 
-def fix_lines(status: ResourceStatus, root: Path) -> Iterator[str]:
-    """The commands that fix an experiment's files, one per line, paths merged."""
-    merged: dict[str, list[str]] = {"rm": [], "gcsdvc sync": [], "dvc update": []}
+def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
+    """The commands that fix an experiment's files, in the order to run them, paths merged."""
+    merged: dict[str, list[str]] = {"rm": [], "dvc update": [], "gcsdvc sync": [], "dvc push": []}
     for f in status.files:
-        for command, arg in f.fix(status.resource):
-            shown = arg if command == "gcsdvc sync" else rel(root, arg)
+        for command, arg in f.fix(status.resource, pinned):
+            shown = arg if command == "gcsdvc sync" or not arg else rel(root, arg)
             if shown not in merged[command]:
                 merged[command].append(shown)
-    lines = [" ".join([c, *map(quote, args)]) for c, args in merged.items() if args]
+    lines = [" ".join([c, *(quote(a) for a in args if a)]) for c, args in merged.items() if args]
     for n, line in enumerate(lines):
         yield ("  fix: " if n == 0 else "       ") + line
 

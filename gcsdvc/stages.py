@@ -16,7 +16,8 @@ import hashlib
 import json
 import os
 import posixpath
-import tempfile
+import subprocess
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ _MD5_EXCLUDED = frozenset(
     | {"size", "nfiles"}
 )
 _DEP_ORDER = ("etag", "size", "version_id", "hash", "path")
+_RECORD = ("etag", "size", "version_id")  # what DVC re-records of an import's dependency
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -178,13 +180,16 @@ def file_stage(
     obj: RemoteObject,
     md5: str | None,
     pinned: bool,
+    frozen: bool = True,
 ) -> ImportStage:
     """An import stage for one object, as ``dvc import-url`` writes it.
 
     Without ``md5`` the out has no checksum yet, as with ``dvc import-url --no-download``.
+    ``frozen``: False keeps a user's ``dvc unfreeze`` of the stage this one replaces.
     """
     outs: dict[str, Any] = {"md5": md5, "size": obj.size} if md5 else {}
     raw: dict[str, Any] = {
+        "frozen": frozen,
         "deps": [{**obj.dep_info, "hash": "md5", "path": resource.source(file)}],
         "outs": [{**outs, "hash": "md5", "path": relative_out(local)}],
     }
@@ -197,37 +202,66 @@ def conform(
     file: str | None,
     pinned: bool,
     obj: RemoteObject | None = None,
+    committed: ImportStage | None = None,
 ) -> ImportStage:
     """``stage`` with the entry's description and identity and this pinning; md5 recomputed.
 
-    Pinned: frozen, with the object's generation as ``version_id`` (exactly what
-    ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket). Unpinned:
-    neither, so ``dvc push``/``dvc pull`` go through the DVC remote and
-    ``dvc status`` reports upstream changes without a warning per stage.
-    ``obj`` (the object as listed now) supplies a missing generation when it is
-    still the recorded object. Folder imports are DVC's own and always stay frozen.
+    ``frozen`` is kept as the stage has it (a new stage is frozen, so no DVC
+    command but ``dvc update`` follows upstream; a user's ``dvc unfreeze`` stays).
+    Pinned: the object's generation as ``version_id`` (exactly what
+    ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket, ``dvc push``
+    skips it). Unpinned: no ``version_id``, so ``dvc push``/``dvc pull`` go
+    through the DVC remote. ``obj`` (the object as listed now) supplies a
+    missing generation when it is still the recorded object. Folder imports are
+    DVC's own and always stay pinned. ``committed``: see :func:`recommitted`.
     """
     pinned = pinned or file is None
-    deps = [dict(d) for d in stage.raw.get("deps") or [{}]]
+    deps = [dict(d) for d in recommitted(stage, committed).raw.get("deps") or [{}]]
     first = deps[0]
     if not pinned:
         first.pop("version_id", None)
     elif obj is not None and obj.etag == first.get("etag") and obj.generation:
         first["version_id"] = obj.generation
-        first = {k: first[k] for k in _DEP_ORDER if k in first} | first
+        first = _dep_ordered(first)
     deps[0] = first
     meta = dict(stage.raw.get("meta") or {})
     meta[META_KEY] = Identity.of(resource, file).as_dict()
     skip = ("desc", "md5", "frozen", "deps", "meta")
     new: dict[str, Any] = {"desc": resource.description} if resource.description else {}
     new["md5"] = ""
-    if pinned:
+    if stage.frozen:
         new["frozen"] = True
     new["deps"] = deps
     new.update((k, v) for k, v in stage.raw.items() if k not in skip)
     new["meta"] = meta
     new["md5"] = stage_md5(new)
     return ImportStage.from_dict(new)
+
+
+def recommitted(stage: ImportStage, committed: ImportStage | None) -> ImportStage:
+    """``stage`` with the dependency record of ``committed`` (git's HEAD) while the data is HEAD's.
+
+    ``dvc commit -f``, ``dvc exp run`` and ``dvc repro -f`` re-record the
+    dependency from upstream (newest etag and generation) while the data stays:
+    a pull would then fetch other bytes and a push skip them. While the outs
+    and the source equal the committed ones, the committed etag, size and
+    generation come back; after ``dvc update`` (new outs) the new record stays.
+    """
+    if committed is None:
+        return stage
+    old, now = _first(committed.raw.get("deps")), _first(stage.raw.get("deps"))
+    same_out = _first(committed.raw.get("outs")) == _first(stage.raw.get("outs"))
+    if not same_out or old.get("path") != now.get("path"):
+        return stage
+    first = {k: v for k, v in now.items() if k not in _RECORD} | {
+        k: old[k] for k in _RECORD if k in old
+    }
+    deps = [_dep_ordered(first), *(stage.raw.get("deps") or [])[1:]]
+    return ImportStage.from_dict({**stage.raw, "deps": deps})
+
+
+def _dep_ordered(dep: dict[str, Any]) -> dict[str, Any]:
+    return {k: dep[k] for k in _DEP_ORDER if k in dep} | dep
 
 
 def stage_md5(stage: dict[str, Any]) -> str:
@@ -255,18 +289,29 @@ def read_stage(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise DvcRepoError(f"cannot read stage {path}: {exc}") from None
+    return _parse(text, str(path))
+
+
+def _parse(text: str, where: str) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise DvcRepoError(f"{path}: not a valid DVC stage file: {exc}") from None
+        raise DvcRepoError(f"{where}: not a valid DVC stage file: {exc}") from None
     if not isinstance(data, dict):
-        raise DvcRepoError(f"{path}: not a valid DVC stage file")
+        raise DvcRepoError(f"{where}: not a valid DVC stage file")
     return data
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a rename, with the mode DVC gives its files.
+
+    The temporary file is created 0666 less the umask (0644 under umask 022),
+    as DVC's own writes are (not mkstemp's 0600), so teammates on a shared
+    server can read it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".gcsdvc-", suffix=".tmp")
+    tmp = str(path.parent / f".gcsdvc-{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fobj:
             fobj.write(text)
@@ -294,15 +339,23 @@ def open_repo(root: Path) -> Iterator[Repo]:
         repo.close()
 
 
-def has_default_remote(root: Path) -> bool:
-    """Whether DVC has a default remote (``core.remote``) at any config level."""
-    from dvc.config import Config, ConfigError
-
+def committed_stage(root: Path, local: str) -> ImportStage | None:
+    """The stage of ``local`` as committed in git's HEAD, or None (no git, not committed)."""
     try:
-        config = Config(dvc_dir=str(root / ".dvc"), validate=False)
-        return bool(config["core"].get("remote"))
-    except ConfigError as exc:
-        raise DvcRepoError(f"cannot read the DVC config: {exc}") from None
+        res = subprocess.run(
+            ["git", "show", f"HEAD:./{stage_path(local)}"],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    if res.returncode:
+        return None
+    try:
+        return ImportStage.from_dict(_parse(res.stdout.decode("utf-8"), "HEAD"))
+    except (DvcRepoError, UnicodeDecodeError):
+        return None  # then the stage on disk is all there is
 
 
 class StageCache:
@@ -413,7 +466,9 @@ class IgnoreBatch:
         """Write every touched ``.gitignore``, then remove folders below ``data`` left empty."""
         for folder in set(self.added) | set(self.dropped):
             if folder.exists():
-                update_gitignore(folder, self.added.get(folder, ()), self.dropped.get(folder, ()))
+                # Sorted: downloads finish in any order; two people's syncs write the same file.
+                added = sorted(self.added.get(folder, ()))
+                update_gitignore(folder, added, self.dropped.get(folder, ()))
         for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):
             while folder != data and folder.is_relative_to(data):
                 try:

@@ -16,13 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import stages
+from gcsdvc import stages, untracked
 from gcsdvc.compare import State, Upstream, Wish, compare
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Storage, describe
+from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import read_disks
 
 if TYPE_CHECKING:
@@ -62,20 +64,40 @@ class FileStatus:
             return 1
         return (self.stage.nfiles if self.stage is not None else None) or 0
 
-    def fix(self, resource: Resource) -> list[tuple[str, str]]:
-        """The commands that fix this file, as (command, argument) steps."""
+    def fix(self, resource: Resource, pinned: bool = True) -> list[tuple[str, str]]:
+        """The commands that fix this file, in order, as (command, argument) steps.
+
+        Unpinned stages are shared through the DVC remote, so a fix that fetches
+        new data ends with ``dvc push``; after ``dvc update`` (which pins the
+        stage again) ``gcsdvc sync`` puts it back into shape first.
+        """
         sync = ("gcsdvc sync", resource.name)
+        push = [] if pinned else [("dvc push", "")]
         if self.state in (State.MODIFIED, State.UNTRACKED):
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
             return [("rm", self.local), sync]
-        if self.state in _SYNC_FIXES:
-            return [sync]
+        if self.state in (State.MISSING, State.METADATA_UPSTREAM):
+            return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
+        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED):
+            return [sync, *push]
         if self.state is State.CHANGED_UPSTREAM:
-            return [sync] if not resource.skip_if_exist else [("dvc update", self.stage_file)]
+            if not resource.skip_if_exist:
+                return [sync, *push]
+            return [("dvc update", self.stage_file), *([] if pinned else [sync, *push])]
         return []
 
+    def needs_action(self, resource: Resource, strict: bool = False) -> bool:
+        """Whether ``status --check`` fails for this file.
 
-_SYNC_FIXES = (State.NOT_SYNCED, State.MISSING, State.SOURCE_MOVED, State.METADATA_UPSTREAM)
+        An upstream change or deletion is what ``skip_if_exist: true`` asked to
+        ignore: it fails only with ``strict``.
+        """
+        if self.state is State.OK:
+            return False
+        return strict or not (self.state in _KEPT_UPSTREAM and resource.skip_if_exist)
+
+
+_KEPT_UPSTREAM = (State.CHANGED_UPSTREAM, State.DELETED_UPSTREAM)
 
 
 @dataclass
@@ -88,6 +110,11 @@ class ResourceStatus:
     @property
     def ok(self) -> bool:
         return self.upstream_error is None and all(f.state is State.OK for f in self.files)
+
+    def needs_action(self, strict: bool = False) -> bool:
+        return self.upstream_error is not None or any(
+            f.needs_action(self.resource, strict) for f in self.files
+        )
 
     @property
     def size(self) -> int:
@@ -130,26 +157,42 @@ class Report:
     orphans: list[Orphan]
     upstream_checked: bool
     upstream_error: str | None = None  # Cloud Storage could not be asked at all
+    pinned: bool = True  # the pinning mode (see gcsdvc.remote.pinning)
+    warnings: tuple[str, ...] = ()  # about the pinning mode
+    untracked: list[Untracked] = field(default_factory=list)  # in the data folder
 
     @property
     def ok(self) -> bool:
-        return not (self.orphans or self.upstream_error) and all(r.ok for r in self.resources)
+        return not self._elsewhere() and all(r.ok for r in self.resources)
 
-    def as_json(self) -> dict[str, Any]:
+    def needs_action(self, strict: bool = False) -> bool:
+        """Whether ``status --check`` (``--strict``) fails."""
+        return self._elsewhere() or any(r.needs_action(strict) for r in self.resources)
+
+    def _elsewhere(self) -> bool:
+        return bool(self.orphans or self.upstream_error or self.untracked)
+
+    def as_json(self, strict: bool = False) -> dict[str, Any]:
         """The ``--json`` document; paths are relative to the repository root."""
         return {
             "ok": self.ok,
+            "needs_action": self.needs_action(strict),
             "upstream_checked": self.upstream_checked,
             "upstream_error": self.upstream_error,
-            "resources": [resource_json(r, with_files=True) for r in self.resources],
+            "resources": [
+                resource_json(r, with_files=True, pinned=self.pinned) for r in self.resources
+            ],
             "orphans": [
                 {"path": o.local, "source": o.source, "name": o.name, "stage": o.stage_file}
                 for o in self.orphans
             ],
+            "untracked": [
+                {"path": u.local, "cached": u.cached, "fix": u.fix} for u in self.untracked
+            ],
         }
 
 
-def resource_json(status: ResourceStatus, with_files: bool) -> dict[str, Any]:
+def resource_json(status: ResourceStatus, with_files: bool, pinned: bool = True) -> dict[str, Any]:
     res = status.resource
     counts = status.counts()
     out: dict[str, Any] = {
@@ -168,7 +211,7 @@ def resource_json(status: ResourceStatus, with_files: bool) -> dict[str, Any]:
         return out
     out["files"] = []
     for f in status.files:
-        fix = f.fix(res)
+        fix = f.fix(res, pinned)
         out["files"].append(
             {
                 "path": f.local,
@@ -179,7 +222,7 @@ def resource_json(status: ResourceStatus, with_files: bool) -> dict[str, Any]:
                 "size": f.size,
                 "upstream": f.upstream,
                 "note": f.note,
-                "fix": " && ".join(f"{c} {shlex.quote(a)}" for c, a in fix) or None,
+                "fix": " && ".join(f"{c} {shlex.quote(a)}" if a else c for c, a in fix) or None,
             }
         )
     return out
@@ -199,7 +242,10 @@ def check(
     ours, foreign = stages.scan(manifest.root, manifest.data_path)
     storage = None if offline else storage or Storage()
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
-    report = Report([], [], upstream_checked=not offline)
+    mode = pinning(manifest.root, manifest.pin_generations)
+    report = Report(
+        [], [], upstream_checked=not offline, pinned=mode.pinned, warnings=mode.warnings
+    )
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))
@@ -234,6 +280,11 @@ def check(
     for local, stage in sorted(ours.items()):
         if local not in wanted and (not names or matches(stage.name, names)):
             report.orphans.append(Orphan(local, stage.source, stage.name))
+    owned = wanted.keys() | ours.keys() | foreign.keys()
+    leftovers = untracked.look(manifest.root, manifest.data_path).unowned(owned)
+    if leftovers:
+        with open_repo(manifest.root) as repo:
+            report.untracked = untracked.classify(repo, manifest.root, leftovers)
     return report
 
 

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gcsdvc import stages
+from gcsdvc import stages, untracked
 from gcsdvc.compare import State
 from gcsdvc.errors import GcsdvcError, LocalChangesError, NotAttemptedError, StorageError
 from gcsdvc.manifest import Manifest
 from gcsdvc.plan import Action, Item, Plan, build_plan
+from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import Workspace, locked_repo
 
 
@@ -58,6 +60,9 @@ class SyncResult:
     done: Counter[Action] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     retries: int = 0
+    # Data files no stage owns: left alone (or, dry run, to be removed when cached).
+    untracked: list[Untracked] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)  # leftovers whose bytes DVC caches
 
     @property
     def ok(self) -> bool:
@@ -81,13 +86,19 @@ def sync(
     """Bring the selected experiments (all when ``names`` is empty) in line with the manifest.
 
     A local file in the way (untracked, or edited since its stage was written) is
-    kept and reported as a failure unless ``force``.
+    kept and reported as a failure unless ``force``. Data files no stage owns
+    (a teammate moved or pruned their entry) are removed when the DVC cache
+    holds their bytes, and reported otherwise.
     """
     selected = manifest.select(names)
     storage = Storage(jobs)
     plan = build_plan(manifest, selected, storage, prune, names, force)
-    if dry_run or not plan.has_work:
-        return _result(plan, storage)
+    if dry_run or not (plan.has_work or plan.leftovers):
+        result = _result(plan, storage)
+        if plan.leftovers:
+            with stages.open_repo(manifest.root) as repo:
+                result.untracked = untracked.classify(repo, manifest.root, plan.leftovers)
+        return result
     with locked_repo(manifest.root) as repo:
         # Another process may have synced while we waited for the lock.
         plan = build_plan(manifest, selected, storage, prune, names, force)
@@ -134,6 +145,15 @@ class _Executor:
         self.reporter = reporter
 
     def run(self) -> None:
+        try:
+            self._run_items()
+            self._remove_leftovers()
+        finally:
+            if any(self.result.done.values()) or self.result.removed:
+                # `dvc push` would otherwise reuse a collection from before (issue 8, item 1).
+                forget_push_cache(self.ws.repo)
+
+    def _run_items(self) -> None:
         for item in self.plan.of(Action.MOVE):
             assert item.stage is not None and item.old_local is not None
             moved = self._shaped(item, item.stage.with_out(stages.relative_out(item.local)))
@@ -151,7 +171,21 @@ class _Executor:
 
     def _shaped(self, item: Item, stage: stages.ImportStage) -> stages.ImportStage:
         assert item.resource is not None
-        return stages.conform(stage, item.resource, item.file, self.plan.pinned, item.obj)
+        pinned = self.plan.pinned
+        return stages.conform(stage, item.resource, item.file, pinned, item.obj, item.committed)
+
+    def _remove_leftovers(self) -> None:
+        """Remove data files no stage owns whose bytes DVC caches; report the rest."""
+        ws = self.ws
+        for found in untracked.classify(ws.repo, ws.root, self.plan.leftovers):
+            try:
+                if found.cached:
+                    ws.remove_leftover(found.local)
+                    self.result.removed.append(found.local)
+                    continue
+            except OSError:
+                pass  # reported below, like one of the user's own
+            self.result.untracked.append(found)
 
     def _guard(self, item: Item, step: Callable[..., object], *args: Any) -> None:
         try:
@@ -216,7 +250,10 @@ class _Executor:
 
     def _write_file_stage(self, item: Item, obj: RemoteObject | None, md5: str | None) -> None:
         assert item.resource is not None and item.file is not None and obj is not None
-        stage = stages.file_stage(item.resource, item.file, item.local, obj, md5, self.plan.pinned)
+        frozen = item.stage.frozen if item.stage is not None else True  # a user's unfreeze stays
+        stage = stages.file_stage(
+            item.resource, item.file, item.local, obj, md5, self.plan.pinned, frozen
+        )
         self.ws.write_stage(item.local, stage, ignore=md5 is None)
 
     def _folder(self, item: Item) -> None:

@@ -180,9 +180,10 @@ class Workspace:
         if cached.exists():
             tmp.unlink()
         else:
-            cached.parent.mkdir(parents=True, exist_ok=True)
+            # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
+            self.odb.makedirs(str(cached.parent))
             os.replace(tmp, cached)
-            _protect(cached)
+            self.odb.protect(str(cached))
         self._checkout(cached, local, md5)
 
     def restore(self, local: str, md5: str) -> bool:
@@ -218,6 +219,12 @@ class Workspace:
         else:
             path.unlink(missing_ok=True)
         self._forget(local)
+
+    def remove_leftover(self, local: str) -> None:
+        """Delete a data file no stage owns (its folder goes at the end if left empty)."""
+        path = self.root / local
+        path.unlink()
+        self.ignore.drop(path)  # it has no line to drop: only its folder is looked at
 
     def import_folder(
         self, source: str, local: str, *, download: bool, jobs: int, force: bool
@@ -261,7 +268,7 @@ class Workspace:
     def _checkout(self, cached: Path, local: str, md5: str) -> None:
         """Put the cached file at ``local`` with DVC's link type, replacing it atomically."""
         dest = self.root / local
-        refuse_symlinks(self.root, dest)
+        refuse_symlinks(self.root, dest, Path(self.odb.path))
         tmp = self.work / f"link-{uuid.uuid4().hex}"
         _link(cached, tmp, self.odb.cache_types)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -281,11 +288,6 @@ class Workspace:
         """Remove a stage and its .gitignore line (empty folders go at the end)."""
         (self.root / stages.stage_path(local)).unlink(missing_ok=True)
         self.ignore.drop(self.root / local)
-
-
-def _protect(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.chmod(0o444)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
@@ -308,8 +310,12 @@ def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
     raise OSError(f"cannot link or copy {src} to {dest}")
 
 
-def refuse_symlinks(root: Path, path: Path) -> None:
-    """Refuse to write through a symlinked folder that leads outside the repository."""
+def refuse_symlinks(root: Path, path: Path, cache: Path | None = None) -> None:
+    """Refuse to write through a symlinked folder that leads outside the repository.
+
+    ``path`` itself may be a link into the DVC ``cache`` (``cache.type symlink``,
+    a shared cache anywhere): it is replaced, never written through.
+    """
     real_root = root.resolve()
     folder = path.parent
     real = folder.resolve()
@@ -318,7 +324,8 @@ def refuse_symlinks(root: Path, path: Path) -> None:
             f"{folder.relative_to(root)} leads outside the repository (to {real}) "
             "through a symlink; refusing to write there"
         )
-    if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+    inside = (real_root, cache.resolve()) if cache is not None else (real_root,)
+    if path.is_symlink() and not any(path.resolve().is_relative_to(p) for p in inside):
         raise DvcRepoError(
             f"{path.relative_to(root)} is a symlink to {path.resolve()}, outside the "
             "repository; refusing to write through it"

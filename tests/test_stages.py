@@ -89,11 +89,11 @@ def test_load_and_dump_round_trip_byte_for_byte(tmp_path: Path) -> None:
     assert ImportStage.load(tmp_path / "missing.dvc") is None
 
 
-def test_unpinned_drops_generation_and_frozen_and_keeps_the_data_hash() -> None:
+def test_unpinned_drops_generation_keeps_frozen_and_the_data_hash() -> None:
     stage = pinned()
     loose = stages.conform(stage, RES, "sub/a.txt", pinned=False)
-    assert (loose.generation, loose.frozen) == (None, False)
-    assert "frozen" not in loose.raw
+    # Frozen in both modes (issue 8): no DVC command but `dvc update` follows upstream.
+    assert (loose.generation, loose.frozen) == (None, True)
     assert loose.raw["md5"] != stage.raw["md5"]
     again = stages.conform(loose, RES, "sub/a.txt", pinned=True, obj=OBJ)
     assert again == stage  # the generation comes back from the listing, in DVC's key order
@@ -103,11 +103,17 @@ def test_unpinned_drops_generation_and_frozen_and_keeps_the_data_hash() -> None:
 
 def test_folder_imports_stay_frozen_and_have_no_file() -> None:
     folder = ImportStage.from_dict(
-        {"deps": [{"md5": "x.dir", "path": "gs://bkt/proj/run"}], "outs": [{"path": "exp1"}]}
+        {
+            "frozen": True,  # as `dvc import-url` writes it
+            "deps": [{"md5": "x.dir", "path": "gs://bkt/proj/run"}],
+            "outs": [{"path": "exp1"}],
+        }
     )
     assert folder.is_folder
     shaped = stages.conform(folder, RES, None, pinned=False)
     assert shaped.frozen
+    unfrozen = ImportStage.from_dict({k: v for k, v in folder.raw.items() if k != "frozen"})
+    assert not stages.conform(unfrozen, RES, None, pinned=True).frozen  # a user's unfreeze stays
     assert shaped.identity == stages.Identity("exp1", "bkt", "proj", "run")
     assert "file" not in shaped.raw["meta"]["gcsdvc"]
 

@@ -84,3 +84,13 @@ def test_open_repo_needs_a_dvc_repository(tmp_path: Path) -> None:
     refused = pytest.raises(DvcRepoError, match="is not a DVC repository; run 'dvc init'")
     with refused, stages.open_repo(tmp_path):
         pass
+
+
+def test_a_link_into_the_cache_is_replaced_not_refused(root: Path, tmp_path: Path) -> None:
+    cache = tmp_path.parent / f"{tmp_path.name}-shared-cache"
+    cache.mkdir()
+    (cache / "obj").write_text("cached")
+    (root / "d" / "a.txt").symlink_to(cache / "obj")
+    with pytest.raises(DvcRepoError, match="outside the repository"):
+        workspace.refuse_symlinks(root, root / "d" / "a.txt")
+    workspace.refuse_symlinks(root, root / "d" / "a.txt", cache)

@@ -1,0 +1,116 @@
+"""What git sees in the data folder: stage files that differ from HEAD, and untracked files.
+
+DVC keeps its data out of git through ``.gitignore`` lines. When a teammate
+moves or prunes an entry and you pull, git drops the stage and the line but
+leaves the data file: ``git add -A`` would then commit it. Such a leftover
+whose bytes are in the DVC cache can go without losing anything; anything
+else is the user's, and is only reported. Stage files that differ from HEAD
+are the ones DVC commands may have re-recorded (see :func:`gcsdvc.stages.recommitted`).
+
+One ``git status`` answers both, so a no-op sync costs one git call (none
+outside a git repository or without a data folder).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gcsdvc.stages import STAGE_SUFFIX
+from gcsdvc.storage import file_md5
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+
+@dataclass(frozen=True)
+class GitView:
+    """Below the data folder, repo-relative POSIX paths."""
+
+    changed: frozenset[str] = frozenset()  # stage files that differ from git's HEAD
+    others: tuple[str, ...] = ()  # untracked, unignored files, stage files and .gitignore aside
+
+    def unowned(self, owned: Collection[str]) -> list[str]:
+        """The untracked files that are none of ``owned`` (destinations, stages' data)."""
+        return [local for local in self.others if local not in owned]
+
+
+NOTHING = GitView()
+# No optional locks: a status must not take git's index lock from under a user's git.
+_STATUS = ["git", "--no-optional-locks", "status", "--porcelain=v1", "-z", "--no-renames"]
+_STATUS += ["--untracked-files=all", "--ignore-submodules"]
+
+
+@dataclass(frozen=True)
+class Untracked:
+    """An untracked, unignored file below the data folder that no stage owns."""
+
+    local: str  # repo-relative POSIX path
+    cached: bool  # its bytes are in the DVC cache: removing it loses nothing
+
+    @property
+    def fix(self) -> str:
+        if self.cached:
+            return "gcsdvc sync removes it (a copy is in the DVC cache)"
+        return f"move it out of the data folder, or 'dvc add {self.local}'"
+
+
+def look(root: Path, data: Path) -> GitView:
+    """What ``git status`` says about the data folder ``data`` (below ``root``)."""
+    prefix = _prefix_in_work_tree(root)
+    if prefix is None or not data.is_dir():
+        return NOTHING
+    try:
+        res = subprocess.run(
+            [*_STATUS, "--", data.relative_to(root)],
+            cwd=root,
+            capture_output=True,
+            check=False,
+        )
+    except OSError:
+        return NOTHING
+    if res.returncode:
+        return NOTHING
+    changed: set[str] = set()
+    others: list[str] = []
+    for record in res.stdout.split(b"\0"):
+        code, top = record[:2], record[3:].decode("utf-8", "surrogateescape")
+        if not top.startswith(prefix):
+            continue
+        local = top[len(prefix) :]
+        name = local.rsplit("/", 1)[-1]
+        if name.endswith(STAGE_SUFFIX):
+            if code != b"??":
+                changed.add(local)
+        elif code == b"??" and name != ".gitignore":
+            others.append(local)
+    return GitView(frozenset(changed), tuple(others))
+
+
+def _prefix_in_work_tree(root: Path) -> str | None:
+    """``root``'s path inside its git work tree ("" or "a/b/"); None outside git.
+
+    ``git status`` prints paths from the top of the work tree.
+    """
+    root = root.resolve()
+    for top in (root, *root.parents):
+        if (top / ".git").exists():
+            rel = root.relative_to(top).as_posix()
+            return "" if rel == "." else rel + "/"
+    return None
+
+
+def classify(repo: Repo, root: Path, locals_: list[str]) -> list[Untracked]:
+    """Each file, with whether the DVC cache holds its bytes."""
+    odb = repo.cache.local
+    out = []
+    for local in locals_:
+        try:
+            cached = Path(odb.oid_to_path(file_md5(root / local))).is_file()
+        except OSError:
+            cached = False
+        out.append(Untracked(local, cached))
+    return out
