@@ -201,16 +201,57 @@ def _needs_listing(item: Item, root: Path, pinned: bool) -> bool:
 def _list(
     storage: Storage | None, items: list[Item], root: Path, pinned: bool
 ) -> dict[tuple[str, str], Listing]:
-    keys = []
+    wanted: dict[tuple[str, str], list[str]] = {}
     for item in items:
         if _needs_listing(item, root, pinned):
-            assert item.resource is not None
-            keys.append((item.resource.bucket, item.resource.prefix))
-    if not keys:
+            assert item.resource is not None and item.file is not None
+            wanted.setdefault((item.resource.bucket, item.resource.prefix), []).append(item.file)
+    if not wanted:
         return {}
     if storage is None:
-        return {key: StorageError("upstream not checked (offline)") for key in keys}
-    return storage.list_prefixes(keys)
+        return {key: StorageError("upstream not checked (offline)") for key in wanted}
+    return storage.lookup(wanted)
+
+
+# -- how the listed object relates to the recorded one (to move into compare.py) ---------
+
+
+class Change(str, Enum):
+    SAME = "same"  # the recorded object, recorded as it is now
+    METADATA = "metadata"  # same bytes, new etag: a metadata patch or an identical re-upload
+    CONTENT = "content"  # other bytes, or no way to tell
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def object_change(obj: RemoteObject, stage: Stage) -> Change:
+    """Identity by what the object is: generation first, then size and md5.
+
+    Cloud Storage changes the etag on any metadata change too; the generation
+    (``version_id``, or inside a real etag) only when the bytes are rewritten.
+    """
+    from gcsdvc.storage import etag_generation
+
+    recorded = stages.dep(stage)
+    if obj.dep_info.get("etag") == recorded.get("etag"):
+        return Change.SAME
+    generation = str(recorded.get("version_id") or "") or etag_generation(recorded.get("etag"))
+    if generation and generation == obj.generation:
+        return Change.METADATA
+    md5 = stages.out(stage).get("md5")
+    same_size = recorded.get("size") == obj.size
+    if md5 and same_size and not obj.transcoded and obj.md5 == md5:
+        return Change.METADATA
+    return Change.CONTENT
+
+
+def recorded_generation(stage: Stage) -> str | None:
+    """The generation a stage records: pinned ``version_id``, else the one in a real etag."""
+    from gcsdvc.storage import etag_generation
+
+    recorded = stages.dep(stage)
+    return str(recorded.get("version_id") or "") or etag_generation(recorded.get("etag"))
 
 
 def _plan_file(
@@ -244,13 +285,16 @@ def _plan_file(
         return
 
     recorded = stages.dep(stage)
-    changed = item.obj is not None and item.obj.dep_info.get("etag") != recorded.get("etag")
+    changed = item.obj is not None and object_change(item.obj, stage) is Change.CONTENT
     if recorded.get("path") != item.source:
         item.action, item.note = Action.UPDATE, f"source changed from {recorded.get('path')}"
     elif changed and not res.skip_if_exist:
         item.action, item.note = Action.UPDATE, "changed upstream"
-    elif not on_disk or not stages.out(stage).get("md5"):
-        item.action = Action.RESTORE  # from the cache, else from the source if it still matches
+    elif not on_disk:
+        item.action = Action.RESTORE  # from the cache, else the recorded generation
+    elif not stages.out(stage).get("md5"):
+        # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
+        item.action, item.note = Action.METADATA, "record the copy on disk"
     elif item.obj is None and listing is not None:
         item.note = "deleted upstream; local copy kept"
     elif changed:
@@ -286,8 +330,13 @@ def conformed(item: Item, pinned: bool) -> Stage:
     Folder imports are DVC's own and always stay frozen.
     """
     assert item.resource is not None and item.stage is not None
+    stage = item.stage
+    if item.obj is not None and object_change(item.obj, stage) is Change.METADATA:
+        # Same bytes, new etag: record the object as it is now, so `dvc status` stays quiet.
+        deps = [{**stages.dep(stage), **item.obj.dep_info}, *(stage.get("deps") or [{}])[1:]]
+        stage = {**stage, "deps": deps}
     return stages.conform(
-        item.stage,
+        stage,
         desc=item.resource.description,
         identity=identity_of(item.resource, item.file),
         pinned=pinned or item.file is None,

@@ -57,7 +57,7 @@ class FileStatus:
     file: str | None  # None: a whole-prefix import
     stage: Stage | None
     state: State = State.OK
-    upstream: str | None = None  # "same", "changed" or "deleted"; None: not checked
+    upstream: str | None = None  # "same", "metadata", "changed" or "deleted"; None: not checked
     note: str = ""
 
     @property
@@ -329,9 +329,15 @@ def _hash_all(paths: list[Path]) -> dict[Path, str]:
 
 def _check_upstream(resources: list[ResourceStatus], storage: Storage) -> str | None:
     """Compare file stages with one listing per object prefix; the error if storage is down."""
-    keys = [(s.resource.bucket, s.resource.prefix) for s in resources if s.resource.files]
+    from gcsdvc.plan import Change, object_change
+
+    wanted: dict[tuple[str, str], list[str]] = {}
+    for s in resources:
+        if s.resource.files:
+            key = (s.resource.bucket, s.resource.prefix)
+            wanted.setdefault(key, []).extend(s.resource.files)
     try:
-        listings = storage.list_prefixes(keys)
+        listings = storage.lookup(wanted)
     except StorageError as exc:
         return str(exc)
     for status in resources:
@@ -348,10 +354,15 @@ def _check_upstream(resources: list[ResourceStatus], storage: Storage) -> str | 
                 if obj is None:
                     item.note = f"object not found: {item.source}"
                 continue
+            change = object_change(obj, item.stage or {}) if obj is not None else None
             if obj is None:
                 item.upstream = "deleted"
-            elif obj.dep_info.get("etag") != stages.dep(item.stage or {}).get("etag"):
+            elif change is Change.CONTENT:
                 item.upstream = "changed"
+            elif change is Change.METADATA:
+                item.upstream = "metadata"
+                if item.state is State.OK:
+                    item.note = "only the object's metadata changed; gcsdvc sync records it"
             else:
                 item.upstream = "same"
             _apply_upstream(item)
@@ -359,6 +370,10 @@ def _check_upstream(resources: list[ResourceStatus], storage: Storage) -> str | 
 
 
 def _apply_upstream(item: FileStatus) -> None:
+    if item.state is State.MISSING and item.upstream == "changed":
+        # Restoring is no longer a plain copy of the source: say what hides behind "missing".
+        item.state, item.note = State.CHANGED_UPSTREAM, "not on disk either"
+        return
     if item.state is not State.OK:
         return
     if item.upstream == "deleted":

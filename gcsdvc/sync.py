@@ -22,7 +22,7 @@ from gcsdvc import stages
 from gcsdvc.errors import DvcRepoError, GcsdvcError, LockedError
 from gcsdvc.manifest import Manifest
 from gcsdvc.plan import Action, Item, Plan, build_plan, conformed, identity_of, relative_out
-from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.storage import Fetched, RemoteObject, Storage, describe, hash_file
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -86,8 +86,16 @@ def sync(
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:
     result = SyncResult(plan, retries=storage.retries.retries)
+    # One line per entry for a failure that hit many of its files (a listing that failed).
+    groups: dict[tuple[str, str], list[Item]] = {}
     for item in plan.of(Action.FAILED):
-        result.failures.append(Failure(item.name, item.source, item.note))
+        groups.setdefault((item.name, item.note), []).append(item)
+    for (name, note), items in groups.items():
+        if len(items) == 1 or items[0].resource is None:
+            result.failures += [Failure(name, item.source, note) for item in items]
+        else:
+            source = items[0].resource.url
+            result.failures.append(Failure(name, source, f"{note} ({len(items)} files)"))
     return result
 
 
@@ -140,7 +148,8 @@ class _Executor:
             for item in plan.of(Action.PRUNE):
                 self._guard(item, self._prune)
             for item in plan.of(Action.METADATA):
-                self._guard(item, self._annotate)
+                adopt = item.file is not None and not stages.out(item.stage or {}).get("md5")
+                self._guard(item, self._adopt if adopt else self._annotate)
             files = [
                 i for i in plan.of(Action.ADD, Action.UPDATE, Action.RESTORE) if i.file is not None
             ]
@@ -175,16 +184,14 @@ class _Executor:
             if item.action is Action.RESTORE and self._restore_from_cache(item):
                 self.result.done[item.action] += 1
                 continue
+            if item.action is Action.RESTORE:
+                try:
+                    item.obj = self._recorded_object(item)
+                except GcsdvcError as exc:
+                    self._fail(item, describe(exc))
+                    continue
             if item.obj is None:
                 self._fail(item, f"object not found: {item.source}")
-                continue
-            recorded = stages.out(item.stage or {}).get("md5")
-            if item.action is Action.RESTORE and recorded and item.obj.md5 != recorded:
-                self._fail(
-                    item,
-                    "the recorded version is gone from the source and not in the DVC cache; "
-                    "'dvc pull' it from your DVC remote, or set skip_if_exist: false",
-                )
                 continue
             if not self.download:
                 if item.action is not Action.RESTORE:
@@ -204,8 +211,14 @@ class _Executor:
         try:
             for index, outcome in self.storage.download(pairs, on_bytes):
                 item, (obj, tmp) = fetch[index], pairs[index]
+                recorded = stages.out(item.stage or {}).get("md5")
                 if isinstance(outcome, Exception):
                     self._fail(item, describe(outcome))
+                elif item.action is Action.RESTORE and recorded and outcome.md5 != recorded:
+                    tmp.unlink(missing_ok=True)
+                    self._fail(
+                        item, f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
+                    )
                 else:
                     self._guard(item, lambda it, t=tmp, o=obj, m=outcome: self._place(it, t, o, m))
                 if self.reporter:
@@ -214,7 +227,13 @@ class _Executor:
             if self.reporter:
                 self.reporter.finish()
 
-    def _place(self, item: Item, tmp: Path, obj: RemoteObject, md5: str) -> None:
+    def _place(self, item: Item, tmp: Path, obj: RemoteObject, got: Fetched) -> None:
+        cached = self._cache(tmp, got.md5)
+        self._checkout(cached, item.local, got.md5)
+        self._write_file_stage(item, obj, got)
+
+    def _cache(self, tmp: Path, md5: str) -> Path:
+        """Move a verified file into the DVC cache (or drop it when the cache has it)."""
         cached = Path(self.odb.oid_to_path(md5))
         if cached.exists():
             tmp.unlink()
@@ -222,8 +241,63 @@ class _Executor:
             cached.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, cached)
             _protect(cached)
-        self._checkout(cached, item.local, md5)
-        self._write_file_stage(item, obj, md5)
+        return cached
+
+    def _recorded_object(self, item: Item) -> RemoteObject | None:
+        """The object a stage records, to restore: listed now, else its recorded generation.
+
+        Raises when the recorded bytes are nowhere to be had, naming the fix.
+        """
+        from gcsdvc.plan import Change, object_change, recorded_generation
+
+        stage = item.stage or {}
+        obj = item.obj
+        if obj is not None and object_change(obj, stage) is not Change.CONTENT:
+            return obj
+        generation = recorded_generation(stage)
+        assert item.resource is not None and item.file is not None
+        if generation:
+            bucket, name = item.resource.bucket, f"{item.resource.prefix}/{item.file}".lstrip("/")
+            older = self.storage.stat_generation(bucket, name, generation)
+            if older is not None:
+                return older
+        what = f"generation {generation}" if generation else "version"
+        gone = f"the recorded {what} of {item.source} is gone from the bucket"
+        if not stages.out(stage).get("md5"):
+            gone += " (it was recorded with --no-download)"
+        if not self.result.plan.pinned:
+            raise DvcRepoError(
+                f"{gone} and not in the DVC cache; 'dvc pull' it from your DVC remote"
+            )
+        raise DvcRepoError(
+            f"{gone} and not in the DVC cache; take the current object with "
+            f"'dvc update {stages.stage_path(item.local)}' or skip_if_exist: false"
+        )
+
+    def _adopt(self, item: Item) -> None:
+        """Record a copy placed without us (``dvc pull`` of a --no-download stage), once checked."""
+        assert item.stage is not None
+        obj = self._recorded_object(item)
+        if obj is None:
+            raise DvcRepoError(f"object not found: {item.source}")
+        if obj.transcoded:
+            raise DvcRepoError(
+                f"{item.local}: a decoded copy of a gzip-encoded object cannot be checked "
+                "against the bucket; remove it and run gcsdvc sync again"
+            )
+        path = self._abs(item.local)
+        tmp = self.work / f"adopt-{uuid.uuid4().hex}"
+        shutil.copyfile(path, tmp)  # hash the copy we cache, not a file that may still change
+        md5, verified = hash_file(tmp, obj)
+        if not verified:
+            tmp.unlink()
+            raise DvcRepoError(
+                f"{item.local} is not the recorded object {obj.url}; move it away and sync again"
+            )
+        got = Fetched(md5, tmp.stat().st_size)
+        self._cache(tmp, md5)
+        self._remember_hash(path, md5)
+        self._write_file_stage(item, obj, got)
 
     def _restore_from_cache(self, item: Item) -> bool:
         md5 = stages.out(item.stage or {}).get("md5")
@@ -253,14 +327,14 @@ class _Executor:
         with contextlib.suppress(Exception):  # only an optimisation
             self.repo.state.save(str(path), self.repo.fs, HashInfo("md5", md5))
 
-    def _write_file_stage(self, item: Item, obj: RemoteObject, md5: str | None) -> None:
+    def _write_file_stage(self, item: Item, obj: RemoteObject, got: Fetched | None) -> None:
         res = item.resource
         assert res is not None and item.file is not None
         stage = stages.file_stage(
             source=item.source,
             out=relative_out(item.local),
-            md5=md5,
-            size=obj.size,
+            md5=got.md5 if got else None,
+            size=got.size if got else obj.size,
             dep_info=obj.dep_info,
             desc=res.description,
             identity=identity_of(res, item.file),
