@@ -166,7 +166,7 @@ class Storage:
         self.jobs = max(1, jobs)
         self._fs: Any = None
         # A sync plans twice (before and under the repository lock): ask once.
-        self._objects: dict[tuple[str, str], RemoteObject | StorageError | None] = {}
+        self._objects: dict[tuple[str, str], RemoteObject | BaseException | None] = {}
         self.retries = RetryCounter()
         gcsfs_log = logging.getLogger("gcsfs")
         gcsfs_log.addHandler(self.retries)
@@ -255,15 +255,21 @@ class Storage:
         out: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
         for (bucket, prefix), files in asked.items():
             found: dict[str, RemoteObject] = {}
-            error: StorageError | None = None
+            error: BaseException | None = None
             for file in files:
                 name = f"{prefix}/{file}" if prefix else file
                 got = self._objects.get((bucket, name))
-                if isinstance(got, StorageError):
+                if isinstance(got, BaseException):
                     error = error or got
                 elif got is not None:
                     found[file] = got
-            out[(bucket, prefix)] = error if error is not None else found
+            if isinstance(error, StorageError):
+                out[(bucket, prefix)] = error
+            elif error is not None:  # one message per prefix, whichever file hit it
+                where = f"gs://{bucket}/{prefix}/" if prefix else f"gs://{bucket}/"
+                out[(bucket, prefix)] = StorageError(f"cannot list {where}: {describe(error)}")
+            else:
+                out[(bucket, prefix)] = found
         return out
 
     async def _fetch_folders(self, folders: dict[tuple[str, str], list[str]]) -> None:
@@ -279,7 +285,7 @@ class Storage:
                     self._objects[(bucket, name)] = None
                     missing_in.add(bucket)
                 except Exception as exc:
-                    self._objects[(bucket, name)] = _listing_error(bucket, name, exc)
+                    self._objects[(bucket, name)] = exc
 
         async def listing(bucket: str, folder: str, names: list[str]) -> None:
             async with sem:
@@ -290,8 +296,7 @@ class Storage:
                     self._objects.update({(bucket, n): error for n in names})
                     return
                 except Exception as exc:
-                    error = _listing_error(bucket, folder, exc)
-                    self._objects.update({(bucket, n): error for n in names})
+                    self._objects.update({(bucket, n): exc for n in names})
                     return
             for name in names:
                 info = infos.get(name)
@@ -403,10 +408,6 @@ class Storage:
                 yield done.get()
         finally:
             future.cancel()
-
-
-def _listing_error(bucket: str, name: str, exc: BaseException) -> StorageError:
-    return StorageError(f"cannot list gs://{bucket}/{name}: {describe(exc)}")
 
 
 class _Hasher:

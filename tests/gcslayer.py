@@ -62,6 +62,9 @@ class GcsLayer:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.metagenerations: dict[Key, int] = {}
         self.components: dict[Key, int] = {}  # composite objects and their componentCount
+        # What clients asked for, to measure what a command costs.
+        self.media_requests = 0  # object downloads
+        self.objects_served = 0  # object resources answered (one per stat, one per listed item)
         self.lock = threading.Lock()
         layer = self
 
@@ -152,10 +155,20 @@ class GcsLayer:
     def rewrite(self, doc: Any) -> Any:
         if isinstance(doc, dict):
             if doc.get("kind") == "storage#object":
+                self.objects_served += 1
                 return self.rewrite_object(doc)
             if doc.get("kind") == "storage#objects":
                 doc["items"] = [self.rewrite_object(o) for o in doc.get("items", [])]
+                self.objects_served += len(doc["items"])
         return doc
+
+    def create_bucket(self, name: str, versioning: bool = False) -> None:
+        """A bucket; with ``versioning`` it keeps overwritten and deleted generations."""
+        body = json.dumps({"name": name, "versioning": {"enabled": versioning}}).encode()
+        status, doc = self._upstream_json(
+            "POST", "/storage/v1/b", body, {"Content-Type": "application/json"}
+        )
+        assert status == 200, (status, doc)
 
     def _upstream_json(
         self,
@@ -222,6 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request(self.command, self.path, body or None, headers)
             resp = conn.getresponse()
             media = query.get("alt") == ["media"]
+            if media:
+                self.owner.media_requests += 1
             if media and resp.status < 300:
                 self._stream_media(resp, path)
             else:

@@ -1,0 +1,323 @@
+"""What only real Cloud Storage does, through the layer in tests/gcslayer.py (issue 9).
+
+Each test names the numbered case of the issue it guards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import QUOTED, data, dvc, entry, gcsdvc, load, run, write_manifest
+from faultproxy import FaultProxy, Faults
+from gcslayer import GcsLayer, real_etag
+from test_workflows import clone, commit_all
+
+from gcsdvc import storage
+
+PREFIX = f"project1/{QUOTED}"
+
+
+def status_of(root: Path, **env: str) -> dict[str, str]:
+    """``gcsdvc status --json``: the state of each file by its path."""
+    res = gcsdvc("status", "--json", cwd=root, env=env or None)
+    doc = json.loads(res.stdout)
+    return {f["path"]: f["state"] for r in doc["resources"] for f in r["files"]}
+
+
+def local(rel: str) -> str:
+    return f"data/{PREFIX}/{rel}"
+
+
+@pytest.fixture
+def versioned(layer: GcsLayer, put: Any) -> str:
+    """A bucket with object versioning and the sample experiment in it."""
+    name = f"v-{uuid.uuid4().hex[:12]}"
+    layer.create_bucket(name, versioning=True)
+    put(f"{name}/{PREFIX}/parent_dir/file1", "nested file1\n")
+    put(f"{name}/{PREFIX}/file1", "top file1\n")
+    put(f"{name}/{PREFIX}/metrics.json", json.dumps({"acc": 0.9}))
+    return name
+
+
+def test_layer_answers_as_cloud_storage(layer: GcsLayer, seeded: str, gcs: Any) -> None:
+    info = layer.current(seeded, f"{PREFIX}/file1")
+    assert info["etag"] == real_etag(info["generation"], 1)
+    assert (
+        storage.etag_generation(bytes(__import__("base64").b64decode(info["etag"])).hex())
+        == (info["generation"])
+    )
+    layer.patch_metadata(seeded, f"{PREFIX}/file1", {"owner": "me"})
+    patched = layer.current(seeded, f"{PREFIX}/file1")
+    assert patched["metageneration"] == "2" and patched["etag"] != info["etag"]
+    gcs.merge(f"{seeded}/{PREFIX}/joined", [f"{seeded}/{PREFIX}/file1", f"{seeded}/{PREFIX}/file1"])
+    joined = layer.current(seeded, f"{PREFIX}/joined")
+    assert "md5Hash" not in joined and joined["componentCount"] == 2 and joined["crc32c"]
+
+
+def test_etag_generation_reads_real_etags_only() -> None:
+    etag = __import__("base64").b64decode("CKishJ+i+/ICEAE=").hex()
+    assert storage.etag_generation(etag) == "1631512648816168"
+    assert real_etag(1631512648816168, 1) == "CKishJ+i+/ICEAE="
+    assert storage.etag_generation(hashlib.md5(b"x").hexdigest()) is None
+    assert storage.etag_generation(None) is None
+
+
+# -- 1: composite objects ---------------------------------------------------
+
+
+def test_1_composite_object_restores_by_crc32c(
+    repo: Path, seeded: str, layer: GcsLayer, tmp_path: Path
+) -> None:
+    layer.mark_composite(seeded, f"{PREFIX}/file1")
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    commit_all(repo)
+    other = clone(repo, tmp_path)
+    res = gcsdvc("sync", cwd=other)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["exp1  restore 3", "sync: 3 restored, 0 unchanged"]
+    assert data(other, "file1").read_text() == "top file1\n"
+    assert json.loads(dvc("status", "--json", cwd=other).stdout) == {}
+
+
+# -- 2: versioned bucket, pinned generations --------------------------------
+
+
+def test_2_pinned_stage_restores_its_generation_from_a_versioned_bucket(
+    repo: Path, versioned: str, put: Any, tmp_path: Path
+) -> None:
+    write_manifest(repo, [entry(versioned)], pin_generations=True)
+    gcsdvc("sync", cwd=repo, check=True)
+    pinned = load(data(repo, "file1.dvc"))
+    commit_all(repo)
+    put(f"{versioned}/{PREFIX}/file1", "overwritten\n")
+    other = clone(repo, tmp_path)
+    res = gcsdvc("sync", cwd=other)
+    assert res.returncode == 0, res.stderr
+    assert data(other, "file1").read_text() == "top file1\n"
+    assert load(data(other, "file1.dvc")) == pinned
+    dvc("pull", cwd=other)  # DVC agrees on what the pinned generation is
+
+
+def test_2_gone_generation_names_the_fix_for_this_repository(
+    repo: Path, seeded: str, put: Any, tmp_path: Path
+) -> None:
+    write_manifest(repo, [entry(seeded)], pin_generations=True)
+    gcsdvc("sync", cwd=repo, check=True)
+    commit_all(repo)
+    put(f"{seeded}/{PREFIX}/file1", "overwritten\n")  # not versioned: the old one is gone
+    other = clone(repo, tmp_path)
+    res = gcsdvc("sync", cwd=other)
+    assert res.returncode == 1
+    assert "is gone from the bucket" in res.stderr
+    assert f"'dvc update {local('file1')}.dvc' or skip_if_exist: false" in res.stderr
+    assert "dvc pull" not in res.stderr  # there is no DVC remote to pull from
+    assert not data(other, "file1").exists()
+
+
+# -- 3: --no-download, then the object changes ------------------------------
+
+
+def test_3_no_download_then_overwrite_is_a_change_not_missing(
+    repo: Path, seeded: str, put: Any
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", "--no-download", cwd=repo, check=True)
+    recorded = load(data(repo, "file1.dvc"))
+    put(f"{seeded}/{PREFIX}/file1", "overwritten\n")
+    assert status_of(repo)[local("file1")] == "changed-upstream"
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 1
+    assert "it was recorded with --no-download" in res.stderr
+    assert load(data(repo, "file1.dvc")) == recorded  # version_id did not silently advance
+    assert not data(repo, "file1").exists()
+
+
+# -- 4: --no-download, dvc pull, gcsdvc sync --------------------------------
+
+
+def test_4_no_download_then_dvc_pull_is_recorded_not_downloaded(
+    repo: Path, seeded: str, layer: GcsLayer
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    gcsdvc("sync", "--no-download", cwd=repo, check=True)
+    dvc("pull", cwd=repo)
+    inode = data(repo, "file1").stat().st_ino
+    before = layer.media_requests
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["exp1  metadata 3", "sync: 3 re-described, 0 unchanged"]
+    assert layer.media_requests == before
+    assert data(repo, "file1").stat().st_ino == inode
+    out = load(data(repo, "file1.dvc"))["outs"][0]
+    assert out["md5"] == hashlib.md5(b"top file1\n").hexdigest()
+    assert json.loads(dvc("status", "--json", cwd=repo).stdout) == {}
+    res = gcsdvc("sync", cwd=repo)
+    assert res.stdout.splitlines() == ["exp1  unchanged 3", "sync: 3 unchanged"]
+
+
+# -- 5: gzip-encoded objects ------------------------------------------------
+
+
+def test_5_gzip_object_syncs_to_decoded_bytes_as_dvc_import_url(
+    repo: Path, bucket: str, layer: GcsLayer, tmp_path: Path
+) -> None:
+    text = b"".join(b"step %d loss 0.%04d\n" % (n, n) for n in range(3000))
+    stored = gzip.compress(text)
+    layer.upload(bucket, f"{PREFIX}/train.log", stored, content_encoding="gzip")
+    write_manifest(repo, [entry(bucket, files=["train.log"])])
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert data(repo, "train.log").read_bytes() == text
+    ours = load(data(repo, "train.log.dvc"))
+    assert ours["deps"][0]["size"] == len(stored)
+    assert ours["outs"][0] == {
+        "md5": hashlib.md5(text).hexdigest(),
+        "size": len(text),
+        "hash": "md5",
+        "path": "train.log",
+    }
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run("git", "init", "-q", cwd=plain)
+    dvc("init", "-q", cwd=plain)
+    dvc("import-url", f"gs://{bucket}/{PREFIX}/train.log", "train.log", cwd=plain)
+    theirs = load(plain / "train.log.dvc")
+    assert ours["deps"] == theirs["deps"] and ours["outs"] == theirs["outs"]
+    assert json.loads(dvc("status", "--json", cwd=repo).stdout) == {}
+    res = gcsdvc("sync", cwd=repo)
+    assert res.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]
+
+
+# -- 6: metadata-only change ------------------------------------------------
+
+
+def test_6_metadata_only_change_records_the_etag_without_downloading(
+    repo: Path, seeded: str, layer: GcsLayer
+) -> None:
+    write_manifest(repo, [entry(seeded, skip_if_exist=False)])
+    gcsdvc("sync", cwd=repo, check=True)
+    inode = data(repo, "file1").stat().st_ino
+    layer.patch_metadata(seeded, f"{PREFIX}/file1", {"reviewed": "yes"})
+    assert status_of(repo)[local("file1")] == "ok"
+    before = layer.media_requests
+    res = gcsdvc("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "exp1  metadata 1, unchanged 2",
+        "sync: 1 re-described, 2 unchanged",
+    ]
+    assert layer.media_requests == before
+    assert data(repo, "file1").stat().st_ino == inode
+    etag = __import__("base64").b64decode(layer.current(seeded, f"{PREFIX}/file1")["etag"]).hex()
+    assert load(data(repo, "file1.dvc"))["deps"][0]["etag"] == etag
+    assert json.loads(dvc("status", "--json", cwd=repo).stdout) == {}
+
+
+# -- 7: listing costs what the manifest names -------------------------------
+
+
+def test_7_status_and_sync_ask_only_for_listed_files(
+    repo: Path, seeded: str, layer: GcsLayer, gcs: Any
+) -> None:
+    shards = {f"{seeded}/{PREFIX}/shards/part-{n:04d}": b"x" for n in range(300)}
+    shards |= {f"{seeded}/{PREFIX}/events-{n:04d}": b"y" for n in range(100)}
+    gcs.pipe(shards)
+    gcs.invalidate_cache()
+    write_manifest(repo, [entry(seeded)])
+    before = layer.objects_served
+    assert gcsdvc("sync", cwd=repo).returncode == 0
+    assert layer.objects_served - before <= 2 * 3  # planned twice at most, one stat per file
+    before = layer.objects_served
+    assert gcsdvc("status", cwd=repo).returncode == 0
+    assert layer.objects_served - before == 3
+
+
+def test_7_a_folder_of_many_listed_files_is_listed_one_level(
+    repo: Path, bucket: str, layer: GcsLayer, gcs: Any
+) -> None:
+    files = [f"ckpt/step-{n:02d}.pt" for n in range(12)]
+    objects = {f"{bucket}/{PREFIX}/{f}": f.encode() for f in files}
+    objects |= {f"{bucket}/{PREFIX}/ckpt/deep/shard-{n:04d}": b"z" for n in range(200)}
+    gcs.pipe(objects)
+    gcs.invalidate_cache()
+    write_manifest(repo, [entry(bucket, files=files)])
+    assert gcsdvc("sync", cwd=repo).returncode == 0
+    before = layer.objects_served
+    assert gcsdvc("status", cwd=repo).returncode == 0
+    assert layer.objects_served - before == len(files)  # not the 200 below ckpt/deep/
+
+
+# -- 8 and 9: failures collapse, credentials --------------------------------
+
+
+@pytest.fixture
+def faults(emulator: Any) -> Iterator[FaultProxy]:
+    server = FaultProxy(emulator.port)
+    yield server
+    server.close()
+
+
+def test_8_a_failed_listing_is_one_line_per_entry(
+    repo: Path, seeded: str, faults: FaultProxy
+) -> None:
+    faults.faults = Faults(forbid=f"/b/{seeded}/")
+    files = [f"shard-{n}" for n in range(20)]
+    write_manifest(repo, [entry(seeded, files=files)])
+    res = gcsdvc("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": faults.url})
+    assert res.returncode == 1
+    lines = [line for line in res.stderr.splitlines() if line.startswith("failed:")]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"failed: exp1: gs://{seeded}/{PREFIX}: cannot list")
+    assert lines[0].endswith("(20 files)")
+
+
+def test_9_anonymous_caller_gets_the_credentials_hint(
+    repo: Path, seeded: str, faults: FaultProxy
+) -> None:
+    faults.faults = Faults(anonymous=f"/b/{seeded}/")
+    write_manifest(repo, [entry(seeded)])
+    res = gcsdvc("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": faults.url})
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "not signed in to Google Cloud (Anonymous caller" in res.stderr
+    assert "gcloud auth application-default login" in res.stderr
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("product", "credentials", "skipped"),
+    [
+        ("Standard PC (Q35 + ICH9, 2009)", False, True),  # a laptop or another cloud
+        ("Google Compute Engine", False, False),  # GCE, GKE: the metadata server answers
+        (None, False, False),  # cannot tell (macOS, sandboxes): keep google-auth's check
+        ("Standard PC (Q35 + ICH9, 2009)", True, False),  # credentials come first anyway
+    ],
+)
+def test_9_metadata_server_wait_is_skipped_only_where_it_cannot_answer(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    product: str | None,
+    credentials: bool,
+    skipped: bool,
+) -> None:
+    dmi = tmp_path / "product_name"
+    if product is not None:
+        dmi.write_text(product + "\n")
+    monkeypatch.setattr(storage, "_DMI_PRODUCT", dmi)
+    for var in ("STORAGE_EMULATOR_HOST", "NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    if credentials:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+    storage.prepare_environment()
+    import os
+
+    assert (os.environ.get("NO_GCE_CHECK") == "true") is skipped
