@@ -318,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD":
             return
-        while chunk := resp.read(1 << 16):
+        while chunk := resp.read(1 << 14):  # small writes, as the emulator makes them
             if chunked:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:
