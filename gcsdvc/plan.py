@@ -231,12 +231,10 @@ def object_change(obj: RemoteObject, stage: Stage) -> Change:
     Cloud Storage changes the etag on any metadata change too; the generation
     (``version_id``, or inside a real etag) only when the bytes are rewritten.
     """
-    from gcsdvc.storage import etag_generation
-
     recorded = stages.dep(stage)
     if obj.dep_info.get("etag") == recorded.get("etag"):
         return Change.SAME
-    generation = str(recorded.get("version_id") or "") or etag_generation(recorded.get("etag"))
+    generation = recorded_generation(stage)
     if generation and generation == obj.generation:
         return Change.METADATA
     md5 = stages.out(stage).get("md5")

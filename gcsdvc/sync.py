@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import stages
-from gcsdvc.errors import DvcRepoError, GcsdvcError, LockedError
+from gcsdvc.errors import DvcRepoError, GcsdvcError, LockedError, StorageError
 from gcsdvc.manifest import Manifest
 from gcsdvc.plan import Action, Item, Plan, build_plan, conformed, identity_of, relative_out
 from gcsdvc.storage import Fetched, RemoteObject, Storage, describe, hash_file
@@ -185,6 +185,8 @@ class _Executor:
                 self.result.done[item.action] += 1
                 continue
             if item.action is Action.RESTORE:
+                if not self.download:
+                    continue
                 try:
                     item.obj = self._recorded_object(item)
                 except GcsdvcError as exc:
@@ -194,8 +196,7 @@ class _Executor:
                 self._fail(item, f"object not found: {item.source}")
                 continue
             if not self.download:
-                if item.action is not Action.RESTORE:
-                    self._guard(item, self._record_without_data)
+                self._guard(item, self._record_without_data)
                 continue
             fetch.append(item)
         if not fetch:
@@ -243,7 +244,7 @@ class _Executor:
             _protect(cached)
         return cached
 
-    def _recorded_object(self, item: Item) -> RemoteObject | None:
+    def _recorded_object(self, item: Item) -> RemoteObject:
         """The object a stage records, to restore: listed now, else its recorded generation.
 
         Raises when the recorded bytes are nowhere to be had, naming the fix.
@@ -266,10 +267,10 @@ class _Executor:
         if not stages.out(stage).get("md5"):
             gone += " (it was recorded with --no-download)"
         if not self.result.plan.pinned:
-            raise DvcRepoError(
+            raise StorageError(
                 f"{gone} and not in the DVC cache; 'dvc pull' it from your DVC remote"
             )
-        raise DvcRepoError(
+        raise StorageError(
             f"{gone} and not in the DVC cache; take the current object with "
             f"'dvc update {stages.stage_path(item.local)}' or skip_if_exist: false"
         )
@@ -278,8 +279,6 @@ class _Executor:
         """Record a copy placed without us (``dvc pull`` of a --no-download stage), once checked."""
         assert item.stage is not None
         obj = self._recorded_object(item)
-        if obj is None:
-            raise DvcRepoError(f"object not found: {item.source}")
         if obj.transcoded:
             raise DvcRepoError(
                 f"{item.local}: a decoded copy of a gzip-encoded object cannot be checked "

@@ -321,3 +321,13 @@ def test_9_metadata_server_wait_is_skipped_only_where_it_cannot_answer(
     import os
 
     assert (os.environ.get("NO_GCE_CHECK") == "true") is skipped
+
+
+def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_path: Path) -> None:
+    client = storage.Storage()
+    listed = client.lookup({(seeded, PREFIX): ["file1"]})[(seeded, PREFIX)]
+    assert isinstance(listed, dict)
+    put(f"{seeded}/{PREFIX}/file1", "overwritten between listing and download\n")
+    ((_, outcome),) = list(client.download([(listed["file1"], tmp_path / "file1")]))
+    assert isinstance(outcome, FileNotFoundError)  # not the newer bytes under the old record
+    assert not (tmp_path / "file1").exists()
