@@ -155,12 +155,17 @@ class GcsLayer:
     def rewrite(self, doc: Any) -> Any:
         if isinstance(doc, dict):
             if doc.get("kind") == "storage#object":
-                self.objects_served += 1
+                self.count(objects=1)
                 return self.rewrite_object(doc)
             if doc.get("kind") == "storage#objects":
                 doc["items"] = [self.rewrite_object(o) for o in doc.get("items", [])]
-                self.objects_served += len(doc["items"])
+                self.count(objects=len(doc["items"]))
         return doc
+
+    def count(self, objects: int = 0, media: int = 0) -> None:
+        with self.lock:
+            self.objects_served += objects
+            self.media_requests += media
 
     def create_bucket(self, name: str, versioning: bool = False) -> None:
         """A bucket; with ``versioning`` it keeps overwritten and deleted generations."""
@@ -236,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
             resp = conn.getresponse()
             media = query.get("alt") == ["media"]
             if media:
-                self.owner.media_requests += 1
+                layer.count(media=1)
             if media and resp.status < 300:
                 self._stream_media(resp, path)
             else:
