@@ -362,7 +362,7 @@ def _check_upstream(resources: list[ResourceStatus], storage: Storage) -> str | 
             elif change is Change.METADATA:
                 item.upstream = "metadata"
                 if item.state is State.OK:
-                    item.note = "only the object's metadata changed; gcsdvc sync records it"
+                    item.note = "only the object's metadata changed (new etag, same bytes)"
             else:
                 item.upstream = "same"
             _apply_upstream(item)

@@ -25,6 +25,8 @@ class Faults:
     delay: float = 0.0  # seconds to sleep per 64 KiB of response
     corrupt_media: bool = False  # flip a byte of every object download
     down: bool = False  # refuse to serve: close at once
+    # While set and not released, object downloads stop after their first chunk.
+    hold: threading.Event | None = None
     seen: int = field(default=0)
 
 
@@ -95,6 +97,8 @@ class FaultProxy:
                         client.sendall(chunk)
                     except OSError:
                         return
+                    if media and f.hold is not None:
+                        f.hold.wait(timeout=120)
 
 
 def _hang_up(*socks: socket.socket) -> None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -168,12 +169,16 @@ def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -
 
 
 def test_two_syncs_at_once(repo: Path, many: str, proxy: FaultProxy) -> None:
-    proxy.faults = Faults(delay=0.03)
+    hold = threading.Event()  # the first sync stays mid-download until the second has ended
+    proxy.faults = Faults(hold=hold)
     write_manifest(repo, [many_entry(many)])
     first = start_sync(repo, proxy)
     wait_for(lambda: downloading(repo))
     second = start_sync(repo, proxy)
-    _, err2 = second.communicate(timeout=120)
+    try:
+        _, err2 = second.communicate(timeout=120)
+    finally:
+        hold.set()
     first.communicate(timeout=120)
     assert first.returncode == 0
     assert second.returncode == 1
