@@ -19,7 +19,7 @@ from faultproxy import FaultProxy, Faults
 from gcslayer import GcsLayer, real_etag
 from test_workflows import clone, commit_all
 
-from gcsdvc import storage
+from gcsdvc import api, storage
 
 PREFIX = f"project1/{QUOTED}"
 
@@ -86,6 +86,12 @@ def test_1_composite_object_restores_by_crc32c(
     assert res.stdout.splitlines() == ["exp1  restore 3", "sync: 3 restored, 0 unchanged"]
     assert data(other, "file1").read_text() == "top file1\n"
     assert json.loads(dvc("status", "--json", cwd=other).stdout) == {}
+
+    # The notebook path: a fresh clone asks for the file by experiment name.
+    (tmp_path / "third").mkdir()
+    third = clone(repo, tmp_path / "third")
+    got = api.path("exp1", "file1", manifest=third / "params.yaml", sync=True)
+    assert got.read_text() == "top file1\n"
 
 
 # -- 2: versioned bucket, pinned generations --------------------------------
