@@ -1,9 +1,11 @@
 """Carry out a plan: download, verify, cache, place, then record.
 
 Order per file, so that an interruption at any point leaves nothing recorded
-that is not on disk and verified: download to ``.dvc/tmp/gcsdvc`` -> check the
-bytes against the object's md5 (or crc32c) -> move into the DVC cache -> link
-or copy into the data folder with an atomic rename -> write the stage.
+that is not on disk and verified: download the listed generation to
+``.dvc/tmp/gcsdvc``, checking the stored bytes against the object's md5 (or
+crc32c) as they stream -> move into the DVC cache -> link or copy into the data
+folder with an atomic rename -> write the stage. A restore fetches the recorded
+generation and checks the recorded md5 too.
 """
 
 from __future__ import annotations
