@@ -337,3 +337,46 @@ def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_p
     ((_, outcome),) = list(client.download([(listed["file1"], tmp_path / "file1")]))
     assert isinstance(outcome, FileNotFoundError)  # not the newer bytes under the old record
     assert not (tmp_path / "file1").exists()
+
+
+def _etag_hex(generation: int, metageneration: int = 1) -> str:
+    return __import__("base64").b64decode(real_etag(generation, metageneration)).hex()
+
+
+def _obj(generation: int, meta: int = 1, md5: str | None = "aa", enc: str | None = None) -> Any:
+    return storage.RemoteObject(
+        bucket="b",
+        name="n",
+        size=3,
+        md5=md5,
+        crc32c="c",
+        dep_info={"etag": _etag_hex(generation, meta), "size": 3},
+        generation=str(generation),
+        content_encoding=enc,
+    )
+
+
+def _stage(etag: str, md5: str | None = "aa", version_id: str | None = None) -> dict[str, Any]:
+    dep: dict[str, Any] = {"etag": etag, "size": 3, "path": "gs://b/n"}
+    if version_id:
+        dep["version_id"] = version_id
+    return {"deps": [dep], "outs": [{"md5": md5, "size": 3, "path": "n"} if md5 else {"path": "n"}]}
+
+
+@pytest.mark.parametrize(
+    ("obj", "stage", "expected"),
+    [
+        (_obj(5), _stage(_etag_hex(5)), "same"),
+        (_obj(5, meta=2), _stage(_etag_hex(5)), "metadata"),  # generation inside the etag
+        (_obj(5, meta=2), _stage("d41d8cd98f00b204e9800998ecf8427e", version_id="5"), "metadata"),
+        (_obj(6), _stage(_etag_hex(5)), "metadata"),  # identical bytes re-uploaded
+        (_obj(6), _stage(_etag_hex(5), md5="bb"), "content"),
+        (_obj(6, md5=None), _stage(_etag_hex(5)), "content"),  # composite: cannot tell
+        (_obj(6, enc="gzip"), _stage(_etag_hex(5)), "content"),  # md5 of other bytes
+        (_obj(6), _stage(_etag_hex(5), md5=None), "content"),  # recorded without data
+    ],
+)
+def test_object_identity_rules(obj: Any, stage: dict[str, Any], expected: str) -> None:
+    from gcsdvc.plan import object_change
+
+    assert str(object_change(obj, stage)) == expected
