@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -443,12 +444,21 @@ class _Hasher:
                 raise ChecksumMismatch(f"{obj.url}: crc32c {got} does not match the object's")
 
 
-def hash_file(path: Path, obj: RemoteObject | None = None) -> tuple[str, bool]:
-    """The md5 of a local file and whether its bytes are ``obj``'s stored bytes (one read)."""
+def hash_file(
+    path: Path, obj: RemoteObject | None = None, copy_to: Path | None = None
+) -> tuple[str, bool]:
+    """The md5 of a local file and whether its bytes are ``obj``'s stored bytes.
+
+    One read; with ``copy_to`` the bytes hashed are also written there, so what
+    is checked is exactly what is kept.
+    """
     hasher = _Hasher(crc=obj is not None and obj.md5 is None)
-    with path.open("rb") as fobj:
+    with path.open("rb") as fobj, contextlib.ExitStack() as stack:
+        out = stack.enter_context(copy_to.open("wb")) if copy_to else None
         while chunk := fobj.read(CHUNK):
             hasher.update(chunk)
+            if out is not None:
+                out.write(chunk)
     try:
         if obj is not None:
             hasher.check(obj)

@@ -288,8 +288,7 @@ class _Executor:
             )
         path = self._abs(item.local)
         tmp = self.work / f"adopt-{uuid.uuid4().hex}"
-        shutil.copyfile(path, tmp)  # hash the copy we cache, not a file that may still change
-        md5, verified = hash_file(tmp, obj)
+        md5, verified = hash_file(path, obj, copy_to=tmp)  # cache exactly the bytes checked
         if not verified:
             tmp.unlink()
             raise DvcRepoError(
