@@ -212,7 +212,7 @@ def test_restore_with_cache_and_source_gone(repo: Path, seeded: str, put: Any) -
     put(f"{seeded}/project1/{QUOTED}/file1", "another version\n")
     res = cli("sync", cwd=repo)
     assert res.returncode == 1
-    assert "the recorded version is gone from the source and not in the DVC cache" in res.stderr
+    assert "is gone from the bucket and not in the DVC cache" in res.stderr  # issue 9 wording
     assert not data(repo, "file1").exists()
 
 
