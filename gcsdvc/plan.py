@@ -33,7 +33,9 @@ class Action(str, Enum):
     ADD = "add"  # no stage yet: download, then write the stage
     UPDATE = "update"  # another object to fetch: changed upstream or the source moved
     RESTORE = "restore"  # the stage is there, the data is not (or --force over a local edit)
-    METADATA = "metadata"  # description, name, pinning or the object's etag: rewrite the stage
+    # description, name, pinning or the object's etag: rewrite the stage; for a MISSING
+    # file that is on disk (--no-download, then `dvc pull`): check the copy and record it
+    METADATA = "metadata"
     MOVE = "move"  # destination changed: move data and stage
     PRUNE = "prune"  # no longer in the manifest, removed with --prune
     ORPHAN = "orphan"  # no longer in the manifest, left in place
@@ -57,7 +59,7 @@ class Key:
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
-ADOPT = "record the copy on disk"
+_ADOPT = "record the copy on disk"
 _GONE = "deleted upstream; local copy kept"
 _IN_THE_WAY = "a stage not written by gcsdvc is in the way: {stage_file}"
 # Rules, first match wins; None matches either value. Expanded into ACTIONS below.
@@ -238,7 +240,7 @@ def build_plan(
         action, note = decide(key, found, draft.local)
         if state is State.MISSING and disk.exists and draft.file is not None:
             # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
-            action, note = Action.METADATA, ADOPT
+            action, note = Action.METADATA, _ADOPT
         obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
             shaped = stages.conform(draft.stage, draft.resource, draft.file, plan.pinned, obj)

@@ -29,7 +29,7 @@ from gcsdvc.errors import (
     StorageError,
 )
 from gcsdvc.manifest import Manifest
-from gcsdvc.plan import ADOPT, Action, Item, Plan, build_plan
+from gcsdvc.plan import Action, Item, Plan, build_plan
 from gcsdvc.storage import Fetched, RemoteObject, Storage, describe
 from gcsdvc.workspace import Workspace, locked_repo
 
@@ -154,7 +154,7 @@ class _Executor:
             self._guard(item, self.ws.remove, item.local)
         for item in self.plan.of(Action.METADATA):
             assert item.stage is not None
-            if item.note == ADOPT:
+            if item.state is State.MISSING:  # a copy placed by `dvc pull`
                 self._guard(item, self._adopt, item)
                 continue
             stage = item.stage
