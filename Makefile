@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench bench-scale bench-quick clean
+.PHONY: demo test test-bare lint bench bench-scale bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(BIN)/python -m pytest --cov --cov-report=term
+
+# The suite against fake-gcs-server itself, without the layer that answers as Cloud Storage does.
+test-bare: $(BIN)/.installed
+	GCSDVC_TEST_BARE_EMULATOR=1 $(BIN)/python -m pytest
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gcsdvc tests benchmarks

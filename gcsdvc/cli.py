@@ -248,7 +248,7 @@ def status(
 
     Every file is in one state: ok, missing, modified, changed-upstream,
     deleted-upstream or not-synced (rarer: untracked, source-moved, not-found,
-    foreign-stage, metadata-upstream). Orphans are stages whose entry or file has
+    foreign-stage). Orphans are stages whose entry or file has
     left the manifest. NAMES are experiment names or shell globs.
 
     \b

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from gcsdvc.errors import StorageError
 from gcsdvc.stages import ImportStage
+from gcsdvc.storage import etag_generation
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject
@@ -117,6 +118,11 @@ def compare(
             return Comparison(State.NOT_FOUND, f"object not found: {wish.source}")
         return Comparison(State.SOURCE_MOVED, f"source changed from {stage.source}")
     if not disk.exists:
+        if isinstance(listed, Upstream) or listed is None:
+            return Comparison(State.MISSING)
+        if object_change(stage, listed) is Change.CONTENT:
+            # Restoring is no longer a copy of the source: say what hides behind "missing".
+            return Comparison(State.CHANGED_UPSTREAM, "not on disk either")
         return Comparison(State.MISSING)
     if stage.md5 is None and not wish.is_folder:
         return Comparison(State.MISSING, "no checksum recorded (synced with --no-download)")
@@ -124,10 +130,11 @@ def compare(
         return Comparison(State.OK)
     if listed is None:
         return Comparison(State.DELETED_UPSTREAM, "the local copy is kept")
-    if listed.etag == stage.etag:
+    change = object_change(stage, listed)
+    if change is Change.SAME:
         return Comparison(State.OK)
-    if same_object(stage, listed):
-        return Comparison(State.METADATA_UPSTREAM, "only the object's metadata changed")
+    if change is Change.METADATA:
+        return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
     return Comparison(State.CHANGED_UPSTREAM)
 
 
@@ -146,15 +153,42 @@ def local_edit(stage: ImportStage, disk: Disk) -> str | None:
     return None
 
 
-def same_object(stage: ImportStage, obj: RemoteObject) -> bool:
-    """Whether ``obj`` is the recorded generation with the recorded bytes (its etag aside).
+class Change(str, Enum):
+    """How the listed object relates to the one a stage records."""
 
-    Cloud Storage changes an object's etag when only its metadata changes; the
-    generation changes only when the bytes are rewritten.
+    SAME = "same"  # the recorded object, recorded as it is now
+    METADATA = "metadata"  # same bytes, new etag: a metadata patch or an identical re-upload
+    CONTENT = "content"  # other bytes, or no way to tell
+
+    def __str__(self) -> str:
+        return self.value
+
+
+METADATA_NOTE = "only the object's metadata changed (new etag, same bytes)"
+
+
+def object_change(stage: ImportStage, obj: RemoteObject) -> Change:
+    """Identity by what the object is: the etag, else generation, size and md5.
+
+    Cloud Storage changes an object's etag on any metadata change too; the
+    generation (``version_id``, or inside a real etag) only when the bytes are
+    rewritten. A new generation with the recorded size and md5 is an identical
+    re-upload. A composite object has no md5 and a gzip-encoded one the md5 of
+    other (compressed) bytes: only their generation can vouch for them.
     """
-    return (
-        stage.generation is not None
-        and obj.generation == stage.generation
-        and obj.size == stage.size
-        and obj.md5 in (None, stage.md5)  # a composite object has no md5; the generation holds
-    )
+    if obj.etag == stage.etag:
+        return Change.SAME
+    stored = stage.source_size in (None, obj.size)
+    generation = recorded_generation(stage)
+    if generation is not None and generation == obj.generation and stored:
+        unknown = stage.md5 is None or obj.md5 is None or obj.transcoded
+        if unknown or obj.md5 == stage.md5:
+            return Change.METADATA
+    if stage.md5 and stage.source_size == obj.size and not obj.transcoded and obj.md5 == stage.md5:
+        return Change.METADATA
+    return Change.CONTENT
+
+
+def recorded_generation(stage: ImportStage) -> str | None:
+    """The generation a stage records: its pinned ``version_id``, else the one in a real etag."""
+    return stage.generation or etag_generation(stage.etag)

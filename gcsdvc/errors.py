@@ -70,6 +70,10 @@ class ModifiedError(GcsdvcError):
     """The local copy differs from what its stage records."""
 
 
+class ListingError(StorageError):
+    """A prefix could not be listed; every file of the entry that needed it shares the error."""
+
+
 class NotAttemptedError(StorageError):
     """Storage went away during a sync; this object was not tried (the cause is the message)."""
 

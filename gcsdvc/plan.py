@@ -35,7 +35,9 @@ class Action(str, Enum):
     ADD = "add"  # no stage yet: download, then write the stage
     UPDATE = "update"  # another object to fetch: changed upstream or the source moved
     RESTORE = "restore"  # the stage is there, the data is not (or --force over a local edit)
-    METADATA = "metadata"  # description, name, pinning or the object's etag: rewrite the stage
+    # description, name, pinning or the object's etag: rewrite the stage; for a MISSING
+    # file that is on disk (--no-download, then `dvc pull`): check the copy and record it
+    METADATA = "metadata"
     MOVE = "move"  # destination changed: move data and stage
     PRUNE = "prune"  # no longer in the manifest, removed with --prune
     ORPHAN = "orphan"  # no longer in the manifest, left in place
@@ -59,6 +61,7 @@ class Key:
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
+_ADOPT = "record the copy on disk"
 _GONE = "deleted upstream; local copy kept"
 _IN_THE_WAY = "a stage not written by gcsdvc is in the way: {stage_file}"
 # Rules, first match wins; None matches either value. Expanded into ACTIONS below.
@@ -223,7 +226,7 @@ def build_plan(
     disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
 
     moves: dict[str, str] = {}  # new local -> old local
-    to_list: set[tuple[str, str]] = set()
+    to_list: dict[tuple[str, str], set[str]] = {}
     for draft in drafts:
         found = compare(draft.wish, draft.recorded, disks[draft.local], Upstream.NOT_LISTED)
         if found.state is State.NOT_SYNCED and draft.file is not None:
@@ -232,8 +235,8 @@ def build_plan(
                 moves[draft.local] = old
                 continue
         if draft.file is not None and _needs_listing(found.state, draft, plan.pinned):
-            to_list.add(draft.prefix)
-    listings = _list(storage, sorted(to_list))
+            to_list.setdefault(draft.prefix, set()).add(draft.file)
+    listings = _list(storage, to_list)
 
     for draft in drafts:
         old = moves.get(draft.local)
@@ -243,10 +246,15 @@ def build_plan(
                 Item(Action.MOVE, draft.local, draft.resource, draft.file, stage, old_local=old)
             )
             continue
-        listed = _listed(listings, draft)
-        found = compare(draft.wish, draft.recorded, disks[draft.local], listed)
-        key = Key(found.state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
+        listed = _listed(listings, to_list, draft)
+        disk = disks[draft.local]
+        found = compare(draft.wish, draft.recorded, disk, listed)
+        state = _looked_up_as(found.state, disk.exists, draft)
+        key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
         action, note = decide(key, found, draft.local)
+        if state is State.MISSING and disk.exists and draft.file is not None:
+            # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
+            action, note = Action.METADATA, _ADOPT
         obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
             shaped = stages.conform(
@@ -300,20 +308,36 @@ def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
     )
 
 
-def _list(storage: Storage | None, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Listing]:
-    if not keys:
+def _looked_up_as(state: State, on_disk: bool, draft: _Draft) -> State:
+    """The state the table is asked with: a missing file's changed object waits for its turn.
+
+    With ``skip_if_exist: true`` a missing file is restored as recorded, whatever
+    the bucket holds now (the table's "kept" is for a file that is there).
+    """
+    if state is State.CHANGED_UPSTREAM and not on_disk and draft.resource.skip_if_exist:
+        return State.MISSING
+    return state
+
+
+def _list(
+    storage: Storage | None, wanted: dict[tuple[str, str], set[str]]
+) -> dict[tuple[str, str], Listing]:
+    """Look up only the files that need it (see :meth:`gcsdvc.storage.Storage.lookup`)."""
+    if not wanted:
         return {}
     if storage is None:
-        return {key: StorageError("upstream not checked (offline)") for key in keys}
-    return storage.list_prefixes(keys)
+        return {key: StorageError("upstream not checked (offline)") for key in wanted}
+    return storage.lookup(wanted)
 
 
 def _listed(
-    listings: dict[tuple[str, str], Listing], draft: _Draft
+    listings: dict[tuple[str, str], Listing],
+    asked: dict[tuple[str, str], set[str]],
+    draft: _Draft,
 ) -> RemoteObject | Upstream | StorageError | None:
-    if draft.file is None:
-        return Upstream.NOT_LISTED  # DVC checks folder imports itself
-    listing = listings.get(draft.prefix, Upstream.NOT_LISTED)
+    if draft.file is None or draft.file not in asked.get(draft.prefix, ()):
+        return Upstream.NOT_LISTED  # DVC checks folder imports itself; the rest needed no answer
+    listing = listings[draft.prefix]
     if isinstance(listing, dict):
         return listing.get(draft.file)
     return listing

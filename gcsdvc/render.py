@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,8 +48,20 @@ def summary_lines(
 ) -> Iterator[str]:
     """The closing lines: what was done, what failed, what is left to do."""
     skipped = [f for f in result.failures if f.not_attempted]
+    # A prefix that could not be listed: one line per entry, with the count of its files.
+    folded: Counter[tuple[str, str | None, str]] = Counter(
+        (f.name, f.scope, f.message) for f in result.failures if f.scope
+    )
+    shown: set[tuple[str, str | None, str]] = set()
     for failure in result.failures:
-        if not failure.not_attempted:
+        key = (failure.name, failure.scope, failure.message)
+        if failure.not_attempted or key in shown:
+            continue
+        if folded[key] > 1:
+            shown.add(key)
+            files = f"({folded[key]} files)"
+            yield f"failed: {failure.name}: {failure.scope}: {failure.message} {files}"
+        else:
             yield f"failed: {failure.name}: {failure.source}: {failure.message}"
     if skipped:  # storage went away: one line, not one per object
         reason = skipped[0].message

@@ -107,6 +107,7 @@ class ImportStage:
     source: str  # deps[0].path: the gs:// URL
     etag: str | None
     generation: str | None  # deps[0].version_id
+    source_size: int | None  # deps[0].size: the stored bytes (compressed for a gzip object)
     md5: str | None  # outs[0].md5 (a folder's ends in .dir); None: not downloaded
     size: int | None  # outs[0].size
     nfiles: int | None  # outs[0].nfiles, for a folder
@@ -122,10 +123,12 @@ class ImportStage:
         dep, out = _first(raw.get("deps")), _first(raw.get("outs"))
         meta = raw.get("meta")
         md5, size, nfiles = out.get("md5"), out.get("size"), out.get("nfiles")
+        stored = dep.get("size")
         return cls(
             source=str(dep.get("path", "?")),
             etag=_opt_str(dep.get("etag")),
             generation=_opt_str(dep.get("version_id")),
+            source_size=stored if isinstance(stored, int) else None,
             md5=str(md5) if md5 else None,
             size=size if isinstance(size, int) else None,
             nfiles=nfiles if isinstance(nfiles, int) else None,
@@ -158,6 +161,11 @@ class ImportStage:
         """Write atomically: readers see the old file or the new one, never half."""
         atomic_write(path, self.dump())
 
+    def recorded_as(self, obj: RemoteObject) -> ImportStage:
+        """This stage recording ``obj`` as it is listed now (same bytes, a new etag)."""
+        deps = [{**_first(self.raw.get("deps")), **obj.dep_info}, *(self.raw.get("deps") or [])[1:]]
+        return ImportStage.from_dict({**self.raw, "deps": deps})
+
     def with_out(self, name: str) -> ImportStage:
         """This stage with its output renamed (the data moved beside a new stage file)."""
         outs = [{**_first(self.raw.get("outs")), "path": name}]
@@ -181,13 +189,16 @@ def file_stage(
     md5: str | None,
     pinned: bool,
     frozen: bool = True,
+    size: int | None = None,
 ) -> ImportStage:
     """An import stage for one object, as ``dvc import-url`` writes it.
 
     Without ``md5`` the out has no checksum yet, as with ``dvc import-url --no-download``.
     ``frozen``: False keeps a user's ``dvc unfreeze`` of the stage this one replaces.
+    ``size`` is what was written (decoded, for a gzip-encoded object); the dependency
+    keeps the stored size.
     """
-    outs: dict[str, Any] = {"md5": md5, "size": obj.size} if md5 else {}
+    outs: dict[str, Any] = {"md5": md5, "size": size or obj.size} if md5 else {}
     raw: dict[str, Any] = {
         "frozen": frozen,
         "deps": [{**obj.dep_info, "hash": "md5", "path": resource.source(file)}],

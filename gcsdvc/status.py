@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages, untracked
-from gcsdvc.compare import State, Upstream, Wish, compare
+from gcsdvc.compare import Change, State, Upstream, Wish, compare, object_change
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
@@ -42,7 +42,7 @@ class FileStatus:
     file: str | None  # None: a whole-prefix import
     stage: ImportStage | None
     state: State = State.OK
-    upstream: str | None = None  # "same", "changed" or "deleted"; None: not checked
+    upstream: str | None = None  # "same", "metadata", "changed" or "deleted"; None: not checked
     note: str = ""
 
     @property
@@ -258,11 +258,14 @@ def check(
 
     listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
     if storage is not None:
-        keys = [
-            (s.resource.bucket, s.resource.prefix) for s in report.resources if s.resource.files
-        ]
+        asked: dict[tuple[str, str], list[str]] = {}
+        for s in report.resources:
+            if s.resource.files:
+                asked.setdefault((s.resource.bucket, s.resource.prefix), []).extend(
+                    s.resource.files
+                )
         try:
-            listings = storage.list_prefixes(keys)
+            listings = storage.lookup(asked)
         except StorageError as exc:
             report.upstream_error = str(exc)
     for status in report.resources:
@@ -327,10 +330,20 @@ def _assess(
         if listing is not None and item.file is not None:
             listed = listing.get(item.file)
             if item.stage is not None and item.stage.source == item.source:
-                same = listed is not None and listed.etag == item.stage.etag
-                item.upstream = "deleted" if listed is None else "same" if same else "changed"
+                change = None if listed is None else object_change(item.stage, listed)
+                item.upstream = _UPSTREAM[change]
         found = compare(Wish(item.source, item.file is None), item.stage, disks[item.local], listed)
         item.state, item.note = found.state, found.note
+        if found.state is State.METADATA_UPSTREAM:
+            item.state = State.OK  # the data is the object's bytes; a sync records the new etag
+
+
+_UPSTREAM = {
+    None: "deleted",
+    Change.SAME: "same",
+    Change.METADATA: "metadata",
+    Change.CONTENT: "changed",
+}
 
 
 def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> dict[str, str]:

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import os
 import queue
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,28 +36,68 @@ _EMULATOR_ENV = {
     "GCE_METADATA_IP": "127.0.0.1:9",
 }
 CHUNK = 1 << 20
+STAT_MAX = 8  # a folder with more wanted files than this is listed, not stat'ed
+LISTING_JOBS = 16
 READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
 
 
+CREDENTIALS_HINT = (
+    "run 'gcloud auth application-default login', or set GOOGLE_APPLICATION_CREDENTIALS "
+    "to a service-account key file"
+)
+_DMI_PRODUCT = Path("/sys/class/dmi/id/product_name")
+
+
 def prepare_environment() -> None:
-    """Set gcsfs defaults; must run before gcsfs is imported."""
+    """Set gcsfs defaults; must run before gcsfs (and google-auth) is imported."""
     for key, value in _DEFAULT_ENV.items():
         os.environ.setdefault(key, value)
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         for key, value in _EMULATOR_ENV.items():
             os.environ.setdefault(key, value)
+    elif surely_off_gcp() and not has_credentials_file():
+        # Without credentials google-auth asks the metadata server whether this is GCE
+        # (google/auth/compute_engine/_metadata.py: ping() 3 x 3 s), and gcsfs then asks it
+        # again for a token (gcsfs/credentials.py: the "cloud" method): about 17 s per
+        # process before an anonymous request. Off GCP nothing answers; skip both.
+        os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+def surely_off_gcp() -> bool:
+    """Whether this Linux machine says it is no Google machine (google-auth's own fallback test).
+
+    google-auth reads the same file in ``detect_gce_residency_linux``. Unreadable
+    (macOS, Windows, sandboxes) means "cannot tell", and the metadata check stays.
+    """
+    try:
+        product = _DMI_PRODUCT.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return False
+    return bool(product) and not product.startswith("Google")
+
+
+def has_credentials_file() -> bool:
+    """Whether google-auth finds credentials before it would ask the metadata server."""
+    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        return True
+    config = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
+    return (Path(config) / "application_default_credentials.json").is_file()
 
 
 @dataclass(frozen=True)
 class RemoteObject:
-    """One object as listed: enough to download, verify and record it."""
+    """One object (one generation of it) as listed: enough to download, verify and record it."""
 
     bucket: str
     name: str
-    size: int
-    md5: str | None  # hex; composite objects have none
+    size: int  # stored bytes: for a gzip-encoded object, the compressed size
+    md5: str | None  # hex of the stored bytes; composite objects have none
     crc32c: str | None  # base64, as Cloud Storage reports it
     dep_info: dict[str, Any]  # what DVC records for the dependency
+    generation: str | None = None
+    metageneration: str | None = None
+    content_encoding: str | None = None  # "gzip": stored compressed, served decoded
+    component_count: int | None = None  # set for composite objects
 
     @property
     def url(self) -> str:
@@ -63,14 +105,54 @@ class RemoteObject:
 
     @property
     def etag(self) -> str | None:
+        """The etag as DVC records it (hex of Cloud Storage's base64 etag)."""
         etag = self.dep_info.get("etag")
         return str(etag) if etag is not None else None
 
     @property
-    def generation(self) -> str | None:
-        """The object's generation (DVC's ``version_id``), when the listing gives one."""
-        gen = self.dep_info.get("version_id")
-        return str(gen) if gen is not None else None
+    def transcoded(self) -> bool:
+        """Whether downloads are decoded (decompressive transcoding of ``gzip`` objects)."""
+        return (self.content_encoding or "").strip().lower() == "gzip"
+
+
+def etag_generation(etag_hex: str | None) -> str | None:
+    """The generation inside a recorded etag, or None when it holds none.
+
+    A Cloud Storage etag is base64 of a protobuf: field 1 the generation, field 2
+    the metageneration. DVC records it hex-encoded (``dvc_data.hashfile.meta.Meta.from_info``:
+    ``base64.b64decode(info["etag"]).hex()``). Emulator etags (an md5) do not parse.
+    """
+    try:
+        raw = bytes.fromhex(etag_hex or "")
+    except ValueError:
+        return None
+    fields: dict[int, int] = {}
+    pos = 0
+    while pos < len(raw):
+        tag = raw[pos]
+        pos += 1
+        if tag not in (0x08, 0x10) or tag >> 3 in fields:
+            return None
+        value, shift = 0, 0
+        while True:
+            if pos >= len(raw) or shift > 63:
+                return None
+            byte = raw[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        fields[tag >> 3] = value
+    return str(fields[1]) if fields.get(1) else None
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What a download wrote: the bytes as DVC stores them (decoded for gzip objects)."""
+
+    md5: str
+    size: int
 
 
 @dataclass(frozen=True)
@@ -100,7 +182,8 @@ class Storage:
     def __init__(self, jobs: int = 16) -> None:
         self.jobs = max(1, jobs)
         self._fs: Any = None
-        # A sync plans twice (before and under the repository lock): list once.
+        # A sync plans twice (before and under the repository lock): ask once.
+        self._objects: dict[tuple[str, str], RemoteObject | BaseException | None] = {}
         self._listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
         self.retries = RetryCounter()
         gcsfs_log = logging.getLogger("gcsfs")
@@ -141,21 +224,28 @@ class Storage:
             ) from None
 
     def object_from_info(self, bucket: str, info: dict[str, Any]) -> RemoteObject:
+        """A :class:`RemoteObject` from an object resource (``name`` relative to the bucket)."""
         from dvc_data.hashfile.meta import Meta
 
-        meta = Meta.from_info(info, "gs").to_dict()
+        # gcsfs's shape of the same resource (``GCSFileSystem._process_object``).
+        shaped = {**info, "type": "file", "size": int(info["size"])}
+        meta = Meta.from_info(shaped, "gs").to_dict()
         dep_info = {"etag": meta["etag"], "size": meta["size"]}
         if meta.get("version_id"):
             dep_info["version_id"] = meta["version_id"]
         md5 = info.get("md5Hash")
-        name = info["name"].split("/", 1)[1]
+        count = info.get("componentCount")
         return RemoteObject(
             bucket=bucket,
-            name=name,
+            name=info["name"],
             size=int(info["size"]),
             md5=base64.b64decode(md5).hex() if md5 else None,
             crc32c=info.get("crc32c"),
             dep_info=dep_info,
+            generation=str(info["generation"]) if info.get("generation") else None,
+            metageneration=str(info["metageneration"]) if info.get("metageneration") else None,
+            content_encoding=info.get("contentEncoding") or None,
+            component_count=int(count) if count else None,
         )
 
     def list_prefix(self, bucket: str, prefix: str) -> dict[str, RemoteObject]:
@@ -221,7 +311,11 @@ class Storage:
     def list_prefixes(
         self, keys: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
-        """One listing per (bucket, prefix), several at a time, each at most once per client."""
+        """Everything below each (bucket, prefix), recursively: for glob patterns only.
+
+        Listed files go through :meth:`lookup`, which costs what the manifest names.
+        Each prefix is listed at most once per client, several at a time.
+        """
         wanted = list(dict.fromkeys(keys))
         todo = [key for key in wanted if key not in self._listings]
         if todo:
@@ -237,18 +331,156 @@ class Storage:
                 self._listings.update(zip(todo, pool.map(one, todo), strict=True))
         return {key: self._listings[key] for key in wanted}
 
+    def lookup(
+        self, wanted: Mapping[tuple[str, str], Iterable[str]]
+    ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
+        """The listed files that exist, per (bucket, prefix), or the error that hid them.
+
+        Costs what the manifest names, not what the bucket holds: a folder holding
+        few wanted files gets one metadata request per file; a folder holding more
+        is listed without descending (``delimiter=/``). Each name is asked at most
+        once per client (a sync plans twice).
+        """
+        asked = {key: sorted(set(files)) for key, files in wanted.items()}
+        folders: dict[tuple[str, str], list[str]] = {}
+        for (bucket, prefix), files in asked.items():
+            for file in files:
+                name = f"{prefix}/{file}" if prefix else file
+                if (bucket, name) not in self._objects:
+                    folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
+                    folders.setdefault((bucket, folder), []).append(name)
+        if folders:
+            fs = self.fs  # fail once, clearly, if storage is unreachable
+            future = asyncio.run_coroutine_threadsafe(self._fetch_folders(folders), fs.loop)
+            future.result()
+        out: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
+        for (bucket, prefix), files in asked.items():
+            found: dict[str, RemoteObject] = {}
+            error: BaseException | None = None
+            for file in files:
+                name = f"{prefix}/{file}" if prefix else file
+                got = self._objects.get((bucket, name))
+                if isinstance(got, BaseException):
+                    error = error or got
+                elif got is not None:
+                    found[file] = got
+            if isinstance(error, StorageError):
+                out[(bucket, prefix)] = error
+            elif error is not None:  # one message per prefix, whichever file hit it
+                where = f"gs://{bucket}/{prefix}/" if prefix else f"gs://{bucket}/"
+                out[(bucket, prefix)] = StorageError(f"cannot list {where}: {describe(error)}")
+            else:
+                out[(bucket, prefix)] = found
+        return out
+
+    async def _fetch_folders(self, folders: dict[tuple[str, str], list[str]]) -> None:
+        sem = asyncio.Semaphore(LISTING_JOBS)
+        missing_in: set[str] = set()
+
+        async def stat(bucket: str, name: str) -> None:
+            async with sem:
+                try:
+                    info = await self.fs._call("GET", "b/{}/o/{}", bucket, name, json_out=True)
+                    self._objects[(bucket, name)] = self.object_from_info(bucket, info)
+                except FileNotFoundError:
+                    self._objects[(bucket, name)] = None
+                    missing_in.add(bucket)
+                except Exception as exc:
+                    self._objects[(bucket, name)] = exc
+
+        async def listing(bucket: str, folder: str, names: list[str]) -> None:
+            async with sem:
+                try:
+                    infos = await self._list_folder(bucket, folder)
+                except FileNotFoundError:
+                    error: StorageError = StorageError(f"bucket '{bucket}' not found")
+                    self._objects.update({(bucket, n): error for n in names})
+                    return
+                except Exception as exc:
+                    self._objects.update({(bucket, n): exc for n in names})
+                    return
+            for name in names:
+                info = infos.get(name)
+                self._objects[(bucket, name)] = (
+                    self.object_from_info(bucket, info) if info else None
+                )
+
+        tasks = []
+        for (bucket, folder), names in folders.items():
+            if len(names) <= STAT_MAX:
+                tasks += [stat(bucket, name) for name in names]
+            else:
+                tasks.append(listing(bucket, folder, names))
+        await asyncio.gather(*tasks)
+        # A missing object and a missing bucket both answer 404: ask the bucket once.
+        for bucket in missing_in:
+            try:
+                await self.fs._call("GET", "b/{}", bucket, json_out=True)
+            except FileNotFoundError:
+                error = StorageError(f"bucket '{bucket}' not found")
+                for key in [k for k, v in self._objects.items() if k[0] == bucket and v is None]:
+                    self._objects[key] = error
+            except Exception:  # noqa: S110 - only a better message is at stake
+                pass
+
+    async def _list_folder(self, bucket: str, folder: str) -> dict[str, dict[str, Any]]:
+        """The objects directly in ``folder`` (one level, ``delimiter=/``), by name."""
+        found: dict[str, dict[str, Any]] = {}
+        token = None
+        while True:
+            page = await self.fs._call(
+                "GET",
+                "b/{}/o",
+                bucket,
+                prefix=folder or None,
+                delimiter="/",
+                pageToken=token,
+                maxResults=1000,
+                json_out=True,
+            )
+            found.update((item["name"], item) for item in page.get("items", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return found
+
+    def stat_generation(self, bucket: str, name: str, generation: str) -> RemoteObject | None:
+        """One generation of an object, or None when the bucket no longer keeps it.
+
+        Versioned buckets keep overwritten and deleted generations (noncurrent);
+        others keep only the live one.
+        """
+        fs = self.fs
+
+        async def get() -> dict[str, Any]:
+            info: dict[str, Any] = await fs._call(
+                "GET", "b/{}/o/{}", bucket, name, generation=generation, json_out=True
+            )
+            return info
+
+        try:
+            info = asyncio.run_coroutine_threadsafe(get(), fs.loop).result()
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise StorageError(
+                f"cannot read gs://{bucket}/{name}#{generation}: {describe(exc)}"
+            ) from None
+        return self.object_from_info(bucket, info)
+
     def download(
         self,
         items: list[tuple[RemoteObject, Path]],
         on_bytes: Callable[[int], None] | None = None,
-    ) -> Iterator[tuple[int, str | Exception]]:
-        """Fetch and verify objects, several at a time; yield (index, md5 or error) as each ends.
+    ) -> Iterator[tuple[int, Fetched | Exception]]:
+        """Fetch and verify objects, several at a time; yield (index, result) as each ends.
 
-        A file that failed or did not verify is removed. Closing the generator
-        early (Ctrl-C) cancels the transfers still running.
+        Each download asks for the generation it listed, so an object overwritten
+        since fails cleanly instead of mixing versions. A file that failed or did not
+        verify is removed. Closing the generator early (Ctrl-C) cancels the transfers
+        still running.
         """
         fs = self.fs
-        done: queue.SimpleQueue[tuple[int, str | Exception]] = queue.SimpleQueue()
+        done: queue.SimpleQueue[tuple[int, Fetched | Exception]] = queue.SimpleQueue()
 
         outage: list[Exception] = []  # once storage is gone, don't retry every object
 
@@ -258,14 +490,7 @@ class Storage:
                     done.put((index, NotAttemptedError(describe(outage[0]))))
                     return
                 try:
-                    await fs._get_file(
-                        f"{obj.bucket}/{obj.name}",
-                        str(dest),
-                        concurrency=1,  # one stream per object keeps memory flat
-                        callback=_progress(on_bytes),
-                    )
-                    loop = asyncio.get_running_loop()
-                    done.put((index, await loop.run_in_executor(None, verify, obj, dest)))
+                    done.put((index, await _fetch(fs, obj, dest, on_bytes)))
                 except Exception as exc:
                     dest.unlink(missing_ok=True)
                     if is_outage(exc):
@@ -286,49 +511,119 @@ class Storage:
             future.cancel()
 
 
-def _progress(on_bytes: Callable[[int], None] | None) -> Any:
-    """An fsspec callback that forwards byte counts to ``on_bytes``."""
-    from fsspec.callbacks import Callback, NoOpCallback
+class _Hasher:
+    """md5 and crc32c of one stream, in one pass (crc32c only where md5 is missing)."""
 
-    if on_bytes is None:
-        return NoOpCallback()
+    def __init__(self, crc: bool) -> None:
+        self.md5 = hashlib.md5()  # noqa: S324 - Cloud Storage's and DVC's content hash
+        self.crc: Any = None
+        if crc:
+            import google_crc32c
 
-    class Forward(Callback):  # type: ignore[misc]
-        def relative_update(self, inc: int = 1) -> None:
-            assert on_bytes is not None
-            on_bytes(inc)
+            self.crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
+        self.size = 0
 
-    return Forward()
+    def update(self, chunk: bytes) -> None:
+        self.md5.update(chunk)
+        if self.crc is not None:
+            self.crc.update(chunk)
+        self.size += len(chunk)
+
+    def check(self, obj: RemoteObject) -> None:
+        """Raise :class:`ChecksumMismatch` unless these are the object's stored bytes."""
+        if self.size != obj.size:
+            raise ChecksumMismatch(f"{obj.url}: got {self.size} bytes, expected {obj.size}")
+        if obj.md5 is not None:
+            if self.md5.hexdigest() != obj.md5:
+                raise ChecksumMismatch(
+                    f"{obj.url}: md5 {self.md5.hexdigest()} does not match the object's {obj.md5}"
+                )
+        elif obj.crc32c is not None and self.crc is not None:
+            got = base64.b64encode(self.crc.digest()).decode()
+            if got != obj.crc32c:
+                raise ChecksumMismatch(f"{obj.url}: crc32c {got} does not match the object's")
+
+
+def hash_file(
+    path: Path, obj: RemoteObject | None = None, copy_to: Path | None = None
+) -> tuple[str, bool]:
+    """The md5 of a local file and whether its bytes are ``obj``'s stored bytes.
+
+    One read; with ``copy_to`` the bytes hashed are also written there, so what
+    is checked is exactly what is kept.
+    """
+    hasher = _Hasher(crc=obj is not None and obj.md5 is None)
+    with path.open("rb") as fobj, contextlib.ExitStack() as stack:
+        out = stack.enter_context(copy_to.open("wb")) if copy_to else None
+        while chunk := fobj.read(CHUNK):
+            hasher.update(chunk)
+            if out is not None:
+                out.write(chunk)
+    try:
+        if obj is not None:
+            hasher.check(obj)
+    except ChecksumMismatch:
+        return hasher.md5.hexdigest(), False
+    return hasher.md5.hexdigest(), obj is not None
+
+
+async def _fetch(
+    fs: Any, obj: RemoteObject, dest: Path, on_bytes: Callable[[int], None] | None
+) -> Fetched:
+    """Download one generation of an object to ``dest``, verified as it streams.
+
+    The stored bytes are hashed (md5, or crc32c for composite objects) while they
+    are written. A ``gzip``-encoded object is asked for as stored
+    (``Accept-Encoding: gzip``, which turns off Cloud Storage's decompressive
+    transcoding) and decoded here, so its stored hashes can be checked and the
+    file holds the decoded bytes, as ``dvc import-url`` leaves it. Retries are
+    gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``).
+    """
+    from gcsfs.retry import retry_request, validate_response
+
+    url = fs.url(f"{obj.bucket}/{obj.name}", generation=obj.generation)
+    headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
+
+    @retry_request(retries=6)  # type: ignore[untyped-decorator]
+    async def attempt() -> Fetched:
+        await fs._set_session()
+        # Not aiohttp's auto-decompression: the stored bytes must be hashed first.
+        async with fs.session.get(
+            url, headers=headers, timeout=fs.requests_timeout, auto_decompress=False
+        ) as resp:
+            if resp.status >= 400:
+                validate_response(resp.status, await resp.read(), url)
+            stored = _Hasher(crc=obj.md5 is None)
+            decoded = hashlib.md5()  # noqa: S324 - DVC's content hash
+            gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+            size = 0
+            with dest.open("wb") as fobj:
+                while chunk := await resp.content.read(CHUNK):
+                    stored.update(chunk)
+                    if on_bytes is not None:
+                        on_bytes(len(chunk))
+                    if inflate is not None:
+                        chunk = inflate.decompress(chunk)
+                    decoded.update(chunk)
+                    fobj.write(chunk)
+                    size += len(chunk)
+                if inflate is not None:
+                    tail = inflate.flush()
+                    decoded.update(tail)
+                    fobj.write(tail)
+                    size += len(tail)
+            if gzipped or not obj.transcoded:
+                stored.check(obj)
+            # else the server decoded it anyway: the stored hashes cannot be checked
+            return Fetched(decoded.hexdigest(), size)
+
+    result: Fetched = await attempt()
+    return result
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5()  # noqa: S324 - DVC's content hash
-    with path.open("rb") as fobj:
-        while chunk := fobj.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify(obj: RemoteObject, path: Path) -> str:
-    """The md5 of ``path`` after checking it against the object's md5 (or crc32c)."""
-    size = path.stat().st_size
-    if size != obj.size:
-        raise ChecksumMismatch(f"{obj.url}: got {size} bytes, expected {obj.size}")
-    md5 = file_md5(path)
-    if obj.md5 is not None:
-        if md5 != obj.md5:
-            raise ChecksumMismatch(f"{obj.url}: md5 {md5} does not match the object's {obj.md5}")
-    elif obj.crc32c is not None:
-        import google_crc32c
-
-        crc = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
-        with path.open("rb") as fobj:
-            while chunk := fobj.read(CHUNK):
-                crc.update(chunk)  # type: ignore[no-untyped-call]
-        got = base64.b64encode(crc.digest()).decode()  # type: ignore[no-untyped-call]
-        if got != obj.crc32c:
-            raise ChecksumMismatch(f"{obj.url}: crc32c {got} does not match the object's")
-    return md5
+    return hash_file(path)[0]
 
 
 def _timeout() -> Any:
@@ -353,11 +648,13 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "not found"
     if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
-        return "permission denied (check your credentials: gcloud auth application-default login)"
+        return f"permission denied (check your credentials: {CREDENTIALS_HINT})"
     name = type(exc).__name__
+    code = getattr(exc, "code", None)
+    if code == 401 or "Anonymous caller" in text:
+        return f"not signed in to Google Cloud ({text}); {CREDENTIALS_HINT}"
     if "Credentials" in name or "RefreshError" in name:
         return f"no usable Google Cloud credentials ({text})"
-    code = getattr(exc, "code", None)
     if isinstance(code, int):
         return f"HTTP {code}: {text}"
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:

@@ -1,9 +1,11 @@
 """Carry out a plan: the order of the work, and the failures it met.
 
 Order per file, so that an interruption at any point leaves nothing recorded
-that is not on disk and verified: download to ``.dvc/tmp/gcsdvc`` -> check the
-bytes against the object's md5 (or crc32c) -> move into the DVC cache -> link
-or copy into the data folder with an atomic rename -> write the stage.
+that is not on disk and verified: download the listed generation to
+``.dvc/tmp/gcsdvc``, checking the stored bytes against the object's md5 (or
+crc32c) as they stream -> move into the DVC cache -> link or copy into the data
+folder with an atomic rename -> write the stage. A restore fetches the recorded
+generation and checks the recorded md5 too.
 Placing files is :mod:`gcsdvc.workspace`'s; deciding what to do is :mod:`gcsdvc.plan`'s.
 """
 
@@ -17,12 +19,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gcsdvc import stages, untracked
-from gcsdvc.compare import State
-from gcsdvc.errors import GcsdvcError, LocalChangesError, NotAttemptedError, StorageError
+from gcsdvc.compare import Change, State, object_change, recorded_generation
+from gcsdvc.errors import (
+    ChecksumMismatch,
+    GcsdvcError,
+    ListingError,
+    LocalChangesError,
+    NotAttemptedError,
+    StorageError,
+)
 from gcsdvc.manifest import Manifest
 from gcsdvc.plan import Action, Item, Plan, build_plan
 from gcsdvc.remote import forget_push_cache
-from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.storage import Fetched, RemoteObject, Storage, describe
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import Workspace, locked_repo
 
@@ -44,6 +53,7 @@ class Failure:
     name: str
     source: str
     error: BaseException
+    scope: str | None = None  # the entry's URL when the failure hit its whole prefix
 
     @property
     def message(self) -> str:
@@ -69,7 +79,8 @@ class SyncResult:
         return not self.failures
 
     def fail(self, item: Item, error: BaseException) -> None:
-        self.failures.append(Failure(item.name, item.source, error))
+        scope = item.resource.url if isinstance(error, ListingError) and item.resource else None
+        self.failures.append(Failure(item.name, item.source, error, scope))
 
 
 def sync(
@@ -112,7 +123,8 @@ def sync(
 def _result(plan: Plan, storage: Storage) -> SyncResult:
     result = SyncResult(plan, retries=storage.retries.retries)
     for item in plan.of(Action.FAILED):
-        result.fail(item, StorageError(item.note))
+        listing = item.state is State.LISTING_FAILED
+        result.fail(item, ListingError(item.note) if listing else StorageError(item.note))
     for item in plan.of(Action.CONFLICT):
         result.fail(item, conflict(item))
     return result
@@ -162,7 +174,13 @@ class _Executor:
             self._guard(item, self.ws.remove, item.local)
         for item in self.plan.of(Action.METADATA):
             assert item.stage is not None
-            self._guard(item, self.ws.write_stage, item.local, self._shaped(item, item.stage))
+            if item.state is State.MISSING:  # a copy placed by `dvc pull`
+                self._guard(item, self._adopt, item)
+                continue
+            stage = item.stage
+            if item.obj is not None and item.state is State.METADATA_UPSTREAM:
+                stage = stage.recorded_as(item.obj)  # so that `dvc status` stays quiet
+            self._guard(item, self.ws.write_stage, item.local, self._shaped(item, stage))
         todo = self.plan.of(Action.ADD, Action.UPDATE, Action.RESTORE)
         self._transfer([i for i in todo if i.file is not None])
         for item in todo:
@@ -196,46 +214,85 @@ class _Executor:
             self.result.done[item.action] += 1
 
     def _transfer(self, items: list[Item]) -> None:
-        fetch: list[Item] = []
+        fetch: list[tuple[Item, RemoteObject]] = []
         for item in items:
-            recorded = item.stage.md5 if item.stage is not None else None
-            if item.action is Action.RESTORE and item.stage is not None:
-                same_source = item.stage.source == item.source
-                if recorded and same_source and self.ws.restore(item.local, recorded):
-                    self.result.done[item.action] += 1
-                    continue
-            if item.obj is None:
+            if item.action is Action.RESTORE:
+                if self._restored(item) or not self.download:
+                    continue  # --no-download: nothing to restore yet
+                try:
+                    fetch.append((item, self._recorded_object(item)))
+                except GcsdvcError as exc:
+                    self.result.fail(item, exc)
+            elif item.obj is None:
                 self.result.fail(item, StorageError(f"object not found: {item.source}"))
-            elif item.action is Action.RESTORE and recorded and item.obj.md5 != recorded:
-                self.result.fail(
-                    item,
-                    StorageError(
-                        "the recorded version is gone from the source and not in the DVC cache; "
-                        "'dvc pull' it from your DVC remote, or set skip_if_exist: false"
-                    ),
-                )
             elif not self.download:
-                if item.action is not Action.RESTORE:
-                    self._guard(item, self._write_file_stage, item, item.obj, None)
+                self._guard(item, self._write_file_stage, item, item.obj, None)
             else:
-                fetch.append(item)
+                fetch.append((item, item.obj))
         if fetch:
             self._download(fetch)
 
-    def _download(self, fetch: list[Item]) -> None:
-        pairs: list[tuple[RemoteObject, Path]] = []
-        for n, item in enumerate(fetch):
-            assert item.obj is not None
-            pairs.append((item.obj, self.ws.scratch(n)))
+    def _restored(self, item: Item) -> bool:
+        """Whether the cache had the recorded bytes, now put back in place."""
+        stage = item.stage
+        if stage is None or stage.md5 is None or stage.source != item.source:
+            return False
+        if not self.ws.restore(item.local, stage.md5):
+            return False
+        self.result.done[item.action] += 1
+        return True
+
+    def _recorded_object(self, item: Item) -> RemoteObject:
+        """The object a stage records, to restore or check: listed now, else its generation.
+
+        Raises :class:`StorageError` naming the fix when the recorded bytes are
+        nowhere to be had.
+        """
+        stage, obj, res = item.stage, item.obj, item.resource
+        assert stage is not None and res is not None and item.file is not None
+        if obj is not None and object_change(stage, obj) is not Change.CONTENT:
+            return obj
+        generation = recorded_generation(stage)
+        if generation:
+            name = f"{res.prefix}/{item.file}".lstrip("/")
+            older = self.storage.stat_generation(res.bucket, name, generation)
+            if older is not None:
+                return older
+        what = f"generation {generation}" if generation else "version"
+        gone = f"the recorded {what} of {item.source} is gone from the bucket"
+        if stage.md5 is None:
+            gone += " (it was recorded with --no-download)"
+        if not self.plan.pinned:
+            fix = "'dvc pull' it from your DVC remote"
+        else:
+            fix = (
+                f"take the current object with 'dvc update {stages.stage_path(item.local)}' "
+                "or skip_if_exist: false"
+            )
+        raise StorageError(f"{gone} and not in the DVC cache; {fix}")
+
+    def _adopt(self, item: Item) -> None:
+        """Record a copy placed without us (``dvc pull`` of a --no-download stage), once checked."""
+        obj = self._recorded_object(item)
+        got = self.ws.adopt(item.local, obj)
+        self._write_file_stage(item, obj, got)
+
+    def _download(self, fetch: list[tuple[Item, RemoteObject]]) -> None:
+        pairs = [(obj, self.ws.scratch(n)) for n, (_, obj) in enumerate(fetch)]
         reporter = self.reporter
         if reporter:
             reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
         on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
         try:
             for index, outcome in self.storage.download(pairs, on_bytes):
-                item, (obj, tmp) = fetch[index], pairs[index]
+                (item, obj), tmp = fetch[index], pairs[index][1]
+                recorded = item.stage.md5 if item.stage is not None else None
                 if isinstance(outcome, BaseException):
                     self.result.fail(item, outcome)
+                elif item.action is Action.RESTORE and recorded and outcome.md5 != recorded:
+                    tmp.unlink(missing_ok=True)
+                    why = f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
+                    self.result.fail(item, ChecksumMismatch(why))
                 else:
                     self._guard(item, self._place, item, tmp, obj, outcome)
                 if reporter:
@@ -244,15 +301,16 @@ class _Executor:
             if reporter:
                 reporter.finish()
 
-    def _place(self, item: Item, tmp: Path, obj: RemoteObject, md5: str) -> None:
-        self.ws.place(tmp, item.local, md5)
-        self._write_file_stage(item, obj, md5)
+    def _place(self, item: Item, tmp: Path, obj: RemoteObject, got: Fetched) -> None:
+        self.ws.place(tmp, item.local, got.md5)
+        self._write_file_stage(item, obj, got)
 
-    def _write_file_stage(self, item: Item, obj: RemoteObject | None, md5: str | None) -> None:
-        assert item.resource is not None and item.file is not None and obj is not None
+    def _write_file_stage(self, item: Item, obj: RemoteObject, got: Fetched | None) -> None:
+        assert item.resource is not None and item.file is not None
+        md5, size = (got.md5, got.size) if got else (None, None)
         frozen = item.stage.frozen if item.stage is not None else True  # a user's unfreeze stays
         stage = stages.file_stage(
-            item.resource, item.file, item.local, obj, md5, self.plan.pinned, frozen
+            item.resource, item.file, item.local, obj, md5, self.plan.pinned, frozen, size=size
         )
         self.ws.write_stage(item.local, stage, ignore=md5 is None)
 

@@ -28,7 +28,7 @@ from gcsdvc import stages
 from gcsdvc.compare import ABSENT, Disk
 from gcsdvc.errors import DvcRepoError
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import file_md5
+from gcsdvc.storage import Fetched, RemoteObject, file_md5, hash_file
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -176,6 +176,34 @@ class Workspace:
 
     def place(self, tmp: Path, local: str, md5: str) -> None:
         """Move a verified download into the cache and link it out to ``local``."""
+        self._checkout(self._cache(tmp, md5), local, md5)
+
+    def adopt(self, local: str, obj: RemoteObject) -> Fetched:
+        """Check a copy placed without us against ``obj`` and cache exactly the bytes checked.
+
+        The copy stays where it is (``dvc pull`` put it there with DVC's link type).
+        """
+        if obj.transcoded:
+            raise DvcRepoError(
+                f"{local}: a decoded copy of a gzip-encoded object cannot be checked "
+                "against the bucket; remove it and run gcsdvc sync again"
+            )
+        path = self.root / local
+        tmp = self.work / f"adopt-{uuid.uuid4().hex}"
+        md5, verified = hash_file(path, obj, copy_to=tmp)  # one read: hash, check and copy
+        if not verified:
+            tmp.unlink()
+            raise DvcRepoError(
+                f"{local} is not the recorded object {obj.url}; move it away and sync again"
+            )
+        got = Fetched(md5, tmp.stat().st_size)
+        self._cache(tmp, md5)
+        self._remember_hash(path, md5)
+        self.hashes.put(local, path.stat(), md5)
+        return got
+
+    def _cache(self, tmp: Path, md5: str) -> Path:
+        """Move a verified file into the DVC cache (or drop it when the cache has it)."""
         cached = Path(self.odb.oid_to_path(md5))
         if cached.exists():
             tmp.unlink()
@@ -184,7 +212,7 @@ class Workspace:
             self.odb.makedirs(str(cached.parent))
             os.replace(tmp, cached)
             self.odb.protect(str(cached))
-        self._checkout(cached, local, md5)
+        return cached
 
     def restore(self, local: str, md5: str) -> bool:
         """Put the cached copy of ``md5`` at ``local``; False when the cache lacks it."""

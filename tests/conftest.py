@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from gcslayer import GcsLayer
 
 from gcsdvc.emulator import GIT_IDENTITY, LEAKY_VARS, OFFLINE_ENV, Emulator, client_env, sandbox_env
 
@@ -23,13 +24,35 @@ for _var in LEAKY_VARS:
     os.environ.pop(_var, None)
 
 
+# GCSDVC_TEST_BARE_EMULATOR=1 runs the suite against fake-gcs-server itself, without the
+# layer that answers as Cloud Storage does (tests that need that layer are then skipped).
+BARE = os.environ.get("GCSDVC_TEST_BARE_EMULATOR", "") not in ("", "0")
+
+
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+def bare_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     """fake-gcs-server on 127.0.0.1, shared by the session; tests use their own buckets."""
     server = Emulator(seed=tmp_path_factory.mktemp("seed")).start()
-    os.environ.update(client_env(server.url))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator(bare_emulator: Emulator) -> Iterator[Emulator | GcsLayer]:
+    """What the tests talk to: by default the Cloud Storage layer in front of the emulator."""
+    server: Emulator | GcsLayer = bare_emulator if BARE else GcsLayer(bare_emulator.url)
+    os.environ.update(client_env(server.url))
+    yield server
+    if isinstance(server, GcsLayer):
+        server.stop()
+
+
+@pytest.fixture
+def layer(emulator: Emulator | GcsLayer) -> GcsLayer:
+    """The Cloud Storage layer, for tests of what only real Cloud Storage does."""
+    if not isinstance(emulator, GcsLayer):
+        pytest.skip("needs the Cloud Storage layer (GCSDVC_TEST_BARE_EMULATOR is set)")
+    return emulator
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +65,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def gcs(emulator: Emulator) -> Any:
+def gcs(emulator: Emulator | GcsLayer) -> Any:
     """A gcsfs filesystem talking to the emulator."""
     import gcsfs
 

@@ -21,6 +21,7 @@ class Faults:
     fail_first: int = 0  # answer the first N connections with `status`
     status: int = 503
     forbid: str = ""  # answer 403 to requests whose request line contains this
+    anonymous: str = ""  # answer 401 "Anonymous caller" to requests whose line contains this
     delay: float = 0.0  # seconds to sleep per 64 KiB of response
     corrupt_media: bool = False  # flip a byte of every object download
     down: bool = False  # refuse to serve: close at once
@@ -67,6 +68,8 @@ class FaultProxy:
                 return _answer(client, f.status)
             if f.forbid and f.forbid in line:
                 return _answer(client, 403)
+            if f.anonymous and f.anonymous in line:
+                return _answer(client, 401, _ANONYMOUS)
             with socket.create_connection(self.upstream) as up:
                 up.sendall(_one_request_per_connection(head))
                 pump = threading.Thread(target=_copy, args=(client, up), daemon=True)
@@ -141,8 +144,14 @@ def _one_request_per_connection(head: bytes) -> bytes:
     return b"\r\n".join([*lines, b"Connection: close"]) + b"\r\n\r\n"
 
 
-def _answer(sock: socket.socket, status: int) -> None:
-    body = b'{"error": {"code": %d, "message": "injected fault"}}' % status
+_ANONYMOUS = (
+    "Anonymous caller does not have storage.objects.get access to the Google Cloud "
+    "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist)."
+)
+
+
+def _answer(sock: socket.socket, status: int, message: str = "injected fault") -> None:
+    body = b'{"error": {"code": %d, "message": "%s"}}' % (status, message.encode())
     sock.sendall(
         b"HTTP/1.1 %d Injected\r\nContent-Type: application/json\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (status, len(body), body)

@@ -27,7 +27,7 @@ def obj(
     dep: dict[str, Any] = {"etag": etag, "size": size}
     if generation:
         dep["version_id"] = generation
-    return RemoteObject("bkt", "proj/run/a.txt", size, md5, None, dep)
+    return RemoteObject("bkt", "proj/run/a.txt", size, md5, None, dep, generation=generation)
 
 
 def stage(**over: Any) -> stages.ImportStage:
@@ -68,15 +68,21 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("missing", WISH, stage(), ABSENT, NL, State.MISSING),
     ("missing, upstream changed", WISH, stage(), ABSENT, obj(etag="e2"), State.MISSING),
     ("no checksum recorded", WISH, unrecorded, FILE, NL, State.MISSING),
-    ("changed upstream", WISH, stage(), FILE, obj(etag="e2", generation="200"),
+    ("changed upstream", WISH, stage(), FILE, obj(etag="e2", generation="200", md5=OTHER_MD5),
      State.CHANGED_UPSTREAM),
+    ("identical bytes re-uploaded", WISH, stage(), FILE, obj(etag="e2", generation="200"),
+     State.METADATA_UPSTREAM),
+    ("missing, object rewritten", WISH, stage(), ABSENT, obj(etag="e2", generation="200",
+     md5=OTHER_MD5), State.CHANGED_UPSTREAM),
     ("changed upstream, same generation, other bytes", WISH, stage(), FILE,
      obj(etag="e2", md5=OTHER_MD5), State.CHANGED_UPSTREAM),
     ("metadata only", WISH, stage(), FILE, obj(etag="e2"), State.METADATA_UPSTREAM),
     ("metadata only, composite object", WISH, stage(), FILE, obj(etag="e2", md5=None),
      State.METADATA_UPSTREAM),
-    ("unpinned stage: no generation to prove sameness", WISH, stage(generation=None), FILE,
-     obj(etag="e2"), State.CHANGED_UPSTREAM),
+    ("unpinned stage: size and md5 prove the same bytes", WISH, stage(generation=None), FILE,
+     obj(etag="e2"), State.METADATA_UPSTREAM),
+    ("unpinned stage, composite object: nothing proves sameness", WISH, stage(generation=None),
+     FILE, obj(etag="e2", md5=None), State.CHANGED_UPSTREAM),
     ("deleted upstream", WISH, stage(), FILE, None, State.DELETED_UPSTREAM),
     ("folder in sync", FOLDER, stage(source=FOLDER.source, md5=None), Disk(True), NL, State.OK),
     ("folder missing", FOLDER, stage(source=FOLDER.source), ABSENT, NL, State.MISSING),

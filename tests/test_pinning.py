@@ -17,7 +17,9 @@ from gcsdvc.storage import RemoteObject
 IDENT = {"name": "e", "bucket": "b", "blob": "p", "subblob": "", "file": "a"}
 DEP = {"etag": "e1", "size": 3, "hash": "md5", "path": "gs://b/p/a"}
 OUT = {"md5": "m1", "size": 3, "hash": "md5", "path": "a"}
-LISTED = RemoteObject("b", "p/a", 3, None, None, {"etag": "e1", "size": 3, "version_id": "7"})
+LISTED = RemoteObject(
+    "b", "p/a", 3, None, None, {"etag": "e1", "size": 3, "version_id": "7"}, generation="7"
+)
 RES = {keep: Resource("e", "b", "p", "", ("a",), "e", keep, "") for keep in (True, False)}
 
 

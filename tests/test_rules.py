@@ -212,7 +212,21 @@ def test_restore_with_cache_and_source_gone(repo: Path, seeded: str, put: Any) -
     put(f"{seeded}/project1/{QUOTED}/file1", "another version\n")
     res = cli("sync", cwd=repo)
     assert res.returncode == 1
-    assert "the recorded version is gone from the source and not in the DVC cache" in res.stderr
+    assert "is gone from the bucket and not in the DVC cache" in res.stderr  # issue 9 wording
+    assert not data(repo, "file1").exists()
+
+
+def test_restore_gone_without_pinning_names_the_dvc_remote(
+    repo: Path, seeded: str, put: Any
+) -> None:
+    write_manifest(repo, [entry(seeded, files=["file1"])], pin_generations=False)
+    cli("sync", cwd=repo, check=True)
+    data(repo, "file1").unlink()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    put(f"{seeded}/project1/{QUOTED}/file1", "another version\n")
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    assert "not in the DVC cache; 'dvc pull' it from your DVC remote" in res.stderr
     assert not data(repo, "file1").exists()
 
 

@@ -22,7 +22,7 @@ from gcsdvc.storage import RemoteObject
 RES = Resource("exp1", "bkt", "proj", "run", ("sub/a.txt",), "exp1", True, "学習率 0.01")
 DEP = {"etag": "abc", "size": 5, "version_id": "1700000000000001"}
 MD5 = "d41d8cd98f00b204e9800998ecf8427e"
-OBJ = RemoteObject("bkt", "proj/run/sub/a.txt", 5, MD5, None, DEP)
+OBJ = RemoteObject("bkt", "proj/run/sub/a.txt", 5, MD5, None, DEP, generation="1700000000000001")
 
 # What `dvc import-url gs://bkt/proj/run/sub/a.txt a.txt` writes, plus desc and meta.
 PINNED = """\

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import dvc_main, run
 
 from gcsdvc import stages, workspace
 from gcsdvc.compare import ABSENT
@@ -94,3 +96,24 @@ def test_a_link_into_the_cache_is_replaced_not_refused(root: Path, tmp_path: Pat
     with pytest.raises(DvcRepoError, match="outside the repository"):
         workspace.refuse_symlinks(root, root / "d" / "a.txt")
     workspace.refuse_symlinks(root, root / "d" / "a.txt", cache)
+
+
+def test_adopt_checks_and_caches_a_pulled_copy_or_refuses_it(tmp_path: Path) -> None:
+    """A copy `dvc pull` placed for a --no-download stage: checked against the object, once."""
+    run("git", "init", "-q", cwd=tmp_path)
+    dvc_main("init", "-q", cwd=tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_bytes(b"hello\n")
+    obj = RemoteObject("bkt", "proj/a.txt", 6, MD5, None, {"etag": "e", "size": 6})
+    with (
+        stages.open_repo(tmp_path) as repo,
+        workspace.Workspace(repo, tmp_path, tmp_path / "d") as ws,
+    ):
+        got = ws.adopt("d/a.txt", obj)
+        assert (got.md5, got.size) == (MD5, 6)
+        assert Path(repo.cache.local.oid_to_path(MD5)).read_bytes() == b"hello\n"
+        with pytest.raises(DvcRepoError, match=r"is not the recorded object gs://bkt/proj/a\.txt"):
+            ws.adopt("d/a.txt", replace(obj, md5="0" * 32))
+        with pytest.raises(DvcRepoError, match="a decoded copy of a gzip-encoded object"):
+            ws.adopt("d/a.txt", replace(obj, content_encoding="gzip"))
+    assert list((tmp_path / ".dvc" / "tmp").glob("gcsdvc/adopt-*")) == []

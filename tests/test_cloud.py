@@ -1,0 +1,383 @@
+"""What only real Cloud Storage does, through the layer in tests/gcslayer.py (issue 9).
+
+Each test names the numbered case of the issue it guards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import QUOTED, cli, data, dvc_main, entry, load, run, write_manifest
+from faultproxy import FaultProxy, Faults
+from gcslayer import GcsLayer, real_etag
+from test_workflows import clone, commit_all
+
+from gcsdvc import api, storage
+
+PREFIX = f"project1/{QUOTED}"
+
+
+def status_of(root: Path, **env: str) -> dict[str, str]:
+    """``gcsdvc status --json``: the state of each file by its path."""
+    res = cli("status", "--json", cwd=root, env=env or None)
+    doc = json.loads(res.stdout)
+    return {f["path"]: f["state"] for r in doc["resources"] for f in r["files"]}
+
+
+def local(rel: str) -> str:
+    return f"data/{PREFIX}/{rel}"
+
+
+@pytest.fixture
+def versioned(layer: GcsLayer, put: Any) -> str:
+    """A bucket with object versioning and the sample experiment in it."""
+    name = f"v-{uuid.uuid4().hex[:12]}"
+    layer.create_bucket(name, versioning=True)
+    put(f"{name}/{PREFIX}/parent_dir/file1", "nested file1\n")
+    put(f"{name}/{PREFIX}/file1", "top file1\n")
+    put(f"{name}/{PREFIX}/metrics.json", json.dumps({"acc": 0.9}))
+    return name
+
+
+def test_layer_answers_as_cloud_storage(layer: GcsLayer, seeded: str, gcs: Any) -> None:
+    info = layer.current(seeded, f"{PREFIX}/file1")
+    assert info["etag"] == real_etag(info["generation"], 1)
+    assert (
+        storage.etag_generation(bytes(__import__("base64").b64decode(info["etag"])).hex())
+        == (info["generation"])
+    )
+    layer.patch_metadata(seeded, f"{PREFIX}/file1", {"owner": "me"})
+    patched = layer.current(seeded, f"{PREFIX}/file1")
+    assert patched["metageneration"] == "2" and patched["etag"] != info["etag"]
+    gcs.merge(f"{seeded}/{PREFIX}/joined", [f"{seeded}/{PREFIX}/file1", f"{seeded}/{PREFIX}/file1"])
+    joined = layer.current(seeded, f"{PREFIX}/joined")
+    assert "md5Hash" not in joined and joined["componentCount"] == 2 and joined["crc32c"]
+
+
+def test_etag_generation_reads_real_etags_only() -> None:
+    etag = __import__("base64").b64decode("CKishJ+i+/ICEAE=").hex()
+    assert storage.etag_generation(etag) == "1631512648816168"
+    assert real_etag(1631512648816168, 1) == "CKishJ+i+/ICEAE="
+    assert storage.etag_generation(hashlib.md5(b"x").hexdigest()) is None
+    assert storage.etag_generation(None) is None
+
+
+# -- 1: composite objects ---------------------------------------------------
+
+
+def test_1_composite_object_restores_by_crc32c(
+    repo: Path, seeded: str, layer: GcsLayer, tmp_path: Path
+) -> None:
+    layer.mark_composite(seeded, f"{PREFIX}/file1")
+    write_manifest(repo, [entry(seeded)])
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    commit_all(repo)
+    other = clone(repo, tmp_path)
+    res = cli("sync", cwd=other)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["exp1  restore 3", "sync: 3 restored, 0 unchanged"]
+    assert data(other, "file1").read_text() == "top file1\n"
+    assert json.loads(dvc_main("status", "--json", cwd=other).stdout) == {}
+
+    # The notebook path: a fresh clone asks for the file by experiment name.
+    (tmp_path / "third").mkdir()
+    third = clone(repo, tmp_path / "third")
+    got = api.path("exp1", "file1", manifest=third / "params.yaml", sync=True)
+    assert got.read_text() == "top file1\n"
+
+
+# -- 2: versioned bucket, pinned generations --------------------------------
+
+
+def test_2_pinned_stage_restores_its_generation_from_a_versioned_bucket(
+    repo: Path, versioned: str, put: Any, tmp_path: Path
+) -> None:
+    write_manifest(repo, [entry(versioned)], pin_generations=True)
+    cli("sync", cwd=repo, check=True)
+    pinned = load(data(repo, "file1.dvc"))
+    commit_all(repo)
+    put(f"{versioned}/{PREFIX}/file1", "overwritten\n")
+    other = clone(repo, tmp_path)
+    res = cli("sync", cwd=other)
+    assert res.returncode == 0, res.stderr
+    assert data(other, "file1").read_text() == "top file1\n"
+    assert load(data(other, "file1.dvc")) == pinned
+    dvc_main("pull", cwd=other)  # DVC agrees on what the pinned generation is
+
+
+def test_2_gone_generation_names_the_fix_for_this_repository(
+    repo: Path, seeded: str, put: Any, tmp_path: Path
+) -> None:
+    write_manifest(repo, [entry(seeded)], pin_generations=True)
+    cli("sync", cwd=repo, check=True)
+    commit_all(repo)
+    put(f"{seeded}/{PREFIX}/file1", "overwritten\n")  # not versioned: the old one is gone
+    other = clone(repo, tmp_path)
+    res = cli("sync", cwd=other)
+    assert res.returncode == 1
+    assert "is gone from the bucket" in res.stderr
+    assert f"'dvc update {local('file1')}.dvc' or skip_if_exist: false" in res.stderr
+    assert "dvc pull" not in res.stderr  # there is no DVC remote to pull from
+    assert not data(other, "file1").exists()
+
+
+# -- 3: --no-download, then the object changes ------------------------------
+
+
+def test_3_no_download_then_overwrite_is_a_change_not_missing(
+    repo: Path, seeded: str, put: Any
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    cli("sync", "--no-download", cwd=repo, check=True)
+    recorded = load(data(repo, "file1.dvc"))
+    put(f"{seeded}/{PREFIX}/file1", "overwritten\n")
+    assert status_of(repo)[local("file1")] == "changed-upstream"
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    assert "it was recorded with --no-download" in res.stderr
+    assert load(data(repo, "file1.dvc")) == recorded  # version_id did not silently advance
+    assert not data(repo, "file1").exists()
+
+
+# -- 4: --no-download, dvc pull, gcsdvc sync --------------------------------
+
+
+def test_4_no_download_then_dvc_pull_is_recorded_not_downloaded(
+    repo: Path, seeded: str, layer: GcsLayer
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    cli("sync", "--no-download", cwd=repo, check=True)
+    dvc_main("pull", cwd=repo)
+    inode = data(repo, "file1").stat().st_ino
+    before = layer.media_requests
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["exp1  metadata 3", "sync: 3 re-described, 0 unchanged"]
+    assert layer.media_requests == before
+    assert data(repo, "file1").stat().st_ino == inode
+    out = load(data(repo, "file1.dvc"))["outs"][0]
+    assert out["md5"] == hashlib.md5(b"top file1\n").hexdigest()
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines() == ["exp1  unchanged 3", "sync: 3 unchanged"]
+
+
+# -- 5: gzip-encoded objects ------------------------------------------------
+
+
+def test_5_gzip_object_syncs_to_decoded_bytes_as_dvc_import_url(
+    repo: Path, bucket: str, layer: GcsLayer, tmp_path: Path
+) -> None:
+    text = b"".join(b"step %d loss 0.%04d\n" % (n, n) for n in range(3000))
+    stored = gzip.compress(text)
+    layer.upload(bucket, f"{PREFIX}/train.log", stored, content_encoding="gzip")
+    write_manifest(repo, [entry(bucket, files=["train.log"])])
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert data(repo, "train.log").read_bytes() == text
+    ours = load(data(repo, "train.log.dvc"))
+    assert ours["deps"][0]["size"] == len(stored)
+    assert ours["outs"][0] == {
+        "md5": hashlib.md5(text).hexdigest(),
+        "size": len(text),
+        "hash": "md5",
+        "path": "train.log",
+    }
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run("git", "init", "-q", cwd=plain)
+    dvc_main("init", "-q", cwd=plain)
+    dvc_main("import-url", f"gs://{bucket}/{PREFIX}/train.log", "train.log", cwd=plain)
+    theirs = load(plain / "train.log.dvc")
+    assert ours["deps"] == theirs["deps"] and ours["outs"] == theirs["outs"]
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]
+
+
+# -- 6: metadata-only change ------------------------------------------------
+
+
+def test_6_metadata_only_change_records_the_etag_without_downloading(
+    repo: Path, seeded: str, layer: GcsLayer
+) -> None:
+    write_manifest(repo, [entry(seeded, skip_if_exist=False)])
+    cli("sync", cwd=repo, check=True)
+    inode = data(repo, "file1").stat().st_ino
+    layer.patch_metadata(seeded, f"{PREFIX}/file1", {"reviewed": "yes"})
+    assert status_of(repo)[local("file1")] == "ok"
+    before = layer.media_requests
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "exp1  metadata 1, unchanged 2",
+        "sync: 1 re-described, 2 unchanged",
+    ]
+    assert layer.media_requests == before
+    assert data(repo, "file1").stat().st_ino == inode
+    etag = __import__("base64").b64decode(layer.current(seeded, f"{PREFIX}/file1")["etag"]).hex()
+    assert load(data(repo, "file1.dvc"))["deps"][0]["etag"] == etag
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+
+
+# -- 7: listing costs what the manifest names -------------------------------
+
+
+def test_7_status_and_sync_ask_only_for_listed_files(
+    repo: Path, seeded: str, layer: GcsLayer, gcs: Any
+) -> None:
+    shards = {f"{seeded}/{PREFIX}/shards/part-{n:04d}": b"x" for n in range(300)}
+    shards |= {f"{seeded}/{PREFIX}/events-{n:04d}": b"y" for n in range(100)}
+    gcs.pipe(shards)
+    gcs.invalidate_cache()
+    write_manifest(repo, [entry(seeded)])
+    before = layer.objects_served
+    assert cli("sync", cwd=repo).returncode == 0
+    assert layer.objects_served - before <= 2 * 3  # planned twice at most, one stat per file
+    before = layer.objects_served
+    assert cli("status", cwd=repo).returncode == 0
+    assert layer.objects_served - before == 3
+
+
+def test_7_a_folder_of_many_listed_files_is_listed_one_level(
+    repo: Path, bucket: str, layer: GcsLayer, gcs: Any
+) -> None:
+    files = [f"ckpt/step-{n:02d}.pt" for n in range(12)]
+    objects = {f"{bucket}/{PREFIX}/{f}": f.encode() for f in files}
+    objects |= {f"{bucket}/{PREFIX}/ckpt/deep/shard-{n:04d}": b"z" for n in range(200)}
+    gcs.pipe(objects)
+    gcs.invalidate_cache()
+    write_manifest(repo, [entry(bucket, files=files)])
+    assert cli("sync", cwd=repo).returncode == 0
+    before = layer.objects_served
+    assert cli("status", cwd=repo).returncode == 0
+    assert layer.objects_served - before == len(files)  # not the 200 below ckpt/deep/
+
+
+# -- 8 and 9: failures collapse, credentials --------------------------------
+
+
+@pytest.fixture
+def faults(emulator: Any) -> Iterator[FaultProxy]:
+    server = FaultProxy(emulator.port)
+    yield server
+    server.close()
+
+
+def test_8_a_failed_listing_is_one_line_per_entry(
+    repo: Path, seeded: str, faults: FaultProxy
+) -> None:
+    faults.faults = Faults(forbid=f"/b/{seeded}/")
+    files = [f"shard-{n}" for n in range(20)]
+    write_manifest(repo, [entry(seeded, files=files)])
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": faults.url})
+    assert res.returncode == 1
+    lines = [line for line in res.stderr.splitlines() if line.startswith("failed:")]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"failed: exp1: gs://{seeded}/{PREFIX}: cannot list")
+    assert lines[0].endswith("(20 files)")
+
+
+def test_9_anonymous_caller_gets_the_credentials_hint(
+    repo: Path, seeded: str, faults: FaultProxy
+) -> None:
+    faults.faults = Faults(anonymous=f"/b/{seeded}/")
+    write_manifest(repo, [entry(seeded)])
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": faults.url})
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "not signed in to Google Cloud (Anonymous caller" in res.stderr
+    assert "gcloud auth application-default login" in res.stderr
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("product", "credentials", "skipped"),
+    [
+        ("Standard PC (Q35 + ICH9, 2009)", False, True),  # a laptop or another cloud
+        ("Google Compute Engine", False, False),  # GCE, GKE: the metadata server answers
+        (None, False, False),  # cannot tell (macOS, sandboxes): keep google-auth's check
+        ("Standard PC (Q35 + ICH9, 2009)", True, False),  # credentials come first anyway
+    ],
+)
+def test_9_metadata_server_wait_is_skipped_only_where_it_cannot_answer(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    product: str | None,
+    credentials: bool,
+    skipped: bool,
+) -> None:
+    dmi = tmp_path / "product_name"
+    if product is not None:
+        dmi.write_text(product + "\n")
+    monkeypatch.setattr(storage, "_DMI_PRODUCT", dmi)
+    for var in ("STORAGE_EMULATOR_HOST", "NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    if credentials:
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
+    storage.prepare_environment()
+    import os
+
+    assert (os.environ.get("NO_GCE_CHECK") == "true") is skipped
+
+
+def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_path: Path) -> None:
+    client = storage.Storage()
+    listed = client.lookup({(seeded, PREFIX): ["file1"]})[(seeded, PREFIX)]
+    assert isinstance(listed, dict)
+    put(f"{seeded}/{PREFIX}/file1", "overwritten between listing and download\n")
+    ((_, outcome),) = list(client.download([(listed["file1"], tmp_path / "file1")]))
+    assert isinstance(outcome, FileNotFoundError)  # not the newer bytes under the old record
+    assert not (tmp_path / "file1").exists()
+
+
+def _etag_hex(generation: int, metageneration: int = 1) -> str:
+    return str(__import__("base64").b64decode(real_etag(generation, metageneration)).hex())
+
+
+def _obj(generation: int, meta: int = 1, md5: str | None = "aa", enc: str | None = None) -> Any:
+    return storage.RemoteObject(
+        bucket="b",
+        name="n",
+        size=3,
+        md5=md5,
+        crc32c="c",
+        dep_info={"etag": _etag_hex(generation, meta), "size": 3},
+        generation=str(generation),
+        content_encoding=enc,
+    )
+
+
+def _stage(etag: str, md5: str | None = "aa", version_id: str | None = None) -> dict[str, Any]:
+    dep: dict[str, Any] = {"etag": etag, "size": 3, "path": "gs://b/n"}
+    if version_id:
+        dep["version_id"] = version_id
+    return {"deps": [dep], "outs": [{"md5": md5, "size": 3, "path": "n"} if md5 else {"path": "n"}]}
+
+
+@pytest.mark.parametrize(
+    ("obj", "stage", "expected"),
+    [
+        (_obj(5), _stage(_etag_hex(5)), "same"),
+        (_obj(5, meta=2), _stage(_etag_hex(5)), "metadata"),  # generation inside the etag
+        (_obj(5, meta=2), _stage("d41d8cd98f00b204e9800998ecf8427e", version_id="5"), "metadata"),
+        (_obj(6), _stage(_etag_hex(5)), "metadata"),  # identical bytes re-uploaded
+        (_obj(6), _stage(_etag_hex(5), md5="bb"), "content"),
+        (_obj(6, md5=None), _stage(_etag_hex(5)), "content"),  # composite: cannot tell
+        (_obj(6, enc="gzip"), _stage(_etag_hex(5)), "content"),  # md5 of other bytes
+        (_obj(6), _stage(_etag_hex(5), md5=None), "content"),  # recorded without data
+    ],
+)
+def test_object_identity_rules(obj: Any, stage: dict[str, Any], expected: str) -> None:
+    from gcsdvc.compare import object_change
+    from gcsdvc.stages import ImportStage
+
+    assert str(object_change(ImportStage.from_dict(stage), obj)) == expected
