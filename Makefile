@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-bare lint bench bench-scale bench-quick clean
+.PHONY: demo test test-bare lint bench bench-scale bench-listing bench-quick clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,14 @@ bench: $(BIN)/.installed
 bench-scale: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_scale.py
 
+bench-listing: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_listing.py
+
 # CI's smoke test: small counts, one run, no targets; fails only when a benchmark breaks.
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sync.py --quick
 	$(BIN)/python benchmarks/bench_scale.py --quick
+	$(BIN)/python benchmarks/bench_listing.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

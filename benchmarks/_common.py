@@ -219,14 +219,14 @@ def rmtree(path: Path) -> None:
 class Sandbox:
     """A work folder, a throw-away HOME and the emulator serving ``seed`` (a folder per bucket)."""
 
-    def __init__(self, work: Path, seed: Path) -> None:
+    def __init__(self, work: Path, seed: Path, start_timeout: float = 600) -> None:
         self.work = work
         self.repos = work / "repos"
         self.repos.mkdir(parents=True, exist_ok=True)
         home = work / "home"
         home.mkdir(exist_ok=True)
         started = time.perf_counter()
-        self.emulator = Emulator(seed=seed).start(timeout=600)
+        self.emulator = Emulator(seed=seed).start(timeout=start_timeout)
         log(f"emulator ready in {time.perf_counter() - started:.1f} s on {self.emulator.url}")
         env = {k: v for k, v in os.environ.items() if k not in LEAKY_VARS}
         env.update(sandbox_env(home))
