@@ -164,6 +164,18 @@ def repeat(box: Sandbox, name: str, runs: int, cmd: list[str], repo: Path) -> Me
     return result
 
 
+def against_listing(
+    box: Sandbox, runs_list: list[Run], runs: int, cmd: list[str], repo: Path, name: str
+) -> tuple[Measure, Measure]:
+    """``cmd`` in ``repo`` and a raw listing of the same prefixes, interleaved: (listing, cmd)."""
+    listing_cmd = raw_spec(box, runs_list, None)
+    listing, result = Measure("raw listing"), Measure(name)
+    for _ in range(runs):
+        listing.samples.append(box.run(listing_cmd, box.work).seconds)
+        result.samples.append(box.run(cmd, repo).seconds)
+    return listing, result
+
+
 def file_set(
     sx: Scenarios, box: Sandbox, seed: Path, runs_list: list[Run], runs: int, b: Measure
 ) -> tuple[Measure | None, Measure | None, Measure | None]:
@@ -210,11 +222,6 @@ def file_set(
         offline = repeat(box, "offline", runs, [GCSDVC, "status", "--offline"], repo)
         sx.add(Row(f"`gcsdvc status --offline`, {n} files", offline, b, 2.5))
     with sx.guard(f"status, {n} files"):
-        listing_cmd = raw_spec(box, runs_list, None)
-        listing = Measure("raw listing")
-        status = Measure("status")
-        for _ in range(runs):
-            listing.samples.append(box.run(listing_cmd, box.work).seconds)
-            status.samples.append(box.run([GCSDVC, "status"], repo).seconds)
+        listing, status = against_listing(box, runs_list, runs, [GCSDVC, "status"], repo, "status")
         sx.add(Row(f"`gcsdvc status`, {n} files", status, listing, 3.0))
     return cold, cold_rss, raw_rss

@@ -39,10 +39,10 @@ from _workloads import (
     B_CMD,
     B_YAML,
     GCSDVC,
+    against_listing,
     count,
     file_set,
     manifest,
-    raw_spec,
     repeat,
     seed_runs,
 )
@@ -148,12 +148,8 @@ def many_entries(sx: Scenarios, work: Path, entries: int, runs: int) -> None:
             listed = repeat(box, "list", runs, [GCSDVC, "list"], repo)
             sx.add(Row(f"`gcsdvc list`, {n}", listed, byaml, 3.0))
         with sx.guard(f"first dry-run, {n}"):
-            listing_cmd = raw_spec(box, made, None)
-            listing = Measure("raw listing")
-            first = Measure("first dry-run")
-            for _ in range(runs):
-                listing.samples.append(box.run(listing_cmd, box.work).seconds)
-                first.samples.append(box.run([GCSDVC, "sync", "--dry-run"], repo).seconds)
+            dry_run = [GCSDVC, "sync", "--dry-run"]
+            listing, first = against_listing(box, made, runs, dry_run, repo, "first dry-run")
             sx.add(Row(f"first dry-run (nothing synced), {n}", first, listing))
         with sx.guard(f"sync, {n}"):
             cold = measure("sync", 1, lambda _: box.run([GCSDVC, "sync", "-q"], repo).seconds)
