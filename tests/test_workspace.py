@@ -73,11 +73,11 @@ def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
     outside.mkdir()
     (root / "link").symlink_to(outside / "file")
     with pytest.raises(DvcRepoError, match=r"is a symlink to .*outside the repository"):
-        workspace.refuse_symlinks(root, root / "link")
+        workspace.SymlinkGuard(root).check(root / "link")
     (root / "folder").symlink_to(outside)
     with pytest.raises(DvcRepoError, match="leads outside the repository"):
-        workspace.refuse_symlinks(root, root / "folder" / "file")
-    workspace.refuse_symlinks(root, root / "inside")
+        workspace.SymlinkGuard(root).check(root / "folder" / "file")
+    workspace.SymlinkGuard(root).check(root / "inside")
 
 
 def test_open_repo_needs_a_dvc_repository(tmp_path: Path) -> None:
@@ -92,5 +92,5 @@ def test_a_link_into_the_cache_is_replaced_not_refused(root: Path, tmp_path: Pat
     (cache / "obj").write_text("cached")
     (root / "d" / "a.txt").symlink_to(cache / "obj")
     with pytest.raises(DvcRepoError, match="outside the repository"):
-        workspace.refuse_symlinks(root, root / "d" / "a.txt")
-    workspace.refuse_symlinks(root, root / "d" / "a.txt", cache)
+        workspace.SymlinkGuard(root).check(root / "d" / "a.txt")
+    workspace.SymlinkGuard(root, cache).check(root / "d" / "a.txt")
