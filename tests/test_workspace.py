@@ -67,6 +67,16 @@ def test_link_falls_back_to_a_copy(tmp_path: Path) -> None:
         workspace._link(src, tmp_path / "no" / "folder", ["hardlink"])
 
 
+def test_the_link_type_that_worked_is_tried_first(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_text("data")
+    assert workspace._link(src, tmp_path / "a", ["hardlink"], known="symlink") == "symlink"
+    assert (tmp_path / "a").is_symlink()
+    folder = tmp_path / "folder"
+    folder.mkdir()  # no hard link to a folder: the other types are tried again
+    assert workspace._link(folder, tmp_path / "b", ["symlink"], known="hardlink") == "symlink"
+
+
 def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
     root, outside = tmp_path / "repo", tmp_path / "outside"
     root.mkdir()
