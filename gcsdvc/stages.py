@@ -428,6 +428,7 @@ class StageCache:
         self.path = root / ".dvc" / "tmp" / "gcsdvc-stages.json"
         self.old = read_json_cache(self.path)
         self.new: dict[str, Any] = dict(self.old) if keep else {}
+        self.written: dict[str, str] = {}  # recorded entries, as JSON text
 
     def read(self, path: Path, key: str) -> ImportStage | None:
         st = path.stat()
@@ -444,14 +445,24 @@ class StageCache:
         return ImportStage.from_dict(raw)
 
     def record(self, path: Path, key: str, stage: ImportStage) -> None:
-        """``stage`` was just written to ``path``: the next run need not parse it."""
+        """``stage`` was just written to ``path``: the next run need not parse it.
+
+        Kept as JSON text: a sync of many files holds a short string per stage, not its mapping.
+        """
         st = path.stat()
-        self.new[key] = [[st.st_mtime_ns, st.st_size, st.st_ino], stage.raw]
+        with contextlib.suppress(TypeError, ValueError):  # only an optimisation
+            entry = [[st.st_mtime_ns, st.st_size, st.st_ino], stage.raw]
+            self.written[key] = json.dumps(entry, ensure_ascii=False)
+            self.new.pop(key, None)
 
     def save(self) -> None:
-        if self.new != self.old and self.path.parent.is_dir():
-            with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
-                atomic_write(self.path, json.dumps(self.new, ensure_ascii=False))
+        if (self.new == self.old and not self.written) or not self.path.parent.is_dir():
+            return
+        with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
+            kept = {k: v for k, v in self.new.items() if k not in self.written}
+            parts = [json.dumps(kept, ensure_ascii=False)[1:-1]] if kept else []
+            parts += [f"{json.dumps(k, ensure_ascii=False)}: {v}" for k, v in self.written.items()]
+            atomic_write(self.path, "{" + ", ".join(parts) + "}")
 
 
 def read_json_cache(path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -237,7 +237,7 @@ class _Executor:
         if reporter:
             reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
         on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
-        placing: list[tuple[Item, Future[None]]] = []
+        placed: list[tuple[Item, Exception | None]] = []  # few bytes per file, unlike futures
         pool = ThreadPoolExecutor(PLACERS, thread_name_prefix="gcsdvc-place")
         try:
             for index, outcome in self.storage.download(pairs, on_bytes):
@@ -245,7 +245,7 @@ class _Executor:
                 if isinstance(outcome, BaseException):
                     self.result.fail(item, outcome)
                 else:
-                    placing.append((item, pool.submit(self._place, item, tmp, obj, outcome)))
+                    pool.submit(self._place, placed, item, tmp, obj, outcome)
                 if reporter:
                     reporter.advance(files=1)
         except BaseException:
@@ -256,12 +256,30 @@ class _Executor:
             pool.shutdown()
             if reporter:
                 reporter.finish()
-        for item, future in placing:
-            self._guard(item, future.result)
+        for item, error in placed:
+            if error is None:
+                self.result.done[item.action] += 1
+            elif isinstance(error, GcsdvcError | OSError):
+                self.result.fail(item, error)
+            else:
+                raise error
 
-    def _place(self, item: Item, tmp: Path, obj: RemoteObject, md5: str) -> None:
-        self.ws.place(tmp, item.local, md5)
-        self._write_file_stage(item, obj, md5)
+    def _place(
+        self,
+        placed: list[tuple[Item, Exception | None]],
+        item: Item,
+        tmp: Path,
+        obj: RemoteObject,
+        md5: str,
+    ) -> None:
+        """In a placing thread: cache, link, stage; the outcome goes to ``placed``."""
+        try:
+            self.ws.place(tmp, item.local, md5)
+            self._write_file_stage(item, obj, md5)
+        except Exception as exc:
+            placed.append((item, exc))
+        else:
+            placed.append((item, None))
 
     def _write_file_stage(self, item: Item, obj: RemoteObject | None, md5: str | None) -> None:
         assert item.resource is not None and item.file is not None and obj is not None

@@ -167,7 +167,7 @@ class Workspace:
         self.link_type: str | None = None  # the first of DVC's cache types that worked
         self._guard = SymlinkGuard(root, Path(self.odb.path))
         self._folders: set[Path] = set()  # checked and made in this sync
-        self._state: list[tuple[str, str, dict[str, float]]] = []  # for DVC's state db
+        self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
         self._placed: list[Path] = []  # each needs its .gitignore line
         self._names = itertools.count()  # of links made in the work folder, new each sync
         self._lock = threading.Lock()
@@ -313,7 +313,7 @@ class Workspace:
         os.replace(tmp, dest)
         info = dest.stat()
         # DVC's state db learns the hash at the end, in one transaction, keyed by this stat.
-        self._state.append((str(dest), md5, _state_info(info)))
+        self._state.append((str(dest), md5, info.st_ino, info.st_mtime, info.st_size))
         self.hashes.put(local, info, md5)
         self._placed.append(dest)
 
@@ -324,8 +324,12 @@ class Workspace:
         from dvc_data.hashfile.hash_info import HashInfo
 
         with contextlib.suppress(Exception):  # only an optimisation
+            # The fields of ``fs.info`` DVC keys a hash by, from the stat taken when placing.
             self.repo.state.save_many(
-                ((path, HashInfo("md5", md5), info) for path, md5, info in self._state),
+                (
+                    (path, HashInfo("md5", md5), {"ino": ino, "mtime": mtime, "size": size})
+                    for path, md5, ino, mtime, size in self._state
+                ),
                 self.repo.fs,
             )
         self._state.clear()
@@ -334,11 +338,6 @@ class Workspace:
         """Remove a stage and its .gitignore line (empty folders go at the end)."""
         (self.root / stages.stage_path(local)).unlink(missing_ok=True)
         self.ignore.drop(self.root / local)
-
-
-def _state_info(info: os.stat_result) -> dict[str, float]:
-    """The fields of ``fs.info`` DVC's state db keys a hash by, from one stat."""
-    return {"ino": info.st_ino, "mtime": info.st_mtime, "size": info.st_size}
 
 
 def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:
