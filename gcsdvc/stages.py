@@ -46,8 +46,8 @@ _DEP_ORDER = ("etag", "size", "version_id", "hash", "path")
 _RECORD = ("etag", "size", "version_id")  # what DVC re-records of an import's dependency
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-# Scalars PyYAML writes plain (unquoted) in block context, when they also resolve to a
-# string: ASCII, no indicator first, no ": " or " #", no space at either end.
+# Scalars PyYAML writes plain in block context when they resolve to a string, else in
+# single quotes: ASCII, no indicator first, no " #", no space at either end.
 _PLAIN = re.compile(r"[A-Za-z0-9_/(](?:[A-Za-z0-9_./+=@:,() -]{0,1000}[A-Za-z0-9_./+=@,()-])?")
 _STR_TAG = "tag:yaml.org,2002:str"
 _RESOLVER = yaml.resolver.Resolver()
@@ -207,13 +207,11 @@ def _scalar(value: Any) -> str:
         return str(value)
     if value is None:
         return "null"
-    if (
-        type(value) is str
-        and _PLAIN.fullmatch(value)
-        and ": " not in value
-        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG  # type: ignore[no-untyped-call]
-    ):
-        return value
+    if type(value) is str and (not value or _PLAIN.fullmatch(value)):
+        tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+        plain = ": " not in value and tag == _STR_TAG
+        # Quoted where it would read back as another type (a generation: '1700000000000001').
+        return value if plain else f"'{value}'"
     raise _Unusual
 
 

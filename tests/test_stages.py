@@ -229,6 +229,19 @@ ODD_TEXT = [
 ]
 
 
+def usual(pin: bool = True) -> ImportStage:
+    res = Resource("exp1", "bkt", "proj", "", ("a.txt",), "exp1", True, "run 7")
+    return stages.file_stage(res, "a.txt", "data/a.txt", OBJ, MD5, pinned=pin)
+
+
+def test_usual_stages_are_written_without_pyyaml() -> None:
+    for pin in (True, False):
+        stage = usual(pin)
+        assert "".join(stages._block(stage.raw, "")) == yaml.dump(
+            stage.raw, sort_keys=False, allow_unicode=True, width=4096
+        )
+
+
 @pytest.mark.parametrize("text", ODD_TEXT)
 def test_dump_is_what_pyyaml_writes(text: str) -> None:
     res = Resource("exp1", "bkt", "proj", "run", ("sub/a.txt",), "exp1", True, text)
@@ -253,7 +266,7 @@ def test_dump_is_what_pyyaml_writes(text: str) -> None:
     ],
 )
 def test_dump_of_other_shapes_is_what_pyyaml_writes(extra: dict[str, Any]) -> None:
-    raw = {**pinned().raw, **extra}
+    raw = {**usual().raw, **extra}
     dumped = ImportStage.from_dict(raw).dump()
     assert dumped == yaml.dump(raw, sort_keys=False, allow_unicode=True, width=4096)
 
