@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import subprocess
 import uuid
 from collections.abc import Iterable, Iterator
@@ -45,6 +46,11 @@ _DEP_ORDER = ("etag", "size", "version_id", "hash", "path")
 _RECORD = ("etag", "size", "version_id")  # what DVC re-records of an import's dependency
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# Scalars PyYAML writes plain in block context when they resolve to a string, else in
+# single quotes: ASCII, no indicator first, no " #", no space at either end.
+_PLAIN = re.compile(r"[A-Za-z0-9_/(](?:[A-Za-z0-9_./+=@:,() -]{0,1000}[A-Za-z0-9_./+=@,()-])?")
+_STR_TAG = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
 
 
 def stage_path(local: str) -> str:
@@ -152,14 +158,18 @@ class ImportStage:
         return self.identity.name if self.identity else ""
 
     def dump(self) -> str:
-        text: str = yaml.dump(
-            self.raw, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096
-        )
-        return text
+        """The stage's YAML text, byte for byte what ``yaml.dump`` (and DVC) writes."""
+        try:
+            return "".join(_block(self.raw, ""))
+        except _Unusual:
+            text: str = yaml.dump(
+                self.raw, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096
+            )
+            return text
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Path, make_parent: bool = True) -> None:
         """Write atomically: readers see the old file or the new one, never half."""
-        atomic_write(path, self.dump())
+        atomic_write(path, self.dump(), make_parent)
 
     def recorded_as(self, obj: RemoteObject) -> ImportStage:
         """This stage recording ``obj`` as it is listed now (same bytes, a new etag)."""
@@ -170,6 +180,47 @@ class ImportStage:
         """This stage with its output renamed (the data moved beside a new stage file)."""
         outs = [{**_first(self.raw.get("outs")), "path": name}]
         return ImportStage.from_dict({**self.raw, "outs": outs})
+
+
+class _Unusual(Exception):
+    """A value :func:`_block` does not write itself; PyYAML writes the whole stage."""
+
+
+def _block(mapping: dict[str, Any], pad: str) -> Iterator[str]:
+    """PyYAML's block style for the shapes stages have: mappings, lists of mappings, scalars.
+
+    A dump through the emitter costs more than the rest of placing a small file;
+    anything else (empty or nested lists, floats, quoted or long strings) is
+    :class:`_Unusual`, and ``tests/test_stages.py`` compares both ways.
+    """
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            yield f"{pad}{_scalar(key)}:\n"
+            yield from _block(value, pad + "  ")
+        elif isinstance(value, list) and value:
+            yield f"{pad}{_scalar(key)}:\n"
+            for entry in value:
+                if not isinstance(entry, dict) or not entry:
+                    raise _Unusual
+                lines = "".join(_block(entry, pad + "  "))
+                yield f"{pad}- {lines[len(pad) + 2 :]}"
+        else:
+            yield f"{pad}{_scalar(key)}: {_scalar(value)}\n"
+
+
+def _scalar(value: Any) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    if type(value) is int:
+        return str(value)
+    if value is None:
+        return "null"
+    if type(value) is str and (not value or _PLAIN.fullmatch(value)):
+        tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+        plain = ": " not in value and tag == _STR_TAG
+        # Quoted where it would read back as another type (a generation: '1700000000000001').
+        return value if plain else f"'{value}'"
+    raise _Unusual
 
 
 def _first(value: Any) -> dict[str, Any]:
@@ -313,19 +364,24 @@ def _parse(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str, make_parent: bool = True) -> None:
     """Write ``text`` to ``path`` through a rename, with the mode DVC gives its files.
 
     The temporary file is created 0666 less the umask (0644 under umask 022),
     as DVC's own writes are (not mkstemp's 0600), so teammates on a shared
-    server can read it.
+    server can read it. ``make_parent``: False when the caller made the folder.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(path.parent / f".gcsdvc-{uuid.uuid4().hex}.tmp")
+    if make_parent:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path.parent}/.gcsdvc-{uuid.uuid4().hex}.tmp"
+    data = memoryview(text.encode("utf-8"))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fobj:
-            fobj.write(text)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -376,10 +432,12 @@ class StageCache:
     so a stale or foreign cache can cost a re-parse, never a wrong answer.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep: bool = False) -> None:
+        """``keep``: save the old entries too (a sync adds the stages it writes)."""
         self.path = root / ".dvc" / "tmp" / "gcsdvc-stages.json"
         self.old = read_json_cache(self.path)
-        self.new: dict[str, Any] = {}
+        self.new: dict[str, Any] = dict(self.old) if keep else {}
+        self.written: dict[str, str] = {}  # recorded entries, as JSON text
 
     def read(self, path: Path, key: str) -> ImportStage | None:
         st = path.stat()
@@ -395,10 +453,25 @@ class StageCache:
         self.new[key] = [sig, raw]
         return ImportStage.from_dict(raw)
 
+    def record(self, path: Path, key: str, stage: ImportStage) -> None:
+        """``stage`` was just written to ``path``: the next run need not parse it.
+
+        Kept as JSON text: a sync of many files holds a short string per stage, not its mapping.
+        """
+        st = path.stat()
+        with contextlib.suppress(TypeError, ValueError):  # only an optimisation
+            entry = [[st.st_mtime_ns, st.st_size, st.st_ino], stage.raw]
+            self.written[key] = json.dumps(entry, ensure_ascii=False)
+            self.new.pop(key, None)
+
     def save(self) -> None:
-        if self.new != self.old and self.path.parent.is_dir():
-            with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
-                atomic_write(self.path, json.dumps(self.new, ensure_ascii=False))
+        if (self.new == self.old and not self.written) or not self.path.parent.is_dir():
+            return
+        with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
+            kept = {k: v for k, v in self.new.items() if k not in self.written}
+            parts = [json.dumps(kept, ensure_ascii=False)[1:-1]] if kept else []
+            parts += [f"{json.dumps(k, ensure_ascii=False)}: {v}" for k, v in self.written.items()]
+            atomic_write(self.path, "{" + ", ".join(parts) + "}")
 
 
 def read_json_cache(path: Path) -> dict[str, Any]:

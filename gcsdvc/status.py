@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages, untracked
-from gcsdvc.compare import Change, State, Upstream, Wish, compare, object_change
+from gcsdvc.compare import Change, Disk, State, Upstream, Wish, compare, object_change
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
@@ -268,11 +268,12 @@ def check(
             listings = storage.lookup(asked)
         except StorageError as exc:
             report.upstream_error = str(exc)
+    disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
     for status in report.resources:
         listing = listings.get((status.resource.bucket, status.resource.prefix))
         if isinstance(listing, StorageError):
             status.upstream_error = str(listing)
-        _assess(manifest.root, status.files, listing if isinstance(listing, dict) else None)
+        _assess(status.files, listing if isinstance(listing, dict) else None, disks)
     _add_pattern_failures(manifest, report.resources, unmatched)
     upstream = not offline and report.upstream_error is None
     errors = _check_folders(manifest.root, items, upstream=upstream)
@@ -316,15 +317,17 @@ def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileSta
 
 def check_local(root: Path, items: Sequence[FileStatus]) -> None:
     """Set each item's local state (upstream is not asked); folders are asked of DVC."""
-    _assess(root, items, None)
+    _assess(items, None, read_disks(root, [(f.local, f.stage, f.file is None) for f in items]))
     _check_folders(root, items, upstream=False)
 
 
 def _assess(
-    root: Path, items: Sequence[FileStatus], listing: dict[str, RemoteObject] | None
+    items: Sequence[FileStatus], listing: dict[str, RemoteObject] | None, disks: dict[str, Disk]
 ) -> None:
-    """Set each item's state by :func:`~gcsdvc.compare.compare`; ``listing`` None: not asked."""
-    disks = read_disks(root, [(f.local, f.stage, f.file is None) for f in items])
+    """Set each item's state by :func:`~gcsdvc.compare.compare`; ``listing`` None: not asked.
+
+    ``disks``: what :func:`~gcsdvc.workspace.read_disks` found, read once for all items.
+    """
     for item in items:
         listed: RemoteObject | Upstream | None = Upstream.NOT_LISTED
         if listing is not None and item.file is not None:

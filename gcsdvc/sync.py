@@ -6,6 +6,7 @@ that is not on disk and verified: download the listed generation to
 crc32c) as they stream -> move into the DVC cache -> link or copy into the data
 folder with an atomic rename -> write the stage. A restore fetches the recorded
 generation and checks the recorded md5 too.
+Several threads place verified files while the other downloads go on.
 Placing files is :mod:`gcsdvc.workspace`'s; deciding what to do is :mod:`gcsdvc.plan`'s.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +36,9 @@ from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import Fetched, RemoteObject, Storage, describe
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import Workspace, locked_repo
+
+# Threads placing verified downloads: most of their time is file-system calls.
+PLACERS = 4
 
 
 class Reporter(Protocol):
@@ -278,11 +283,14 @@ class _Executor:
         self._write_file_stage(item, obj, got)
 
     def _download(self, fetch: list[tuple[Item, RemoteObject]]) -> None:
+        """Download, and place each verified file (cache, link, stage) while others download."""
         pairs = [(obj, self.ws.scratch(n)) for n, (_, obj) in enumerate(fetch)]
         reporter = self.reporter
         if reporter:
             reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
         on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
+        placed: list[tuple[Item, Exception | None]] = []  # few bytes per file, unlike futures
+        pool = ThreadPoolExecutor(PLACERS, thread_name_prefix="gcsdvc-place")
         try:
             for index, outcome in self.storage.download(pairs, on_bytes):
                 (item, obj), tmp = fetch[index], pairs[index][1]
@@ -294,16 +302,41 @@ class _Executor:
                     why = f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
                     self.result.fail(item, ChecksumMismatch(why))
                 else:
-                    self._guard(item, self._place, item, tmp, obj, outcome)
+                    pool.submit(self._place, placed, item, tmp, obj, outcome)
                 if reporter:
                     reporter.advance(files=1)
+        except BaseException:
+            # Interrupted: files being placed are finished, the others are not started.
+            pool.shutdown(cancel_futures=True)
+            raise
         finally:
+            pool.shutdown()
             if reporter:
                 reporter.finish()
+        for item, error in placed:
+            if error is None:
+                self.result.done[item.action] += 1
+            elif isinstance(error, GcsdvcError | OSError):
+                self.result.fail(item, error)
+            else:
+                raise error
 
-    def _place(self, item: Item, tmp: Path, obj: RemoteObject, got: Fetched) -> None:
-        self.ws.place(tmp, item.local, got.md5)
-        self._write_file_stage(item, obj, got)
+    def _place(
+        self,
+        placed: list[tuple[Item, Exception | None]],
+        item: Item,
+        tmp: Path,
+        obj: RemoteObject,
+        got: Fetched,
+    ) -> None:
+        """In a placing thread: cache, link, stage; the outcome goes to ``placed``."""
+        try:
+            self.ws.place(tmp, item.local, got.md5)
+            self._write_file_stage(item, obj, got)
+        except Exception as exc:
+            placed.append((item, exc))
+        else:
+            placed.append((item, None))
 
     def _write_file_stage(self, item: Item, obj: RemoteObject, got: Fetched | None) -> None:
         assert item.resource is not None and item.file is not None

@@ -14,10 +14,11 @@ nothing: :mod:`gcsdvc.sync` says what to place where.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shutil
-import uuid
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -146,7 +147,12 @@ def _hash_all(paths: list[Path]) -> dict[Path, str]:
 
 
 class Workspace:
-    """Places files and stages in one DVC repository; use as a context manager."""
+    """Places files and stages in one DVC repository; use as a context manager.
+
+    :meth:`place` may run in several threads at once (the executor places files
+    while downloads go on); what they share is guarded by a lock or is a single
+    dict or list operation (atomic in CPython).
+    """
 
     def __init__(self, repo: Repo, root: Path, data: Path) -> None:
         self.repo = repo
@@ -156,6 +162,15 @@ class Workspace:
         self.work = root / WORK_DIR
         self.ignore = stages.IgnoreBatch()
         self.hashes = HashCache(root)
+        # Stages written now are what the next run reads: it finds them parsed.
+        self.stage_cache = stages.StageCache(root, keep=True)
+        self.link_type: str | None = None  # the first of DVC's cache types that worked
+        self._guard = SymlinkGuard(root, Path(self.odb.path))
+        self._folders: set[Path] = set()  # checked and made in this sync
+        self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
+        self._placed: list[Path] = []  # each needs its .gitignore line
+        self._names = itertools.count()  # of links made in the work folder, new each sync
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Workspace:
         # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
@@ -165,8 +180,12 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         try:
+            for path in self._placed:
+                self.ignore.add(path)
             self.ignore.flush(self.data)
             self.hashes.save()
+            self.stage_cache.save()
+            self._save_state()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -189,7 +208,7 @@ class Workspace:
                 "against the bucket; remove it and run gcsdvc sync again"
             )
         path = self.root / local
-        tmp = self.work / f"adopt-{uuid.uuid4().hex}"
+        tmp = self.work / f"adopt-{next(self._names)}"
         md5, verified = hash_file(path, obj, copy_to=tmp)  # one read: hash, check and copy
         if not verified:
             tmp.unlink()
@@ -198,20 +217,22 @@ class Workspace:
             )
         got = Fetched(md5, tmp.stat().st_size)
         self._cache(tmp, md5)
-        self._remember_hash(path, md5)
-        self.hashes.put(local, path.stat(), md5)
+        self._remember(local, md5)
         return got
 
     def _cache(self, tmp: Path, md5: str) -> Path:
         """Move a verified file into the DVC cache (or drop it when the cache has it)."""
         cached = Path(self.odb.oid_to_path(md5))
-        if cached.exists():
-            tmp.unlink()
-        else:
-            # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
-            self.odb.makedirs(str(cached.parent))
-            os.replace(tmp, cached)
-            self.odb.protect(str(cached))
+        with self._lock:  # two downloads of the same bytes: the first one is cached
+            if cached.exists():
+                tmp.unlink()
+            else:
+                # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
+                if cached.parent not in self._folders:
+                    self.odb.makedirs(str(cached.parent))
+                    self._folders.add(cached.parent)
+                os.replace(tmp, cached)
+                self.odb.protect(str(cached))
         return cached
 
     def restore(self, local: str, md5: str) -> bool:
@@ -223,18 +244,23 @@ class Workspace:
         return True
 
     def write_stage(self, local: str, stage: ImportStage, ignore: bool = False) -> None:
-        """Write the stage of ``local``; ``ignore`` also adds the data's .gitignore line."""
+        """Write the stage of ``local``; ``ignore`` also adds the data's .gitignore line.
+
+        Through a temporary file and a rename even for a new stage: a stage cut
+        short by a crash would stop the next sync with a parse error, a missing
+        one only makes it place the file again.
+        """
         path = self.root / stages.stage_path(local)
-        refuse_symlinks(self.root, path)
-        stage.write(path)
+        self._folder(path, into_cache=False)
+        stage.write(path, make_parent=False)
+        self.stage_cache.record(path, local, stage)
         if ignore:
-            self.ignore.add(self.root / local)
+            self._placed.append(self.root / local)
 
     def move(self, old: str, new: str, stage: ImportStage) -> None:
         """Move data from ``old`` to ``new`` and write its stage there; forget ``old``."""
         src, dest = self.root / old, self.root / new
-        refuse_symlinks(self.root, dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(dest, into_cache=False)
         os.replace(src, dest)
         self.write_stage(new, stage, ignore=True)
         self._forget(old)
@@ -279,8 +305,7 @@ class Workspace:
         from dvc.ui import ui
 
         path = self.root / local
-        refuse_symlinks(self.root, path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(path, into_cache=False)
         ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
         try:
             call()
@@ -293,24 +318,53 @@ class Workspace:
             raise DvcRepoError(f"DVC wrote no stage for {local}")
         return stage
 
+    def _folder(self, path: Path, into_cache: bool) -> None:
+        """Refuse a symlink out of the repository at ``path``; make its folder.
+
+        The folder is resolved and made once per sync; ``path`` itself is looked
+        at every time (``into_cache``: it may be a link into the DVC cache).
+        """
+        folder = path.parent
+        if folder not in self._folders:
+            self._guard.folder(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+        self._guard.file(path, into_cache)
+
     def _checkout(self, cached: Path, local: str, md5: str) -> None:
         """Put the cached file at ``local`` with DVC's link type, replacing it atomically."""
         dest = self.root / local
-        refuse_symlinks(self.root, dest, Path(self.odb.path))
-        tmp = self.work / f"link-{uuid.uuid4().hex}"
-        _link(cached, tmp, self.odb.cache_types)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(dest, into_cache=True)
+        tmp = self.work / f"link-{next(self._names)}"
+        self.link_type = _link(cached, tmp, self.odb.cache_types, self.link_type)
         os.replace(tmp, dest)
-        self._remember_hash(dest, md5)
-        self.hashes.put(local, dest.stat(), md5)
-        self.ignore.add(dest)
+        self._remember(local, md5)
+        self._placed.append(dest)
 
-    def _remember_hash(self, path: Path, md5: str) -> None:
-        """Tell DVC's state db the hash, so ``dvc status`` need not read the file again."""
+    def _remember(self, local: str, md5: str) -> None:
+        """Record the hash of the file at ``local`` in our hash cache and for DVC's state db."""
+        dest = self.root / local
+        info = dest.stat()
+        # DVC's state db learns the hash at the end, in one transaction, keyed by this stat.
+        self._state.append((str(dest), md5, info.st_ino, info.st_mtime, info.st_size))
+        self.hashes.put(local, info, md5)
+
+    def _save_state(self) -> None:
+        """Tell DVC's state db the hashes, so ``dvc status`` need not read the files again."""
+        if not self._state:
+            return
         from dvc_data.hashfile.hash_info import HashInfo
 
         with contextlib.suppress(Exception):  # only an optimisation
-            self.repo.state.save(str(path), self.repo.fs, HashInfo("md5", md5))
+            # The fields of ``fs.info`` DVC keys a hash by, from the stat taken when placing.
+            self.repo.state.save_many(
+                (
+                    (path, HashInfo("md5", md5), {"ino": ino, "mtime": mtime, "size": size})
+                    for path, md5, ino, mtime, size in self._state
+                ),
+                self.repo.fs,
+            )
+        self._state.clear()
 
     def _forget(self, local: str) -> None:
         """Remove a stage and its .gitignore line (empty folders go at the end)."""
@@ -318,9 +372,15 @@ class Workspace:
         self.ignore.drop(self.root / local)
 
 
-def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
-    """Link or copy ``src`` to ``dest`` with the first of DVC's cache types that works."""
-    for kind in [*types, "copy"]:
+def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:
+    """Link or copy ``src`` to ``dest``; the kind that worked.
+
+    ``known`` (what worked for the previous file) is tried first, so a file
+    system without reflinks is found out once per sync, not once per file;
+    should it fail, every one of DVC's cache types is tried again, then a copy.
+    """
+    kinds = [*types, "copy"]
+    for kind in dict.fromkeys([known, *kinds] if known else kinds):
         try:
             if kind == "reflink":
                 from dvc_objects.fs.system import reflink
@@ -332,32 +392,47 @@ def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
                 os.symlink(src, dest)
             else:
                 shutil.copyfile(src, dest)
-            return
+            return kind
         except OSError:
             dest.unlink(missing_ok=True)
     raise OSError(f"cannot link or copy {src} to {dest}")
 
 
-def refuse_symlinks(root: Path, path: Path, cache: Path | None = None) -> None:
-    """Refuse to write through a symlinked folder that leads outside the repository.
+class SymlinkGuard:
+    """Refuses writes through symlinks that lead outside the repository.
 
-    ``path`` itself may be a link into the DVC ``cache`` (``cache.type symlink``,
-    a shared cache anywhere): it is replaced, never written through.
+    A destination may itself be a link into the DVC ``cache`` (``cache.type
+    symlink``, a shared cache anywhere): it is replaced, never written through.
     """
-    real_root = root.resolve()
-    folder = path.parent
-    real = folder.resolve()
-    if not real.is_relative_to(real_root):
-        raise DvcRepoError(
-            f"{folder.relative_to(root)} leads outside the repository (to {real}) "
-            "through a symlink; refusing to write there"
-        )
-    inside = (real_root, cache.resolve()) if cache is not None else (real_root,)
-    if path.is_symlink() and not any(path.resolve().is_relative_to(p) for p in inside):
-        raise DvcRepoError(
-            f"{path.relative_to(root)} is a symlink to {path.resolve()}, outside the "
-            "repository; refusing to write through it"
-        )
+
+    def __init__(self, root: Path, cache: Path | None = None) -> None:
+        self.root = root
+        self.real_root = root.resolve()
+        self.inside = (self.real_root, cache.resolve()) if cache is not None else (self.real_root,)
+
+    def check(self, path: Path) -> None:
+        """Refuse ``path`` when it, or its folder, leads outside through a symlink."""
+        self.folder(path.parent)
+        self.file(path)
+
+    def folder(self, folder: Path) -> None:
+        real = folder.resolve()
+        if not real.is_relative_to(self.real_root):
+            raise DvcRepoError(
+                f"{folder.relative_to(self.root)} leads outside the repository (to {real}) "
+                "through a symlink; refusing to write there"
+            )
+
+    def file(self, path: Path, into_cache: bool = True) -> None:
+        if not path.is_symlink():
+            return
+        real = path.resolve()
+        inside = self.inside if into_cache else self.inside[:1]
+        if not any(real.is_relative_to(p) for p in inside):
+            raise DvcRepoError(
+                f"{path.relative_to(self.root)} is a symlink to {real}, outside the "
+                "repository; refusing to write through it"
+            )
 
 
 @contextlib.contextmanager

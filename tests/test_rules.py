@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from conftest import QUOTED, cli, data, dvc_main, entry, load, write_manifest
 
+from gcsdvc import stages
 from gcsdvc.manifest import load_manifest
 from gcsdvc.sync import sync
 
@@ -269,6 +270,25 @@ def test_stage_cache_follows_edits_of_stage_files(repo: Path, seeded: str) -> No
     res = cli("sync", cwd=repo)
     assert res.stdout.splitlines()[0] == "exp1  metadata 1"
     assert "edited by hand" not in text(stage_file)
+
+
+def test_a_sync_leaves_every_stage_parsed_and_every_hash_in_dvcs_state_db(
+    repo: Path, seeded: str
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    cli("sync", cwd=repo, check=True)
+    cache = json.loads((repo / ".dvc" / "tmp" / "gcsdvc-stages.json").read_text())
+    stage_files = sorted((repo / "data").rglob("*.dvc"))
+    assert len(stage_files) == 3
+    for stage_file in stage_files:
+        local = stage_file.relative_to(repo).as_posix().removesuffix(".dvc")
+        st = stage_file.stat()
+        assert cache[local] == [[st.st_mtime_ns, st.st_size, st.st_ino], load(stage_file)]
+    with stages.open_repo(repo) as dvc_repo:
+        for stage_file in stage_files:
+            path = str(stage_file.with_suffix(""))
+            _, known = dvc_repo.state.get(path, dvc_repo.fs)
+            assert known is not None and known.value == load(stage_file)["outs"][0]["md5"]
 
 
 def whole(bucket: str, **over: Any) -> dict[str, Any]:

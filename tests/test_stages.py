@@ -181,6 +181,96 @@ def test_stage_cache_uses_an_entry_only_while_the_file_is_unchanged(tmp_path: Pa
     assert StageCache(tmp_path).old == {}
 
 
+def test_a_written_stage_is_recorded_so_the_next_run_parses_nothing(tmp_path: Path) -> None:
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    path = tmp_path / "a.txt.dvc"
+    StageCache(tmp_path).save()  # nothing read, nothing changed: no file
+    assert not (tmp_path / ".dvc" / "tmp" / "gcsdvc-stages.json").exists()
+    first = StageCache(tmp_path, keep=True)
+    pinned().write(path, make_parent=False)
+    first.record(path, "a.txt", pinned())
+    first.save()
+    kept = StageCache(tmp_path, keep=True)
+    assert kept.new == kept.old and "a.txt" in kept.old
+    assert kept.read(path, "a.txt") == ImportStage.load(path) == pinned()
+
+
+ODD_TEXT = [
+    "plain words, (with) a-b_c/d.e+f=g@h:i",
+    "",
+    " leading space",
+    "trailing space ",
+    "true",
+    "null",
+    "~",
+    "123",
+    "0x1F",
+    "1e3",
+    "2024-01-01",
+    "key: value",
+    "ends with colon:",
+    "a #comment",
+    "#hash",
+    "- dash",
+    "-dash",
+    "? question",
+    "...dots",
+    "---dashes",
+    "'quoted'",
+    '"double"',
+    "multi\nline",
+    "tab\there",
+    "学習率 0.01",
+    "=",
+    "yes",
+    "<<",
+    "x" * 1500,
+    "ok" + " ok" * 600,
+]
+
+
+def usual(pin: bool = True) -> ImportStage:
+    res = Resource("exp1", "bkt", "proj", "", ("a.txt",), "exp1", True, "run 7")
+    return stages.file_stage(res, "a.txt", "data/a.txt", OBJ, MD5, pinned=pin)
+
+
+def test_usual_stages_are_written_without_pyyaml() -> None:
+    for pin in (True, False):
+        stage = usual(pin)
+        assert "".join(stages._block(stage.raw, "")) == yaml.dump(
+            stage.raw, sort_keys=False, allow_unicode=True, width=4096
+        )
+
+
+@pytest.mark.parametrize("text", ODD_TEXT)
+def test_dump_is_what_pyyaml_writes(text: str) -> None:
+    res = Resource("exp1", "bkt", "proj", "run", ("sub/a.txt",), "exp1", True, text)
+    stage = stages.file_stage(res, "sub/a.txt", "data/a.txt", OBJ, MD5, pinned=True)
+    for raw in (stage.raw, {**stage.raw, "meta": {"gcsdvc": {"name": text}}}):
+        dumped = ImportStage.from_dict(raw).dump()
+        assert dumped == yaml.dump(raw, sort_keys=False, allow_unicode=True, width=4096)
+        assert yaml.safe_load(dumped) == raw
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"outs": [{"path": "a", "cache": False, "remote": "r"}]},
+        {"outs": []},
+        {"wdir": {}},
+        {"size": 1.5},
+        {"deps": [["nested"]]},
+        {"deps": [{"path": "a", "x": [{"y": 1}]}]},
+        {"deps": [{"path": "a", "x": {"y": {"z": 1}}}]},
+        {"md5": None},
+    ],
+)
+def test_dump_of_other_shapes_is_what_pyyaml_writes(extra: dict[str, Any]) -> None:
+    raw = {**usual().raw, **extra}
+    dumped = ImportStage.from_dict(raw).dump()
+    assert dumped == yaml.dump(raw, sort_keys=False, allow_unicode=True, width=4096)
+
+
 def test_ignore_batch_writes_each_gitignore_once_and_drops_empty_folders(tmp_path: Path) -> None:
     data = tmp_path / "data"
     keep, gone = data / "keep", data / "gone" / "deep"

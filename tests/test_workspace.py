@@ -69,17 +69,27 @@ def test_link_falls_back_to_a_copy(tmp_path: Path) -> None:
         workspace._link(src, tmp_path / "no" / "folder", ["hardlink"])
 
 
+def test_the_link_type_that_worked_is_tried_first(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_text("data")
+    assert workspace._link(src, tmp_path / "a", ["hardlink"], known="symlink") == "symlink"
+    assert (tmp_path / "a").is_symlink()
+    folder = tmp_path / "folder"
+    folder.mkdir()  # no hard link to a folder: the other types are tried again
+    assert workspace._link(folder, tmp_path / "b", ["symlink"], known="hardlink") == "symlink"
+
+
 def test_symlinks_out_of_the_repository_are_refused(tmp_path: Path) -> None:
     root, outside = tmp_path / "repo", tmp_path / "outside"
     root.mkdir()
     outside.mkdir()
     (root / "link").symlink_to(outside / "file")
     with pytest.raises(DvcRepoError, match=r"is a symlink to .*outside the repository"):
-        workspace.refuse_symlinks(root, root / "link")
+        workspace.SymlinkGuard(root).check(root / "link")
     (root / "folder").symlink_to(outside)
     with pytest.raises(DvcRepoError, match="leads outside the repository"):
-        workspace.refuse_symlinks(root, root / "folder" / "file")
-    workspace.refuse_symlinks(root, root / "inside")
+        workspace.SymlinkGuard(root).check(root / "folder" / "file")
+    workspace.SymlinkGuard(root).check(root / "inside")
 
 
 def test_open_repo_needs_a_dvc_repository(tmp_path: Path) -> None:
@@ -94,8 +104,8 @@ def test_a_link_into_the_cache_is_replaced_not_refused(root: Path, tmp_path: Pat
     (cache / "obj").write_text("cached")
     (root / "d" / "a.txt").symlink_to(cache / "obj")
     with pytest.raises(DvcRepoError, match="outside the repository"):
-        workspace.refuse_symlinks(root, root / "d" / "a.txt")
-    workspace.refuse_symlinks(root, root / "d" / "a.txt", cache)
+        workspace.SymlinkGuard(root).check(root / "d" / "a.txt")
+    workspace.SymlinkGuard(root, cache).check(root / "d" / "a.txt")
 
 
 def test_adopt_checks_and_caches_a_pulled_copy_or_refuses_it(tmp_path: Path) -> None:
