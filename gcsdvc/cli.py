@@ -7,18 +7,32 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from gcsdvc.errors import EXIT_FAILED, GcsdvcError, ManifestError
+from gcsdvc.errors import EXIT_FAILED, EXIT_USAGE, GcsdvcError, ManifestError, NotARepoError
 from gcsdvc.manifest import Manifest, load_manifest
-from gcsdvc.render import amount, fix_lines, human_size, one_line, quote, rel, status_lines
+from gcsdvc.progress import DEFAULT_INTERVAL
+from gcsdvc.render import one_line, quote, rel, status_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+MANIFEST_ENV = "GCSDVC_MANIFEST"
+
+
+def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Experiment names of the manifest, for shell completion (nothing on any error)."""
+    manifest_file = ctx.params.get("manifest_file")
+    try:
+        names = load_manifest(manifest_file).names
+    except Exception:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
 
 manifest_option = click.option(
     "--manifest",
@@ -26,8 +40,48 @@ manifest_option = click.option(
     "manifest_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
+    envvar=MANIFEST_ENV,
+    show_envvar=True,
+    is_eager=True,  # read before NAMES, so completion uses the same manifest
     help="Manifest file [default: params.yaml at the root of the DVC repository].",
 )
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (one documented schema per command)."
+)
+names_argument = click.argument("names", nargs=-1, shell_complete=_complete_names)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # ctx.meta is shared by the whole command chain: `gcsdvc --debug sync` and
+    # `gcsdvc sync --debug` set the same flag.
+    if value and param.name:
+        ctx.meta[f"gcsdvc.{param.name}"] = True
+
+
+def _flag(name: str) -> bool:
+    return bool(click.get_current_context().meta.get(f"gcsdvc.{name}", False))
+
+
+def output_options(func: F) -> F:
+    """``-q``/``-v``/``--debug``, accepted by every command; read them with ``_flag``."""
+    for decorator in reversed(
+        [
+            click.option(
+                "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
+                help="Print only errors.",
+            ),
+            click.option(
+                "-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
+                help="Print more detail.",
+            ),
+            click.option(
+                "--debug", is_flag=True, expose_value=False, callback=_remember,
+                help="Show tracebacks for errors.",
+            ),
+        ]
+    ):  # fmt: skip
+        func = decorator(func)
+    return func
 
 
 def _handle_errors(func: F) -> F:
@@ -35,7 +89,7 @@ def _handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
+        debug = _flag("debug")
         try:
             return func(*args, **kwargs)
         except ManifestError as exc:
@@ -58,22 +112,43 @@ def _handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(manifest_file: Path | None, quiet: bool = False) -> Manifest:
-    manifest = load_manifest(manifest_file)
-    if not quiet:
+def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
+    """``@main.command`` with the options and error handling every command shares."""
+
+    def decorate(func: F) -> click.Command:
+        made: click.Command = main.command(*args, **kwargs)(output_options(_handle_errors(func)))
+        return made
+
+    return decorate
+
+
+def _load(manifest_file: Path | None) -> Manifest:
+    manifest = load_manifest(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
+    if not _flag("quiet"):
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
     return manifest
 
 
+def quiet_google_warnings() -> None:
+    """Hide the FutureWarnings Google's libraries print on import (Python versions, ...).
+
+    They are about our dependencies, not about anything the user can change.
+    """
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\.|$)")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--debug", is_flag=True, expose_value=False, callback=_remember,
+    help="Show tracebacks for errors.",
+)  # fmt: skip
 @click.version_option(package_name="gcsdvc")
-def main(debug: bool) -> None:
+def main() -> None:
     """Bring experiment outputs from Google Cloud Storage into a DVC repository.
 
-    Every experiment is one entry of the resources manifest (params.yaml);
-    `gcsdvc sync` turns each listed file into a DVC import stage.
+    Every experiment is one entry of the resources manifest (params.yaml, or
+    $GCSDVC_MANIFEST); `gcsdvc sync` turns each listed file into a DVC import stage.
 
     \b
     Examples:
@@ -82,29 +157,52 @@ def main(debug: bool) -> None:
       gcsdvc sync 'exp-*'
       gcsdvc migrate old_resources.py -o params.yaml
     """
+    quiet_google_warnings()
 
 
-@main.command()
+@command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @manifest_option
-@_handle_errors
-def validate(manifest_file: Path | None) -> None:
-    """Check the manifest and report every problem, one per line.
+@json_option
+def validate(files: tuple[Path, ...], manifest_file: Path | None, as_json: bool) -> None:
+    """Check manifests and report every problem, one per line.
+
+    FILES are manifests to check (as pre-commit passes them); without FILES
+    the manifest of --manifest, $GCSDVC_MANIFEST or params.yaml is checked.
+    Exit 2 when any is invalid.
 
     \b
-    Example:
-      gcsdvc validate --manifest params.yaml
+    Examples:
+      gcsdvc validate
+      gcsdvc validate params.yaml other/params.yaml --json
     """
-    manifest = _load(manifest_file)
-    files = sum(len(r.files or ()) for r in manifest.resources)
-    folders = sum(1 for r in manifest.resources if r.files is None)
-    extra = f" and {folders} whole prefix(es)" if folders else ""
-    click.echo(
-        f"{_shown(manifest.path)}: {len(manifest.resources)} experiment(s), "
-        f"{files} file(s){extra}: OK"
-    )
+    from gcsdvc.render import validate_json, validate_line
+
+    results: list[tuple[Path, Manifest | ManifestError]] = []
+    for file in files or (manifest_file,):
+        try:
+            manifest = load_manifest(file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
+        except ManifestError as exc:
+            results.append((Path(file or "params.yaml").absolute(), exc))
+        else:
+            results.append((manifest.path, manifest))
+    if as_json:
+        _echo_json(validate_json(results))
+    for path, outcome in results:
+        if isinstance(outcome, ManifestError):
+            if not as_json:
+                for problem in outcome.problems:
+                    click.echo(f"error: {problem}", err=True)
+            continue
+        if not as_json and not _flag("quiet"):
+            for warning in outcome.warnings:
+                click.echo(f"warning: {warning}", err=True)
+            click.echo(validate_line(_shown(path), outcome))
+    if any(isinstance(outcome, ManifestError) for _, outcome in results):
+        sys.exit(EXIT_USAGE)
 
 
-@main.command()
+@command()
 @click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -113,7 +211,6 @@ def validate(manifest_file: Path | None) -> None:
     help="Write the YAML manifest here instead of to standard output.",
 )
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-@_handle_errors
 def migrate(old: Path, output: Path | None, force: bool) -> None:
     """Convert an old Python manifest (resources = [...]) to YAML.
 
@@ -134,19 +231,21 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     text = migrate_source(source, str(old))
     target = output or Path("params.yaml")
     manifest = parse_manifest(text, target, target.absolute().parent)
-    for warning in manifest.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    if not _flag("quiet"):
+        for warning in manifest.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if output is None:
         click.echo(text, nl=False)
         return
     if output.exists() and not force:
         raise ManifestError([f"{output} exists; pass --force to overwrite it"])
     output.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
+    if not _flag("quiet"):
+        click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
 
 
-@main.command()
-@click.argument("names", nargs=-1)
+@command()
+@names_argument
 @manifest_option
 @click.option("--dry-run", "-n", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--prune", is_flag=True, help="Remove stages and data no longer in the manifest.")
@@ -157,9 +256,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
     help="Parallel downloads.",
 )  # fmt: skip
-@click.option("-v", "--verbose", is_flag=True, help="List every file, and the retries made.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-@_handle_errors
+@click.option(
+    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
+    show_default=True, metavar="SECONDS",
+    help="Seconds between progress lines when standard error is not a terminal.",
+)  # fmt: skip
+@json_option
 def sync(
     names: tuple[str, ...],
     manifest_file: Path | None,
@@ -167,12 +269,14 @@ def sync(
     prune: bool,
     no_download: bool,
     jobs: int,
-    verbose: bool,
-    quiet: bool,
+    progress_interval: float,
+    as_json: bool,
 ) -> None:
     """Download the manifest's files and write one DVC import stage per file.
 
     NAMES are experiment names or shell globs; without them every entry is synced.
+    Progress goes to standard error: a bar on a terminal, a line every
+    --progress-interval seconds otherwise (CI logs); -q silences it.
 
     \b
     Examples:
@@ -181,11 +285,12 @@ def sync(
       gcsdvc sync 'bert-*' -j 32  # some experiments, more parallel downloads
       gcsdvc sync --prune         # also drop what left the manifest
     """
-    from gcsdvc.render import plan_lines, summary_lines
+    from gcsdvc.progress import make_reporter
+    from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
     from gcsdvc.sync import sync as run_sync
 
-    manifest = _load(manifest_file, quiet)
-    reporter = _Progress() if not quiet and sys.stderr.isatty() else None
+    quiet, verbose = _flag("quiet"), _flag("verbose")
+    manifest = _load(manifest_file)
     result = run_sync(
         manifest,
         names,
@@ -193,24 +298,29 @@ def sync(
         prune=prune,
         download=not no_download,
         jobs=jobs,
-        reporter=reporter,
+        reporter=make_reporter(quiet, progress_interval, sys.stderr),
     )
-    if not quiet:
-        for line in plan_lines(result.plan, verbose=verbose):
-            click.echo(line)
-    for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
-        click.echo(line, err=line.startswith("failed"))
+    if as_json:
+        _echo_json(sync_json(result, dry_run=dry_run))
+    else:
+        if not quiet:
+            for line in plan_lines(result.plan, verbose=verbose):
+                click.echo(line)
+        for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
+            click.echo(line, err=line.startswith("failed"))
+        if not quiet:
+            for line in git_hint_lines(result):
+                click.echo(line)
     if not result.ok:
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
-@click.argument("names", nargs=-1)
+@command()
+@names_argument
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @click.option("--check", "check_only", is_flag=True, help="Exit 1 when anything is not ok.")
 @click.option("--offline", is_flag=True, help="Skip the upstream check (no Cloud Storage access).")
-@_handle_errors
 def status(
     names: tuple[str, ...],
     manifest_file: Path | None,
@@ -222,7 +332,9 @@ def status(
 
     Every file is in one state: ok, missing, modified, changed-upstream,
     deleted-upstream or not-synced. Orphans are stages whose entry or file has
-    left the manifest. NAMES are experiment names or shell globs.
+    left the manifest. NAMES are experiment names or shell globs. Outside a
+    DVC repository this is an error (exit 2). -q prints nothing (use the exit
+    code with --check).
 
     \b
     Examples:
@@ -233,21 +345,21 @@ def status(
     from gcsdvc.status import check
 
     manifest = _load(manifest_file)
+    _require_repo(manifest)
     report = check(manifest, names, offline=offline)
     if as_json:
         _echo_json(report.as_json())
-    else:
+    elif not _flag("quiet"):
         for line in status_lines(report, manifest.root):
             click.echo(line)
     if check_only and not report.ok:
         sys.exit(EXIT_FAILED)
 
 
-@main.command("list")
+@command("list")
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@json_option
 @click.option("--grep", metavar="TEXT", help="Only experiments whose name or description has TEXT.")
-@_handle_errors
 def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) -> None:
     """List the experiments: description, source, local folder, size and sync state.
 
@@ -259,6 +371,7 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
       gcsdvc list
       gcsdvc list --grep 'learning rate' --json
     """
+    from gcsdvc.render import list_lines
     from gcsdvc.status import check, resource_json, search
 
     manifest = _load(manifest_file)
@@ -268,21 +381,16 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
     if as_json:
         _echo_json({"resources": [resource_json(s, with_files=False) for s in statuses]})
         return
-    width = max((len(s.resource.name) for s in statuses), default=0)
-    for s in statuses:
-        click.echo(f"{s.resource.name:<{width}}  {s.summary}  {amount(s.file_count, s.size)}")
-        if s.resource.description:
-            click.echo(f"    {one_line(s.resource.description)}")
-        click.echo(f"    {s.resource.url} -> {rel(manifest.root, s.local)}")
+    for line in list_lines(statuses, manifest.root):
+        click.echo(line)
     if grep is not None and not statuses:
         click.echo(f"no experiment matches {grep!r}", err=True)
 
 
-@main.command()
-@click.argument("name")
+@command()
+@click.argument("name", shell_complete=_complete_names)
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@_handle_errors
+@json_option
 def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     """Show one experiment and the local state of each of its files.
 
@@ -290,7 +398,8 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     Example:
       gcsdvc show mnist-lr-0.1
     """
-    from gcsdvc.status import State, check, exact_pattern, resource_json
+    from gcsdvc.render import show_lines
+    from gcsdvc.status import check, exact_pattern, resource_json
 
     manifest = _load(manifest_file)
     manifest.get(name)  # an unknown name fails here, with close matches
@@ -298,27 +407,14 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(resource_json(s, with_files=True))
         return
-    res = s.resource
-    click.echo(f"name:          {res.name}")
-    click.echo(f"description:   {one_line(res.description)}")
-    click.echo(f"source:        {res.url}")
-    click.echo(f"local:         {rel(manifest.root, s.local)}")
-    click.echo(f"skip_if_exist: {str(res.skip_if_exist).lower()}")
-    click.echo(f"state:         {s.summary}, {amount(s.file_count, s.size)} (upstream not checked)")
-    width = max(len(str(f.state)) for f in s.files)
-    for f in s.files:
-        recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
-        note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
-        click.echo(f"  {f.state!s:<{width}}  {rel(manifest.root, f.local)}{recorded}{note}")
-    for line in fix_lines(s, manifest.root):
+    for line in show_lines(s, manifest.root):
         click.echo(line)
 
 
-@main.command()
+@command()
 @click.argument("path", type=click.Path(path_type=Path))
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@_handle_errors
+@json_option
 def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     """Tell which experiment and object a local file (or its .dvc) comes from.
 
@@ -357,37 +453,18 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
 
 
+def _require_repo(manifest: Manifest) -> None:
+    if not (manifest.root / ".dvc").is_dir():
+        raise NotARepoError(
+            f"{_shown(manifest.root)} is not in a DVC repository; "
+            "run 'dvc init' there (or 'git init && dvc init')"
+        )
+
+
 def _echo_json(data: object) -> None:
     import json
 
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-class _Progress:
-    """One self-rewriting progress line on stderr (only used on a terminal)."""
-
-    def __init__(self) -> None:
-        self.files = self.total_files = self.nbytes = self.total_bytes = 0
-        self.last = 0.0
-
-    def start(self, files: int, nbytes: int) -> None:
-        self.total_files, self.total_bytes = files, nbytes
-
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
-        self.files += files
-        self.nbytes += nbytes
-        now = time.monotonic()
-        if now - self.last > 0.1 or self.files == self.total_files:
-            self.last = now
-            click.echo(
-                f"\rDownloading {self.files}/{self.total_files} files, "
-                f"{human_size(self.nbytes)}/{human_size(self.total_bytes)}",
-                err=True,
-                nl=False,
-            )
-
-    def finish(self) -> None:
-        click.echo("\r\033[K", err=True, nl=False)
 
 
 def _shown(path: Path) -> str:

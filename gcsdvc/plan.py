@@ -238,7 +238,7 @@ def _plan_file(
             item.action, item.stage, item.old_local = Action.MOVE, old_stage, old
             return
         if item.obj is None:
-            item.action, item.note = Action.FAILED, f"object not found: {item.source}"
+            item.action, item.note = Action.FAILED, _not_found(item.source, file, listing)
             return
         item.action = Action.ADD
         return
@@ -256,10 +256,19 @@ def _plan_file(
     elif changed:
         item.note = "changed upstream; kept (skip_if_exist: true)"
     if item.action is Action.UPDATE and item.obj is None:
-        item.action, item.note = Action.FAILED, f"object not found: {item.source}"
+        item.action, item.note = Action.FAILED, _not_found(item.source, file, listing)
         return
     if item.action is Action.UNCHANGED and conformed(item, pinned) != stage:
         item.action = Action.METADATA
+
+
+def _not_found(source: str, file: str, listing: dict[str, RemoteObject] | None) -> str:
+    """The error for an object missing from its prefix, with close names from the listing."""
+    import difflib
+
+    close = difflib.get_close_matches(file, list(listing or ()), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"object not found: {source}{hint}"
 
 
 def _plan_folder(item: Item, root: Path) -> None:

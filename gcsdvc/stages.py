@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gcsdvc.errors import DvcRepoError
+from gcsdvc.errors import DvcRepoError, NotARepoError
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -193,7 +193,7 @@ def open_repo(root: Path) -> Iterator[Repo]:
     from dvc.repo import Repo
 
     if not (root / ".dvc").is_dir():
-        raise DvcRepoError(f"{root} is not a DVC repository; run 'dvc init' there first")
+        raise NotARepoError(f"{root} is not a DVC repository; run 'dvc init' there first")
     try:
         repo = Repo(str(root))
     except DvcException as exc:
@@ -267,8 +267,37 @@ def _ignore_entry(name: str) -> str:
     return entry
 
 
-def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
-    """Add and remove ``/name`` lines in ``folder/.gitignore`` as DVC writes them."""
+def ignored_by_git(root: Path, paths: Iterable[Path]) -> set[Path]:
+    """The ``paths`` git already ignores (a root rule, say), asked in one ``git check-ignore``.
+
+    DVC adds no ``.gitignore`` line for such a path either (``scm.ignore``).
+    """
+    import subprocess
+
+    asked = [str(p) for p in paths]
+    if not asked:
+        return set()
+    try:
+        done = subprocess.run(
+            ["git", "check-ignore", "--no-index", "-z", "--stdin"],
+            cwd=root,
+            input="\0".join(asked) + "\0",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # no git: nothing is known to be ignored
+        return set()
+    if done.returncode not in (0, 1):  # not a git repository, or git failed
+        return set()
+    return {Path(p) for p in done.stdout.split("\0") if p}
+
+
+def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> bool:
+    """Add and remove ``/name`` lines in ``folder/.gitignore`` as DVC writes them.
+
+    Returns whether the file changed.
+    """
     add_lines = [_ignore_entry(n) for n in add]
     drop = {_ignore_entry(n) for n in remove}
     path = folder / ".gitignore"
@@ -280,8 +309,9 @@ def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str
     present = set(kept)
     kept += [line for line in dict.fromkeys(add_lines) if line not in present]
     if kept == lines:
-        return
+        return False
     if kept:
         atomic_write(path, "\n".join(kept) + "\n")
     else:
         path.unlink(missing_ok=True)
+    return True

@@ -53,6 +53,9 @@ class SyncResult:
     done: Counter[Action] = field(default_factory=Counter)
     failures: list[Failure] = field(default_factory=list)
     retries: int = 0
+    # Stage and .gitignore files written or removed (repo-relative), for git:
+    to_git_add: list[str] = field(default_factory=list)  # the user should `git add` them
+    staged: list[str] = field(default_factory=list)  # `git add`ed (DVC's core.autostage)
 
     @property
     def ok(self) -> bool:
@@ -79,7 +82,9 @@ def sync(
         # Another process may have synced while we waited for the lock.
         plan = build_plan(manifest, selected, storage, prune, names)
         result = _result(plan, storage)
-        _Executor(repo, manifest, storage, result, download, reporter).run()
+        executor = _Executor(repo, manifest, storage, result, download, reporter)
+        executor.run()
+        _track(repo, manifest.root, executor.changed, result)
     result.retries = storage.retries.retries
     return result
 
@@ -89,6 +94,22 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
     for item in plan.of(Action.FAILED):
         result.failures.append(Failure(item.name, item.source, item.note))
     return result
+
+
+def _track(repo: Repo, root: Path, changed: set[Path], result: SyncResult) -> None:
+    """Stage the changed files with git under ``core.autostage``, as DVC does; else list them."""
+    from dvc.scm import NoSCM
+
+    if not changed or isinstance(repo.scm, NoSCM):
+        return
+    paths = sorted(p.relative_to(root).as_posix() for p in changed)
+    if repo.config["core"].get("autostage"):
+        present = [p for p in paths if (root / p).exists()]
+        repo.scm.add(present)
+        repo.scm.add([p for p in paths if p not in present], update=True)  # removals
+        result.staged = paths
+    else:
+        result.to_git_add = paths
 
 
 @contextlib.contextmanager
@@ -128,6 +149,7 @@ class _Executor:
         self.work = self.root / WORK_DIR
         self.ignore_add: dict[Path, list[str]] = {}
         self.ignore_drop: dict[Path, list[str]] = {}
+        self.changed: set[Path] = set()  # stage and .gitignore files written or removed
 
     def run(self) -> None:
         # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
@@ -279,6 +301,7 @@ class _Executor:
         path = self._abs(stages.stage_path(local))
         _refuse_symlinks(self.root, path)
         stages.write_stage(path, stage)
+        self.changed.add(path)
 
     # -- metadata, moves, prunes ------------------------------------------
 
@@ -308,14 +331,23 @@ class _Executor:
         """Remove a stage and its .gitignore line, then any folders left empty."""
         path = self._abs(local)
         self._abs(stages.stage_path(local)).unlink(missing_ok=True)
+        self.changed.add(self._abs(stages.stage_path(local)))
         self.ignore_drop.setdefault(path.parent, []).append(path.name)
 
     def _flush_gitignore(self) -> None:
-        for folder in set(self.ignore_add) | set(self.ignore_drop):
-            if folder.exists():
-                stages.update_gitignore(
-                    folder, self.ignore_add.get(folder, ()), self.ignore_drop.get(folder, ())
-                )
+        from dvc.scm import NoSCM
+
+        # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.
+        folders = (
+            set() if isinstance(self.repo.scm, NoSCM) else {*self.ignore_add, *self.ignore_drop}
+        )
+        adding = [f / n for f in folders for n in self.ignore_add.get(f, ())]
+        ignored = stages.ignored_by_git(self.root, adding)  # by a root rule, say: DVC adds none
+        for folder in folders:
+            add = [n for n in self.ignore_add.get(folder, ()) if folder / n not in ignored]
+            drop = self.ignore_drop.get(folder, ())
+            if folder.exists() and stages.update_gitignore(folder, add, drop):
+                self.changed.add(folder / ".gitignore")
         data = self.manifest.data_path
         for folder in sorted(self.ignore_drop, key=lambda p: len(p.parts), reverse=True):
             while folder != data and folder.is_relative_to(data):
@@ -334,25 +366,75 @@ class _Executor:
         stage_file = str(self._abs(stages.stage_path(item.local)))
         path.parent.mkdir(parents=True, exist_ok=True)
         from dvc.exceptions import DvcException
-        from dvc.ui import ui
 
-        ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
         try:
-            if item.action is Action.ADD:
-                if not self.download:
-                    self.repo.imp_url(item.source, out=str(path), no_download=True)
+            with _dvc_quietly(self.reporter):
+                if item.action is Action.ADD:
+                    if not self.download:
+                        self.repo.imp_url(item.source, out=str(path), no_download=True)
+                    else:
+                        self.repo.imp_url(item.source, out=str(path), jobs=self.storage.jobs)
+                elif item.action is Action.RESTORE:
+                    self.repo.checkout(targets=[stage_file], force=True)
                 else:
-                    self.repo.imp_url(item.source, out=str(path), jobs=self.storage.jobs)
-            elif item.action is Action.RESTORE:
-                self.repo.checkout(targets=[stage_file], force=True)
-            else:
-                self.repo.update(targets=[stage_file], jobs=self.storage.jobs)
+                    self.repo.update(targets=[stage_file], jobs=self.storage.jobs)
         except DvcException as exc:
             raise DvcRepoError(str(exc).splitlines()[0]) from None
-        finally:
-            ui._enabled = True
+        if item.action is not Action.RESTORE and (path.parent / ".gitignore").exists():
+            self.changed.add(path.parent / ".gitignore")  # DVC's line for the folder
         item.stage = stages.read_stage(Path(stage_file))
         self._annotate(item)
+
+
+@contextlib.contextmanager
+def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
+    """Run DVC with none of its own output, its download progress sent to ``reporter``.
+
+    DVC's "Importing ..." line and its tqdm bars follow the ``dvc`` logger's
+    level; its hints go through ``dvc.ui``. ``dvc.fs.download`` takes its
+    progress callback from ``dvc.fs.callbacks.TqdmCallback`` at call time.
+    """
+    import logging
+
+    from dvc.fs import callbacks
+    from dvc.ui import ui
+    from fsspec.callbacks import Callback
+
+    class Forward(Callback):  # type: ignore[misc]
+        """The folder's file count, and (through its branches) the bytes of each file."""
+
+        def __init__(self, *_: Any, bytes: bool = False, **__: Any) -> None:
+            super().__init__()
+            self.bytes, self.seen, self.started = bytes, 0, False
+
+        def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
+            if reporter is None:
+                return
+            if not self.bytes and not self.started and self.size is not None:
+                self.started = True
+                reporter.start(self.size, 0)
+            step, self.seen = self.value - self.seen, self.value
+            if step:
+                reporter.advance(nbytes=step) if self.bytes else reporter.advance(files=step)
+
+        def branched(self, path_1: Any, path_2: Any, **kwargs: Any) -> Forward:
+            return Forward(bytes=True)
+
+        def close(self) -> None:
+            if reporter and self.started:
+                reporter.finish()
+
+    log = logging.getLogger("dvc")
+    level, tqdm_callback = log.level, callbacks.TqdmCallback
+    log.setLevel(logging.WARNING)
+    ui._enabled = False
+    callbacks.TqdmCallback = Forward
+    try:
+        yield
+    finally:
+        callbacks.TqdmCallback = tqdm_callback
+        ui._enabled = True
+        log.setLevel(level)
 
 
 def _protect(path: Path) -> None:
