@@ -304,7 +304,8 @@ def sync(
         _echo_json(sync_json(result, dry_run=dry_run))
     else:
         if not quiet:
-            for line in plan_lines(result.plan, verbose=verbose):
+            failed = {(f.name, f.source) for f in result.failures}
+            for line in plan_lines(result.plan, verbose=verbose, failed=failed):
                 click.echo(line)
         for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
             click.echo(line, err=line.startswith("failed"))

@@ -22,8 +22,9 @@ DEFAULT_INTERVAL = 5.0  # seconds between plain lines: a CI log shows life withi
 class TerminalProgress:
     """A self-rewriting tqdm bar: bytes with rate and ETA, files done in the postfix."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, mininterval: float = 0.2) -> None:
         self.stream = stream or sys.stderr
+        self.mininterval = mininterval  # seconds between redraws
         self.lock = threading.Lock()
         self.bar: Any = None
         self.files = self.total_files = 0
@@ -43,7 +44,8 @@ class TerminalProgress:
                 leave=False,
                 file=self.stream,
                 desc="Downloading",
-                mininterval=0.2,
+                mininterval=self.mininterval,
+                miniters=1,
             )
             self.bar.set_postfix_str(self._files(), refresh=False)
 
@@ -117,8 +119,8 @@ class PlainProgress:
         if self.total_bytes:
             size += f"/{human_size(self.total_bytes)}"
         line = f"{word}: {self.files}/{self.total_files} files, {size}"
-        if elapsed > 0:
-            line += f", {human_size(self.nbytes / elapsed)}/s"
+        if self.files or self.nbytes:
+            line += f", {human_size(self.nbytes / max(elapsed, 1e-3))}/s"
         print(line, file=self.stream, flush=True)
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,17 +33,25 @@ _PAST = {
 }
 
 
-def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
-    """One line per experiment with its counts; with ``verbose`` one more per file."""
-    counts = plan.counts()
-    width = max((cells(name) for name in counts), default=0)
+def plan_lines(
+    plan: Plan, verbose: bool = False, failed: Collection[tuple[str, str]] = ()
+) -> Iterator[str]:
+    """One line per experiment with its counts; with ``verbose`` one more per file.
+
+    Items in ``failed`` (name, source), the failures of a run, count as failed,
+    not as what was planned for them.
+    """
+    counts: dict[str, Counter[Action]] = {}
     by_name: dict[str, list[str]] = {}
     for item in plan.items:
+        action = Action.FAILED if (item.name, item.source) in failed else item.action
+        counts.setdefault(item.name, Counter())[action] += 1
         if verbose:
             note = f"  ({item.note})" if item.note else ""
             by_name.setdefault(item.name, []).append(
-                f"    {item.action.value:<9} {item.local}  <- {item.source}{note}"
+                f"    {action.value:<9} {item.local}  <- {item.source}{note}"
             )
+    width = max((cells(name) for name in counts), default=0)
     for name, counter in counts.items():
         parts = [f"{action.value} {counter[action]}" for action in _ORDER if counter[action]]
         yield f"{pad(name, width)}  {', '.join(parts)}"

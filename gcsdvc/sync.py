@@ -401,14 +401,18 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
     from fsspec.callbacks import Callback
 
     class Forward(Callback):  # type: ignore[misc]
-        """The folder's file count, and (through its branches) the bytes of each file."""
+        """A download's file count, and (through its branches) the bytes of each file.
 
-        def __init__(self, *_: Any, bytes: bool = False, **__: Any) -> None:
+        DVC makes these callbacks for hashing and checkout too: only downloads report.
+        """
+
+        def __init__(self, *_: Any, bytes: bool = False, **kwargs: Any) -> None:
             super().__init__()
             self.bytes, self.seen, self.started = bytes, 0, False
+            self.report = bytes or str(kwargs.get("desc", "")).startswith("Downloading")
 
         def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
-            if reporter is None:
+            if reporter is None or not self.report:
                 return
             if not self.bytes and not self.started and self.size is not None:
                 self.started = True
@@ -418,7 +422,9 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
                 reporter.advance(nbytes=step) if self.bytes else reporter.advance(files=step)
 
         def branched(self, path_1: Any, path_2: Any, **kwargs: Any) -> Forward:
-            return Forward(bytes=True)
+            child = Forward(bytes=True)
+            child.report = self.report
+            return child
 
         def close(self) -> None:
             if reporter and self.started:
