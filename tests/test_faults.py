@@ -176,8 +176,11 @@ def test_two_syncs_at_once(repo: Path, many: str, proxy: FaultProxy) -> None:
     _, err2 = second.communicate(timeout=120)
     first.communicate(timeout=120)
     assert first.returncode == 0
-    assert second.returncode == 1
-    assert "another gcsdvc or dvc process is working in this repository" in err2
+    # DVC refuses a held lock at once; the oldest DVC we support (3.54) may wait for it
+    # instead, and then find nothing left to do. Either way nothing is lost.
+    if second.returncode:
+        assert second.returncode == 1
+        assert "another gcsdvc or dvc process is working in this repository" in err2
     assert assert_consistent(repo) == 12
 
 
