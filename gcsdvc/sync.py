@@ -104,9 +104,13 @@ def _track(repo: Repo, root: Path, changed: set[Path], result: SyncResult) -> No
         return
     paths = sorted(p.relative_to(root).as_posix() for p in changed)
     if repo.config["core"].get("autostage"):
-        present = [p for p in paths if (root / p).exists()]
-        repo.scm.add(present)
-        repo.scm.add([p for p in paths if p not in present], update=True)  # removals
+        present = [str(root / p) for p in paths if (root / p).exists()]
+        removed = [str(root / p) for p in paths if not (root / p).exists()]
+        # Never an empty list: scm.add([], update=True) would stage every tracked change.
+        if present:
+            repo.scm.add(present)
+        if removed:
+            repo.scm.add(removed, update=True)
         result.staged = paths
     else:
         result.to_git_add = paths

@@ -314,13 +314,31 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
 
 def test_autostage(repo: Path, seeded: str) -> None:
     run(sys.executable, "-m", "dvc", "config", "core.autostage", "true", cwd=repo)
-    write_manifest(repo, [entry(seeded, files=["file1"])])
+    (repo / "notes.txt").write_text("v1\n")
+    run("git", "add", "notes.txt", ".dvc/config", cwd=repo)
+    run("git", "commit", "-qm", "notes", cwd=repo)
+    (repo / "notes.txt").write_text("v2\n")  # the user's own change: never staged by us
+    write_manifest(
+        repo,
+        [
+            entry(seeded, files=["file1"]),
+            entry(seeded, name="exp2", destination="exp2", files=["file1"]),
+        ],
+    )
     res = CliRunner().invoke(main, ["sync"])
     assert res.exit_code == 0, res.output
     assert "git add" not in res.stdout
     staged = run("git", "diff", "--cached", "--name-only", cwd=repo).stdout.splitlines()
-    assert any(p.endswith("file1.dvc") for p in staged)
+    assert sum(p.endswith("file1.dvc") for p in staged) == 2
     assert any(p.endswith(".gitignore") for p in staged)
+    assert "notes.txt" not in staged
+    run("git", "commit", "-qm", "synced", cwd=repo)
+
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    assert CliRunner().invoke(main, ["sync", "--prune", "-q"]).exit_code == 0
+    staged = run("git", "diff", "--cached", "--name-status", cwd=repo).stdout.splitlines()
+    assert [line.split("\t")[0] for line in staged if line.endswith("file1.dvc")] == ["D"]
+    assert not any(line.endswith("notes.txt") for line in staged)
 
 
 def test_no_gitignore_in_a_no_scm_repo(tmp_path: Path, seeded: str, monkeypatch: Any) -> None:
