@@ -247,6 +247,8 @@ def build_plan(
         found = compare(draft.wish, draft.recorded, disks[draft.local], listed)
         key = Key(found.state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
         action, note = decide(key, found, draft.local)
+        if found.state is State.NOT_FOUND:
+            note += _did_you_mean(listings, draft)
         obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
             shaped = stages.conform(
@@ -317,3 +319,13 @@ def _listed(
     if isinstance(listing, dict):
         return listing.get(draft.file)
     return listing
+
+
+def _did_you_mean(listings: dict[tuple[str, str], Listing], draft: _Draft) -> str:
+    """Close names from the prefix's listing, for an object that is not in it."""
+    import difflib
+
+    listing = listings.get(draft.prefix)
+    names = list(listing) if isinstance(listing, dict) and draft.file is not None else []
+    close = difflib.get_close_matches(draft.file or "", names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""

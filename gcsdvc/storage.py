@@ -15,6 +15,7 @@ import os
 import queue
 import socket
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,16 +83,41 @@ class PrefixStats:
     updated: str | None  # RFC 3339 time of the newest object
 
 
-class RetryCounter(logging.Handler):
-    """Counts gcsfs's retries and keeps its tracebacks off the user's terminal."""
+class RetryCounter:
+    """The retries gcsfs made for one :class:`Storage`."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+        _RetryLog.watch(self)
+
+
+class _RetryLog(logging.Handler):
+    """The one handler on gcsfs's logger: counts retries, keeps tracebacks off the terminal.
+
+    Installed once per process (not once per Storage), and counting for every
+    live :class:`RetryCounter`.
+    """
+
+    installed: _RetryLog | None = None
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.retries = 0
+        self.counters: weakref.WeakSet[RetryCounter] = weakref.WeakSet()
+
+    @classmethod
+    def watch(cls, counter: RetryCounter) -> None:
+        if cls.installed is None:
+            cls.installed = cls()
+            gcsfs_log = logging.getLogger("gcsfs")
+            gcsfs_log.addHandler(cls.installed)
+            gcsfs_log.setLevel(logging.DEBUG)
+            gcsfs_log.propagate = False
+        cls.installed.counters.add(counter)
 
     def emit(self, record: logging.LogRecord) -> None:
         if "retrying after exception" in record.getMessage():
-            self.retries += 1
+            for counter in list(self.counters):
+                counter.retries += 1
 
 
 class Storage:
@@ -103,10 +129,6 @@ class Storage:
         # A sync plans twice (before and under the repository lock): list once.
         self._listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
         self.retries = RetryCounter()
-        gcsfs_log = logging.getLogger("gcsfs")
-        gcsfs_log.addHandler(self.retries)
-        gcsfs_log.setLevel(logging.DEBUG)
-        gcsfs_log.propagate = False
 
     @property
     def fs(self) -> Any:
@@ -358,6 +380,12 @@ def describe(exc: BaseException) -> str:
     if "Credentials" in name or "RefreshError" in name:
         return f"no usable Google Cloud credentials ({text})"
     code = getattr(exc, "code", None)
+    if code == 401:  # no credentials (anonymous) or expired ones
+        return (
+            f"not authenticated (HTTP 401: {text}); sign in with 'gcloud auth "
+            "application-default login' or set GOOGLE_APPLICATION_CREDENTIALS "
+            "(anonymous access works only for public buckets)"
+        )
     if isinstance(code, int):
         return f"HTTP {code}: {text}"
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import stages
 from gcsdvc.compare import ABSENT, Disk
@@ -36,6 +36,16 @@ if TYPE_CHECKING:
 WORK_DIR = ".dvc/tmp/gcsdvc"
 # Below this many bytes hashing is cheaper than loading DVC to ask its state db.
 DIRECT_HASH_BYTES = 64 << 20
+
+
+class Reporter(Protocol):
+    """Progress sink; the CLI draws a line on a terminal, the API passes none."""
+
+    def start(self, files: int, nbytes: int) -> None: ...
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class HashCache:
@@ -148,10 +158,14 @@ def _hash_all(paths: list[Path]) -> dict[Path, str]:
 class Workspace:
     """Places files and stages in one DVC repository; use as a context manager."""
 
-    def __init__(self, repo: Repo, root: Path, data: Path) -> None:
+    def __init__(
+        self, repo: Repo, root: Path, data: Path, reporter: Reporter | None = None
+    ) -> None:
         self.repo = repo
         self.root = root
         self.data = data
+        self.reporter = reporter  # progress of folder imports, which DVC downloads
+        self.changed: set[Path] = set()  # stage and .gitignore files written or removed
         self.odb = repo.cache.local
         self.work = root / WORK_DIR
         self.ignore = stages.IgnoreBatch()
@@ -165,7 +179,11 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.ignore.flush(self.data)
+            from dvc.scm import NoSCM
+
+            # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.
+            git = not isinstance(self.repo.scm, NoSCM)
+            self.changed |= self.ignore.flush(self.data, self.root if git else None)
             self.hashes.save()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -199,6 +217,7 @@ class Workspace:
         path = self.root / stages.stage_path(local)
         refuse_symlinks(self.root, path)
         stage.write(path)
+        self.changed.add(path)
         if ignore:
             self.ignore.add(self.root / local)
 
@@ -248,21 +267,22 @@ class Workspace:
 
     def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
         from dvc.exceptions import DvcException
-        from dvc.ui import ui
 
         path = self.root / local
         refuse_symlinks(self.root, path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
         try:
-            call()
+            with _dvc_quietly(self.reporter):
+                call()
         except DvcException as exc:
             raise DvcRepoError(str(exc).splitlines()[0]) from None
-        finally:
-            ui._enabled = True
-        stage = ImportStage.load(self.root / stages.stage_path(local))
+        stage_file = self.root / stages.stage_path(local)
+        stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")
+        self.changed.add(stage_file)
+        if (path.parent / ".gitignore").exists():
+            self.changed.add(path.parent / ".gitignore")  # DVC's line for the folder
         return stage
 
     def _checkout(self, cached: Path, local: str, md5: str) -> None:
@@ -287,7 +307,66 @@ class Workspace:
     def _forget(self, local: str) -> None:
         """Remove a stage and its .gitignore line (empty folders go at the end)."""
         (self.root / stages.stage_path(local)).unlink(missing_ok=True)
+        self.changed.add(self.root / stages.stage_path(local))
         self.ignore.drop(self.root / local)
+
+
+@contextlib.contextmanager
+def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
+    """Run DVC with none of its own output, its download progress sent to ``reporter``.
+
+    DVC's "Importing ..." line and its tqdm bars follow the ``dvc`` logger's
+    level; its hints ("To track the changes with git ...") go through ``dvc.ui``.
+    ``dvc.fs.download`` takes its progress callback from
+    ``dvc.fs.callbacks.TqdmCallback`` at call time.
+    """
+    import logging
+
+    from dvc.fs import callbacks
+    from dvc.ui import ui
+    from fsspec.callbacks import Callback
+
+    class Forward(Callback):  # type: ignore[misc]
+        """A download's file count, and (through its branches) the bytes of each file.
+
+        DVC makes these callbacks for hashing and checkout too: only downloads report.
+        """
+
+        def __init__(self, *_: Any, bytes: bool = False, **kwargs: Any) -> None:
+            super().__init__()
+            self.bytes, self.seen, self.started = bytes, 0, False
+            self.report = bytes or str(kwargs.get("desc", "")).startswith("Downloading")
+
+        def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
+            if reporter is None or not self.report:
+                return
+            if not self.bytes and not self.started and self.size is not None:
+                self.started = True
+                reporter.start(self.size, 0)
+            step, self.seen = self.value - self.seen, self.value
+            if step:
+                reporter.advance(nbytes=step) if self.bytes else reporter.advance(files=step)
+
+        def branched(self, path_1: Any, path_2: Any, **kwargs: Any) -> Forward:
+            child = Forward(bytes=True)
+            child.report = self.report
+            return child
+
+        def close(self) -> None:
+            if reporter and self.started:
+                reporter.finish()
+
+    log = logging.getLogger("dvc")
+    level, tqdm_callback = log.level, callbacks.TqdmCallback
+    log.setLevel(logging.WARNING)
+    ui._enabled = False
+    callbacks.TqdmCallback = Forward
+    try:
+        yield
+    finally:
+        callbacks.TqdmCallback = tqdm_callback
+        ui._enabled = True
+        log.setLevel(level)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str]) -> None:
