@@ -3,11 +3,16 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-bare lint bench bench-scale bench-listing bench-quick clean
+.PHONY: demo test test-bare lint bench bench-scale bench-listing bench-quick test-floor clean
+FLOOR_VENV ?= .venv-floor
+FLOOR_BIN := $(FLOOR_VENV)/bin
 
-$(BIN)/.installed: pyproject.toml
+.PHONY: demo test lint test-floor bench bench-scale bench-quick clean
+
+# Dev tools come pinned from constraints/dev.txt: CI changes only when we change it.
+$(BIN)/.installed: pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints/dev.txt -e '.[test]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -24,6 +29,17 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check gcsdvc tests benchmarks
 	$(BIN)/ruff format --check gcsdvc tests benchmarks
 	$(BIN)/mypy
+
+# The suite against the lowest versions pyproject.toml declares (constraints/floor.txt).
+# Only the test runner is added: the pinned mypy needs a newer pathspec than dvc 3.54 can use.
+$(FLOOR_BIN)/.installed: pyproject.toml constraints/dev.txt constraints/floor.txt
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_BIN)/python -m pip install --quiet -c constraints/dev.txt -c constraints/floor.txt \
+		-e '.[demo]' pytest hypothesis
+	touch $@
+
+test-floor: $(FLOOR_BIN)/.installed
+	$(FLOOR_BIN)/python -m pytest -p no:cacheprovider
 
 # Benchmarks print a table of medians against baselines measured in the same run.
 bench: $(BIN)/.installed
@@ -42,4 +58,4 @@ bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_listing.py --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,10 @@
 that it is synced and unmodified; errors say what to run. The manifest is the
 one the CLI uses (``params.yaml`` at the DVC root above the current folder)
 unless ``manifest=`` names another file or passes a loaded :class:`Manifest`.
+
+Calls cost about a dictionary look-up after the first: the parsed manifest and
+each verified file are kept per process, keyed by the files' stat (mtime,
+size, inode), so a change to the manifest, a stage or a data file is seen.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from typing import IO, Any
 
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
 from gcsdvc.expand import expand_offline
-from gcsdvc.manifest import Manifest, Resource, load_manifest, match_files, path_problem
+from gcsdvc.manifest import (
+    Manifest,
+    Resource,
+    load_manifest,
+    manifest_path,
+    match_files,
+    path_problem,
+)
+from gcsdvc.stages import STAGE_SUFFIX
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
 
@@ -63,6 +75,12 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     found = _manifest(manifest)
     res = found.get(name)
     listed = _listed(res, file)
+    if listed is not None:
+        local = found.root.absolute() / found.local(res, listed)
+        key = (local, res.source(listed))
+        signature = _verified_signature(local)
+        if signature is not None and _VERIFIED.get(key) == signature:
+            return local
     item = inspect(found, res, listed)
     command = f"gcsdvc sync {shlex.quote(name)}"
     why = f"run: {command}"
@@ -86,6 +104,10 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
             f"'rm {shlex.quote(item.local)} && {command}' restores the recorded copy"
         )
     target = found.root.absolute() / item.local
+    if listed is not None:
+        signature = _verified_signature(target)
+        if signature is not None:
+            _VERIFIED[(target, item.source)] = signature
     if listed is None:
         target = target / file
         if not target.is_file():
@@ -108,8 +130,38 @@ def open(  # gcsdvc.open, in the spirit of io.open
     return path(name, file, manifest=manifest, sync=sync).open(mode, **kwargs)
 
 
+Signature = tuple[int, int, int]
+_MANIFESTS: dict[Path, tuple[Signature, Manifest]] = {}
+# (local file, source) -> the signatures of the file and its stage when found current
+_VERIFIED: dict[tuple[Path, str], tuple[Signature, Signature]] = {}
+
+
+def _signature(file: Path) -> Signature | None:
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _verified_signature(local: Path) -> tuple[Signature, Signature] | None:
+    data, stage = _signature(local), _signature(local.with_name(local.name + STAGE_SUFFIX))
+    return None if data is None or stage is None else (data, stage)
+
+
 def _manifest(manifest: ManifestArg) -> Manifest:
-    return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    """The manifest, parsed once per process and again only when its file changes."""
+    if isinstance(manifest, Manifest):
+        return manifest
+    file = manifest_path(manifest, how="pass manifest=PATH")
+    signature = _signature(file)
+    cached = _MANIFESTS.get(file)
+    if cached is not None and signature is not None and cached[0] == signature:
+        return cached[1]
+    found = load_manifest(file)
+    if signature is not None:
+        _MANIFESTS[file] = (signature, found)
+    return found
 
 
 def _listed(res: Resource, file: str) -> str | None:

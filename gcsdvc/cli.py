@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from gcsdvc.errors import EXIT_FAILED, GcsdvcError, ManifestError
+from gcsdvc.errors import EXIT_FAILED, EXIT_USAGE, GcsdvcError, ManifestError, NotARepoError
 from gcsdvc.manifest import Manifest, load_manifest, manifest_path
-from gcsdvc.render import amount, fix_lines, human_size, one_line, quote, rel, status_lines
+from gcsdvc.progress import DEFAULT_INTERVAL
+from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
 
 if TYPE_CHECKING:
     from gcsdvc.authoring import Added
@@ -24,14 +25,67 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+MANIFEST_ENV = "GCSDVC_MANIFEST"
+
+
+def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Experiment names of the manifest, for shell completion (nothing on any error)."""
+    manifest_file = ctx.params.get("manifest_file")
+    try:
+        names = load_manifest(manifest_file).names
+    except Exception:
+        return []
+    return [name for name in names if name.startswith(incomplete)]
+
+
 manifest_option = click.option(
     "--manifest",
     "-m",
     "manifest_file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
+    envvar=MANIFEST_ENV,
+    show_envvar=True,
+    is_eager=True,  # read before NAMES, so completion uses the same manifest
     help="Manifest file [default: params.yaml at the root of the DVC repository].",
 )
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (one documented schema per command)."
+)
+names_argument = click.argument("names", nargs=-1, shell_complete=_complete_names)
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    # ctx.meta is shared by the whole command chain: `gcsdvc --debug sync` and
+    # `gcsdvc sync --debug` set the same flag.
+    if value and param.name:
+        ctx.meta[f"gcsdvc.{param.name}"] = True
+
+
+def _flag(name: str) -> bool:
+    return bool(click.get_current_context().meta.get(f"gcsdvc.{name}", False))
+
+
+def output_options(func: F) -> F:
+    """``-q``/``-v``/``--debug``, accepted by every command; read them with ``_flag``."""
+    for decorator in reversed(
+        [
+            click.option(
+                "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
+                help="Print only errors.",
+            ),
+            click.option(
+                "-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
+                help="Print more detail.",
+            ),
+            click.option(
+                "--debug", is_flag=True, expose_value=False, callback=_remember,
+                help="Show tracebacks for errors.",
+            ),
+        ]
+    ):  # fmt: skip
+        func = decorator(func)
+    return func
 
 
 def _handle_errors(func: F) -> F:
@@ -39,7 +93,7 @@ def _handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = click.get_current_context().find_root().params.get("debug", False)
+        debug = _flag("debug")
         try:
             return func(*args, **kwargs)
         except ManifestError as exc:
@@ -62,22 +116,43 @@ def _handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _load(manifest_file: Path | None, quiet: bool = False) -> Manifest:
-    manifest = load_manifest(manifest_file)
-    if not quiet:
+def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
+    """``@main.command`` with the options and error handling every command shares."""
+
+    def decorate(func: F) -> click.Command:
+        made: click.Command = main.command(*args, **kwargs)(output_options(_handle_errors(func)))
+        return made
+
+    return decorate
+
+
+def _load(manifest_file: Path | None) -> Manifest:
+    manifest = load_manifest(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
+    if not _flag("quiet"):
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
     return manifest
 
 
+def quiet_google_warnings() -> None:
+    """Hide the FutureWarnings Google's libraries print on import (Python versions, ...).
+
+    They are about our dependencies, not about anything the user can change.
+    """
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\.|$)")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option(
+    "--debug", is_flag=True, expose_value=False, callback=_remember,
+    help="Show tracebacks for errors.",
+)  # fmt: skip
 @click.version_option(package_name="gcsdvc")
-def main(debug: bool) -> None:
+def main() -> None:
     """Bring experiment outputs from Google Cloud Storage into a DVC repository.
 
-    Every experiment is one entry of the resources manifest (params.yaml);
-    `gcsdvc sync` turns each listed file into a DVC import stage.
+    Every experiment is one entry of the resources manifest (params.yaml, or
+    $GCSDVC_MANIFEST); `gcsdvc sync` turns each listed file into a DVC import stage.
 
     \b
     Examples:
@@ -87,29 +162,52 @@ def main(debug: bool) -> None:
       gcsdvc migrate old_resources.py -o params.yaml
       gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json'
     """
+    quiet_google_warnings()
 
 
-@main.command()
+@command()
+@click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @manifest_option
-@_handle_errors
-def validate(manifest_file: Path | None) -> None:
-    """Check the manifest and report every problem, one per line.
+@json_option
+def validate(files: tuple[Path, ...], manifest_file: Path | None, as_json: bool) -> None:
+    """Check manifests and report every problem, one per line.
+
+    FILES are manifests to check (as pre-commit passes them); without FILES
+    the manifest of --manifest, $GCSDVC_MANIFEST or params.yaml is checked.
+    Exit 2 when any is invalid.
 
     \b
-    Example:
-      gcsdvc validate --manifest params.yaml
+    Examples:
+      gcsdvc validate
+      gcsdvc validate params.yaml other/params.yaml --json
     """
-    manifest = _load(manifest_file)
-    files = sum(len(r.files or ()) for r in manifest.resources)
-    folders = sum(1 for r in manifest.resources if r.files is None)
-    extra = f" and {folders} whole prefix(es)" if folders else ""
-    click.echo(
-        f"{_shown(manifest.path)}: {len(manifest.resources)} experiment(s), "
-        f"{files} file(s){extra}: OK"
-    )
+    from gcsdvc.render import validate_json, validate_line
+
+    results: list[tuple[Path, Manifest | ManifestError]] = []
+    for file in files or (manifest_file,):
+        try:
+            manifest = load_manifest(file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
+        except ManifestError as exc:
+            results.append((Path(file or "params.yaml").absolute(), exc))
+        else:
+            results.append((manifest.path, manifest))
+    if as_json:
+        _echo_json(validate_json(results))
+    for path, outcome in results:
+        if isinstance(outcome, ManifestError):
+            if not as_json:
+                for problem in outcome.problems:
+                    click.echo(f"error: {problem}", err=True)
+            continue
+        if not as_json and not _flag("quiet"):
+            for warning in outcome.warnings:
+                click.echo(f"warning: {warning}", err=True)
+            click.echo(validate_line(_shown(path), outcome))
+    if any(isinstance(outcome, ManifestError) for _, outcome in results):
+        sys.exit(EXIT_USAGE)
 
 
-@main.command()
+@command()
 @click.argument("old", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "-o",
@@ -120,7 +218,6 @@ def validate(manifest_file: Path | None) -> None:
 @click.option(
     "--force", is_flag=True, help="Replace the 'resources' OUTPUT already has (only that key)."
 )
-@_handle_errors
 def migrate(old: Path, output: Path | None, force: bool) -> None:
     """Convert an old Python manifest (resources = [...]) to YAML.
 
@@ -143,8 +240,9 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     text = migrate_source(source, str(old))
     target = output or Path("params.yaml")
     manifest = parse_manifest(text, target, target.absolute().parent)
-    for warning in manifest.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    if not _flag("quiet"):
+        for warning in manifest.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -154,11 +252,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     text = merge_resources(read_manifest_text(output), text, force=force, shown=str(output))
     parse_manifest(text, output, output.absolute().parent)
     write_atomic(output, text)
-    click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
+    if not _flag("quiet"):
+        click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
 
 
-@main.command()
-@click.argument("names", nargs=-1)
+@command()
+@names_argument
 @manifest_option
 @click.option("--dry-run", "-n", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--prune", is_flag=True, help="Remove stages and data no longer in the manifest.")
@@ -173,9 +272,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     "--force", is_flag=True,
     help="Replace local files in the way (untracked, or edited since synced).",
 )  # fmt: skip
-@click.option("-v", "--verbose", is_flag=True, help="List every file, and the retries made.")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-@_handle_errors
+@click.option(
+    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
+    show_default=True, metavar="SECONDS",
+    help="Seconds between progress lines when standard error is not a terminal.",
+)  # fmt: skip
+@json_option
 def sync(
     names: tuple[str, ...],
     manifest_file: Path | None,
@@ -184,12 +286,14 @@ def sync(
     no_download: bool,
     force: bool,
     jobs: int,
-    verbose: bool,
-    quiet: bool,
+    progress_interval: float,
+    as_json: bool,
 ) -> None:
     """Download the manifest's files and write one DVC import stage per file.
 
     NAMES are experiment names or shell globs; without them every entry is synced.
+    Progress goes to standard error: a bar on a terminal, a line every
+    --progress-interval seconds otherwise (CI logs); -q silences it.
 
     \b
     Examples:
@@ -198,11 +302,12 @@ def sync(
       gcsdvc sync 'bert-*' -j 32  # some experiments, more parallel downloads
       gcsdvc sync --prune         # also drop what left the manifest
     """
-    from gcsdvc.render import plan_lines, summary_lines
+    from gcsdvc.progress import make_reporter
+    from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
     from gcsdvc.sync import sync as run_sync
 
-    manifest = _load(manifest_file, quiet)
-    reporter = _Progress() if not quiet and sys.stderr.isatty() else None
+    quiet, verbose = _flag("quiet"), _flag("verbose")
+    manifest = _load(manifest_file)
     result = run_sync(
         manifest,
         names,
@@ -211,21 +316,28 @@ def sync(
         download=not no_download,
         force=force,
         jobs=jobs,
-        reporter=reporter,
+        reporter=make_reporter(quiet, progress_interval, sys.stderr),
     )
-    if not quiet:
-        for line in plan_lines(result.plan, verbose=verbose):
-            click.echo(line)
-    for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
-        click.echo(line, err=line.startswith(("failed", "warning", "leftover")))
+    if as_json:
+        _echo_json(sync_json(result, dry_run=dry_run))
+    else:
+        if not quiet:
+            failed = {(f.name, f.source) for f in result.failures}
+            for line in plan_lines(result.plan, verbose=verbose, failed=failed):
+                click.echo(line)
+        for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
+            click.echo(line, err=line.startswith(("failed", "warning", "leftover")))
+        if not quiet:
+            for line in git_hint_lines(result, manifest.root):
+                click.echo(line)
     if not result.ok:
         sys.exit(EXIT_FAILED)
 
 
-@main.command()
-@click.argument("names", nargs=-1)
+@command()
+@names_argument
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @click.option(
     "--check", "check_only", is_flag=True,
     help="Exit 1 when something needs action (an upstream change that skip_if_exist: true "
@@ -235,7 +347,6 @@ def sync(
     "--strict", is_flag=True, help="With --check, upstream changes of kept copies fail too."
 )
 @click.option("--offline", is_flag=True, help="Skip the upstream check (no Cloud Storage access).")
-@_handle_errors
 def status(
     names: tuple[str, ...],
     manifest_file: Path | None,
@@ -249,7 +360,9 @@ def status(
     Every file is in one state: ok, missing, modified, changed-upstream,
     deleted-upstream or not-synced (rarer: untracked, source-moved, not-found,
     foreign-stage). Orphans are stages whose entry or file has
-    left the manifest. NAMES are experiment names or shell globs.
+    left the manifest. NAMES are experiment names or shell globs. Outside a
+    DVC repository this is an error (exit 2). -q prints nothing (use the exit
+    code with --check).
 
     \b
     Examples:
@@ -261,23 +374,24 @@ def status(
     from gcsdvc.status import check
 
     manifest = _load(manifest_file)
+    _require_repo(manifest)
     report = check(manifest, names, offline=offline)
-    for warning in report.warnings:
-        click.echo(f"warning: {warning}", err=True)
+    if not _flag("quiet"):
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json(report.as_json(strict))
-    else:
+    elif not _flag("quiet"):
         for line in status_lines(report, manifest.root):
             click.echo(line)
     if check_only and report.needs_action(strict):
         sys.exit(EXIT_FAILED)
 
 
-@main.command("list")
+@command("list")
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@json_option
 @click.option("--grep", metavar="TEXT", help="Only experiments whose name or description has TEXT.")
-@_handle_errors
 def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) -> None:
     """List the experiments: description, source, local folder, size and sync state.
 
@@ -290,6 +404,7 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
       gcsdvc list --grep 'learning rate' --json
     """
     from gcsdvc.find import search
+    from gcsdvc.render import list_lines
     from gcsdvc.status import check, resource_json
 
     manifest = _load(manifest_file)
@@ -299,21 +414,16 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
     if as_json:
         _echo_json({"resources": [resource_json(s, with_files=False) for s in statuses]})
         return
-    width = max((len(s.resource.name) for s in statuses), default=0)
-    for s in statuses:
-        click.echo(f"{s.resource.name:<{width}}  {s.summary}  {amount(s.file_count, s.size)}")
-        if s.resource.description:
-            click.echo(f"    {one_line(s.resource.description)}")
-        click.echo(f"    {s.resource.url} -> {rel(manifest.root, s.local)}")
+    for line in list_lines(statuses, manifest.root):
+        click.echo(line)
     if grep is not None and not statuses:
         click.echo(f"no experiment matches {grep!r}", err=True)
 
 
-@main.command()
-@click.argument("name")
+@command()
+@click.argument("name", shell_complete=_complete_names)
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@_handle_errors
+@json_option
 def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     """Show one experiment and the local state of each of its files.
 
@@ -322,7 +432,8 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
       gcsdvc show mnist-lr-0.1
     """
     from gcsdvc.find import exact_pattern
-    from gcsdvc.status import State, check, resource_json
+    from gcsdvc.render import show_lines
+    from gcsdvc.status import check, resource_json
 
     manifest = _load(manifest_file)
     manifest.get(name)  # an unknown name fails here, with close matches
@@ -331,27 +442,14 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(resource_json(s, with_files=True, pinned=report.pinned))
         return
-    res = s.resource
-    click.echo(f"name:          {res.name}")
-    click.echo(f"description:   {one_line(res.description)}")
-    click.echo(f"source:        {res.url}")
-    click.echo(f"local:         {rel(manifest.root, s.local)}")
-    click.echo(f"skip_if_exist: {str(res.skip_if_exist).lower()}")
-    click.echo(f"state:         {s.summary}, {amount(s.file_count, s.size)} (upstream not checked)")
-    width = max(len(str(f.state)) for f in s.files)
-    for f in s.files:
-        recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
-        note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
-        click.echo(f"  {f.state!s:<{width}}  {rel(manifest.root, f.local)}{recorded}{note}")
-    for line in fix_lines(s, manifest.root, report.pinned):
+    for line in show_lines(s, manifest.root, report.pinned):
         click.echo(line)
 
 
-@main.command()
+@command()
 @click.argument("path", type=click.Path(path_type=Path))
 @manifest_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@_handle_errors
+@json_option
 def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     """Tell which experiment and object a local file (or its .dvc) comes from.
 
@@ -419,15 +517,15 @@ def _entry_options(func: F) -> F:
     return func
 
 
-@main.command()
+@command()
 @click.argument("url", metavar="gs://BUCKET/BLOB/SUBBLOB")
 @click.option("--name", help="Experiment name [default: SUBBLOB, made unique].")
 @click.option("--destination", help="Folder below the data folder [default: BLOB/SUBBLOB].")
 @click.option("--description", "-d", default="", help="What was varied in this run.")
 @_entry_options
 @click.option("--no-check", is_flag=True, help="Do not check the bucket (offline).")
+@json_option
 @manifest_option
-@_handle_errors
 def add(
     url: str,
     files: tuple[str, ...],
@@ -438,6 +536,7 @@ def add(
     then_sync: bool,
     dry_run: bool,
     no_check: bool,
+    as_json: bool,
     manifest_file: Path | None,
 ) -> None:
     """Add one experiment to the manifest, keeping every other line of the file as it was.
@@ -453,7 +552,7 @@ def add(
     """
     from gcsdvc.authoring import add_entries, load_or_empty, new_entry, source_of
 
-    path = manifest_path(manifest_file)
+    path = manifest_path(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
     manifest = load_or_empty(path)
     entry = new_entry(
         source_of(url),
@@ -465,10 +564,12 @@ def add(
         follow_upstream=follow_upstream,
     )
     added = add_entries(path, [entry], None if no_check else _storage(), dry_run=dry_run)
-    _report_added(added, dry_run, then_sync)
+    if as_json:
+        _echo_json({"added": [e["name"] for e in added.entries], "written": added.written})
+    _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
 
 
-@main.command()
+@command()
 @click.argument("url", metavar="gs://BUCKET/BLOB")
 @click.option("--add", "add_new", is_flag=True, help="Add an entry for each run not tracked yet.")
 @click.option(
@@ -476,9 +577,8 @@ def add(
 )
 @_entry_options
 @click.option("--stats", is_flag=True, help="Count objects, size and last update (lists each run).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@json_option
 @manifest_option
-@_handle_errors
 def discover(
     url: str,
     files: tuple[str, ...],
@@ -505,7 +605,7 @@ def discover(
     from gcsdvc.authoring import add_entries, entries_for_runs, load_or_empty
     from gcsdvc.authoring import discover as find_runs
 
-    path = manifest_path(manifest_file)
+    path = manifest_path(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
     manifest = load_or_empty(path)
     storage = _storage()
     runs = find_runs(manifest, url, storage, stats=stats)
@@ -526,19 +626,19 @@ def discover(
             }
         )
     else:
-        width = max((len(r.name) for r in runs), default=0)
+        width = max((cells(r.name) for r in runs), default=0)
         for r in runs:
             state = f"tracked ({', '.join(r.tracked_by)})" if r.tracked_by else "new"
             extra = ""
             if r.stats is not None:
                 when = (r.stats.updated or "")[:16].replace("T", " ")
                 extra = f"  {amount(r.stats.objects, r.stats.size)}  {when}".rstrip()
-            click.echo(f"{r.name:<{width}}  {state}{extra}")
+            click.echo(f"{pad(r.name, width)}  {state}{extra}")
         new = sum(1 for r in runs if not r.tracked_by)
         hint = f"; 'gcsdvc discover {quote(url)} --add' adds them" if new and not add_new else ""
         click.echo(f"{len(runs)} run(s), {len(runs) - new} tracked, {new} new{hint}")
     if added is not None:
-        _report_added(added, dry_run, then_sync, quiet=as_json)
+        _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
 
 
 def _storage() -> Storage:
@@ -568,11 +668,17 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
                 f"wrote {_shown(added.path)}; 'gcsdvc sync {' '.join(map(quote, names))}' downloads"
             )
     if then_sync:
-        click.get_current_context().invoke(
-            sync,
-            names=tuple(exact_pattern(n) for n in names),
-            manifest_file=added.path,
-            quiet=quiet,  # keeps --json output one document
+        ctx = click.get_current_context()
+        if quiet:
+            ctx.meta["gcsdvc.quiet"] = True  # keeps --json output one document
+        ctx.invoke(sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path)
+
+
+def _require_repo(manifest: Manifest) -> None:
+    if not (manifest.root / ".dvc").is_dir():
+        raise NotARepoError(
+            f"{_shown(manifest.root)} is not in a DVC repository; "
+            "run 'dvc init' there (or 'git init && dvc init')"
         )
 
 
@@ -580,33 +686,6 @@ def _echo_json(data: object) -> None:
     import json
 
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-class _Progress:
-    """One self-rewriting progress line on stderr (only used on a terminal)."""
-
-    def __init__(self) -> None:
-        self.files = self.total_files = self.nbytes = self.total_bytes = 0
-        self.last = 0.0
-
-    def start(self, files: int, nbytes: int) -> None:
-        self.total_files, self.total_bytes = files, nbytes
-
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
-        self.files += files
-        self.nbytes += nbytes
-        now = time.monotonic()
-        if now - self.last > 0.1 or self.files == self.total_files:
-            self.last = now
-            click.echo(
-                f"\rDownloading {self.files}/{self.total_files} files, "
-                f"{human_size(self.nbytes)}/{human_size(self.total_bytes)}",
-                err=True,
-                nl=False,
-            )
-
-    def finish(self) -> None:
-        click.echo("\r\033[K", err=True, nl=False)
 
 
 def _shown(path: Path) -> str:

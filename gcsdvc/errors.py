@@ -58,6 +58,12 @@ class DvcRepoError(GcsdvcError):
     """The DVC workspace is missing, locked, or in a state gcsdvc cannot work with."""
 
 
+class NotARepoError(DvcRepoError):
+    """There is no DVC repository where one is needed: a usage error, like a bad argument."""
+
+    exit_code = EXIT_USAGE
+
+
 class LockedError(DvcRepoError):
     """Another gcsdvc or dvc process holds the repository lock."""
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from gcsdvc.errors import DvcRepoError, ManifestError, UnknownResourceError
+from gcsdvc.errors import ManifestError, NotARepoError, UnknownResourceError
 
 DEFAULT_MANIFEST = "params.yaml"
 DEFAULT_DATA_DIR = "data"
@@ -196,22 +196,29 @@ def find_root(start: Path | None = None) -> Path | None:
     return None
 
 
-def manifest_path(path: str | os.PathLike[str] | None = None) -> Path:
+def manifest_path(
+    path: str | os.PathLike[str] | None = None, *, how: str = "pass --manifest PATH"
+) -> Path:
     """The manifest to use: ``path`` if given, else ``params.yaml`` at the DVC root."""
     if path is not None:
         return Path(path).absolute()
     root = find_root()
     if root is None:
-        raise DvcRepoError(
+        raise NotARepoError(
             f"no DVC repository found from {Path.cwd()} upward; "
-            "run 'git init && dvc init' there, or pass --manifest PATH"
+            f"run 'git init && dvc init' there, or {how}"
         )
     return root / DEFAULT_MANIFEST
 
 
-def load_manifest(path: str | os.PathLike[str] | None = None) -> Manifest:
-    """Read and validate a manifest; raise :class:`ManifestError` listing every problem."""
-    file = manifest_path(path)
+def load_manifest(
+    path: str | os.PathLike[str] | None = None, *, how: str = "pass --manifest PATH"
+) -> Manifest:
+    """Read and validate a manifest; raise :class:`ManifestError` listing every problem.
+
+    ``how`` ends the message when no ``path`` is given and no DVC repository is found.
+    """
+    file = manifest_path(path, how=how)
     shown = _display(file)
     try:
         text = file.read_text(encoding="utf-8")

@@ -20,7 +20,7 @@ from gcsdvc import stages, untracked
 from gcsdvc.compare import Comparison, State, Upstream, Wish, compare
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
-from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.manifest import Manifest, Resource, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
 from gcsdvc.workspace import read_disks
@@ -255,6 +255,8 @@ def build_plan(
         if state is State.MISSING and disk.exists and draft.file is not None:
             # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
             action, note = Action.METADATA, _ADOPT
+        if found.state is State.NOT_FOUND:
+            note += _did_you_mean(storage, draft)
         obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
             shaped = stages.conform(
@@ -341,3 +343,21 @@ def _listed(
     if isinstance(listing, dict):
         return listing.get(draft.file)
     return listing
+
+
+def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
+    """Close names in the missing object's folder (one listing, on this error path only)."""
+    import difflib
+
+    if storage is None or draft.file is None:
+        return ""
+    folder, _, name = draft.file.rpartition("/")
+    try:
+        _, names = storage.list_folder(
+            draft.resource.bucket, join_path(draft.resource.prefix, folder)
+        )
+    except StorageError:
+        return ""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    shown = [join_path(folder, c) for c in close]
+    return f"; did you mean {', '.join(map(repr, shown))}?" if shown else ""

@@ -1,17 +1,23 @@
-"""Plain-text renderings of plans and results, for the CLI to print."""
+"""Text and JSON renderings of plans, results and reports, for the CLI to print.
+
+Columns are padded by display width (a CJK character or an emoji takes two
+cells), through rich's ``cell_len``.
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gcsdvc.plan import Action, Plan
 
 if TYPE_CHECKING:
+    from gcsdvc.errors import ManifestError
+    from gcsdvc.manifest import Manifest
     from gcsdvc.status import Report, ResourceStatus
     from gcsdvc.sync import SyncResult
 
@@ -26,20 +32,30 @@ _PAST = {
 }
 
 
-def plan_lines(plan: Plan, verbose: bool = False) -> Iterator[str]:
-    """One line per experiment with its counts; with ``verbose`` one more per file."""
-    counts = plan.counts()
-    width = max((len(name) for name in counts), default=0)
+def plan_lines(
+    plan: Plan, verbose: bool = False, failed: Collection[tuple[str, str]] = ()
+) -> Iterator[str]:
+    """One line per experiment with its counts; with ``verbose`` one more per file.
+
+    Items in ``failed`` (name, source), the failures of a run, count as failed,
+    not as what was planned for them.
+    """
+    counts: dict[str, Counter[Action]] = {}
     by_name: dict[str, list[str]] = {}
     for item in plan.items:
+        action = item.action
+        if (item.name, item.source) in failed and action is not Action.CONFLICT:
+            action = Action.FAILED
+        counts.setdefault(item.name, Counter())[action] += 1
         if verbose:
             note = f"  ({item.note})" if item.note else ""
             by_name.setdefault(item.name, []).append(
-                f"    {item.action.value:<9} {item.local}  <- {item.source}{note}"
+                f"    {action.value:<9} {item.local}  <- {item.source}{note}"
             )
+    width = max((cells(name) for name in counts), default=0)
     for name, counter in counts.items():
         parts = [f"{action.value} {counter[action]}" for action in _ORDER if counter[action]]
-        yield f"{name:<{width}}  {', '.join(parts)}"
+        yield f"{pad(name, width)}  {', '.join(parts)}"
         yield from by_name.get(name, [])
 
 
@@ -111,11 +127,11 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
     from gcsdvc.status import State
 
     rows = report.resources
-    width = max([len("experiment"), *(len(r.resource.name) for r in rows)])
-    yield f"{'experiment':<{width}}  files  state"
+    width = max([len("experiment"), *(cells(r.resource.name) for r in rows)])
+    yield f"{pad('experiment', width)}  files  state"
     for r in rows:
         extra = "; upstream not checked" if r.upstream_error else ""
-        yield f"{r.resource.name:<{width}}  {len(r.files):>5}  {r.summary}{extra}"
+        yield f"{pad(r.resource.name, width)}  {len(r.files):>5}  {r.summary}{extra}"
     for r in rows:
         if r.ok:
             continue
@@ -161,6 +177,112 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
     yield line
 
 
+def list_lines(statuses: Sequence[ResourceStatus], root: Path) -> Iterator[str]:
+    """``gcsdvc list``: one line per experiment, then its description and source."""
+    width = max((cells(s.resource.name) for s in statuses), default=0)
+    for s in statuses:
+        yield f"{pad(s.resource.name, width)}  {s.summary}  {amount(s.file_count, s.size)}"
+        if s.resource.description:
+            yield f"    {one_line(s.resource.description)}"
+        yield f"    {s.resource.url} -> {rel(root, s.local)}"
+
+
+def show_lines(s: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
+    """``gcsdvc show``: one experiment and the local state of each file."""
+    from gcsdvc.status import State
+
+    res = s.resource
+    yield f"name:          {res.name}"
+    yield f"description:   {one_line(res.description)}"
+    yield f"source:        {res.url}"
+    yield f"local:         {rel(root, s.local)}"
+    yield f"skip_if_exist: {str(res.skip_if_exist).lower()}"
+    yield f"state:         {s.summary}, {amount(s.file_count, s.size)} (upstream not checked)"
+    width = max(len(str(f.state)) for f in s.files)
+    for f in s.files:
+        recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
+        note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
+        yield f"  {f.state!s:<{width}}  {rel(root, f.local)}{recorded}{note}"
+    yield from fix_lines(s, root, pinned)
+
+
+def git_hint_lines(result: SyncResult, root: Path) -> Iterator[str]:
+    """DVC's hint after a change to files git should track (none under core.autostage)."""
+    if not result.to_git_add:
+        return
+    root_rel = [quote(rel(root, p)) for p in result.to_git_add]
+    yield ""
+    yield "To track the changes with git, run:"
+    yield ""
+    yield "\tgit add " + " ".join(root_rel)
+    yield ""
+    yield "To enable auto staging, run:"
+    yield ""
+    yield "\tdvc config core.autostage true"
+
+
+def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
+    """``gcsdvc sync --json``: see the README's "JSON output" section for the schema."""
+    plan = result.plan
+    done = {word: result.done[a] for a, word in _PAST.items()}
+    return {
+        "ok": result.ok,
+        "dry_run": dry_run,
+        "done": {} if dry_run else {**done, "unchanged": len(plan.of(Action.UNCHANGED))},
+        "items": [
+            {
+                "name": i.name,
+                "action": i.action.value,
+                "local": i.local,
+                "source": i.source,
+                "note": i.note,
+            }
+            for i in plan.items
+        ],
+        "failures": [
+            {"name": f.name, "source": f.source, "message": f.message} for f in result.failures
+        ],
+        "removed": result.removed,
+        "untracked": [u.local for u in result.untracked],
+        "to_git_add": result.to_git_add,
+        "staged": result.staged,
+        "retries": result.retries,
+    }
+
+
+def validate_line(shown: str, manifest: Manifest) -> str:
+    files, folders = _counts(manifest)
+    extra = f" and {folders} whole prefix(es)" if folders else ""
+    return f"{shown}: {len(manifest.resources)} experiment(s), {files} file(s){extra}: OK"
+
+
+def validate_json(results: Iterable[tuple[Path, Manifest | ManifestError]]) -> dict[str, Any]:
+    """``gcsdvc validate --json``: see the README's "JSON output" section for the schema."""
+    from gcsdvc.errors import ManifestError
+
+    manifests: list[dict[str, Any]] = []
+    for path, outcome in results:
+        if isinstance(outcome, ManifestError):
+            entry = {"path": str(path), "ok": False, "problems": outcome.problems, "warnings": []}
+            entry |= {"experiments": None, "files": None, "prefixes": None}
+        else:
+            files, folders = _counts(outcome)
+            entry = {"path": str(path), "ok": True, "problems": [], "warnings": []}
+            entry |= {
+                "warnings": list(outcome.warnings),
+                "experiments": len(outcome.resources),
+                "files": files,
+                "prefixes": folders,
+            }
+        manifests.append(entry)
+    return {"ok": all(m["ok"] for m in manifests), "manifests": manifests}
+
+
+def _counts(manifest: Manifest) -> tuple[int, int]:
+    files = sum(len(r.files or ()) for r in manifest.resources)
+    return files, sum(1 for r in manifest.resources if r.files is None)
+
+
 def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
     """The commands that fix an experiment's files, in the order to run them, paths merged."""
     merged: dict[str, list[str]] = {"rm": [], "dvc update": [], "gcsdvc sync": [], "dvc push": []}
@@ -183,6 +305,18 @@ def quote(text: str) -> str:
     return shlex.quote(text)
 
 
+def cells(text: str) -> int:
+    """The display width of ``text`` in terminal cells."""
+    from rich.cells import cell_len
+
+    return cell_len(text)
+
+
+def pad(text: str, width: int) -> str:
+    """``text`` left-aligned in ``width`` cells."""
+    return text + " " * max(0, width - cells(text))
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -192,8 +326,7 @@ def amount(files: int, size: int) -> str:
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
+    """A size as DVC prints it (``dvc du``, ``dvc ls --size``): 1024-based, k/M/G/T."""
+    from tqdm import tqdm  # DVC's own naturalsize is this call
+
+    return f"{n:.0f}" if n < 1024 else str(tqdm.format_sizeof(n, divisor=1024))

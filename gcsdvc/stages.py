@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from gcsdvc.errors import DvcRepoError
+from gcsdvc.errors import DvcRepoError, NotARepoError
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -395,7 +395,7 @@ def open_repo(root: Path) -> Iterator[Repo]:
     from dvc.repo import Repo
 
     if not (root / ".dvc").is_dir():
-        raise DvcRepoError(f"{root} is not a DVC repository; run 'dvc init' there first")
+        raise NotARepoError(f"{root} is not a DVC repository; run 'dvc init' there first")
     try:
         repo = Repo(str(root))
     except DvcException as exc:
@@ -513,8 +513,37 @@ def _ignore_entry(name: str) -> str:
     return entry
 
 
-def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> None:
-    """Add and remove ``/name`` lines in ``folder/.gitignore`` as DVC writes them."""
+def ignored_by_git(root: Path, paths: Iterable[Path]) -> set[Path]:
+    """The ``paths`` git already ignores (a root rule, say), asked in one ``git check-ignore``.
+
+    DVC adds no ``.gitignore`` line for such a path either (``scm.ignore``).
+    """
+    import subprocess
+
+    asked = [str(p) for p in paths]
+    if not asked:
+        return set()
+    try:
+        done = subprocess.run(
+            ["git", "check-ignore", "--no-index", "-z", "--stdin"],
+            cwd=root,
+            input="\0".join(asked) + "\0",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:  # no git: nothing is known to be ignored
+        return set()
+    if done.returncode not in (0, 1):  # not a git repository, or git failed
+        return set()
+    return {Path(p) for p in done.stdout.split("\0") if p}
+
+
+def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> bool:
+    """Add and remove ``/name`` lines in ``folder/.gitignore`` as DVC writes them.
+
+    Returns whether the file changed.
+    """
     add_lines = [_ignore_entry(n) for n in add]
     drop = {_ignore_entry(n) for n in remove}
     path = folder / ".gitignore"
@@ -526,11 +555,12 @@ def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str
     present = set(kept)
     kept += [line for line in dict.fromkeys(add_lines) if line not in present]
     if kept == lines:
-        return
+        return False
     if kept:
         atomic_write(path, "\n".join(kept) + "\n")
     else:
         path.unlink(missing_ok=True)
+    return True
 
 
 class IgnoreBatch:
@@ -546,13 +576,23 @@ class IgnoreBatch:
     def drop(self, path: Path) -> None:
         self.dropped.setdefault(path.parent, []).append(path.name)
 
-    def flush(self, data: Path) -> None:
-        """Write every touched ``.gitignore``, then remove folders below ``data`` left empty."""
-        for folder in set(self.added) | set(self.dropped):
+    def flush(self, data: Path, git_root: Path | None) -> set[Path]:
+        """Write every touched ``.gitignore``, then remove folders below ``data`` left empty.
+
+        ``git_root`` None (a ``dvc init --no-scm`` repo): no ``.gitignore`` is written,
+        as DVC writes none. No line is added for a path git already ignores (a root
+        rule, say), as DVC adds none. Returns the ``.gitignore`` files changed.
+        """
+        changed: set[Path] = set()
+        folders = set(self.added) | set(self.dropped) if git_root is not None else set()
+        adding = [f / n for f in folders for n in self.added.get(f, ())]
+        ignored = ignored_by_git(git_root, adding) if git_root is not None else set()
+        for folder in folders:
             if folder.exists():
                 # Sorted: downloads finish in any order; two people's syncs write the same file.
-                added = sorted(self.added.get(folder, ()))
-                update_gitignore(folder, added, self.dropped.get(folder, ()))
+                added = sorted(n for n in self.added.get(folder, ()) if folder / n not in ignored)
+                if update_gitignore(folder, added, self.dropped.get(folder, ())):
+                    changed.add(folder / ".gitignore")
         for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):
             while folder != data and folder.is_relative_to(data):
                 try:
@@ -562,3 +602,4 @@ class IgnoreBatch:
                 folder = folder.parent
         self.added.clear()
         self.dropped.clear()
+        return changed

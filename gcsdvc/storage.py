@@ -16,6 +16,7 @@ import os
 import queue
 import socket
 import urllib.parse
+import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -164,16 +165,41 @@ class PrefixStats:
     updated: str | None  # RFC 3339 time of the newest object
 
 
-class RetryCounter(logging.Handler):
-    """Counts gcsfs's retries and keeps its tracebacks off the user's terminal."""
+class RetryCounter:
+    """The retries gcsfs made for one :class:`Storage`."""
+
+    def __init__(self) -> None:
+        self.retries = 0
+        _RetryLog.watch(self)
+
+
+class _RetryLog(logging.Handler):
+    """The one handler on gcsfs's logger: counts retries, keeps tracebacks off the terminal.
+
+    Installed once per process (not once per Storage), and counting for every
+    live :class:`RetryCounter`.
+    """
+
+    installed: _RetryLog | None = None
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.retries = 0
+        self.counters: weakref.WeakSet[RetryCounter] = weakref.WeakSet()
+
+    @classmethod
+    def watch(cls, counter: RetryCounter) -> None:
+        if cls.installed is None:
+            cls.installed = cls()
+            gcsfs_log = logging.getLogger("gcsfs")
+            gcsfs_log.addHandler(cls.installed)
+            gcsfs_log.setLevel(logging.DEBUG)
+            gcsfs_log.propagate = False
+        cls.installed.counters.add(counter)
 
     def emit(self, record: logging.LogRecord) -> None:
         if "retrying after exception" in record.getMessage():
-            self.retries += 1
+            for counter in list(self.counters):
+                counter.retries += 1
 
 
 class Storage:
@@ -186,10 +212,6 @@ class Storage:
         self._objects: dict[tuple[str, str], RemoteObject | BaseException | None] = {}
         self._listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
         self.retries = RetryCounter()
-        gcsfs_log = logging.getLogger("gcsfs")
-        gcsfs_log.addHandler(self.retries)
-        gcsfs_log.setLevel(logging.DEBUG)
-        gcsfs_log.propagate = False
 
     @property
     def fs(self) -> Any:
@@ -581,7 +603,9 @@ async def _fetch(
     """
     from gcsfs.retry import retry_request, validate_response
 
-    url = fs.url(f"{obj.bucket}/{obj.name}", generation=obj.generation)
+    url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
+    if obj.generation:
+        url += f"&generation={obj.generation}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
 
     @retry_request(retries=6)  # type: ignore[untyped-decorator]

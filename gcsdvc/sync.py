@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages, untracked
 from gcsdvc.compare import Change, State, object_change, recorded_generation
@@ -35,20 +35,15 @@ from gcsdvc.plan import Action, Item, Plan, build_plan
 from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import Fetched, RemoteObject, Storage, describe
 from gcsdvc.untracked import Untracked
+from gcsdvc.workspace import Reporter as Reporter  # the CLI's progress implements it
 from gcsdvc.workspace import Workspace, locked_repo
 
 # Threads placing verified downloads: most of their time is file-system calls.
 PLACERS = 4
 
 
-class Reporter(Protocol):
-    """Progress sink; the CLI draws a line on a terminal, the API passes none."""
-
-    def start(self, files: int, nbytes: int) -> None: ...
-
-    def advance(self, files: int = 0, nbytes: int = 0) -> None: ...
-
-    def finish(self) -> None: ...
+if TYPE_CHECKING:
+    from dvc.repo import Repo
 
 
 @dataclass(frozen=True)
@@ -78,6 +73,9 @@ class SyncResult:
     # Data files no stage owns: left alone (or, dry run, to be removed when cached).
     untracked: list[Untracked] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # leftovers whose bytes DVC caches
+    # Stage and .gitignore files written or removed (repo-relative), for git:
+    to_git_add: list[str] = field(default_factory=list)  # the user should `git add` them
+    staged: list[str] = field(default_factory=list)  # `git add`ed (DVC's core.autostage)
 
     @property
     def ok(self) -> bool:
@@ -119,8 +117,9 @@ def sync(
         # Another process may have synced while we waited for the lock.
         plan = build_plan(manifest, selected, storage, prune, names, force)
         result = _result(plan, storage)
-        with Workspace(repo, manifest.root, manifest.data_path) as ws:
+        with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
             _Executor(ws, storage, result, download, reporter).run()
+        _track(repo, manifest.root, ws.changed, result)
     result.retries = storage.retries.retries
     return result
 
@@ -133,6 +132,26 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
     for item in plan.of(Action.CONFLICT):
         result.fail(item, conflict(item))
     return result
+
+
+def _track(repo: Repo, root: Path, changed: set[Path], result: SyncResult) -> None:
+    """Stage the changed files with git under ``core.autostage``, as DVC does; else list them."""
+    from dvc.scm import NoSCM
+
+    if not changed or isinstance(repo.scm, NoSCM):
+        return
+    paths = sorted(p.relative_to(root).as_posix() for p in changed)
+    if repo.config["core"].get("autostage"):
+        present = [str(root / p) for p in paths if (root / p).exists()]
+        removed = [str(root / p) for p in paths if not (root / p).exists()]
+        # Never an empty list: scm.add([], update=True) would stage every tracked change.
+        if present:
+            repo.scm.add(present)
+        if removed:
+            repo.scm.add(removed, update=True)
+        result.staged = paths
+    else:
+        result.to_git_add = paths
 
 
 def conflict(item: Item) -> LocalChangesError:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import stages
 from gcsdvc.compare import ABSENT, Disk
@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 WORK_DIR = ".dvc/tmp/gcsdvc"
 # Below this many bytes hashing is cheaper than loading DVC to ask its state db.
 DIRECT_HASH_BYTES = 64 << 20
+
+
+class Reporter(Protocol):
+    """Progress sink; the CLI draws a line on a terminal, the API passes none."""
+
+    def start(self, files: int, nbytes: int) -> None: ...
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 class HashCache:
@@ -154,10 +164,14 @@ class Workspace:
     dict or list operation (atomic in CPython).
     """
 
-    def __init__(self, repo: Repo, root: Path, data: Path) -> None:
+    def __init__(
+        self, repo: Repo, root: Path, data: Path, reporter: Reporter | None = None
+    ) -> None:
         self.repo = repo
         self.root = root
         self.data = data
+        self.reporter = reporter  # progress of folder imports, which DVC downloads
+        self.changed: set[Path] = set()  # stage and .gitignore files written or removed
         self.odb = repo.cache.local
         self.work = root / WORK_DIR
         self.ignore = stages.IgnoreBatch()
@@ -182,7 +196,11 @@ class Workspace:
         try:
             for path in self._placed:
                 self.ignore.add(path)
-            self.ignore.flush(self.data)
+            from dvc.scm import NoSCM
+
+            # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.
+            git = not isinstance(self.repo.scm, NoSCM)
+            self.changed |= self.ignore.flush(self.data, self.root if git else None)
             self.hashes.save()
             self.stage_cache.save()
             self._save_state()
@@ -254,6 +272,7 @@ class Workspace:
         self._folder(path, into_cache=False)
         stage.write(path, make_parent=False)
         self.stage_cache.record(path, local, stage)
+        self.changed.add(path)
         if ignore:
             self._placed.append(self.root / local)
 
@@ -302,20 +321,21 @@ class Workspace:
 
     def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
         from dvc.exceptions import DvcException
-        from dvc.ui import ui
 
         path = self.root / local
         self._folder(path, into_cache=False)
-        ui._enabled = False  # DVC's "To track the changes with git..." hints are not ours
         try:
-            call()
+            with _dvc_quietly(self.reporter):
+                call()
         except DvcException as exc:
             raise DvcRepoError(str(exc).splitlines()[0]) from None
-        finally:
-            ui._enabled = True
-        stage = ImportStage.load(self.root / stages.stage_path(local))
+        stage_file = self.root / stages.stage_path(local)
+        stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")
+        self.changed.add(stage_file)
+        if (path.parent / ".gitignore").exists():
+            self.changed.add(path.parent / ".gitignore")  # DVC's line for the folder
         return stage
 
     def _folder(self, path: Path, into_cache: bool) -> None:
@@ -369,7 +389,66 @@ class Workspace:
     def _forget(self, local: str) -> None:
         """Remove a stage and its .gitignore line (empty folders go at the end)."""
         (self.root / stages.stage_path(local)).unlink(missing_ok=True)
+        self.changed.add(self.root / stages.stage_path(local))
         self.ignore.drop(self.root / local)
+
+
+@contextlib.contextmanager
+def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
+    """Run DVC with none of its own output, its download progress sent to ``reporter``.
+
+    DVC's "Importing ..." line and its tqdm bars follow the ``dvc`` logger's
+    level; its hints ("To track the changes with git ...") go through ``dvc.ui``.
+    ``dvc.fs.download`` takes its progress callback from
+    ``dvc.fs.callbacks.TqdmCallback`` at call time.
+    """
+    import logging
+
+    from dvc.fs import callbacks
+    from dvc.ui import ui
+    from fsspec.callbacks import Callback
+
+    class Forward(Callback):  # type: ignore[misc]
+        """A download's file count, and (through its branches) the bytes of each file.
+
+        DVC makes these callbacks for hashing and checkout too: only downloads report.
+        """
+
+        def __init__(self, *_: Any, bytes: bool = False, **kwargs: Any) -> None:
+            super().__init__()
+            self.bytes, self.seen, self.started = bytes, 0, False
+            self.report = bytes or str(kwargs.get("desc", "")).startswith("Downloading")
+
+        def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
+            if reporter is None or not self.report:
+                return
+            if not self.bytes and not self.started and self.size is not None:
+                self.started = True
+                reporter.start(self.size, 0)
+            step, self.seen = self.value - self.seen, self.value
+            if step:
+                reporter.advance(nbytes=step) if self.bytes else reporter.advance(files=step)
+
+        def branched(self, path_1: Any, path_2: Any, **kwargs: Any) -> Forward:
+            child = Forward(bytes=True)
+            child.report = self.report
+            return child
+
+        def close(self) -> None:
+            if reporter and self.started:
+                reporter.finish()
+
+    log = logging.getLogger("dvc")
+    level, tqdm_callback = log.level, callbacks.TqdmCallback
+    log.setLevel(logging.WARNING)
+    ui._enabled = False
+    callbacks.TqdmCallback = Forward
+    try:
+        yield
+    finally:
+        callbacks.TqdmCallback = tqdm_callback
+        ui._enabled = True
+        log.setLevel(level)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:

@@ -266,3 +266,22 @@ def hash_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(workspace, "_hash_all", counted)
     return read
+
+
+def without_git_hint(out: str) -> list[str]:
+    """A sync's output lines before DVC's "git add" hint (the hint itself: tests/test_sync.py)."""
+    lines = out.splitlines()
+    if "To track the changes with git, run:" not in lines:
+        return lines
+    at = lines.index("To track the changes with git, run:")
+    assert lines[at - 1] == "" and lines[at + 2].startswith("\tgit add ")
+    return lines[: at - 1]
+
+
+def without_progress(err: str) -> list[str]:
+    """Standard error's lines without the plain progress lines a piped sync prints."""
+    return [
+        line
+        for line in err.splitlines()
+        if not line.startswith(("downloading: ", "progress: ", "done: "))
+    ]

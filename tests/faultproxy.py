@@ -25,6 +25,7 @@ class Faults:
     delay: float = 0.0  # seconds to sleep per 64 KiB of response
     corrupt_media: bool = False  # flip a byte of every object download
     down: bool = False  # refuse to serve: close at once
+    hold_media: threading.Event | None = None  # object downloads wait until it is set
     seen: int = field(default=0)
 
 
@@ -70,6 +71,8 @@ class FaultProxy:
                 return _answer(client, 403)
             if f.anonymous and f.anonymous in line:
                 return _answer(client, 401, _ANONYMOUS)
+            if f.hold_media is not None and "alt=media" in line:
+                f.hold_media.wait(60)
             with socket.create_connection(self.upstream) as up:
                 up.sendall(_one_request_per_connection(head))
                 pump = threading.Thread(target=_copy, args=(client, up), daemon=True)

@@ -59,7 +59,7 @@ def test_path_open_and_resources(project: Path, monkeypatch: pytest.MonkeyPatch)
 
     # Outside the repository the manifest must be named.
     monkeypatch.chdir(project.parent)
-    with pytest.raises(GcsdvcError, match="no DVC repository found"):
+    with pytest.raises(GcsdvcError, match=r"no DVC repository found.*or pass manifest=PATH$"):
         api.resources()
     assert api.path("lr-0.1", "metrics.json", manifest=project / "params.yaml").is_file()
 
@@ -98,3 +98,28 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "[]\n"
+
+
+def test_manifest_is_read_again_only_when_it_changes(project: Path) -> None:
+    from gcsdvc import api as module
+
+    api.path("lr-0.1", "metrics.json")
+    manifest_file = project / "params.yaml"
+    cached = module._MANIFESTS[manifest_file][1]
+    api.path("lr-0.1", "plots/loss.csv")
+    assert module._MANIFESTS[manifest_file][1] is cached  # not parsed again
+    text = manifest_file.read_text().replace("the lr-0.1 run", "the fast run")
+    manifest_file.write_text(text)
+    assert api.resources()[0].description == "the fast run"  # the change is seen
+
+
+def test_storage_installs_one_log_handler() -> None:
+    import logging
+
+    from gcsdvc.storage import Storage
+
+    Storage()
+    before = list(logging.getLogger("gcsfs").handlers)
+    Storage()
+    Storage()
+    assert logging.getLogger("gcsfs").handlers == before

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import dvc, write_manifest
+from conftest import dvc, without_git_hint, without_progress, write_manifest
 
 import gcsdvc as api
 from gcsdvc import ManifestError
@@ -247,7 +247,7 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     repo = params.parent
     result = cli("add", f"gs://{runs}/mnist/run-2", "-f", "*.json", "-f", "eval/**", "--sync")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines()[-2:] == ["run-2  add 3", "sync: 3 added, 0 unchanged"]
+    assert without_git_hint(result.stdout)[-2:] == ["run-2  add 3", "sync: 3 added, 0 unchanged"]
     local = repo / "data" / "mnist" / "run-2"
     assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*.dvc")) == [
         "eval/deep/val.csv.dvc",
@@ -261,7 +261,10 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     put(f"{runs}/mnist/run-2/eval/extra.csv", "new\n")
     put(f"{runs}/mnist/run-2/metrics.json", "changed upstream")
     result = cli("sync", "run-2")
-    assert result.stdout.splitlines() == ["run-2  add 1, unchanged 3", "sync: 1 added, 3 unchanged"]
+    assert without_git_hint(result.stdout) == [
+        "run-2  add 1, unchanged 3",
+        "sync: 1 added, 3 unchanged",
+    ]
     assert (local / "eval" / "extra.csv").read_text() == "new\n"
     assert json.loads((local / "metrics.json").read_text()) == {"run": "run-2"}
     # DVC agrees: the new file is current, the kept one has an update available.
@@ -315,12 +318,12 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
     write_manifest(repo, entries)
     result = cli("sync")
     assert result.exit_code == 1
-    assert result.stdout.splitlines() == [
+    assert without_git_hint(result.stdout) == [
         "good  add 1",
         "bad   add 1, failed 1",
         "sync: 2 added, 0 unchanged, 1 failed",
     ]
-    assert result.stderr.splitlines() == [
+    assert without_progress(result.stderr) == [
         f"failed: bad: gs://{runs}/mnist/run-2/*.parquet: pattern '*.parquet' matched nothing "
         f"in gs://{runs}/mnist/run-2/",
     ]
@@ -470,7 +473,7 @@ def test_discover_add_appends_the_new_runs_in_one_write(params: Path, runs: str)
     url = f"gs://{runs}/mnist"
     result = cli("discover", url, "--add", "-f", "*.json", "-d", "MNIST {run}", "--sync")
     assert result.exit_code == 0, result.output
-    assert result.stdout.splitlines() == [
+    assert without_git_hint(result.stdout) == [
         "run-1  tracked (run-1)",
         "run-2  new",
         "run-3  new",

@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, load, write_manifest
+from conftest import (
+    QUOTED,
+    cli,
+    data,
+    dvc_main,
+    entry,
+    load,
+    without_git_hint,
+    without_progress,
+    write_manifest,
+)
 
 from gcsdvc import stages
 from gcsdvc.manifest import load_manifest
@@ -55,7 +65,7 @@ def test_untracked_file_is_kept_reported_and_forced(repo: Path, seeded: str) -> 
     res = cli("sync", cwd=repo)
     assert res.returncode == 1
     shown = f"data/project1/{QUOTED}/file1"
-    assert res.stderr.splitlines() == [
+    assert without_progress(res.stderr) == [
         f"failed: exp1: gs://{seeded}/project1/{QUOTED}/file1: {shown} is not tracked; kept. "
         f"'gcsdvc sync --force exp1' or 'rm -r {shlex.quote(shown)} && gcsdvc sync exp1' "
         "replaces it"
@@ -163,7 +173,7 @@ def test_a_plain_dvc_import_url_is_adopted(repo: Path, seeded: str) -> None:
     target.parent.mkdir(parents=True)
     dvc_main("import-url", f"gs://{seeded}/project1/{QUOTED}/file1", str(target), cwd=repo)
     res = cli("sync", cwd=repo)
-    assert res.stdout.splitlines() == ["exp1  metadata 1", "sync: 1 re-described, 0 unchanged"]
+    assert without_git_hint(res.stdout) == ["exp1  metadata 1", "sync: 1 re-described, 0 unchanged"]
     assert load(data(repo, "file1.dvc"))["meta"]["gcsdvc"]["name"] == "exp1"
 
 

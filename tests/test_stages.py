@@ -282,11 +282,30 @@ def test_ignore_batch_writes_each_gitignore_once_and_drops_empty_folders(tmp_pat
     batch.add(keep / "mine")
     batch.drop(keep / "old")
     batch.drop(gone / "x")
-    batch.flush(data)
+    assert batch.flush(data, tmp_path) == {keep / ".gitignore"}
     assert (keep / ".gitignore").read_text() == "/mine\n/new file\\[1\\]\n"
     assert not (data / "gone").exists() and data.exists()
     batch.drop(keep / "mine")
     batch.drop(keep / "new file[1]")
-    batch.flush(data)
+    batch.flush(data, tmp_path)
     assert not (keep / ".gitignore").exists()
     assert yaml.safe_load(pinned().dump())["outs"][0]["path"] == "a.txt"
+
+
+def test_ignore_batch_writes_nothing_without_git_or_for_paths_a_rule_ignores(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+
+    data = tmp_path / "data"
+    data.mkdir()
+    batch = IgnoreBatch()
+    batch.add(data / "a.csv")
+    assert batch.flush(data, None) == set()  # `dvc init --no-scm`: DVC writes none either
+    assert not (data / ".gitignore").exists()
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("*.csv\n")
+    batch.add(data / "a.csv")
+    batch.add(data / "b.txt")
+    assert batch.flush(data, tmp_path) == {data / ".gitignore"}
+    assert (data / ".gitignore").read_text() == "/b.txt\n"

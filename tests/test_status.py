@@ -184,7 +184,7 @@ def test_list_and_show(repo: Path, synced: str) -> None:
     res = cli("list", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
-        "exp1   ok  6 file(s), 77 B",
+        "exp1   ok  6 file(s), 77",
         f"    {DESC}",
         f"    gs://{synced}/proj/exp1 -> data/exp1",
         "fresh  not synced  1 file(s)",

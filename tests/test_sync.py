@@ -6,6 +6,7 @@ The first test runs the real CLI in a subprocess, as a user would; the others ru
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,33 @@ def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
     res = gcsdvc("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == ["exp1  add 3", "sync: 3 added, 0 unchanged"]
+    folder = f"data/project1/{QUOTED}"
+    assert res.stdout.splitlines() == [
+        "exp1  add 3",
+        "sync: 3 added, 0 unchanged",
+        "",
+        "To track the changes with git, run:",
+        "",
+        "\tgit add "
+        + shlex.join(
+            f"{folder}/{name}"
+            for name in (
+                ".gitignore",
+                "file1.dvc",
+                "metrics.json.dvc",
+                "parent_dir/.gitignore",
+                "parent_dir/file1.dvc",
+            )
+        ),
+        "",
+        "To enable auto staging, run:",
+        "",
+        "\tdvc config core.autostage true",
+    ]
+    # The hint is true: after it, git sees nothing of ours untracked.
+    run(*shlex.split(res.stdout.splitlines()[5]), cwd=repo)
+    untracked = run("git", "status", "--porcelain", "-uall", cwd=repo).stdout.splitlines()
+    assert [line for line in untracked if line.startswith("??")] == ["?? params.yaml"]
     assert data(repo, "parent_dir/file1").read_text() == "nested file1\n"
     assert data(repo, "file1").read_text() == "top file1\n"
     assert not data(repo, "checkpoint.bin").exists()

@@ -71,7 +71,9 @@ def test_adding_a_remote_then_syncing_is_all_it_takes(
     gcs.mkdir(f"{bucket}-cache")
     dvc_main("remote", "add", "-d", "store", f"gs://{bucket}-cache/dvc", cwd=repo)
     res = cli("sync", cwd=repo)
-    assert res.stdout.splitlines() == ["exp1  metadata 3", "sync: 3 re-described, 0 unchanged"]
+    lines = res.stdout.splitlines()
+    assert lines[:2] == ["exp1  metadata 3", "sync: 3 re-described, 0 unchanged"]
+    assert lines[3] == "To track the changes with git, run:"  # DVC's hint, after a change
     assert "version_id" not in load(data(repo, "file1.dvc"))["deps"][0]
     assert "3 files pushed" in dvc_main("push", cwd=repo).stdout
 

