@@ -93,7 +93,10 @@ def test_transient_errors_are_retried(repo: Path, seeded: str, proxy: FaultProxy
     res = cli("sync", "-v", cwd=repo, env=via(proxy))
     assert res.returncode == 0, res.stderr
     retries = int(res.stdout.rsplit("storage retries: ", 1)[1].split()[0])
-    assert 1 <= retries <= 6
+    # How many requests meet the two failed connections depends on how gcsfs and aiohttp
+    # reuse connections (2 here with current releases, 7 with the declared floors); the
+    # sync's success says the retries did not run out.
+    assert retries >= 1
     assert assert_consistent(repo) == 3
 
 
