@@ -1,13 +1,10 @@
 """Carry out a plan: the order of the work, and the failures it met.
 
-Order per file, so that an interruption at any point leaves nothing recorded
-that is not on disk and verified: download the listed generation to
-``.dvc/tmp/gcsdvc``, checking the stored bytes against the object's md5 (or
-crc32c) as they stream -> move into the DVC cache -> link or copy into the data
-folder with an atomic rename -> write the stage. A restore fetches the recorded
-generation and checks the recorded md5 too.
-Several threads place verified files while the other downloads go on.
-Placing files is :mod:`gcsdvc.workspace`'s; deciding what to do is :mod:`gcsdvc.plan`'s.
+Moves first, then prunes, stage rewrites, file transfers and folder imports;
+last, leftover data files no stage owns (:func:`gcsdvc.untracked.remove_cached`).
+Each failure keeps its exception type, and the other items go on.
+File imports (which object, download, verify, place, stage) are
+:mod:`gcsdvc.transfer`'s; deciding what to do is :mod:`gcsdvc.plan`'s.
 """
 
 from __future__ import annotations
@@ -15,15 +12,13 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import stages, untracked
-from gcsdvc.compare import Change, State, object_change, recorded_generation
+from gcsdvc.compare import State
 from gcsdvc.errors import (
-    ChecksumMismatch,
     GcsdvcError,
     ListingError,
     LocalChangesError,
@@ -33,14 +28,11 @@ from gcsdvc.errors import (
 from gcsdvc.manifest import Manifest
 from gcsdvc.plan import Action, Item, Plan, build_plan
 from gcsdvc.remote import forget_push_cache
-from gcsdvc.storage import Fetched, RemoteObject, Storage, describe
+from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.transfer import Transfer
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import Reporter as Reporter  # the CLI's progress implements it
 from gcsdvc.workspace import Workspace, locked_repo
-
-# Threads placing verified downloads: most of their time is file-system calls.
-PLACERS = 4
-
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -84,6 +76,13 @@ class SyncResult:
     def fail(self, item: Item, error: BaseException) -> None:
         scope = item.resource.url if isinstance(error, ListingError) and item.resource else None
         self.failures.append(Failure(item.name, item.source, error, scope))
+
+    def record(self, item: Item, error: BaseException | None = None) -> None:
+        """Count ``item`` done, or keep its failure."""
+        if error is None:
+            self.done[item.action] += 1
+        else:
+            self.fail(item, error)
 
 
 def sync(
@@ -174,16 +173,18 @@ class _Executor:
         reporter: Reporter | None,
     ) -> None:
         self.ws = ws
-        self.storage = storage
+        self.jobs = storage.jobs
         self.result = result
         self.plan = result.plan
         self.download = download
-        self.reporter = reporter
+        self.files = Transfer(ws, storage, self.plan.pinned, reporter)
 
     def run(self) -> None:
         try:
             self._run_items()
-            self._remove_leftovers()
+            removed, kept = untracked.remove_cached(self.ws, self.plan.leftovers)
+            self.result.removed += removed
+            self.result.untracked += kept
         finally:
             if any(self.result.done.values()) or self.result.removed:
                 # `dvc push` would otherwise reuse a collection from before (issue 8, item 1).
@@ -199,7 +200,7 @@ class _Executor:
         for item in self.plan.of(Action.METADATA):
             assert item.stage is not None
             if item.state is State.MISSING:  # a copy placed by `dvc pull`
-                self._guard(item, self._adopt, item)
+                self._guard(item, self.files.adopt, item)
                 continue
             stage = item.stage
             if item.obj is not None and item.state is State.METADATA_UPSTREAM:
@@ -216,159 +217,37 @@ class _Executor:
         pinned = self.plan.pinned
         return stages.conform(stage, item.resource, item.file, pinned, item.obj, item.committed)
 
-    def _remove_leftovers(self) -> None:
-        """Remove data files no stage owns whose bytes DVC caches; report the rest."""
-        ws = self.ws
-        for found in untracked.classify(ws.repo, ws.root, self.plan.leftovers):
-            try:
-                if found.cached:
-                    ws.remove_leftover(found.local)
-                    self.result.removed.append(found.local)
-                    continue
-            except OSError:
-                pass  # reported below, like one of the user's own
-            self.result.untracked.append(found)
-
     def _guard(self, item: Item, step: Callable[..., object], *args: Any) -> None:
         try:
             step(*args)
         except (GcsdvcError, OSError) as exc:
             self.result.fail(item, exc)
         else:
-            self.result.done[item.action] += 1
+            self.result.record(item)
 
     def _transfer(self, items: list[Item]) -> None:
         fetch: list[tuple[Item, RemoteObject]] = []
         for item in items:
             if item.action is Action.RESTORE:
-                if self._restored(item) or not self.download:
-                    continue  # --no-download: nothing to restore yet
-                try:
-                    fetch.append((item, self._recorded_object(item)))
-                except GcsdvcError as exc:
-                    self.result.fail(item, exc)
+                if self.files.from_cache(item):
+                    self.result.record(item)
+                elif self.download:  # --no-download: nothing to restore yet
+                    try:
+                        fetch.append((item, self.files.recorded_object(item)))
+                    except GcsdvcError as exc:
+                        self.result.fail(item, exc)
             elif item.obj is None:
                 self.result.fail(item, StorageError(f"object not found: {item.source}"))
             elif not self.download:
-                self._guard(item, self._write_file_stage, item, item.obj, None)
+                self._guard(item, self.files.write_stage, item, item.obj, None)
             else:
                 fetch.append((item, item.obj))
         if fetch:
-            self._download(fetch)
-
-    def _restored(self, item: Item) -> bool:
-        """Whether the cache had the recorded bytes, now put back in place."""
-        stage = item.stage
-        if stage is None or stage.md5 is None or stage.source != item.source:
-            return False
-        if not self.ws.restore(item.local, stage.md5):
-            return False
-        self.result.done[item.action] += 1
-        return True
-
-    def _recorded_object(self, item: Item) -> RemoteObject:
-        """The object a stage records, to restore or check: listed now, else its generation.
-
-        Raises :class:`StorageError` naming the fix when the recorded bytes are
-        nowhere to be had.
-        """
-        stage, obj, res = item.stage, item.obj, item.resource
-        assert stage is not None and res is not None and item.file is not None
-        if obj is not None and object_change(stage, obj) is not Change.CONTENT:
-            return obj
-        generation = recorded_generation(stage)
-        if generation:
-            name = f"{res.prefix}/{item.file}".lstrip("/")
-            older = self.storage.stat_generation(res.bucket, name, generation)
-            if older is not None:
-                return older
-        what = f"generation {generation}" if generation else "version"
-        gone = f"the recorded {what} of {item.source} is gone from the bucket"
-        if stage.md5 is None:
-            gone += " (it was recorded with --no-download)"
-        if not self.plan.pinned:
-            fix = "'dvc pull' it from your DVC remote"
-        else:
-            fix = (
-                f"take the current object with 'dvc update {stages.stage_path(item.local)}' "
-                "or skip_if_exist: false"
-            )
-        raise StorageError(f"{gone} and not in the DVC cache; {fix}")
-
-    def _adopt(self, item: Item) -> None:
-        """Record a copy placed without us (``dvc pull`` of a --no-download stage), once checked."""
-        obj = self._recorded_object(item)
-        got = self.ws.adopt(item.local, obj)
-        self._write_file_stage(item, obj, got)
-
-    def _download(self, fetch: list[tuple[Item, RemoteObject]]) -> None:
-        """Download, and place each verified file (cache, link, stage) while others download."""
-        pairs = [(obj, self.ws.scratch(n)) for n, (_, obj) in enumerate(fetch)]
-        reporter = self.reporter
-        if reporter:
-            reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
-        on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
-        placed: list[tuple[Item, Exception | None]] = []  # few bytes per file, unlike futures
-        pool = ThreadPoolExecutor(PLACERS, thread_name_prefix="gcsdvc-place")
-        try:
-            for index, outcome in self.storage.download(pairs, on_bytes):
-                (item, obj), tmp = fetch[index], pairs[index][1]
-                recorded = item.stage.md5 if item.stage is not None else None
-                if isinstance(outcome, BaseException):
-                    self.result.fail(item, outcome)
-                elif item.action is Action.RESTORE and recorded and outcome.md5 != recorded:
-                    tmp.unlink(missing_ok=True)
-                    why = f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
-                    self.result.fail(item, ChecksumMismatch(why))
-                else:
-                    pool.submit(self._place, placed, item, tmp, obj, outcome)
-                if reporter:
-                    reporter.advance(files=1)
-        except BaseException:
-            # Interrupted: files being placed are finished, the others are not started.
-            pool.shutdown(cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown()
-            if reporter:
-                reporter.finish()
-        for item, error in placed:
-            if error is None:
-                self.result.done[item.action] += 1
-            elif isinstance(error, GcsdvcError | OSError):
-                self.result.fail(item, error)
-            else:
-                raise error
-
-    def _place(
-        self,
-        placed: list[tuple[Item, Exception | None]],
-        item: Item,
-        tmp: Path,
-        obj: RemoteObject,
-        got: Fetched,
-    ) -> None:
-        """In a placing thread: cache, link, stage; the outcome goes to ``placed``."""
-        try:
-            self.ws.place(tmp, item.local, got.md5)
-            self._write_file_stage(item, obj, got)
-        except Exception as exc:
-            placed.append((item, exc))
-        else:
-            placed.append((item, None))
-
-    def _write_file_stage(self, item: Item, obj: RemoteObject, got: Fetched | None) -> None:
-        assert item.resource is not None and item.file is not None
-        md5, size = (got.md5, got.size) if got else (None, None)
-        frozen = item.stage.frozen if item.stage is not None else True  # a user's unfreeze stays
-        stage = stages.file_stage(
-            item.resource, item.file, item.local, obj, md5, self.plan.pinned, frozen, size=size
-        )
-        self.ws.write_stage(item.local, stage, ignore=md5 is None)
+            self.files.fetch(fetch, self.result.record)
 
     def _folder(self, item: Item) -> None:
         """Whole-prefix imports are DVC's own: import, update or check out, then describe."""
-        ws, jobs = self.ws, self.storage.jobs
+        ws, jobs = self.ws, self.jobs
         if item.action is Action.ADD:
             force = self.plan.force and item.state is State.UNTRACKED
             stage = ws.import_folder(

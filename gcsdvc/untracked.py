@@ -3,9 +3,10 @@
 DVC keeps its data out of git through ``.gitignore`` lines. When a teammate
 moves or prunes an entry and you pull, git drops the stage and the line but
 leaves the data file: ``git add -A`` would then commit it. Such a leftover
-whose bytes are in the DVC cache can go without losing anything; anything
-else is the user's, and is only reported. Stage files that differ from HEAD
-are the ones DVC commands may have re-recorded (see :func:`gcsdvc.stages.recommitted`).
+whose bytes are in the DVC cache can go without losing anything
+(:func:`remove_cached`); anything else is the user's, and is only reported.
+Stage files that differ from HEAD are the ones DVC commands may have
+re-recorded (see :func:`gcsdvc.stages.recommitted`).
 
 One ``git status`` answers both, so a no-op sync costs one git call (none
 outside a git repository or without a data folder).
@@ -24,6 +25,8 @@ from gcsdvc.storage import file_md5
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
+
+    from gcsdvc.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -114,3 +117,22 @@ def classify(repo: Repo, root: Path, locals_: list[str]) -> list[Untracked]:
             cached = False
         out.append(Untracked(local, cached))
     return out
+
+
+def remove_cached(ws: Workspace, locals_: list[str]) -> tuple[list[str], list[Untracked]]:
+    """Remove the files whose bytes the DVC cache holds; the others are the user's.
+
+    Returns the files removed and those left in place, to report.
+    """
+    removed: list[str] = []
+    kept: list[Untracked] = []
+    for found in classify(ws.repo, ws.root, locals_):
+        try:
+            if found.cached:
+                ws.remove_leftover(found.local)
+                removed.append(found.local)
+                continue
+        except OSError:
+            pass  # reported below, like one of the user's own
+        kept.append(found)
+    return removed, kept

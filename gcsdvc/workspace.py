@@ -159,7 +159,7 @@ def _hash_all(paths: list[Path]) -> dict[Path, str]:
 class Workspace:
     """Places files and stages in one DVC repository; use as a context manager.
 
-    :meth:`place` may run in several threads at once (the executor places files
+    :meth:`place` may run in several threads at once (:mod:`gcsdvc.transfer` places files
     while downloads go on); what they share is guarded by a lock or is a single
     dict or list operation (atomic in CPython).
     """
