@@ -23,7 +23,6 @@ from _common import (
     Sandbox,
     Scenarios,
     measure,
-    rmtree,
 )
 
 GCSDVC = str(BIN / "gcsdvc")
@@ -196,13 +195,13 @@ def file_set(
         for k in range(runs):
             timing = box.run(raw_cmd, box.work, rss=True)
             got = sum(1 for p in dest.rglob("*") if p.is_file())
-            rmtree(dest)
+            box.discard(dest)
             if got != count(runs_list):
                 raise BenchError(f"the raw copy wrote {got} files, expected {n}")
             raw.samples.append(timing.seconds)
             raw_rss.samples.append(timing.peak_rss / 2**20)
             if repo is not None:
-                rmtree(repo)
+                box.discard(repo)
             repo = box.new_repo(f"cold-{k}", manifest(runs_list))
             timing = box.run([GCSDVC, "sync", "-q"], repo, rss=True)
             cold.samples.append(timing.seconds)
@@ -213,6 +212,7 @@ def file_set(
         sx.add(Row(f"cold sync, {n} files (1-10 KB)", cold, raw, 1.5))
         sx.add(Row(f"peak RSS, cold sync of {n} files", cold_rss, raw_rss, 1.5))
         sx.add(Row(f"first no-op right after the cold sync, {n} files", first_noop, b, 2.5))
+    box.empty_trash()
     if repo is None or not cold.samples:
         return None, None, None
     with sx.guard(f"no-op, {n} files"):

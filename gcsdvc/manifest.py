@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import ipaddress
 import os
 import posixpath
@@ -92,12 +93,13 @@ class Resource:
     index: int = 0
     line: int | None = None
 
-    @property
+    # Cached: a sync asks for them several times per file.
+    @functools.cached_property
     def prefix(self) -> str:
         """The object prefix inside the bucket, without slashes at either end."""
         return join_path(self.blob, self.subblob)
 
-    @property
+    @functools.cached_property
     def url(self) -> str:
         """``gs://BUCKET/BLOB[/SUBBLOB]``: where the experiment's objects live."""
         return f"gs://{self.bucket}/{self.prefix}"

@@ -12,6 +12,7 @@ its outputs are batched here too (:class:`IgnoreBatch`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -215,7 +216,14 @@ def _scalar(value: Any) -> str:
         return str(value)
     if value is None:
         return "null"
-    if type(value) is str and (not value or _PLAIN.fullmatch(value)):
+    if type(value) is str:
+        return _string(value)
+    raise _Unusual
+
+
+@functools.lru_cache(maxsize=4096)  # keys and common values repeat in every stage
+def _string(value: str) -> str:
+    if not value or _PLAIN.fullmatch(value):
         tag = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
         plain = ": " not in value and tag == _STR_TAG
         # Quoted where it would read back as another type (a generation: '1700000000000001').
@@ -439,14 +447,14 @@ class StageCache:
         self.new: dict[str, Any] = dict(self.old) if keep else {}
         self.written: dict[str, str] = {}  # recorded entries, as JSON text
 
-    def read(self, path: Path, key: str) -> ImportStage | None:
-        st = path.stat()
+    def read(self, path: str | Path, key: str) -> ImportStage | None:
+        st = os.stat(path)  # noqa: PTH116 - a str path: no PurePath parse per stage
         sig = [st.st_mtime_ns, st.st_size, st.st_ino]
         hit = self.old.get(key)
         if isinstance(hit, list) and len(hit) == 2 and hit[0] == sig and isinstance(hit[1], dict):
             raw: dict[str, Any] = hit[1]
         else:
-            found = read_stage(path)
+            found = read_stage(Path(path))
             if found is None:
                 return None
             raw = found
@@ -488,8 +496,9 @@ def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, Im
     ours: dict[str, ImportStage] = {}
     foreign: dict[str, ImportStage] = {}
     cache = StageCache(root)
+    skip = len(str(root)) + 1  # plain strings: pathlib costs more than the rest of a no-op
     for path in find_stages(folder):
-        local = path.relative_to(root).as_posix()[: -len(STAGE_SUFFIX)]
+        local = path[skip : -len(STAGE_SUFFIX)].replace(os.sep, "/")
         stage = cache.read(path, local)
         if stage is not None:
             (ours if stage.identity is not None else foreign)[local] = stage
@@ -497,13 +506,13 @@ def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, Im
     return ours, foreign
 
 
-def find_stages(folder: Path) -> Iterable[Path]:
-    """Every ``.dvc`` file below ``folder``."""
+def find_stages(folder: Path) -> Iterable[str]:
+    """The path of every ``.dvc`` file below ``folder``."""
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if d != ".git"]
         for name in filenames:
             if name.endswith(STAGE_SUFFIX):
-                yield Path(dirpath, name)
+                yield os.path.join(dirpath, name)  # noqa: PTH118 - see scan
 
 
 def _ignore_entry(name: str) -> str:

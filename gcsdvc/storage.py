@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
+import io
 import logging
 import os
 import queue
 import socket
+import threading
 import urllib.parse
 import weakref
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
 
@@ -37,6 +40,9 @@ _EMULATOR_ENV = {
     "GCE_METADATA_IP": "127.0.0.1:9",
 }
 CHUNK = 1 << 20
+# Objects up to this size are downloaded into memory and written out by a placing
+# thread: the event loop then only talks to the network.
+IN_MEMORY = 256 << 10
 STAT_MAX = 8  # a folder with more wanted files than this is listed, not stat'ed
 LISTING_JOBS = 16
 READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
@@ -99,6 +105,9 @@ class RemoteObject:
     metageneration: str | None = None
     content_encoding: str | None = None  # "gzip": stored compressed, served decoded
     component_count: int | None = None  # set for composite objects
+    # Looked up by generation number (it may be an older one): downloads ask for that
+    # number. A listed object is the live generation: its download checks the one served.
+    by_generation: bool = False
 
     @property
     def url(self) -> str:
@@ -150,10 +159,40 @@ def etag_generation(etag_hex: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Fetched:
-    """What a download wrote: the bytes as DVC stores them (decoded for gzip objects)."""
+    """What a download wrote: the bytes as DVC stores them (decoded for gzip objects).
+
+    ``data`` holds the verified bytes of a small object kept in memory (nothing
+    was written to disk); the caller writes them and gives their size back to
+    the :class:`MemoryBudget` they came from.
+    """
 
     md5: str
     size: int
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+
+class MemoryBudget:
+    """Bytes of downloaded objects held in memory until they are placed.
+
+    A download takes from it without waiting: when the budget is spent the object
+    goes to a file instead, so memory stays flat however far placing falls behind.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if self.used + size > self.limit:
+                return False
+            self.used += size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
 
 
 @dataclass(frozen=True)
@@ -487,50 +526,97 @@ class Storage:
             raise StorageError(
                 f"cannot read gs://{bucket}/{name}#{generation}: {describe(exc)}"
             ) from None
-        return self.object_from_info(bucket, info)
+        return dataclasses.replace(self.object_from_info(bucket, info), by_generation=True)
 
     def download(
         self,
         items: list[tuple[RemoteObject, Path]],
         on_bytes: Callable[[int], None] | None = None,
+        memory: MemoryBudget | None = None,
     ) -> Iterator[tuple[int, Fetched | Exception]]:
         """Fetch and verify objects, several at a time; yield (index, result) as each ends.
 
-        Each download asks for the generation it listed, so an object overwritten
-        since fails cleanly instead of mixing versions. A file that failed or did not
-        verify is removed. Closing the generator early (Ctrl-C) cancels the transfers
-        still running.
+        Each download gets the generation it listed (it checks the generation served,
+        or asks for an older one by number), so an object overwritten since fails
+        cleanly instead of mixing versions. A small object is kept in
+        memory (``Fetched.data``) while ``memory`` has room, else it goes to its
+        path. A file that failed or did not verify is removed. Closing the
+        generator early (Ctrl-C) cancels the transfers still running.
         """
         fs = self.fs
         done: queue.SimpleQueue[tuple[int, Fetched | Exception]] = queue.SimpleQueue()
 
         outage: list[Exception] = []  # once storage is gone, don't retry every object
 
-        async def one(sem: asyncio.Semaphore, index: int, obj: RemoteObject, dest: Path) -> None:
-            async with sem:
+        async def one(client: _Client, index: int, obj: RemoteObject, dest: Path) -> None:
+            async with client.slots:
                 if outage:
                     done.put((index, NotAttemptedError(describe(outage[0]))))
                     return
+                held = (
+                    memory is not None
+                    and obj.size <= IN_MEMORY
+                    and not obj.transcoded
+                    and memory.take(obj.size)
+                )
                 try:
-                    done.put((index, await _fetch(fs, obj, dest, on_bytes)))
+                    done.put((index, await _fetch(client, obj, None if held else dest, on_bytes)))
                 except Exception as exc:
+                    if held and memory is not None:
+                        memory.give(obj.size)
                     dest.unlink(missing_ok=True)
                     if is_outage(exc):
                         outage.append(exc)
                     done.put((index, exc))
 
         async def run() -> None:
-            sem = asyncio.Semaphore(self.jobs)
-            await asyncio.gather(*(one(sem, i, o, d) for i, (o, d) in enumerate(items)))
+            async with _Client.open(fs, self.jobs) as client:
+                await asyncio.gather(*(one(client, i, o, d) for i, (o, d) in enumerate(items)))
 
-        for _, dest in items:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+        for folder in {dest.parent for _, dest in items}:
+            folder.mkdir(parents=True, exist_ok=True)
         future = asyncio.run_coroutine_threadsafe(run(), fs.loop)
         try:
             for _ in items:
                 yield done.get()
         finally:
             future.cancel()
+
+
+@dataclass
+class _Client:
+    """gcsfs's connection pool, without aiohttp's per-request environment lookups.
+
+    dvc-gs makes gcsfs's session with ``trust_env``, so aiohttp reads ~/.netrc and
+    the proxy variables in a worker thread for every request: two thread hops per
+    object. Here the proxy is looked up once per sync; a netrc entry could not be
+    used anyway, as it cannot be combined with gcsfs's Authorization header.
+    """
+
+    fs: Any
+    session: Any
+    slots: asyncio.Semaphore
+    proxy: Any = None
+    proxy_auth: Any = None
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, fs: Any, jobs: int) -> AsyncIterator[_Client]:
+        import aiohttp
+
+        await fs._set_session()
+        proxy = proxy_auth = None
+        if fs.session.trust_env:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+
+            with contextlib.suppress(LookupError):
+                proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
+        session = aiohttp.ClientSession(connector=fs.session.connector, connector_owner=False)
+        try:
+            yield cls(fs, session, asyncio.Semaphore(jobs), proxy, proxy_auth)
+        finally:
+            await session.close()
 
 
 class _Hasher:
@@ -590,9 +676,9 @@ def hash_file(
 
 
 async def _fetch(
-    fs: Any, obj: RemoteObject, dest: Path, on_bytes: Callable[[int], None] | None
+    client: _Client, obj: RemoteObject, dest: Path | None, on_bytes: Callable[[int], None] | None
 ) -> Fetched:
-    """Download one generation of an object to ``dest``, verified as it streams.
+    """Download one generation of an object to ``dest`` (None: into memory), verified as it streams.
 
     The stored bytes are hashed (md5, or crc32c for composite objects) while they
     are written. A ``gzip``-encoded object is asked for as stored
@@ -603,26 +689,38 @@ async def _fetch(
     """
     from gcsfs.retry import retry_request, validate_response
 
+    fs = client.fs
     url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
-    if obj.generation:
+    if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
 
     @retry_request(retries=6)  # type: ignore[untyped-decorator]
     async def attempt() -> Fetched:
-        await fs._set_session()
         # Not aiohttp's auto-decompression: the stored bytes must be hashed first.
-        async with fs.session.get(
-            url, headers=headers, timeout=fs.requests_timeout, auto_decompress=False
+        async with client.session.get(
+            url,
+            headers=headers,
+            timeout=fs.requests_timeout,
+            auto_decompress=False,
+            proxy=client.proxy,
+            proxy_auth=client.proxy_auth,
         ) as resp:
             if resp.status >= 400:
                 validate_response(resp.status, await resp.read(), url)
+            served = resp.headers.get("X-Goog-Generation")
+            if obj.generation and served and served != obj.generation:
+                # Overwritten since it was listed: never the newer bytes under the old record.
+                raise FileNotFoundError(
+                    f"{obj.url}: generation {obj.generation} was replaced by {served}"
+                )
             stored = _Hasher(crc=obj.md5 is None)
             decoded = hashlib.md5()  # noqa: S324 - DVC's content hash
             gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
             inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
             size = 0
-            with dest.open("wb") as fobj:
+            fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
+            with fobj:
                 while chunk := await resp.content.read(CHUNK):
                     stored.update(chunk)
                     if on_bytes is not None:
@@ -637,10 +735,11 @@ async def _fetch(
                     decoded.update(tail)
                     fobj.write(tail)
                     size += len(tail)
+                data = fobj.getvalue() if isinstance(fobj, io.BytesIO) else None
             if gzipped or not obj.transcoded:
                 stored.check(obj)
             # else the server decoded it anyway: the stored hashes cannot be checked
-            return Fetched(decoded.hexdigest(), size)
+            return Fetched(decoded.hexdigest(), size, data)
 
     result: Fetched = await attempt()
     return result

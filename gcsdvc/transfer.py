@@ -22,11 +22,13 @@ from gcsdvc import stages
 from gcsdvc.compare import Change, object_change, recorded_generation
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, StorageError
 from gcsdvc.plan import Action, Item
-from gcsdvc.storage import Fetched, RemoteObject, Storage
+from gcsdvc.storage import Fetched, MemoryBudget, RemoteObject, Storage
 from gcsdvc.workspace import Reporter, Workspace
 
 # Threads placing verified downloads: most of their time is file-system calls.
 PLACERS = 4
+# Bytes of small downloads waiting in memory for a placing thread; past it they go to files.
+WAITING_BYTES = 16 << 20
 
 # Told once per fetched item: None when it is done, else its failure, type kept.
 Outcome = Callable[[Item, Exception | None], None]
@@ -107,19 +109,21 @@ class Transfer:
             reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
         on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
         placed: list[tuple[Item, Exception | None]] = []  # few bytes per file, unlike futures
+        memory = MemoryBudget(WAITING_BYTES)
         pool = ThreadPoolExecutor(PLACERS, thread_name_prefix="gcsdvc-place")
         try:
-            for index, got in self.storage.download(pairs, on_bytes):
+            for index, got in self.storage.download(pairs, on_bytes, memory):
                 (item, obj), tmp = todo[index], pairs[index][1]
                 recorded = item.stage.md5 if item.stage is not None else None
                 if isinstance(got, BaseException):
                     outcome(item, got)
                 elif item.action is Action.RESTORE and recorded and got.md5 != recorded:
                     tmp.unlink(missing_ok=True)
+                    memory.give(len(got.data or b""))
                     why = f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
                     outcome(item, ChecksumMismatch(why))
                 else:
-                    pool.submit(self._place, placed, item, tmp, obj, got)
+                    pool.submit(self._place, placed, item, tmp, obj, got, memory)
                 if reporter:
                     reporter.advance(files=1)
         except BaseException:
@@ -142,12 +146,15 @@ class Transfer:
         tmp: Path,
         obj: RemoteObject,
         got: Fetched,
+        memory: MemoryBudget,
     ) -> None:
         """In a placing thread: cache, link, stage; the outcome goes to ``placed``."""
         try:
-            self.ws.place(tmp, item.local, got.md5)
+            self.ws.place(tmp, item.local, got)
             self.write_stage(item, obj, got)
         except Exception as exc:
             placed.append((item, exc))
         else:
             placed.append((item, None))
+        finally:
+            memory.give(len(got.data or b""))

@@ -211,9 +211,15 @@ class Workspace:
         """Where the ``n``-th download of this run goes before it is verified."""
         return self.work / f"{n}.part"
 
-    def place(self, tmp: Path, local: str, md5: str) -> None:
-        """Move a verified download into the cache and link it out to ``local``."""
-        self._checkout(self._cache(tmp, md5), local, md5)
+    def place(self, tmp: Path, local: str, got: Fetched) -> None:
+        """Move a verified download into the cache and link it out to ``local``.
+
+        A small object comes as bytes (``got.data``): they are written to ``tmp`` here,
+        in a placing thread, rather than in the event loop that downloads the others.
+        """
+        if got.data is not None:
+            tmp.write_bytes(got.data)
+        self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data)
 
     def adopt(self, local: str, obj: RemoteObject) -> Fetched:
         """Check a copy placed without us against ``obj`` and cache exactly the bytes checked.
@@ -351,12 +357,18 @@ class Workspace:
             self._folders.add(folder)
         self._guard.file(path, into_cache)
 
-    def _checkout(self, cached: Path, local: str, md5: str) -> None:
-        """Put the cached file at ``local`` with DVC's link type, replacing it atomically."""
+    def _checkout(self, cached: Path, local: str, md5: str, data: bytes | None = None) -> None:
+        """Put the cached file at ``local`` with DVC's link type, replacing it atomically.
+
+        ``data``: the cached file's bytes, at hand; a copy is written from them.
+        """
         dest = self.root / local
         self._folder(dest, into_cache=True)
         tmp = self.work / f"link-{next(self._names)}"
-        self.link_type = _link(cached, tmp, self.odb.cache_types, self.link_type)
+        if data is not None and self.link_type == "copy":
+            tmp.write_bytes(data)
+        else:
+            self.link_type = _link(cached, tmp, self.odb.cache_types, self.link_type)
         os.replace(tmp, dest)
         self._remember(local, md5)
         self._placed.append(dest)

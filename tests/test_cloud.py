@@ -349,6 +349,28 @@ def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_p
     assert not (tmp_path / "file1").exists()
 
 
+def test_small_objects_come_in_memory_while_the_budget_lasts(seeded: str, tmp_path: Path) -> None:
+    client = storage.Storage(jobs=1)  # one at a time: the first takes the budget
+    names = ["file1", "metrics.json", "checkpoint.bin"]
+    listed = client.lookup({(seeded, PREFIX): names})[(seeded, PREFIX)]
+    assert isinstance(listed, dict)
+    objs = [listed[name] for name in names]
+    memory = storage.MemoryBudget(objs[0].size)
+    got = dict(
+        client.download([(o, tmp_path / n) for o, n in zip(objs, names, strict=True)], None, memory)
+    )
+    first, second, big = (got[i] for i in range(3))
+    assert isinstance(first, storage.Fetched) and first.data == b"top file1\n"
+    assert not (tmp_path / "file1").exists()
+    assert memory.used == objs[0].size  # until the caller has written the bytes
+    # The budget is spent: the next small object goes to its file, as large ones always do.
+    assert isinstance(second, storage.Fetched) and second.data is None
+    assert (tmp_path / "metrics.json").read_text() == json.dumps({"acc": 0.9})
+    assert isinstance(big, storage.Fetched) and big.data is None and big.size == 3 << 20
+    memory.give(objs[0].size)
+    assert memory.used == 0
+
+
 def _etag_hex(generation: int, metageneration: int = 1) -> str:
     return str(__import__("base64").b64decode(real_etag(generation, metageneration)).hex())
 
