@@ -371,6 +371,27 @@ def test_small_objects_come_in_memory_while_the_budget_lasts(seeded: str, tmp_pa
     assert memory.used == 0
 
 
+@pytest.mark.parametrize(
+    ("no_proxy", "expected"), [("", "http://proxy.invalid:3128"), ("127.0.0.1", None)]
+)
+def test_downloads_take_the_proxy_from_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch, seeded: str, no_proxy: str, expected: str | None
+) -> None:
+    import asyncio
+
+    for var in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    fs = storage.Storage().fs
+
+    async def proxy() -> str | None:
+        async with storage._Client.open(fs, 1) as client:
+            return None if client.proxy is None else str(client.proxy)
+
+    assert asyncio.run_coroutine_threadsafe(proxy(), fs.loop).result() == expected
+
+
 def _etag_hex(generation: int, metageneration: int = 1) -> str:
     return str(__import__("base64").b64decode(real_etag(generation, metageneration)).hex())
 
