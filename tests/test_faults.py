@@ -193,7 +193,7 @@ def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -
     proc.wait()
     assert_consistent(repo)
     proxy.faults = Faults()
-    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    res = cli("sync", cwd=repo, env=via(proxy))
     assert res.returncode == 0, res.stderr
     assert assert_consistent(repo) == 12
     assert not (repo / ".dvc" / "tmp" / "gcsdvc").exists()
