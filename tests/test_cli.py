@@ -389,8 +389,8 @@ def test_whole_prefix_shows_our_progress_and_none_of_dvcs(
     failed = f"failed: gone: gs://{bucket}/project1/nothing-here: dependency "
     assert (res.returncode, res.stdout) == (1, "")
     assert res.stderr.startswith(failed) and len(res.stderr.splitlines()) == 1
-    res = cli("sync", cwd=repo)
-    assert res.stdout.splitlines()[:3] == [
+    again = cli("sync", cwd=repo)
+    assert again.stdout.splitlines()[:3] == [
         "whole  unchanged 1",
         "gone   failed 1",
         "sync: 1 unchanged, 1 failed",
