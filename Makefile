@@ -4,6 +4,10 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 
 .PHONY: demo test test-bare lint bench bench-scale bench-listing bench-quick test-floor clean
+# pytest-xdist workers, each with its own emulator: the suite mostly waits on the emulator,
+# git and DVC, so more workers than cores still pay off. `make test TEST_JOBS=0` runs serially.
+TEST_JOBS ?= 3
+PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS)
 FLOOR_VENV ?= .venv-floor
 FLOOR_BIN := $(FLOOR_VENV)/bin
 
@@ -19,11 +23,11 @@ demo: $(BIN)/.installed
 	$(BIN)/python -m gcsdvc.demo
 
 test: $(BIN)/.installed lint
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(PYTEST) --cov --cov-report=term
 
 # The suite against fake-gcs-server itself, without the layer that answers as Cloud Storage does.
 test-bare: $(BIN)/.installed
-	GCSDVC_TEST_BARE_EMULATOR=1 $(BIN)/python -m pytest
+	GCSDVC_TEST_BARE_EMULATOR=1 $(PYTEST)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check gcsdvc tests benchmarks
@@ -31,15 +35,16 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 # The suite against the lowest versions pyproject.toml declares (constraints/floor.txt).
-# Only the test runner is added: the pinned mypy needs a newer pathspec than dvc 3.54 can use.
+# Only the test runner (pytest, pytest-xdist, hypothesis) is added: the pinned mypy needs a
+# newer pathspec than dvc 3.54 can use.
 $(FLOOR_BIN)/.installed: pyproject.toml constraints/dev.txt constraints/floor.txt
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_BIN)/python -m pip install --quiet -c constraints/dev.txt -c constraints/floor.txt \
-		-e '.[demo]' pytest hypothesis
+		-e '.[demo]' pytest pytest-xdist hypothesis
 	touch $@
 
 test-floor: $(FLOOR_BIN)/.installed
-	$(FLOOR_BIN)/python -m pytest -p no:cacheprovider
+	$(FLOOR_BIN)/python -m pytest -n $(TEST_JOBS) -p no:cacheprovider
 
 # Benchmarks print a table of medians against baselines measured in the same run.
 bench: $(BIN)/.installed

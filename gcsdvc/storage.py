@@ -46,6 +46,7 @@ IN_MEMORY = 256 << 10
 STAT_MAX = 8  # a folder with more wanted files than this is listed, not stat'ed
 LISTING_JOBS = 16
 READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
+RETRIES_VAR = "GCSDVC_RETRIES"  # attempts per download, counted as gcsfs's ``retries``
 
 
 CREDENTIALS_HINT = (
@@ -256,6 +257,7 @@ class Storage:
     def fs(self) -> Any:
         if self._fs is None:
             prepare_environment()
+            retries = attempts()
             self._check_reachable()
             try:
                 from dvc_gs import GSFileSystem
@@ -263,6 +265,7 @@ class Storage:
                 fs = GSFileSystem().fs
                 # A stalled connection must fail (and be retried), not hang the sync.
                 fs.requests_timeout = _timeout()
+                fs.retries = retries  # gcsfs's name; its own requests keep their 6
                 self._fs = fs
             except Exception as exc:
                 raise StorageError(f"cannot set up Cloud Storage access: {describe(exc)}") from None
@@ -685,7 +688,8 @@ async def _fetch(
     (``Accept-Encoding: gzip``, which turns off Cloud Storage's decompressive
     transcoding) and decoded here, so its stored hashes can be checked and the
     file holds the decoded bytes, as ``dvc import-url`` leaves it. Retries are
-    gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``).
+    gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``),
+    ``fs.retries`` attempts (:func:`attempts`).
     """
     from gcsfs.retry import retry_request, validate_response
 
@@ -695,7 +699,7 @@ async def _fetch(
         url += f"&generation={obj.generation}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
 
-    @retry_request(retries=6)  # type: ignore[untyped-decorator]
+    @retry_request(retries=fs.retries)  # type: ignore[untyped-decorator]
     async def attempt() -> Fetched:
         # Not aiohttp's auto-decompression: the stored bytes must be hashed first.
         async with client.session.get(
@@ -743,6 +747,17 @@ async def _fetch(
 
     result: Fetched = await attempt()
     return result
+
+
+def attempts() -> int:
+    """How often a download is tried: ``$GCSDVC_RETRIES``, default 6 (as gcsfs's requests).
+
+    gcsfs waits about 1, 2, 4, 8, 16 s between tries; fewer give up sooner in an outage.
+    """
+    value = os.environ.get(RETRIES_VAR, "").strip() or "6"
+    if not value.isdigit() or int(value) < 1:
+        raise StorageError(f"{RETRIES_VAR}={value!r}: expected a whole number, at least 1")
+    return int(value)
 
 
 def file_md5(path: Path) -> str:

@@ -31,8 +31,19 @@ BARE = os.environ.get("GCSDVC_TEST_BARE_EMULATOR", "") not in ("", "0")
 
 @pytest.fixture(scope="session")
 def bare_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """fake-gcs-server on 127.0.0.1, shared by the session; tests use their own buckets."""
-    server = Emulator(seed=tmp_path_factory.mktemp("seed")).start()
+    """fake-gcs-server on 127.0.0.1, one per session (so one per xdist worker).
+
+    Tests use their own buckets. The free port is picked before the server binds it:
+    workers starting together can race for one, so a server that cannot start gets another.
+    """
+    seed = tmp_path_factory.mktemp("seed")
+    for tries_left in reversed(range(3)):
+        try:
+            server = Emulator(seed=seed).start()
+            break
+        except RuntimeError:
+            if not tries_left:
+                raise
     yield server
     server.stop()
 

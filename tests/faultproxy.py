@@ -57,6 +57,7 @@ class FaultProxy:
 
     def _serve(self, client: socket.socket) -> None:
         f = self.faults
+        _no_delay(client)
         with client:
             if f.down:
                 return
@@ -74,6 +75,7 @@ class FaultProxy:
             if f.hold_media is not None and "alt=media" in line:
                 f.hold_media.wait(60)
             with socket.create_connection(self.upstream) as up:
+                _no_delay(up)
                 up.sendall(_one_request_per_connection(head))
                 pump = threading.Thread(target=_copy, args=(client, up), daemon=True)
                 pump.start()
@@ -98,6 +100,11 @@ class FaultProxy:
                         client.sendall(chunk)
                     except OSError:
                         return
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Forward each write at once: Nagle's algorithm would hold it for the peer's delayed ACK."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _is_down(faults: Faults) -> bool:

@@ -71,7 +71,7 @@ class GcsLayer:
         class Handler(_Handler):
             owner = layer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -195,9 +195,18 @@ def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of connections (gcsfs opens dozens at
+    # once) overflows it and the kernel drops SYNs, which clients resend after 1, 3, 7 ... s.
+    request_queue_size = 1024
+
+
 class _Handler(BaseHTTPRequestHandler):
     owner: GcsLayer
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK, 40 ms on every answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import dvc, without_git_hint, without_progress, write_manifest
+from conftest import dvc_main, without_git_hint, without_progress, write_manifest
 
 import gcsdvc as api
 from gcsdvc import ManifestError
@@ -268,7 +268,7 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     assert (local / "eval" / "extra.csv").read_text() == "new\n"
     assert json.loads((local / "metrics.json").read_text()) == {"run": "run-2"}
     # DVC agrees: the new file is current, the kept one has an update available.
-    assert json.loads(dvc("status", "--json", cwd=repo).stdout) == {
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {
         "data/mnist/run-2/metrics.json.dvc": [
             {"changed deps": {f"gs://{runs}/mnist/run-2/metrics.json": "update available"}}
         ]

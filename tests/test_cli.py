@@ -17,7 +17,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import entry, run, write_manifest
+from conftest import cli, dvc_main, entry, run, write_manifest
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc.cli import main, quiet_google_warnings
@@ -315,7 +315,7 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
 
 
 def test_autostage(repo: Path, seeded: str) -> None:
-    run(sys.executable, "-m", "dvc", "config", "core.autostage", "true", cwd=repo)
+    dvc_main("config", "core.autostage", "true", cwd=repo)
     (repo / "notes.txt").write_text("v1\n")
     run("git", "add", "notes.txt", ".dvc/config", cwd=repo)
     run("git", "commit", "-qm", "notes", cwd=repo)
@@ -346,7 +346,7 @@ def test_autostage(repo: Path, seeded: str) -> None:
 def test_no_gitignore_in_a_no_scm_repo(tmp_path: Path, seeded: str, monkeypatch: Any) -> None:
     root = tmp_path / "noscm"
     root.mkdir()
-    run(sys.executable, "-m", "dvc", "init", "--no-scm", "-q", cwd=root)
+    dvc_main("init", "--no-scm", "-q", cwd=root)
     monkeypatch.chdir(root)
     write_manifest(root, [entry(seeded)])
     res = CliRunner().invoke(main, ["sync"])
@@ -389,8 +389,8 @@ def test_whole_prefix_shows_our_progress_and_none_of_dvcs(
     failed = f"failed: gone: gs://{bucket}/project1/nothing-here: dependency "
     assert (res.returncode, res.stdout) == (1, "")
     assert res.stderr.startswith(failed) and len(res.stderr.splitlines()) == 1
-    res = run(sys.executable, "-m", "gcsdvc", "sync", cwd=repo, check=False)
-    assert res.stdout.splitlines()[:3] == [
+    again = cli("sync", cwd=repo)
+    assert again.stdout.splitlines()[:3] == [
         "whole  unchanged 1",
         "gone   failed 1",
         "sync: 1 unchanged, 1 failed",

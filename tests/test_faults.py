@@ -24,6 +24,7 @@ from conftest import QUOTED, cli, data, entry, gcsdvc, load, snapshot, write_man
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc.emulator import free_port
+from gcsdvc.storage import RETRIES_VAR, attempts
 
 
 @pytest.fixture
@@ -65,11 +66,11 @@ def many_entry(bucket: str) -> dict[str, Any]:
     return entry(bucket, files=[f"part-{n:02d}.bin" for n in range(12)])
 
 
-def start_sync(root: Path, proxy: FaultProxy) -> subprocess.Popen[str]:
+def start_sync(root: Path, proxy: FaultProxy, *args: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gcsdvc", "sync", "-j", "2"],
+        [sys.executable, "-m", "gcsdvc", "sync", "-j", "2", *args],
         cwd=root,
-        env={**os.environ, **via(proxy)},
+        env={**os.environ, **via(proxy), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -141,19 +142,45 @@ def test_storage_down_from_the_start(repo: Path, seeded: str) -> None:
     assert snapshot(repo) == before
 
 
+@pytest.mark.parametrize(("value", "tries"), [(None, 6), ("", 6), (" 2 ", 2), ("1", 1)])
+def test_retries_setting(monkeypatch: pytest.MonkeyPatch, value: str | None, tries: int) -> None:
+    if value is None:
+        monkeypatch.delenv(RETRIES_VAR, raising=False)
+    else:
+        monkeypatch.setenv(RETRIES_VAR, value)
+    assert attempts() == tries
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_retries_setting_is_one_line_and_changes_nothing(
+    repo: Path, seeded: str, value: str
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    before = snapshot(repo)
+    res = cli("sync", cwd=repo, env={RETRIES_VAR: value})
+    assert (res.returncode, res.stderr) == (
+        1,
+        f"error: GCSDVC_RETRIES={value!r}: expected a whole number, at least 1\n",
+    )
+    assert snapshot(repo) == before
+
+
 def test_storage_dies_mid_sync(repo: Path, many: str, proxy: FaultProxy) -> None:
     proxy.faults = Faults(delay=0.02)
     write_manifest(repo, [many_entry(many)])
-    proc = start_sync(repo, proxy)
+    # Two attempts per download, not gcsfs's six (30 s of backoff): the same path, sooner.
+    proc = start_sync(repo, proxy, "-v", GCSDVC_RETRIES="2")
     wait_for(lambda: any((repo / "data").rglob("*.dvc")))
     proxy.faults.down = True
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
     assert "Traceback" not in err
+    assert "more object(s) not attempted: " in err  # the outage stops the downloads left
+    assert int(out.rsplit("storage retries: ", 1)[1].split()[0]) >= 1
     synced = assert_consistent(repo)
     assert 0 < synced < 12
     proxy.faults = Faults()
-    assert gcsdvc("sync", cwd=repo, env=via(proxy)).returncode == 0
+    assert cli("sync", cwd=repo, env=via(proxy)).returncode == 0
     assert assert_consistent(repo) == 12
 
 
@@ -166,7 +193,7 @@ def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -
     proc.wait()
     assert_consistent(repo)
     proxy.faults = Faults()
-    res = gcsdvc("sync", cwd=repo, env=via(proxy))
+    res = cli("sync", cwd=repo, env=via(proxy))
     assert res.returncode == 0, res.stderr
     assert assert_consistent(repo) == 12
     assert not (repo / ".dvc" / "tmp" / "gcsdvc").exists()
