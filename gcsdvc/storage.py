@@ -599,6 +599,7 @@ class _Client:
     fs: Any
     session: Any
     slots: asyncio.Semaphore
+    attempt: Any  # :func:`_attempt` under gcsfs's retries, decorated once, not per object
     proxy: Any = None
     proxy_auth: Any = None
 
@@ -615,9 +616,12 @@ class _Client:
 
             with contextlib.suppress(LookupError):
                 proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
+        from gcsfs.retry import retry_request
+
+        attempt = retry_request(retries=fs.retries)(_attempt)
         session = aiohttp.ClientSession(connector=fs.session.connector, connector_owner=False)
         try:
-            yield cls(fs, session, asyncio.Semaphore(jobs), proxy, proxy_auth)
+            yield cls(fs, session, asyncio.Semaphore(jobs), attempt, proxy, proxy_auth)
         finally:
             await session.close()
 
@@ -691,62 +695,70 @@ async def _fetch(
     gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``),
     ``fs.retries`` attempts (:func:`attempts`).
     """
-    from gcsfs.retry import retry_request, validate_response
-
     fs = client.fs
     url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
     if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
-
-    @retry_request(retries=fs.retries)  # type: ignore[untyped-decorator]
-    async def attempt() -> Fetched:
-        # Not aiohttp's auto-decompression: the stored bytes must be hashed first.
-        async with client.session.get(
-            url,
-            headers=headers,
-            timeout=fs.requests_timeout,
-            auto_decompress=False,
-            proxy=client.proxy,
-            proxy_auth=client.proxy_auth,
-        ) as resp:
-            if resp.status >= 400:
-                validate_response(resp.status, await resp.read(), url)
-            served = resp.headers.get("X-Goog-Generation")
-            if obj.generation and served and served != obj.generation:
-                # Overwritten since it was listed: never the newer bytes under the old record.
-                raise FileNotFoundError(
-                    f"{obj.url}: generation {obj.generation} was replaced by {served}"
-                )
-            stored = _Hasher(crc=obj.md5 is None)
-            decoded = hashlib.md5()  # noqa: S324 - DVC's content hash
-            gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
-            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
-            size = 0
-            fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
-            with fobj:
-                while chunk := await resp.content.read(CHUNK):
-                    stored.update(chunk)
-                    if on_bytes is not None:
-                        on_bytes(len(chunk))
-                    if inflate is not None:
-                        chunk = inflate.decompress(chunk)
-                    decoded.update(chunk)
-                    fobj.write(chunk)
-                    size += len(chunk)
-                if inflate is not None:
-                    tail = inflate.flush()
-                    decoded.update(tail)
-                    fobj.write(tail)
-                    size += len(tail)
-                data = fobj.getvalue() if isinstance(fobj, io.BytesIO) else None
-            if gzipped or not obj.transcoded:
-                stored.check(obj)
-            # else the server decoded it anyway: the stored hashes cannot be checked
-            return Fetched(decoded.hexdigest(), size, data)
-
-    result: Fetched = await attempt()
+    result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
     return result
+
+
+async def _attempt(
+    client: _Client,
+    obj: RemoteObject,
+    url: str,
+    headers: dict[str, str],
+    dest: Path | None,
+    on_bytes: Callable[[int], None] | None,
+) -> Fetched:
+    """One try of :func:`_fetch` (``_Client.attempt`` retries it)."""
+    from gcsfs.retry import validate_response
+
+    fs = client.fs
+    # Not aiohttp's auto-decompression: the stored bytes must be hashed first.
+    async with client.session.get(
+        url,
+        headers=headers,
+        timeout=fs.requests_timeout,
+        auto_decompress=False,
+        proxy=client.proxy,
+        proxy_auth=client.proxy_auth,
+    ) as resp:
+        if resp.status >= 400:
+            validate_response(resp.status, await resp.read(), url)
+        served = resp.headers.get("X-Goog-Generation")
+        if obj.generation and served and served != obj.generation:
+            # Overwritten since it was listed: never the newer bytes under the old record.
+            raise FileNotFoundError(
+                f"{obj.url}: generation {obj.generation} was replaced by {served}"
+            )
+        stored = _Hasher(crc=obj.md5 is None)
+        decoded = hashlib.md5()  # noqa: S324 - DVC's content hash
+        gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        size = 0
+        fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
+        with fobj:
+            while chunk := await resp.content.read(CHUNK):
+                stored.update(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
+                if inflate is not None:
+                    chunk = inflate.decompress(chunk)
+                decoded.update(chunk)
+                fobj.write(chunk)
+                size += len(chunk)
+            if inflate is not None:
+                tail = inflate.flush()
+                decoded.update(tail)
+                fobj.write(tail)
+                size += len(tail)
+            data = fobj.getvalue() if isinstance(fobj, io.BytesIO) else None
+        if gzipped or not obj.transcoded:
+            stored.check(obj)
+        # else the server decoded it anyway: the stored hashes cannot be checked
+        return Fetched(decoded.hexdigest(), size, data)
 
 
 def attempts() -> int:
