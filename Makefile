@@ -11,8 +11,6 @@ PYTEST := $(BIN)/python -m pytest -n $(TEST_JOBS)
 FLOOR_VENV ?= .venv-floor
 FLOOR_BIN := $(FLOOR_VENV)/bin
 
-.PHONY: demo test lint test-floor bench bench-scale bench-quick clean
-
 # Dev tools come pinned from constraints/dev.txt: CI changes only when we change it.
 $(BIN)/.installed: pyproject.toml constraints/dev.txt
 	$(PYTHON) -m venv $(VENV)
