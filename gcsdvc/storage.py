@@ -734,9 +734,10 @@ async def _attempt(
                 f"{obj.url}: generation {obj.generation} was replaced by {served}"
             )
         stored = _Hasher(crc=obj.md5 is None)
-        decoded = hashlib.md5()  # noqa: S324 - DVC's content hash
         gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        # DVC's md5 is of the bytes written: the stored ones' unless they are decoded here.
+        decoded = hashlib.md5() if inflate is not None else stored.md5  # noqa: S324
         size = 0
         fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
         with fobj:
@@ -746,7 +747,7 @@ async def _attempt(
                     on_bytes(len(chunk))
                 if inflate is not None:
                     chunk = inflate.decompress(chunk)
-                decoded.update(chunk)
+                    decoded.update(chunk)
                 fobj.write(chunk)
                 size += len(chunk)
             if inflate is not None:

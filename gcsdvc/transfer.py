@@ -14,7 +14,9 @@ items to transfer, and when, is :mod:`gcsdvc.sync`'s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import gc
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +34,25 @@ WAITING_BYTES = 16 << 20
 
 # Told once per fetched item: None when it is done, else its failure, type kept.
 Outcome = Callable[[Item, Exception | None], None]
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Fewer passes of the cyclic garbage collector while thousands of files are placed.
+
+    Everything from before (DVC, gcsfs, the plan) moves to the permanent generation,
+    so a full pass need not walk it, and the youngest generation is collected every
+    20,000 allocations rather than 700: the collector took about 5% of the CPU of a
+    10,000-file sync (``perf record``).
+    """
+    threshold = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(20_000, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
 
 
 class Transfer:
@@ -97,6 +118,7 @@ class Transfer:
         )
         self.ws.write_stage(item.local, stage, ignore=md5 is None)
 
+    @_fewer_collections()
     def fetch(self, todo: Sequence[tuple[Item, RemoteObject]], outcome: Outcome) -> None:
         """Download, and place each verified file (cache, link, stage) while others download.
 
