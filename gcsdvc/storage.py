@@ -592,8 +592,9 @@ class _Client:
 
     dvc-gs makes gcsfs's session with ``trust_env``, so aiohttp reads ~/.netrc and
     the proxy variables in a worker thread for every request: two thread hops per
-    object. Here the proxy is looked up once per sync; a netrc entry could not be
-    used anyway, as it cannot be combined with gcsfs's Authorization header.
+    object. Here the proxy is looked up once per sync. A netrc entry is not looked
+    up: gcsfs signs requests with its own Authorization header, which aiohttp
+    refuses to combine with one.
     """
 
     fs: Any
@@ -615,6 +616,7 @@ class _Client:
             from yarl import URL
 
             with contextlib.suppress(LookupError):
+                # Any object's URL: only its scheme and host decide.
                 proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
         from gcsfs.retry import retry_request
 
