@@ -305,7 +305,8 @@ def conform(
     new.update((k, v) for k, v in stage.raw.items() if k not in skip)
     new["meta"] = meta
     new["md5"] = stage_md5(new)
-    return ImportStage.from_dict(new)
+    # Most stages a sync looks at already conform: no second parse for them.
+    return stage if new == stage.raw else ImportStage.from_dict(new)
 
 
 def recommitted(stage: ImportStage, committed: ImportStage | None) -> ImportStage:
