@@ -479,7 +479,7 @@ class Storage:
         # A missing object and a missing bucket both answer 404: ask the bucket once.
         for bucket in missing_in:
             try:
-                await self.fs._call("GET", "b/{}", bucket, json_out=True)
+                await self.fs._info(bucket)  # as _bucket_exists asks, from the event loop
             except FileNotFoundError:
                 error = StorageError(f"bucket '{bucket}' not found")
                 for key in [k for k, v in self._objects.items() if k[0] == bucket and v is None]:

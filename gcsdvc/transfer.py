@@ -37,8 +37,8 @@ Outcome = Callable[[Item, Exception | None], None]
 
 
 @contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Shorter passes of the cyclic garbage collector while thousands of files are placed.
+def _heap_frozen() -> Iterator[None]:
+    """The heap of before frozen while thousands of files are placed: shorter collector passes.
 
     Everything from before (DVC, gcsfs, the plan) moves to the permanent generation,
     so a full pass walks only what the transfer made: the collector took about 5% of
@@ -114,7 +114,7 @@ class Transfer:
         )
         self.ws.write_stage(item.local, stage, ignore=md5 is None)
 
-    @_fewer_collections()
+    @_heap_frozen()
     def fetch(self, todo: Sequence[tuple[Item, RemoteObject]], outcome: Outcome) -> None:
         """Download, and place each verified file (cache, link, stage) while others download.
 

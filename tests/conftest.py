@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from faultproxy import FaultProxy
 from gcslayer import GcsLayer
 
 from gcsdvc.emulator import GIT_IDENTITY, LEAKY_VARS, OFFLINE_ENV, Emulator, client_env, sandbox_env
@@ -64,6 +65,14 @@ def layer(emulator: Emulator | GcsLayer) -> GcsLayer:
     if not isinstance(emulator, GcsLayer):
         pytest.skip("needs the Cloud Storage layer (GCSDVC_TEST_BARE_EMULATOR is set)")
     return emulator
+
+
+@pytest.fixture
+def proxy(emulator: Emulator | GcsLayer) -> Iterator[FaultProxy]:
+    """A proxy in front of the emulator that injects faults (``proxy.faults``)."""
+    server = FaultProxy(emulator.port)
+    yield server
+    server.close()
 
 
 @pytest.fixture(autouse=True)

@@ -262,13 +262,6 @@ def test_tables_align_by_display_width(tmp_path: Path) -> None:
 # -- end to end --------------------------------------------------------------
 
 
-@pytest.fixture
-def proxy(emulator: Any) -> Any:
-    server = FaultProxy(emulator.port)
-    yield server
-    server.close()
-
-
 def test_piped_progress_shows_before_the_sync_ends(
     repo: Path, seeded: str, proxy: FaultProxy
 ) -> None:

@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -275,20 +274,13 @@ def test_7_a_folder_of_many_listed_files_is_listed_one_level(
 # -- 8 and 9: failures collapse, credentials --------------------------------
 
 
-@pytest.fixture
-def faults(emulator: Any) -> Iterator[FaultProxy]:
-    server = FaultProxy(emulator.port)
-    yield server
-    server.close()
-
-
 def test_8_a_failed_listing_is_one_line_per_entry(
-    repo: Path, seeded: str, faults: FaultProxy
+    repo: Path, seeded: str, proxy: FaultProxy
 ) -> None:
-    faults.faults = Faults(forbid=f"/b/{seeded}/")
+    proxy.faults = Faults(forbid=f"/b/{seeded}/")
     files = [f"shard-{n}" for n in range(20)]
     write_manifest(repo, [entry(seeded, files=files)])
-    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": faults.url})
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": proxy.url})
     assert res.returncode == 1
     lines = [line for line in res.stderr.splitlines() if line.startswith("failed:")]
     assert len(lines) == 1, res.stderr
@@ -297,11 +289,11 @@ def test_8_a_failed_listing_is_one_line_per_entry(
 
 
 def test_9_anonymous_caller_gets_the_credentials_hint(
-    repo: Path, seeded: str, faults: FaultProxy
+    repo: Path, seeded: str, proxy: FaultProxy
 ) -> None:
-    faults.faults = Faults(anonymous=f"/b/{seeded}/")
+    proxy.faults = Faults(anonymous=f"/b/{seeded}/")
     write_manifest(repo, [entry(seeded)])
-    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": faults.url})
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": proxy.url})
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "not signed in to Google Cloud (Anonymous caller" in res.stderr

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ from faultproxy import FaultProxy, Faults
 
 from gcsdvc.emulator import free_port
 from gcsdvc.storage import RETRIES_VAR, attempts
-
-
-@pytest.fixture
-def proxy(emulator: Any) -> Iterator[FaultProxy]:
-    server = FaultProxy(emulator.port)
-    yield server
-    server.close()
 
 
 def via(proxy: FaultProxy) -> dict[str, str]:

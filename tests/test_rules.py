@@ -215,29 +215,27 @@ def test_pin_generations_setting(repo: Path, seeded: str, pin: bool) -> None:
     assert ("version_id" in load(data(repo, "file1.dvc"))["deps"][0]) is not pin
 
 
-def test_restore_with_cache_and_source_gone(repo: Path, seeded: str, put: Any) -> None:
-    write_manifest(repo, [entry(seeded, files=["file1"])])
-    cli("sync", cwd=repo, check=True)
-    data(repo, "file1").unlink()
-    shutil.rmtree(repo / ".dvc" / "cache")
-    put(f"{seeded}/project1/{QUOTED}/file1", "another version\n")
-    res = cli("sync", cwd=repo)
-    assert res.returncode == 1
-    assert "is gone from the bucket and not in the DVC cache" in res.stderr  # issue 9 wording
-    assert not data(repo, "file1").exists()
-
-
-def test_restore_gone_without_pinning_names_the_dvc_remote(
-    repo: Path, seeded: str, put: Any
+@pytest.mark.parametrize(
+    ("pinning", "message"),
+    [
+        ({}, "is gone from the bucket and not in the DVC cache"),  # issue 9 wording
+        (
+            {"pin_generations": False},  # unpinned: the DVC remote is where the bytes are
+            "not in the DVC cache; 'dvc pull' it from your DVC remote",
+        ),
+    ],
+)
+def test_restore_with_cache_and_source_gone(
+    repo: Path, seeded: str, put: Any, pinning: dict[str, bool], message: str
 ) -> None:
-    write_manifest(repo, [entry(seeded, files=["file1"])], pin_generations=False)
+    write_manifest(repo, [entry(seeded, files=["file1"])], **pinning)
     cli("sync", cwd=repo, check=True)
     data(repo, "file1").unlink()
     shutil.rmtree(repo / ".dvc" / "cache")
     put(f"{seeded}/project1/{QUOTED}/file1", "another version\n")
     res = cli("sync", cwd=repo)
     assert res.returncode == 1
-    assert "not in the DVC cache; 'dvc pull' it from your DVC remote" in res.stderr
+    assert message in res.stderr
     assert not data(repo, "file1").exists()
 
 
