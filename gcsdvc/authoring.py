@@ -181,11 +181,20 @@ def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
     for res in resources:
         folders, objects = storage.list_folder(res.bucket, res.prefix)
         if not folders and not objects:
-            problems.append(_missing_prefix(storage, res))
+            problems.append(_missing_prefix(storage, res.bucket, res.prefix))
             continue
         if res.files is None:
             continue
-        keys = {scope: (res.bucket, join_path(res.prefix, scope)) for scope in _scopes(res.files)}
+        # Named files are looked up one by one, not listed with everything beside them;
+        # the folders are listed for the patterns, and for the hint when a file is missing.
+        plain = [f for f in res.files if not is_pattern(f)]
+        found = storage.lookup({(res.bucket, res.prefix): plain})[(res.bucket, res.prefix)]
+        if isinstance(found, StorageError):
+            raise found
+        listed_for = (
+            res.files if set(plain) - set(found) else [f for f in res.files if f not in plain]
+        )
+        keys = {scope: (res.bucket, join_path(res.prefix, scope)) for scope in _scopes(listed_for)}
         listings = storage.list_prefixes(keys.values())
         names: set[str] = set()
         for scope, key in keys.items():
@@ -194,7 +203,7 @@ def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
                 raise listed
             names.update(join_path(scope, name) for name in listed)
         for file in res.files:
-            if match_files([file], names)[file]:
+            if file in found or match_files([file], names)[file]:
                 continue
             what = "pattern matched nothing" if is_pattern(file) else "no such object"
             problems.append(f"{res.source(file)}: {what}{_did_you_mean(file, names)}")
@@ -207,10 +216,11 @@ def _scopes(files: Sequence[str]) -> list[str]:
     return sorted({pattern_root(f) if is_pattern(f) else posixpath.dirname(f) for f in files})
 
 
-def _missing_prefix(storage: Storage, res: Resource) -> str:
-    parent, _, last = res.prefix.rpartition("/")
-    folders, _ = storage.list_folder(res.bucket, parent)
-    return f"{res.url}/: no objects under this prefix{_did_you_mean(last, folders)}"
+def _missing_prefix(storage: Storage, bucket: str, prefix: str) -> str:
+    """The error for an empty prefix, with the closest folders beside it."""
+    parent, _, last = prefix.rpartition("/")
+    folders, _ = storage.list_folder(bucket, parent)
+    return f"gs://{bucket}/{prefix}/: no objects under this prefix{_did_you_mean(last, folders)}"
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -250,11 +260,7 @@ def discover(manifest: Manifest, url: str, storage: Storage, *, stats: bool = Fa
     bucket, blob = parse_url(url, bucket_ok=True)
     folders, objects = storage.list_folder(bucket, blob)
     if not folders and not objects:
-        parent, _, last = blob.rpartition("/")
-        siblings, _ = storage.list_folder(bucket, parent)
-        raise StorageError(
-            f"gs://{bucket}/{blob}/: no objects under this prefix" + _did_you_mean(last, siblings)
-        )
+        raise StorageError(_missing_prefix(storage, bucket, blob))
     runs = []
     for folder in folders:
         source = Source(bucket, blob, folder) if blob else Source(bucket, folder)

@@ -90,12 +90,13 @@ def expand_patterns(
             names.update(join_path(root, name) for name in listing)
         # Folder placeholder objects ('eval/', made by the Cloud Console) are no files.
         matched = match_files(res.patterns, [n for n in names if n and not n.endswith("/")])
-        files: list[str] = []
+        files: dict[str, None] = {}  # in order, and a set: an entry may match 100,000 files
+        named = set(res.files or ())
         for item in res.files or ():
             for file in matched.get(item, [item]):
                 local = manifest.local(res, file)
                 why = path_problem(file, trailing_slash=False) or _local_problem(file)
-                if item == file or file in files or file in (res.files or ()):
+                if item == file or file in files or file in named:
                     pass
                 elif why:
                     problems.setdefault(item, f"matches {file!r}, which {why}; it is left out")
@@ -106,8 +107,7 @@ def expand_patterns(
                     )
                     continue
                 taken.add(local)
-                if file not in files:
-                    files.append(file)
+                files[file] = None
             if is_pattern(item) and not matched[item] and item not in problems:
                 problems[item] = (
                     f"pattern {item!r} matched nothing in {res.url}/"

@@ -9,7 +9,6 @@ writes nothing; :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints i
 from __future__ import annotations
 
 import itertools
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -149,13 +148,6 @@ class Plan:
         idle = (Action.UNCHANGED, Action.ORPHAN, Action.FAILED, Action.CONFLICT)
         return any(item.action not in idle for item in self.items)
 
-    def counts(self) -> dict[str, Counter[Action]]:
-        """Per experiment name, how many items get each action."""
-        out: dict[str, Counter[Action]] = {}
-        for item in self.items:
-            out.setdefault(item.name, Counter())[item.action] += 1
-        return out
-
 
 def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
     """Every data path the whole manifest asks for, with its entry and file."""
@@ -219,10 +211,13 @@ def build_plan(
         for file in res.targets
         for local in (manifest.local(res, file),)
     ]
-    for draft in drafts:
-        # DVC commands may have re-recorded the dependency of a stage that differs from HEAD.
-        if draft.file and draft.stage and stages.stage_path(draft.local) in git.changed:
-            draft.committed = stages.committed_stage(root, draft.local)
+    # DVC commands may have re-recorded the dependency of a stage that differs from HEAD.
+    changed = [
+        d for d in drafts if d.file and d.stage and stages.stage_path(d.local) in git.changed
+    ]
+    committed = stages.committed_stages(root, [d.local for d in changed])
+    for draft in changed:
+        draft.committed = committed.get(draft.local)
     disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
 
     moves: dict[str, str] = {}  # new local -> old local

@@ -417,21 +417,52 @@ def open_repo(root: Path) -> Iterator[Repo]:
 
 def committed_stage(root: Path, local: str) -> ImportStage | None:
     """The stage of ``local`` as committed in git's HEAD, or None (no git, not committed)."""
+    return committed_stages(root, [local]).get(local)
+
+
+def committed_stages(root: Path, locals_: Iterable[str]) -> dict[str, ImportStage]:
+    """The stages of ``locals_`` as committed in git's HEAD, read in one ``git cat-file --batch``.
+
+    Those not committed (or no git, or not a stage) are left out: then the stage on
+    disk is all there is.
+    """
+    asked = [local for local in locals_ if "\n" not in local]  # one name per batch line
+    if not asked:
+        return {}
     try:
+        where = subprocess.run(
+            ["git", "rev-parse", "--show-prefix"], cwd=root, capture_output=True, check=False
+        )
+        if where.returncode:
+            return {}
+        prefix = where.stdout.decode("utf-8").strip()
+        names = "".join(f"HEAD:{prefix}{stage_path(local)}\n" for local in asked)
         res = subprocess.run(
-            ["git", "show", f"HEAD:./{stage_path(local)}"],
+            ["git", "cat-file", "--batch"],
             cwd=root,
+            input=names.encode("utf-8"),
             capture_output=True,
             check=False,
         )
     except OSError:
-        return None
+        return {}
     if res.returncode:
-        return None
-    try:
-        return ImportStage.from_dict(_parse(res.stdout.decode("utf-8"), "HEAD"))
-    except (DvcRepoError, UnicodeDecodeError):
-        return None  # then the stage on disk is all there is
+        return {}
+    found: dict[str, ImportStage] = {}
+    out, pos = res.stdout, 0
+    for local in asked:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split(b" ")
+        pos = end + 1
+        if len(header) != 3 or not header[2].isdigit():  # "<name> missing"
+            continue
+        size = int(header[2])
+        body, pos = out[pos : pos + size], pos + size + 1
+        if header[1] != b"blob":
+            continue
+        with contextlib.suppress(DvcRepoError, UnicodeDecodeError):
+            found[local] = ImportStage.from_dict(_parse(body.decode("utf-8"), "HEAD"))
+    return found
 
 
 class StageCache:
@@ -528,8 +559,6 @@ def ignored_by_git(root: Path, paths: Iterable[Path]) -> set[Path]:
 
     DVC adds no ``.gitignore`` line for such a path either (``scm.ignore``).
     """
-    import subprocess
-
     asked = [str(p) for p in paths]
     if not asked:
         return set()
