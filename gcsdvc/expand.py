@@ -141,7 +141,7 @@ def _scope(res: Resource, pattern: str) -> str:
 
 def _listings(
     storage: Storage | None, resources: Sequence[Resource]
-) -> Mapping[tuple[str, str], Mapping[str, object] | StorageError]:
+) -> Mapping[tuple[str, str], Sequence[str] | StorageError]:
     if storage is None:
         return {}
     keys = [(res.bucket, _scope(res, p)) for res in resources for p in res.patterns]

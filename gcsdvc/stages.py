@@ -465,6 +465,11 @@ def committed_stages(root: Path, locals_: Iterable[str]) -> dict[str, ImportStag
     return found
 
 
+def file_signature(info: os.stat_result) -> list[int]:
+    """What the JSON caches in ``.dvc/tmp`` key a file by: unchanged while these are."""
+    return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
 class StageCache:
     """Parsed stages keyed by path and (mtime, size, inode), so a no-op run parses none.
 
@@ -481,7 +486,7 @@ class StageCache:
 
     def read(self, path: str | Path, key: str) -> ImportStage | None:
         st = os.stat(path)  # noqa: PTH116 - a str path: no PurePath parse per stage
-        sig = [st.st_mtime_ns, st.st_size, st.st_ino]
+        sig = file_signature(st)
         hit = self.old.get(key)
         if isinstance(hit, list) and len(hit) == 2 and hit[0] == sig and isinstance(hit[1], dict):
             raw: dict[str, Any] = hit[1]
@@ -500,7 +505,7 @@ class StageCache:
         """
         st = path.stat()
         with contextlib.suppress(TypeError, ValueError):  # only an optimisation
-            entry = [[st.st_mtime_ns, st.st_size, st.st_ino], stage.raw]
+            entry = [file_signature(st), stage.raw]
             self.written[key] = json.dumps(entry, ensure_ascii=False)
             self.new.pop(key, None)
 

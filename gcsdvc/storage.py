@@ -250,7 +250,7 @@ class Storage:
         self._fs: Any = None
         # A sync plans twice (before and under the repository lock): ask once.
         self._objects: dict[tuple[str, str], RemoteObject | BaseException | None] = {}
-        self._listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
+        self._listings: dict[tuple[str, str], list[str] | StorageError] = {}
         self.retries = RetryCounter()
 
     @property
@@ -312,8 +312,8 @@ class Storage:
             component_count=int(count) if count else None,
         )
 
-    def list_prefix(self, bucket: str, prefix: str) -> dict[str, RemoteObject]:
-        """Objects under ``gs://bucket/prefix/``, keyed by name relative to the prefix."""
+    def list_prefix(self, bucket: str, prefix: str) -> list[str]:
+        """The names of the objects under ``gs://bucket/prefix/``, relative to the prefix."""
         root = f"{bucket}/{prefix}/" if prefix else f"{bucket}/"
         try:
             found = self.fs.find(root, detail=True)
@@ -321,12 +321,11 @@ class Storage:
             raise StorageError(f"bucket '{bucket}' not found") from None
         except Exception as exc:
             raise StorageError(f"cannot list gs://{root}: {describe(exc)}") from None
-        objects = {}
-        for path, info in found.items():
-            if info.get("type") == "file" and path.startswith(root):
-                obj = self.object_from_info(bucket, info)
-                objects[path[len(root) :]] = obj
-        return objects
+        return [
+            path[len(root) :]
+            for path, info in found.items()
+            if info.get("type") == "file" and path.startswith(root)
+        ]
 
     def list_folder(self, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
         """One delimiter listing of ``gs://bucket/prefix/``: (its folders, its objects), by name.
@@ -374,8 +373,8 @@ class Storage:
 
     def list_prefixes(
         self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
-        """Everything below each (bucket, prefix), recursively: for glob patterns only.
+    ) -> dict[tuple[str, str], list[str] | StorageError]:
+        """The names of everything below each (bucket, prefix), recursively: for glob patterns.
 
         Listed files go through :meth:`lookup`, which costs what the manifest names.
         Each prefix is listed at most once per client, several at a time.
@@ -385,7 +384,7 @@ class Storage:
         if todo:
             _ = self.fs  # fail once, clearly, if storage is unreachable
 
-            def one(key: tuple[str, str]) -> dict[str, RemoteObject] | StorageError:
+            def one(key: tuple[str, str]) -> list[str] | StorageError:
                 try:
                     return self.list_prefix(*key)
                 except StorageError as exc:

@@ -63,22 +63,18 @@ class HashCache:
 
     def get(self, local: str, info: os.stat_result) -> str | None:
         hit = self.known.get(local)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == _signature(info):
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == stages.file_signature(info):
             return str(hit[1])
         return None
 
     def put(self, local: str, info: os.stat_result, md5: str) -> None:
-        self.known[local] = [_signature(info), md5]
+        self.known[local] = [stages.file_signature(info), md5]
         self.changed = True
 
     def save(self) -> None:
         if self.changed and self.path.parent.is_dir():
             with contextlib.suppress(OSError):  # only an optimisation
                 stages.atomic_write(self.path, json.dumps(self.known, ensure_ascii=False))
-
-
-def _signature(info: os.stat_result) -> list[int]:
-    return [info.st_mtime_ns, info.st_size, info.st_ino]
 
 
 def read_disks(
