@@ -209,6 +209,18 @@ def test_dvc_status_is_quiet_when_nothing_changed(repo: Path, seeded: str, tmp_p
     assert res.stderr.count("is frozen") == 1
 
 
+def test_dvc_gc_keeps_what_the_stages_use(repo: Path, seeded: str, put: Any) -> None:
+    """`dvc gc -w` sees the synced files as used: a later restore needs no bucket."""
+    write_manifest(repo, [entry(seeded, files=["file1", "metrics.json"])])
+    cli("sync", cwd=repo, check=True)
+    dvc_main("gc", "--workspace", "--force", cwd=repo)
+    put(f"{seeded}/project1/{QUOTED}/file1", "another version\n")  # the recorded one is gone
+    data(repo, "file1").unlink()
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert data(repo, "file1").read_text() == "top file1\n"
+
+
 # -- item 6: DVC's documented shared-cache setup -----------------------------
 
 
