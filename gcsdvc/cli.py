@@ -375,7 +375,7 @@ def status(
 
     manifest = _load(manifest_file)
     _require_repo(manifest)
-    report = check(manifest, names, offline=offline)
+    report = check(manifest, names, offline=offline, detail=as_json)
     if not _flag("quiet"):
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)

@@ -189,6 +189,13 @@ def object_change(stage: ImportStage, obj: RemoteObject) -> Change:
     return Change.CONTENT
 
 
+def needs_listing(skip_if_exist: bool, pinned: bool, has_generation: bool) -> bool:
+    """Whether a file found unchanged on disk needs its object looked up all the same:
+    to follow upstream (``skip_if_exist: false``), or to pin a stage that records no generation.
+    """
+    return not skip_if_exist or (pinned and not has_generation)
+
+
 def recorded_generation(stage: ImportStage) -> str | None:
     """The generation a stage records: its pinned ``version_id``, else the one in a real etag."""
     return stage.generation or etag_generation(stage.etag)

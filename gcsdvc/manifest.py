@@ -8,16 +8,19 @@ naming the file, line, entry and field.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import functools
+import hashlib
 import ipaddress
+import json
 import os
 import posixpath
 import re
 import reprlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 import yaml
 
 from gcsdvc.errors import ManifestError, NotARepoError, UnknownResourceError
+from gcsdvc.stages import atomic_write
 
 DEFAULT_MANIFEST = "params.yaml"
 DEFAULT_DATA_DIR = "data"
@@ -229,7 +233,47 @@ def load_manifest(
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([f"{shown}: cannot read manifest: {exc}"]) from None
     root = find_root(file.parent) or file.parent
-    return parse_manifest(text, file, root)
+    return _remembered(text, file, root)
+
+
+def _remembered(text: str, file: Path, root: Path) -> Manifest:
+    """:func:`parse_manifest`, kept in ``.dvc/tmp`` for the next run with the same text.
+
+    Parsing 100,000 files takes most of a second; a hit takes a few milliseconds.
+    The key is the text, where it lives (messages name it) and this module's own
+    size and mtime, so an upgraded gcsdvc validates again. Only valid manifests are kept.
+    """
+    cache = root / ".dvc" / "tmp" / "gcsdvc-manifest.json"
+    code = os.stat(__file__)  # noqa: PTH116 - a str path
+    what = (text, str(file), str(root), _display(file), code.st_mtime_ns, code.st_size)
+    key = hashlib.sha256(repr(what).encode("utf-8", "surrogateescape")).hexdigest()
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        found = json.loads(cache.read_text(encoding="utf-8"))
+        if found["key"] == key:
+            names = [f.name for f in fields(Resource)]
+            resources = tuple(
+                _resource(dict(zip(names, row, strict=True))) for row in found["resources"]
+            )
+            return Manifest(
+                file,
+                root,
+                found["data_dir"],
+                found["pin_generations"],
+                resources,
+                tuple(found["warnings"]),
+            )
+    manifest = parse_manifest(text, file, root)
+    if cache.parent.is_dir():
+        value = {
+            "key": key,
+            "data_dir": manifest.data_dir,
+            "pin_generations": manifest.pin_generations,
+            "warnings": manifest.warnings,
+            "resources": [astuple(res) for res in manifest.resources],
+        }
+        with contextlib.suppress(OSError, ValueError):  # only an optimisation
+            atomic_write(cache, json.dumps(value, ensure_ascii=False))
+    return manifest
 
 
 def _display(file: Path) -> str:
@@ -237,6 +281,11 @@ def _display(file: Path) -> str:
         return os.path.relpath(file)
     except ValueError:  # another drive on Windows
         return str(file)
+
+
+def _resource(row: dict[str, Any]) -> Resource:
+    files = row["files"]
+    return Resource(**{**row, "files": None if files is None else tuple(files)})
 
 
 def parse_manifest(text: str, file: Path, root: Path) -> Manifest:

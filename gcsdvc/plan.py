@@ -3,20 +3,23 @@
 Planning reads every gcsdvc stage below the data folder once, looks at each
 destination, and lists each object prefix at most once, and only when an answer
 depends on it. The action comes from one table, :data:`ACTIONS`. Planning
-writes nothing; :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
+writes nothing but its caches in ``.dvc/tmp``: a plan that finds every file in
+place records a snapshot, and the next plan that the snapshot proves unchanged
+skips the per-file work (see :mod:`gcsdvc.snapshot`). :mod:`gcsdvc.sync` carries
+a plan out and ``--dry-run`` prints it.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gcsdvc import stages, untracked
-from gcsdvc.compare import Comparison, State, Upstream, Wish, compare
+from gcsdvc import snapshot, stages, untracked
+from gcsdvc.compare import Comparison, State, Upstream, Wish, compare, needs_listing
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, join_path, matches
@@ -139,6 +142,10 @@ class Plan:
     items: list[Item] = field(default_factory=list)
     warnings: tuple[str, ...] = ()  # about the pinning mode (see gcsdvc.remote.pinning)
     leftovers: list[str] = field(default_factory=list)  # untracked data files no stage owns
+    unfrozen: int = 0  # file stages a user unfroze (``dvc unfreeze``); a sync keeps them so
+    # A file in place had its object looked up all the same (see compare.needs_listing).
+    looked_up: bool = False
+    quick: bool = False  # a snapshot answered: every file unchanged, none looked at
 
     def of(self, *actions: Action) -> list[Item]:
         return [item for item in self.items if item.action in actions]
@@ -196,11 +203,21 @@ def build_plan(
 ) -> Plan:
     """Compare the selected entries with the disk (and, where needed, with storage)."""
     root = manifest.root
+    mode = pinning(root, manifest.pin_generations)
+    plan = Plan(mode.pinned, force, warnings=mode.warnings)
+    fast = snapshot.applies(manifest)
+    known = snapshot.unchanged(manifest, patterns, mode.pinned) if fast else None
+    if known is not None and (known.quiet or storage is None):
+        plan.unfrozen, plan.quick = known.unfrozen, True
+        plan.items = [
+            Item(Action.UNCHANGED, manifest.local(res, file), res, file, state=State.OK)
+            for res in selected
+            for file in res.targets
+        ]
+        return plan
     ours, foreign = stages.scan(root, manifest.data_path)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     wanted = desired(manifest)
-    mode = pinning(root, manifest.pin_generations)
-    plan = Plan(mode.pinned, force, warnings=mode.warnings)
     git = untracked.look(root, manifest.data_path)
     owned = wanted.keys() | ours.keys() | foreign.keys()
     plan.leftovers = git.unowned(owned)
@@ -231,6 +248,7 @@ def build_plan(
                 continue
         if draft.file is not None and _needs_listing(found.state, draft, plan.pinned):
             to_list.setdefault(draft.prefix, set()).add(draft.file)
+            plan.looked_up |= found.state is State.OK
     listings = _list(storage, to_list)
 
     for draft in drafts:
@@ -267,7 +285,25 @@ def build_plan(
         if not patterns or matches(stage.name, patterns):
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
+    plan.unfrozen = sum(1 for i in plan.items if i.file and i.stage and not i.stage.frozen)
+    if fast and not plan.leftovers and all(unchanged(item) for item in plan.items):
+        remember(manifest, patterns, plan, wanted)
     return plan
+
+
+def unchanged(item: Item) -> bool:
+    """Whether the plan found ``item`` in place, with nothing to say about it."""
+    return item.action is Action.UNCHANGED and item.state is State.OK and not item.note
+
+
+def remember(
+    manifest: Manifest, patterns: Sequence[str], plan: Plan, wanted: Collection[str]
+) -> None:
+    """Record a snapshot (see :mod:`gcsdvc.snapshot`) of a plan whose files are all in place."""
+    selected = {
+        item.local: item.resource.skip_if_exist for item in plan.items if item.resource is not None
+    }
+    snapshot.record(manifest, patterns, plan.pinned, selected, wanted, plan.looked_up)
 
 
 def pattern_failure_item(manifest: Manifest, failure: PatternFailure) -> Item:
@@ -298,11 +334,8 @@ def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> 
 
 def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
     stage = draft.recorded
-    return (
-        state is not State.OK
-        or not draft.resource.skip_if_exist
-        or (pinned and stage is not None and stage.generation is None)
-    )
+    generation = stage is None or stage.generation is not None
+    return state is not State.OK or needs_listing(draft.resource.skip_if_exist, pinned, generation)
 
 
 def _looked_up_as(state: State, on_disk: bool, draft: _Draft) -> State:

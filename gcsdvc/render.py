@@ -95,10 +95,9 @@ def summary_lines(
     if quiet:
         return
     plan = result.plan
-    unfrozen = sum(1 for i in plan.items if i.file is not None and i.stage and not i.stage.frozen)
-    if unfrozen:
+    if plan.unfrozen:
         yield (
-            f"{unfrozen} stage(s) not frozen (kept as you left them): 'dvc repro' and "
+            f"{plan.unfrozen} stage(s) not frozen (kept as you left them): 'dvc repro' and "
             "'dvc exp run' re-import them when the object changes; 'dvc freeze' them to stop that"
         )
     if result.removed:

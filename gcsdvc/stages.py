@@ -127,7 +127,7 @@ class ImportStage:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ImportStage:
-        dep, out = _first(raw.get("deps")), _first(raw.get("outs"))
+        dep, out = first_entry(raw.get("deps")), first_entry(raw.get("outs"))
         meta = raw.get("meta")
         md5, size, nfiles = out.get("md5"), out.get("size"), out.get("nfiles")
         stored = dep.get("size")
@@ -174,12 +174,13 @@ class ImportStage:
 
     def recorded_as(self, obj: RemoteObject) -> ImportStage:
         """This stage recording ``obj`` as it is listed now (same bytes, a new etag)."""
-        deps = [{**_first(self.raw.get("deps")), **obj.dep_info}, *(self.raw.get("deps") or [])[1:]]
+        deps = self.raw.get("deps") or []
+        deps = [{**first_entry(deps), **obj.dep_info}, *deps[1:]]
         return ImportStage.from_dict({**self.raw, "deps": deps})
 
     def with_out(self, name: str) -> ImportStage:
         """This stage with its output renamed (the data moved beside a new stage file)."""
-        outs = [{**_first(self.raw.get("outs")), "path": name}]
+        outs = [{**first_entry(self.raw.get("outs")), "path": name}]
         return ImportStage.from_dict({**self.raw, "outs": outs})
 
 
@@ -231,9 +232,10 @@ def _string(value: str) -> str:
     raise _Unusual
 
 
-def _first(value: Any) -> dict[str, Any]:
-    first = value[0] if isinstance(value, list) and value else {}
-    return first if isinstance(first, dict) else {}
+def first_entry(value: Any) -> dict[str, Any]:
+    """The first mapping of a stage's ``deps`` or ``outs`` list ({} when there is none)."""
+    item = value[0] if isinstance(value, list) and value else {}
+    return item if isinstance(item, dict) else {}
 
 
 def _opt_str(value: Any) -> str | None:
@@ -320,8 +322,8 @@ def recommitted(stage: ImportStage, committed: ImportStage | None) -> ImportStag
     """
     if committed is None:
         return stage
-    old, now = _first(committed.raw.get("deps")), _first(stage.raw.get("deps"))
-    same_out = _first(committed.raw.get("outs")) == _first(stage.raw.get("outs"))
+    old, now = first_entry(committed.raw.get("deps")), first_entry(stage.raw.get("deps"))
+    same_out = first_entry(committed.raw.get("outs")) == first_entry(stage.raw.get("outs"))
     if not same_out or old.get("path") != now.get("path"):
         return stage
     first = {k: v for k, v in now.items() if k not in _RECORD} | {

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import stages, untracked
+from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import Change, Disk, State, Upstream, Wish, compare, object_change
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
@@ -234,11 +234,20 @@ def check(
     *,
     offline: bool = False,
     storage: Storage | None = None,
+    detail: bool = True,
 ) -> Report:
-    """The state of every file of the selected experiments (all when ``names`` is empty)."""
+    """The state of every file of the selected experiments (all when ``names`` is empty).
+
+    ``detail=False`` (with ``offline``): files may come without their stage when a
+    snapshot shows nothing changed since the last sync (see :mod:`gcsdvc.snapshot`).
+    """
     from gcsdvc.plan import desired
 
     selected = manifest.select(names)
+    if offline and not detail:
+        known = _unchanged(manifest, names, selected)
+        if known is not None:
+            return known
     ours, foreign = stages.scan(manifest.root, manifest.data_path)
     storage = None if offline else storage or Storage()
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
@@ -289,6 +298,20 @@ def check(
     if leftovers:
         with open_repo(manifest.root) as repo:
             report.untracked = untracked.classify(repo, manifest.root, leftovers)
+    return report
+
+
+def _unchanged(manifest: Manifest, names: Sequence[str], selected: list[Resource]) -> Report | None:
+    """Every selected file ok, when a snapshot proves nothing changed (stages left out)."""
+    if not snapshot.applies(manifest):
+        return None
+    mode = pinning(manifest.root, manifest.pin_generations)
+    if snapshot.unchanged(manifest, names, mode.pinned) is None:
+        return None
+    report = Report([], [], upstream_checked=False, pinned=mode.pinned, warnings=mode.warnings)
+    for res in selected:
+        files = [FileStatus(manifest.local(res, f), res.source(f), f, None) for f in res.targets]
+        report.resources.append(ResourceStatus(res, manifest.local(res), files))
     return report
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import stages, untracked
+from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import State
 from gcsdvc.errors import (
     GcsdvcError,
@@ -26,7 +26,7 @@ from gcsdvc.errors import (
     StorageError,
 )
 from gcsdvc.manifest import Manifest
-from gcsdvc.plan import Action, Item, Plan, build_plan
+from gcsdvc.plan import Action, Item, Plan, build_plan, desired, remember, unchanged
 from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import RemoteObject, Storage, describe
 from gcsdvc.transfer import Transfer
@@ -119,8 +119,27 @@ def sync(
         with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
             _Executor(ws, storage, result, download, reporter).run()
         _track(repo, manifest.root, ws.changed, result)
+        if download and result.ok:
+            _remember(manifest, names, plan)
     result.retries = storage.retries.retries
     return result
+
+
+def _remember(manifest: Manifest, names: Sequence[str], plan: Plan) -> None:
+    """After a sync that only added files: a snapshot, so that the next no-op is quick.
+
+    Only new stages and ones the plan found unchanged qualify: a stage that
+    replaced one in git's HEAD is compared with HEAD's next time (see
+    :func:`gcsdvc.stages.recommitted`), which only a full plan does.
+    """
+    if not snapshot.applies(manifest):
+        return
+    added = [item.local for item in plan.items if item.action is Action.ADD]
+    if not all(item.action is Action.ADD or unchanged(item) for item in plan.items):
+        return
+    if stages.committed_stages(manifest.root, added):
+        return
+    remember(manifest, names, plan, desired(manifest))
 
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:

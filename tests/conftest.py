@@ -84,6 +84,51 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(key, value)
 
 
+@pytest.fixture(autouse=True)
+def _snapshots_agree_with_the_full_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wherever a snapshot answers (:mod:`gcsdvc.snapshot`), the full check must agree.
+
+    Every in-process plan and offline status in the suite is an oracle for the snapshot.
+    """
+    from gcsdvc import plan, snapshot, status, sync
+
+    real_plan, real_status = plan.build_plan, status._unchanged
+
+    def plan_view(p: plan.Plan) -> Any:
+        items = [(i.action, i.local, i.file, i.state, i.note, i.name) for i in p.items]
+        return items, p.unfrozen, p.leftovers, p.warnings, p.pinned
+
+    def build_plan(*args: Any, **kwargs: Any) -> plan.Plan:
+        got = real_plan(*args, **kwargs)
+        if got.quick:
+            with monkeypatch.context() as m:
+                m.setattr(snapshot, "unchanged", lambda *a: None)
+                full = real_plan(*args, **kwargs)
+            assert plan_view(got) == plan_view(full)
+            assert not full.looked_up or args[2] is None  # a quick answer skipped no lookup
+        return got
+
+    def quick_status(manifest: Any, names: Any, selected: Any) -> status.Report | None:
+        got = real_status(manifest, names, selected)
+        if got is not None:
+            full = status.check(manifest, names, offline=True)
+
+            def view(r: status.Report) -> Any:
+                files = [
+                    (f.local, f.source, f.file, f.state, f.note)
+                    for s in r.resources
+                    for f in s.files
+                ]
+                return files, r.orphans, r.untracked, r.warnings, r.pinned, r.upstream_error
+
+            assert view(got) == view(full)
+        return got
+
+    monkeypatch.setattr(plan, "build_plan", build_plan)
+    monkeypatch.setattr(sync, "build_plan", build_plan)
+    monkeypatch.setattr(status, "_unchanged", quick_status)
+
+
 @pytest.fixture
 def gcs(emulator: Emulator | GcsLayer) -> Any:
     """A gcsfs filesystem talking to the emulator."""
