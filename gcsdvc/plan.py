@@ -297,13 +297,17 @@ def unchanged(item: Item) -> bool:
 
 
 def remember(
-    manifest: Manifest, patterns: Sequence[str], plan: Plan, wanted: Collection[str]
+    manifest: Manifest,
+    patterns: Sequence[str],
+    plan: Plan,
+    wanted: Collection[str],
+    ledger: tuple[snapshot.Lookup, snapshot.Lookup] | None = None,
 ) -> None:
     """Record a snapshot (see :mod:`gcsdvc.snapshot`) of a plan whose files are all in place."""
     selected = {
         item.local: item.resource.skip_if_exist for item in plan.items if item.resource is not None
     }
-    snapshot.record(manifest, patterns, plan.pinned, selected, wanted, plan.looked_up)
+    snapshot.record(manifest, patterns, plan.pinned, selected, wanted, plan.looked_up, ledger)
 
 
 def pattern_failure_item(manifest: Manifest, failure: PatternFailure) -> Item:

@@ -26,7 +26,7 @@ import os
 import stat
 import subprocess
 from array import array
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +106,9 @@ def unchanged(manifest: Manifest, names: Sequence[str], pinned: bool) -> Snapsho
     return Snapshot(found.get("quiet") is True, int(found.get("unfrozen", 0)))
 
 
+Lookup = Callable[[str], Any]  # a cache entry by repo-relative data path: [signature, value]
+
+
 def record(
     manifest: Manifest,
     names: Sequence[str],
@@ -113,6 +116,7 @@ def record(
     selected: Mapping[str, bool],
     wanted: Collection[str],
     looked_up: bool,
+    ledger: tuple[Lookup, Lookup] | None = None,
 ) -> bool:
     """Keep the fingerprint when the data folder proves every ``selected`` file unchanged.
 
@@ -120,39 +124,45 @@ def record(
     ``skip_if_exist``; ``wanted``: every path the whole manifest asks for;
     ``looked_up``: the plan looked up the object of a file in place. The caller
     has found every selected file unchanged (a plan, or the sync that placed
-    them); this checks that what is on disk is what was verified.
+    them); this checks that what is on disk is what was verified: ``ledger``
+    gives each file's (signature, md5) and each stage's (signature, mapping) as
+    they were checked, by default from the caches in ``.dvc/tmp``.
     """
     root = manifest.root
     tmp = root / ".dvc" / "tmp"
     if not tmp.is_dir():
         return False
-    hashes = stages.read_json_cache(tmp / "gcsdvc-hashes.json")
-    parsed = stages.read_json_cache(tmp / "gcsdvc-stages.json")
+    if ledger is None:
+        hashes = stages.read_json_cache(tmp / "gcsdvc-hashes.json")
+        parsed = stages.read_json_cache(tmp / "gcsdvc-stages.json")
+        ledger = (hashes.get, parsed.get)
     tree = hashlib.blake2b()
-    seen: dict[str, list[int]] = {}
     skip = len(str(root)) + 1
-    for here, names_, nums in _walk(manifest.data_path):
-        _update(tree, here, names_, nums)
+    quiet, unfrozen, proven = not looked_up, 0, 0
+    for here, entries, nums in _walk(manifest.data_path):
+        _update(tree, here, entries, nums)
         folder = here[skip:].replace(os.sep, "/")
-        for i, name in enumerate(names_):
-            if stat.S_ISDIR(nums[4 * i + 3]) or name == _IGNORE_FILE:
-                continue
+        sigs = {
+            name: nums[4 * i : 4 * i + 3]
+            for i, name in enumerate(entries)
+            if not stat.S_ISDIR(nums[4 * i + 3]) and name != _IGNORE_FILE
+        }
+        for name, sig in sigs.items():
             local = f"{folder}/{name}"
-            if local.endswith(stages.STAGE_SUFFIX):
-                owner = local[: -len(stages.STAGE_SUFFIX)]
-            else:
-                owner = local
-            if owner not in wanted:
+            stage_file = name.endswith(stages.STAGE_SUFFIX)
+            if (local[: -len(stages.STAGE_SUFFIX)] if stage_file else local) not in wanted:
                 return False  # an orphan, a leftover, a foreign stage: the full check tells
-            seen[local] = nums[4 * i : 4 * i + 3]
-    quiet, unfrozen = not looked_up, 0
-    for local, skip_if_exist in selected.items():
-        verified = _verified(local, seen, hashes.get(local), parsed.get(local))
-        if verified is None:
-            return False
-        unfrozen += verified.get("frozen") is not True
-        generation = stages.first_entry(verified.get("deps")).get("version_id")
-        quiet &= not needs_listing(skip_if_exist, pinned, generation is not None)
+            if stage_file or local not in selected:
+                continue
+            raw = _verified(sig, sigs.get(stages.stage_path(name)), local, ledger)
+            if raw is None:
+                return False
+            proven += 1
+            unfrozen += raw.get("frozen") is not True
+            generation = stages.first_entry(raw.get("deps")).get("version_id")
+            quiet &= not needs_listing(selected[local], pinned, generation is not None)
+    if proven != len(selected):
+        return False  # a selected file is not there
     text = json.dumps(
         {
             "key": fingerprint(manifest, names, pinned),
@@ -167,13 +177,16 @@ def record(
     return False
 
 
-def _verified(local: str, seen: Mapping[str, list[int]], hashed: Any, parsed: Any) -> Any:
+def _verified(
+    sig: list[int], stage_sig: list[int] | None, local: str, ledger: tuple[Lookup, Lookup]
+) -> dict[str, Any] | None:
     """The stage's mapping when file and stage are as verified and agree, else None."""
+    hashed, parsed = ledger[0](local), ledger[1](local)
     if not (isinstance(hashed, list) and isinstance(parsed, list)):
         return None
     if len(hashed) != 2 or len(parsed) != 2 or not isinstance(parsed[1], dict):
         return None
-    if seen.get(local) != hashed[0] or seen.get(stages.stage_path(local)) != parsed[0]:
+    if sig != hashed[0] or stage_sig is None or stage_sig != parsed[0]:
         return None
     raw: dict[str, Any] = parsed[1]
     md5 = stages.first_entry(raw.get("outs")).get("md5")

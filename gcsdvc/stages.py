@@ -511,6 +511,11 @@ class StageCache:
             self.written[key] = json.dumps(entry, ensure_ascii=False)
             self.new.pop(key, None)
 
+    def entry(self, key: str) -> Any:
+        """The [signature, mapping] kept for ``key`` (written in this run, or read), else None."""
+        text = self.written.get(key)
+        return json.loads(text) if text is not None else self.new.get(key)
+
     def save(self) -> None:
         if (self.new == self.old and not self.written) or not self.path.parent.is_dir():
             return

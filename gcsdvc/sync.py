@@ -120,12 +120,12 @@ def sync(
             _Executor(ws, storage, result, download, reporter).run()
         _track(repo, manifest.root, ws.changed, result)
         if download and result.ok:
-            _remember(manifest, names, plan)
+            _remember(manifest, names, plan, ws)
     result.retries = storage.retries.retries
     return result
 
 
-def _remember(manifest: Manifest, names: Sequence[str], plan: Plan) -> None:
+def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspace) -> None:
     """After a sync that only added files: a snapshot, so that the next no-op is quick.
 
     Only new stages and ones the plan found unchanged qualify: a stage that
@@ -139,7 +139,8 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan) -> None:
         return
     if stages.committed_stages(manifest.root, added):
         return
-    remember(manifest, names, plan, desired(manifest))
+    # What the workspace verified and wrote, as it holds them (not the whole caches read back).
+    remember(manifest, names, plan, desired(manifest), (ws.hashes.known.get, ws.stage_cache.entry))
 
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:
