@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,9 @@ from gcsdvc.workspace import read_disks
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject
+
+    _Asked = dict[tuple[str, str], list[str]]
+    _Listings = dict[tuple[str, str], dict[str, RemoteObject] | StorageError]
 
 __all__ = ["FileStatus", "Orphan", "Report", "ResourceStatus", "State", "check", "inspect"]
 
@@ -160,6 +164,7 @@ class Report:
     pinned: bool = True  # the pinning mode (see gcsdvc.remote.pinning)
     warnings: tuple[str, ...] = ()  # about the pinning mode
     untracked: list[Untracked] = field(default_factory=list)  # in the data folder
+    quick: bool = False  # a snapshot proved the data folder unchanged (see gcsdvc.snapshot)
 
     @property
     def ok(self) -> bool:
@@ -238,23 +243,31 @@ def check(
 ) -> Report:
     """The state of every file of the selected experiments (all when ``names`` is empty).
 
-    ``detail=False`` (with ``offline``): files may come without their stage when a
-    snapshot shows nothing changed since the last sync (see :mod:`gcsdvc.snapshot`).
+    When a snapshot proves the data folder unchanged since the last sync (see
+    :mod:`gcsdvc.snapshot`), no file is read and git is not asked; ``detail=False``
+    with ``offline`` then leaves the stages unread too (files come without them).
     """
     from gcsdvc.plan import desired
 
     selected = manifest.select(names)
-    if offline and not detail:
-        known = _unchanged(manifest, names, selected)
-        if known is not None:
-            return known
-    ours, foreign = stages.scan(manifest.root, manifest.data_path)
-    storage = None if offline else storage or Storage()
-    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     mode = pinning(manifest.root, manifest.pin_generations)
-    report = Report(
-        [], [], upstream_checked=not offline, pinned=mode.pinned, warnings=mode.warnings
-    )
+    quick = snapshot.applies(manifest)
+    quick = quick and snapshot.unchanged(manifest, names, mode.pinned) is not None
+    report = Report([], [], not offline, pinned=mode.pinned, warnings=mode.warnings, quick=quick)
+    if quick and offline and not detail:
+        for res in selected:
+            files = [
+                FileStatus(manifest.local(res, f), res.source(f), f, None) for f in res.targets
+            ]
+            report.resources.append(ResourceStatus(res, manifest.local(res), files))
+        return report
+    storage = None if offline else storage or Storage()
+    ahead = None
+    if storage is not None and not any(res.patterns for res in manifest.resources):
+        # The objects to look up are known already: they are listed while the stages are read.
+        ahead = _in_background(storage.lookup, _asked(selected))
+    ours, foreign = stages.scan(manifest.root, manifest.data_path)
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))
@@ -265,19 +278,16 @@ def check(
         items += status.files
         report.resources.append(status)
 
-    listings: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
+    listings: _Listings = {}
     if storage is not None:
-        asked: dict[tuple[str, str], list[str]] = {}
-        for s in report.resources:
-            if s.resource.files:
-                asked.setdefault((s.resource.bucket, s.resource.prefix), []).extend(
-                    s.resource.files
-                )
         try:
-            listings = storage.lookup(asked)
+            listings = ahead.result() if ahead else storage.lookup(_asked(selected))
         except StorageError as exc:
             report.upstream_error = str(exc)
-    disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
+    if quick:  # every file is proven to hold the bytes its stage records
+        disks = {f.local: Disk(exists=True, is_file=True, size=f.size, md5=f.md5) for f in items}
+    else:
+        disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
     for status in report.resources:
         listing = listings.get((status.resource.bucket, status.resource.prefix))
         if isinstance(listing, StorageError):
@@ -293,6 +303,8 @@ def check(
     for local, stage in sorted(ours.items()):
         if local not in wanted and (not names or matches(stage.name, names)):
             report.orphans.append(Orphan(local, stage.source, stage.name))
+    if quick:
+        return report  # a snapshot is only taken of a data folder with no leftover
     owned = wanted.keys() | ours.keys() | foreign.keys()
     leftovers = untracked.look(manifest.root, manifest.data_path).unowned(owned)
     if leftovers:
@@ -301,18 +313,22 @@ def check(
     return report
 
 
-def _unchanged(manifest: Manifest, names: Sequence[str], selected: list[Resource]) -> Report | None:
-    """Every selected file ok, when a snapshot proves nothing changed (stages left out)."""
-    if not snapshot.applies(manifest):
-        return None
-    mode = pinning(manifest.root, manifest.pin_generations)
-    if snapshot.unchanged(manifest, names, mode.pinned) is None:
-        return None
-    report = Report([], [], upstream_checked=False, pinned=mode.pinned, warnings=mode.warnings)
+def _asked(selected: Sequence[Resource]) -> _Asked:
+    """The files to look up, by (bucket, prefix)."""
+    asked: _Asked = {}
     for res in selected:
-        files = [FileStatus(manifest.local(res, f), res.source(f), f, None) for f in res.targets]
-        report.resources.append(ResourceStatus(res, manifest.local(res), files))
-    return report
+        if res.files:
+            asked.setdefault((res.bucket, res.prefix), []).extend(res.files)
+    return asked
+
+
+def _in_background(call: Callable[[_Asked], _Listings], asked: _Asked) -> Future[_Listings]:
+    """``call(asked)`` in a thread of its own; the caller takes the result (or error) later."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="gcsdvc-lookup")
+    try:
+        return pool.submit(call, asked)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _add_pattern_failures(

@@ -13,14 +13,16 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import cli, data, dvc_main, entry, run, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, run, write_manifest
 
 from gcsdvc import snapshot
 from gcsdvc.manifest import load_manifest
 from gcsdvc.plan import build_plan
 from gcsdvc.remote import pinning
+from gcsdvc.status import State, check
 
 pytestmark = pytest.mark.usefixtures("emulator")
 
@@ -51,6 +53,24 @@ def test_a_sync_that_only_added_files_leaves_a_snapshot(repo: Path, seeded: str)
     assert res.stdout.splitlines()[-1] == (
         "status: all 3 file(s) of 1 experiment(s) are ok (upstream not checked: --offline)"
     )
+
+
+def test_status_with_a_snapshot_still_asks_upstream(
+    repo: Path, seeded: str, put: Callable[[str, str], None], gcs: Any
+) -> None:
+    """Files are not read again, git is not asked, the bucket is (and changes show)."""
+    synced(repo, seeded)
+    put(f"{seeded}/project1/{QUOTED}/file1", "rewritten upstream\n")
+    report = check(load_manifest(), storage=None)
+    assert report.quick
+    states = {f.file: f.state for r in report.resources for f in r.files}
+    assert states == {
+        "parent_dir/file1": State.OK,
+        "file1": State.CHANGED_UPSTREAM,
+        "metrics.json": State.OK,
+    }
+    gcs.rm(f"{seeded}/project1/{QUOTED}/metrics.json")
+    assert "1 deleted-upstream" in cli("status", cwd=repo).stdout
 
 
 def test_json_status_reads_the_stages(repo: Path, seeded: str) -> None:
