@@ -301,7 +301,7 @@ def remember(
     patterns: Sequence[str],
     plan: Plan,
     wanted: Collection[str],
-    ledger: tuple[snapshot.Lookup, snapshot.Lookup] | None = None,
+    ledger: snapshot.Ledger | None = None,
 ) -> None:
     """Record a snapshot (see :mod:`gcsdvc.snapshot`) of a plan whose files are all in place."""
     selected = {

@@ -47,6 +47,21 @@ class Snapshot:
 
     quiet: bool  # no file needs a listing (see :func:`gcsdvc.compare.needs_listing`)
     unfrozen: int  # selected stages a user unfroze
+    # The signature of the stage cache file that held the verified stages: while it
+    # is unchanged, its entries are the selected stages (see stages.cached_stages).
+    stage_cache: list[int] | None = None
+
+
+Lookup = Callable[[str], Any]  # a cache entry by repo-relative data path: [signature, value]
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What was verified: each file's [signature, md5] and each stage's [signature, mapping]."""
+
+    hashed: Lookup
+    parsed: Lookup
+    stage_cache: list[int] | None  # the signature of the stage cache file ``parsed`` reads, if so
 
 
 def _file(root: Path) -> Path:
@@ -103,10 +118,12 @@ def unchanged(manifest: Manifest, names: Sequence[str], pinned: bool) -> Snapsho
         _update(tree, here, names_, nums)
     if found.get("tree") != tree.hexdigest():
         return None
-    return Snapshot(found.get("quiet") is True, int(found.get("unfrozen", 0)))
-
-
-Lookup = Callable[[str], Any]  # a cache entry by repo-relative data path: [signature, value]
+    cache = found.get("stage_cache")
+    return Snapshot(
+        found.get("quiet") is True,
+        int(found.get("unfrozen", 0)),
+        cache if isinstance(cache, list) else None,
+    )
 
 
 def record(
@@ -116,7 +133,7 @@ def record(
     selected: Mapping[str, bool],
     wanted: Collection[str],
     looked_up: bool,
-    ledger: tuple[Lookup, Lookup] | None = None,
+    ledger: Ledger | None = None,
 ) -> bool:
     """Keep the fingerprint when the data folder proves every ``selected`` file unchanged.
 
@@ -132,10 +149,7 @@ def record(
     tmp = root / ".dvc" / "tmp"
     if not tmp.is_dir():
         return False
-    if ledger is None:
-        hashes = stages.read_json_cache(tmp / "gcsdvc-hashes.json")
-        parsed = stages.read_json_cache(tmp / "gcsdvc-stages.json")
-        ledger = (hashes.get, parsed.get)
+    ledger = ledger or _cached_ledger(root)
     tree = hashlib.blake2b()
     skip = len(str(root)) + 1
     quiet, unfrozen, proven = not looked_up, 0, 0
@@ -169,6 +183,7 @@ def record(
             "tree": tree.hexdigest(),
             "quiet": quiet,
             "unfrozen": unfrozen,
+            "stage_cache": ledger.stage_cache,
         }
     )
     with contextlib.suppress(OSError):  # only an optimisation
@@ -177,11 +192,28 @@ def record(
     return False
 
 
+def _cached_ledger(root: Path) -> Ledger:
+    """The ledger as the hash and stage caches in ``.dvc/tmp`` hold it."""
+    stage_cache = stages.stage_cache_path(root)
+    before = _signature(stage_cache)
+    parsed = stages.read_json_cache(stage_cache)
+    same = before is not None and before == _signature(stage_cache)
+    hashes = stages.read_json_cache(root / ".dvc" / "tmp" / "gcsdvc-hashes.json")
+    return Ledger(hashes.get, parsed.get, before if same else None)
+
+
+def _signature(path: Path) -> list[int] | None:
+    try:
+        return stages.file_signature(path.stat())
+    except OSError:
+        return None
+
+
 def _verified(
-    sig: list[int], stage_sig: list[int] | None, local: str, ledger: tuple[Lookup, Lookup]
+    sig: list[int], stage_sig: list[int] | None, local: str, ledger: Ledger
 ) -> dict[str, Any] | None:
     """The stage's mapping when file and stage are as verified and agree, else None."""
-    hashed, parsed = ledger[0](local), ledger[1](local)
+    hashed, parsed = ledger.hashed(local), ledger.parsed(local)
     if not (isinstance(hashed, list) and isinstance(parsed, list)):
         return None
     if len(hashed) != 2 or len(parsed) != 2 or not isinstance(parsed[1], dict):

@@ -467,6 +467,10 @@ def committed_stages(root: Path, locals_: Iterable[str]) -> dict[str, ImportStag
     return found
 
 
+def stage_cache_path(root: Path) -> Path:
+    return root / ".dvc" / "tmp" / "gcsdvc-stages.json"
+
+
 def file_signature(info: os.stat_result) -> list[int]:
     """What the JSON caches in ``.dvc/tmp`` key a file by: unchanged while these are."""
     return [info.st_mtime_ns, info.st_size, info.st_ino]
@@ -481,7 +485,7 @@ class StageCache:
 
     def __init__(self, root: Path, keep: bool = False) -> None:
         """``keep``: save the old entries too (a sync adds the stages it writes)."""
-        self.path = root / ".dvc" / "tmp" / "gcsdvc-stages.json"
+        self.path = stage_cache_path(root)
         self.old = read_json_cache(self.path)
         self.new: dict[str, Any] = dict(self.old) if keep else {}
         self.written: dict[str, str] = {}  # recorded entries, as JSON text
@@ -516,14 +520,42 @@ class StageCache:
         text = self.written.get(key)
         return json.loads(text) if text is not None else self.new.get(key)
 
-    def save(self) -> None:
-        if (self.new == self.old and not self.written) or not self.path.parent.is_dir():
-            return
+    def save(self) -> list[int] | None:
+        """Write the entries kept; the file's signature when it holds them all, else None."""
+        if not self.path.parent.is_dir():
+            return None
         with contextlib.suppress(OSError, TypeError, ValueError):  # only an optimisation
-            kept = {k: v for k, v in self.new.items() if k not in self.written}
-            parts = [json.dumps(kept, ensure_ascii=False)[1:-1]] if kept else []
-            parts += [f"{json.dumps(k, ensure_ascii=False)}: {v}" for k, v in self.written.items()]
-            atomic_write(self.path, "{" + ", ".join(parts) + "}")
+            if self.new != self.old or self.written:
+                kept = {k: v for k, v in self.new.items() if k not in self.written}
+                parts = [json.dumps(kept, ensure_ascii=False)[1:-1]] if kept else []
+                parts += [
+                    f"{json.dumps(k, ensure_ascii=False)}: {v}" for k, v in self.written.items()
+                ]
+                atomic_write(self.path, "{" + ", ".join(parts) + "}")
+            return file_signature(self.path.stat())
+        return None
+
+
+def cached_stages(
+    root: Path, locals_: Iterable[str], signature: list[int]
+) -> dict[str, ImportStage]:
+    """The stages of ``locals_`` as the stage cache holds them: no stage file read or stat'ed.
+
+    Only for stages a snapshot proved unchanged since the cache file had ``signature``
+    (see :mod:`gcsdvc.snapshot`); empty when the file changed since or lacks one of them.
+    """
+    path = stage_cache_path(root)
+    with contextlib.suppress(OSError):
+        if file_signature(path.stat()) == signature:
+            cache = read_json_cache(path)
+            found = {}
+            for local in locals_:
+                hit = cache.get(local)
+                if not (isinstance(hit, list) and len(hit) == 2 and isinstance(hit[1], dict)):
+                    return {}
+                found[local] = ImportStage.from_dict(hit[1])
+            return found
+    return {}
 
 
 def read_json_cache(path: Path) -> dict[str, Any]:

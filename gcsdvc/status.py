@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,6 @@ from gcsdvc.workspace import read_disks
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject
 
-    _Asked = dict[tuple[str, str], list[str]]
     _Listings = dict[tuple[str, str], dict[str, RemoteObject] | StorageError]
 
 __all__ = ["FileStatus", "Orphan", "Report", "ResourceStatus", "State", "check", "inspect"]
@@ -244,15 +242,16 @@ def check(
     """The state of every file of the selected experiments (all when ``names`` is empty).
 
     When a snapshot proves the data folder unchanged since the last sync (see
-    :mod:`gcsdvc.snapshot`), no file is read and git is not asked; ``detail=False``
-    with ``offline`` then leaves the stages unread too (files come without them).
+    :mod:`gcsdvc.snapshot`), no file is read, the stages come from the stage
+    cache and git is not asked; ``detail=False`` with ``offline`` leaves the
+    stages out too (files come without them).
     """
     from gcsdvc.plan import desired
 
     selected = manifest.select(names)
     mode = pinning(manifest.root, manifest.pin_generations)
-    quick = snapshot.applies(manifest)
-    quick = quick and snapshot.unchanged(manifest, names, mode.pinned) is not None
+    known = snapshot.unchanged(manifest, names, mode.pinned) if snapshot.applies(manifest) else None
+    quick = known is not None
     report = Report([], [], not offline, pinned=mode.pinned, warnings=mode.warnings, quick=quick)
     if quick and offline and not detail:
         for res in selected:
@@ -262,11 +261,13 @@ def check(
             report.resources.append(ResourceStatus(res, manifest.local(res), files))
         return report
     storage = None if offline else storage or Storage()
-    ahead = None
-    if storage is not None and not any(res.patterns for res in manifest.resources):
-        # The objects to look up are known already: they are listed while the stages are read.
-        ahead = _in_background(storage.lookup, _asked(selected))
-    ours, foreign = stages.scan(manifest.root, manifest.data_path)
+    ours: dict[str, ImportStage] = {}
+    foreign: dict[str, ImportStage] = {}
+    if known is not None and known.stage_cache is not None:
+        locals_ = [manifest.local(res, file) for res in selected for file in res.targets]
+        ours = stages.cached_stages(manifest.root, locals_, known.stage_cache)
+    if not ours:
+        ours, foreign = stages.scan(manifest.root, manifest.data_path)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     items: list[FileStatus] = []
     for res in selected:
@@ -281,7 +282,7 @@ def check(
     listings: _Listings = {}
     if storage is not None:
         try:
-            listings = ahead.result() if ahead else storage.lookup(_asked(selected))
+            listings = storage.lookup(_asked(selected))
         except StorageError as exc:
             report.upstream_error = str(exc)
     if quick:  # every file is proven to hold the bytes its stage records
@@ -299,12 +300,12 @@ def check(
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
 
+    if quick:
+        return report  # a snapshot is only taken of a data folder with no orphan or leftover
     wanted = desired(manifest)
     for local, stage in sorted(ours.items()):
         if local not in wanted and (not names or matches(stage.name, names)):
             report.orphans.append(Orphan(local, stage.source, stage.name))
-    if quick:
-        return report  # a snapshot is only taken of a data folder with no leftover
     owned = wanted.keys() | ours.keys() | foreign.keys()
     leftovers = untracked.look(manifest.root, manifest.data_path).unowned(owned)
     if leftovers:
@@ -313,22 +314,13 @@ def check(
     return report
 
 
-def _asked(selected: Sequence[Resource]) -> _Asked:
+def _asked(selected: Sequence[Resource]) -> dict[tuple[str, str], list[str]]:
     """The files to look up, by (bucket, prefix)."""
-    asked: _Asked = {}
+    asked: dict[tuple[str, str], list[str]] = {}
     for res in selected:
         if res.files:
             asked.setdefault((res.bucket, res.prefix), []).extend(res.files)
     return asked
-
-
-def _in_background(call: Callable[[_Asked], _Listings], asked: _Asked) -> Future[_Listings]:
-    """``call(asked)`` in a thread of its own; the caller takes the result (or error) later."""
-    pool = ThreadPoolExecutor(1, thread_name_prefix="gcsdvc-lookup")
-    try:
-        return pool.submit(call, asked)
-    finally:
-        pool.shutdown(wait=False)
 
 
 def _add_pattern_failures(

@@ -140,7 +140,8 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspac
     if stages.committed_stages(manifest.root, added):
         return
     # What the workspace verified and wrote, as it holds them (not the whole caches read back).
-    remember(manifest, names, plan, desired(manifest), (ws.hashes.known.get, ws.stage_cache.entry))
+    ledger = snapshot.Ledger(ws.hashes.known.get, ws.stage_cache.entry, ws.stages_saved)
+    remember(manifest, names, plan, desired(manifest), ledger)
 
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:

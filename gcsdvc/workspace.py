@@ -174,6 +174,7 @@ class Workspace:
         self.hashes = HashCache(root)
         # Stages written now are what the next run reads: it finds them parsed.
         self.stage_cache = stages.StageCache(root, keep=True)
+        self.stages_saved: list[int] | None = None  # the stage cache file's signature, once saved
         self.link_type: str | None = None  # the first of DVC's cache types that worked
         self._guard = SymlinkGuard(root, Path(self.odb.path))
         self._folders: set[Path] = set()  # checked and made in this sync
@@ -198,7 +199,7 @@ class Workspace:
             git = not isinstance(self.repo.scm, NoSCM)
             self.changed |= self.ignore.flush(self.data, self.root if git else None)
             self.hashes.save()
-            self.stage_cache.save()
+            self.stages_saved = self.stage_cache.save()
             self._save_state()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
