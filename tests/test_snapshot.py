@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import QUOTED, cli, data, dvc_main, entry, run, write_manifest
 
-from gcsdvc import snapshot
+from gcsdvc import snapshot, stages
 from gcsdvc.manifest import load_manifest
 from gcsdvc.plan import build_plan
 from gcsdvc.remote import pinning
@@ -71,6 +71,32 @@ def test_status_with_a_snapshot_still_asks_upstream(
     }
     gcs.rm(f"{seeded}/project1/{QUOTED}/metrics.json")
     assert "1 deleted-upstream" in cli("status", cwd=repo).stdout
+
+
+def test_status_takes_the_stages_from_the_cache_the_snapshot_signed(
+    repo: Path, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced(repo, seeded)
+    manifest = load_manifest()
+    scans: list[Path] = []
+    real = stages.scan
+
+    def scan(root: Path, folder: Path) -> Any:
+        scans.append(folder)
+        return real(root, folder)
+
+    monkeypatch.setattr(stages, "scan", scan)
+    report = check(manifest, offline=True)
+    assert report.quick and not scans  # no walk, no stat, no parse: the cache's entries
+    assert all(f.md5 and f.stage for r in report.resources for f in r.files)
+    # Another run rewrote the cache since: the stages are scanned, and the answer is the same.
+    cache = stages.stage_cache_path(repo)
+    cache.write_text(cache.read_text())
+    again = check(manifest, offline=True)
+    assert again.quick and scans
+    assert [f.stage for r in again.resources for f in r.files] == [
+        f.stage for r in report.resources for f in r.files
+    ]
 
 
 def test_json_status_reads_the_stages(repo: Path, seeded: str) -> None:
