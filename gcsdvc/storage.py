@@ -572,8 +572,16 @@ class Storage:
                     done.put((index, exc))
 
         async def run() -> None:
+            # ``jobs`` workers take the next object in turn: a task per object would cost
+            # a few KB each, hundreds of MB for 100,000 objects.
+            todo = enumerate(items)
             async with _Client.open(fs, self.jobs) as client:
-                await asyncio.gather(*(one(client, i, o, d) for i, (o, d) in enumerate(items)))
+
+                async def worker() -> None:
+                    for i, (o, d) in todo:
+                        await one(client, i, o, d)
+
+                await asyncio.gather(*(worker() for _ in range(self.jobs)))
 
         for folder in {dest.parent for _, dest in items}:
             folder.mkdir(parents=True, exist_ok=True)

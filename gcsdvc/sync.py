@@ -154,13 +154,13 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
     return result
 
 
-def _track(repo: Repo, root: Path, changed: set[Path], result: SyncResult) -> None:
+def _track(repo: Repo, root: Path, changed: set[str], result: SyncResult) -> None:
     """Stage the changed files with git under ``core.autostage``, as DVC does; else list them."""
     from dvc.scm import NoSCM
 
     if not changed or isinstance(repo.scm, NoSCM):
         return
-    paths = sorted(p.relative_to(root).as_posix() for p in changed)
+    paths = sorted(changed)
     if repo.config["core"].get("autostage"):
         present = [str(root / p) for p in paths if (root / p).exists()]
         removed = [str(root / p) for p in paths if not (root / p).exists()]

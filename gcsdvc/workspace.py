@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import os
+import posixpath
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -167,7 +168,9 @@ class Workspace:
         self.root = root
         self.data = data
         self.reporter = reporter  # progress of folder imports, which DVC downloads
-        self.changed: set[Path] = set()  # stage and .gitignore files written or removed
+        # Stage and .gitignore files written or removed, repo-relative POSIX paths (strings:
+        # a sync of 100,000 files would hold as many Path objects).
+        self.changed: set[str] = set()
         self.odb = repo.cache.local
         self.work = root / WORK_DIR
         self.ignore = stages.IgnoreBatch()
@@ -179,7 +182,7 @@ class Workspace:
         self._guard = SymlinkGuard(root, Path(self.odb.path))
         self._folders: set[Path] = set()  # checked and made in this sync
         self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
-        self._placed: list[Path] = []  # each needs its .gitignore line
+        self._placed: list[str] = []  # each needs its .gitignore line
         self._names = itertools.count()  # of links made in the work folder, new each sync
         self._lock = threading.Lock()
 
@@ -191,13 +194,14 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            for path in self._placed:
-                self.ignore.add(path)
+            for local in self._placed:
+                self.ignore.add(self.root / local)
             from dvc.scm import NoSCM
 
             # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.
             git = not isinstance(self.repo.scm, NoSCM)
-            self.changed |= self.ignore.flush(self.data, self.root if git else None)
+            flushed = self.ignore.flush(self.data, self.root if git else None)
+            self.changed |= {path.relative_to(self.root).as_posix() for path in flushed}
             self.hashes.save()
             self.stages_saved = self.stage_cache.save()
             self._save_state()
@@ -275,9 +279,9 @@ class Workspace:
         self._folder(path, into_cache=False)
         stage.write(path, make_parent=False)
         self.stage_cache.record(path, local, stage)
-        self.changed.add(path)
+        self.changed.add(stages.stage_path(local))
         if ignore:
-            self._placed.append(self.root / local)
+            self._placed.append(local)
 
     def move(self, old: str, new: str, stage: ImportStage) -> None:
         """Move data from ``old`` to ``new`` and write its stage there; forget ``old``."""
@@ -336,9 +340,9 @@ class Workspace:
         stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")
-        self.changed.add(stage_file)
-        if (path.parent / ".gitignore").exists():
-            self.changed.add(path.parent / ".gitignore")  # DVC's line for the folder
+        self.changed.add(stages.stage_path(local))
+        if (path.parent / ".gitignore").exists():  # DVC's line for the folder
+            self.changed.add(posixpath.join(posixpath.dirname(local), ".gitignore"))
         return stage
 
     def _folder(self, path: Path, into_cache: bool) -> None:
@@ -368,7 +372,7 @@ class Workspace:
             self.link_type = _link(cached, tmp, self.odb.cache_types, self.link_type)
         os.replace(tmp, dest)
         self._remember(local, md5)
-        self._placed.append(dest)
+        self._placed.append(local)
 
     def _remember(self, local: str, md5: str) -> None:
         """Record the hash of the file at ``local`` in our hash cache and for DVC's state db."""
@@ -398,7 +402,7 @@ class Workspace:
     def _forget(self, local: str) -> None:
         """Remove a stage and its .gitignore line (empty folders go at the end)."""
         (self.root / stages.stage_path(local)).unlink(missing_ok=True)
-        self.changed.add(self.root / stages.stage_path(local))
+        self.changed.add(stages.stage_path(local))
         self.ignore.drop(self.root / local)
 
 
