@@ -118,11 +118,11 @@ def unchanged(manifest: Manifest, names: Sequence[str], pinned: bool) -> Snapsho
         _update(tree, here, names_, nums)
     if found.get("tree") != tree.hexdigest():
         return None
-    cache = found.get("stage_cache")
+    unfrozen, cache = found.get("unfrozen"), found.get("stage_cache")
+    if not isinstance(unfrozen, int):
+        return None
     return Snapshot(
-        found.get("quiet") is True,
-        int(found.get("unfrozen", 0)),
-        cache if isinstance(cache, list) else None,
+        found.get("quiet") is True, unfrozen, cache if isinstance(cache, list) else None
     )
 
 
