@@ -269,3 +269,57 @@ def test_manifest_parse_is_remembered_until_the_text_changes(repo: Path, seeded:
     (repo / "params.yaml").write_text("resources: [{name: x}]\n")
     with pytest.raises(Exception, match="bucket"):
         load_manifest()
+
+
+def test_a_stage_that_replaced_one_in_head_leaves_no_snapshot(repo: Path, seeded: str) -> None:
+    """Such a stage is compared with HEAD's next time, which only the full plan does."""
+    synced(repo, seeded)
+    _commit(repo)
+    data(repo, "file1").unlink()
+    data(repo, "file1.dvc").unlink()
+    assert "add 1" in cli("sync", cwd=repo, check=True).stdout
+    assert not answered(repo)
+    cli("sync", cwd=repo, check=True)  # the full plan finds all in place and records one
+    assert answered(repo)
+
+
+def test_a_dangling_symlink_is_walked_and_misses(repo: Path, seeded: str) -> None:
+    synced(repo, seeded)
+    (data(repo, "file1").parent / "gone").symlink_to(repo / "nowhere")
+    assert not answered(repo)
+    cli("sync", cwd=repo, check=True)
+    assert not answered(repo)  # a file the manifest does not name: never recorded
+
+
+GOOD = [[1, 2, 3], "abc"]
+STAGE = [[4, 5, 6], {"outs": [{"md5": "abc"}]}]
+
+
+@pytest.mark.parametrize(
+    ("hashed", "parsed", "stage_sig", "proven"),
+    [
+        (GOOD, STAGE, [4, 5, 6], True),
+        (None, STAGE, [4, 5, 6], False),  # never hashed
+        (GOOD, None, [4, 5, 6], False),  # never parsed
+        ([[1, 2, 3]], STAGE, [4, 5, 6], False),  # damaged entries
+        (GOOD, [[4, 5, 6], "not a mapping"], [4, 5, 6], False),
+        ([[1, 2, 9], "abc"], STAGE, [4, 5, 6], False),  # the file changed since it was hashed
+        (GOOD, STAGE, [4, 5, 9], False),  # the stage changed since it was parsed
+        (GOOD, STAGE, None, False),  # no stage beside the file
+        ([[1, 2, 3], "other"], STAGE, [4, 5, 6], False),  # the bytes are not the stage's
+        (GOOD, [[4, 5, 6], {"outs": [{}]}], [4, 5, 6], False),  # recorded without an md5
+    ],
+)
+def test_what_proves_a_file(hashed: Any, parsed: Any, stage_sig: Any, proven: bool) -> None:
+    ledger = snapshot.Ledger({"f": hashed}.get, {"f": parsed}.get, None)
+    assert (snapshot._verified([1, 2, 3], stage_sig, "f", ledger) is not None) is proven
+
+
+def test_a_selected_file_not_on_disk_is_not_recorded(repo: Path, seeded: str) -> None:
+    synced(repo, seeded)
+    manifest = load_manifest()
+    res = manifest.resources[0]
+    wanted = {manifest.local(res, f) for f in res.targets if f is not None}
+    selected = dict.fromkeys([*wanted, manifest.local(res, "extra")], True)
+    assert not snapshot.record(manifest, (), True, selected, wanted | set(selected), False)
+    assert snapshot.record(manifest, (), True, dict.fromkeys(wanted, True), wanted, False)
