@@ -44,6 +44,9 @@ CHUNK = 1 << 20
 # thread: the event loop then only talks to the network.
 IN_MEMORY = 256 << 10
 STAT_MAX = 8  # a folder with more wanted files than this is listed, not stat'ed
+# A folder with 2 to STAT_MAX wanted files is first asked for one page of this many entries
+# per wanted file: when that is the whole folder, one request answers for all of them.
+PEEK_FACTOR = 2
 LISTING_JOBS = 16
 READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
 RETRIES_VAR = "GCSDVC_RETRIES"  # attempts per download, counted as gcsfs's ``retries``
@@ -400,9 +403,10 @@ class Storage:
         """The listed files that exist, per (bucket, prefix), or the error that hid them.
 
         Costs what the manifest names, not what the bucket holds: a folder holding
-        few wanted files gets one metadata request per file; a folder holding more
-        is listed without descending (``delimiter=/``). Each name is asked at most
-        once per client (a sync plans twice).
+        one wanted file gets one metadata request; up to ``STAT_MAX``, one small
+        listing page when that holds the whole folder, else one request per file; a
+        folder holding more is listed without descending (``delimiter=/``). Each name
+        is asked at most once per client (a sync plans twice).
         """
         asked = {key: sorted(set(files)) for key, files in wanted.items()}
         folders: dict[tuple[str, str], list[str]] = {}
@@ -451,6 +455,13 @@ class Storage:
                 except Exception as exc:
                     self._objects[(bucket, name)] = exc
 
+        def found(bucket: str, names: list[str], infos: dict[str, dict[str, Any]]) -> None:
+            for name in names:
+                info = infos.get(name)
+                self._objects[(bucket, name)] = (
+                    self.object_from_info(bucket, info) if info else None
+                )
+
         async def listing(bucket: str, folder: str, names: list[str]) -> None:
             async with sem:
                 try:
@@ -462,16 +473,27 @@ class Storage:
                 except Exception as exc:
                     self._objects.update({(bucket, n): exc for n in names})
                     return
-            for name in names:
-                info = infos.get(name)
-                self._objects[(bucket, name)] = (
-                    self.object_from_info(bucket, info) if info else None
-                )
+            found(bucket, names, infos)
+
+        async def peek(bucket: str, folder: str, names: list[str]) -> None:
+            """One small page answers for a folder that holds little more than the wanted
+            files; else (or without the right to list) one stat per file."""
+            async with sem:
+                try:
+                    page = await self._list_page(bucket, folder, PEEK_FACTOR * len(names))
+                except Exception:
+                    page = None
+            if page is None or page.get("nextPageToken"):
+                await asyncio.gather(*(stat(bucket, name) for name in names))
+            else:
+                found(bucket, names, {item["name"]: item for item in page.get("items", [])})
 
         tasks = []
         for (bucket, folder), names in folders.items():
-            if len(names) <= STAT_MAX:
-                tasks += [stat(bucket, name) for name in names]
+            if len(names) == 1:
+                tasks.append(stat(bucket, names[0]))
+            elif len(names) <= STAT_MAX:
+                tasks.append(peek(bucket, folder, names))
             else:
                 tasks.append(listing(bucket, folder, names))
         await asyncio.gather(*tasks)
@@ -491,20 +513,27 @@ class Storage:
         found: dict[str, dict[str, Any]] = {}
         token = None
         while True:
-            page = await self.fs._call(
-                "GET",
-                "b/{}/o",
-                bucket,
-                prefix=folder or None,
-                delimiter="/",
-                pageToken=token,
-                maxResults=1000,
-                json_out=True,
-            )
+            page = await self._list_page(bucket, folder, 1000, token)
             found.update((item["name"], item) for item in page.get("items", []))
             token = page.get("nextPageToken")
             if not token:
                 return found
+
+    async def _list_page(
+        self, bucket: str, folder: str, size: int, token: str | None = None
+    ) -> dict[str, Any]:
+        """One page of ``folder``'s listing (one level): up to ``size`` objects and subfolders."""
+        page: dict[str, Any] = await self.fs._call(
+            "GET",
+            "b/{}/o",
+            bucket,
+            prefix=folder or None,
+            delimiter="/",
+            pageToken=token,
+            maxResults=size,
+            json_out=True,
+        )
+        return page
 
     def stat_generation(self, bucket: str, name: str, generation: str) -> RemoteObject | None:
         """One generation of an object, or None when the bucket no longer keeps it.

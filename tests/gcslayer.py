@@ -65,6 +65,8 @@ class GcsLayer:
         # What clients asked for, to measure what a command costs.
         self.media_requests = 0  # object downloads
         self.objects_served = 0  # object resources answered (one per stat, one per listed item)
+        self.stats = 0  # requests for one object's metadata
+        self.listings = 0  # listing pages
         self.lock = threading.Lock()
         layer = self
 
@@ -155,17 +157,19 @@ class GcsLayer:
     def rewrite(self, doc: Any) -> Any:
         if isinstance(doc, dict):
             if doc.get("kind") == "storage#object":
-                self.count(objects=1)
+                self.count(objects=1, stats=1)
                 return self.rewrite_object(doc)
             if doc.get("kind") == "storage#objects":
                 doc["items"] = [self.rewrite_object(o) for o in doc.get("items", [])]
-                self.count(objects=len(doc["items"]))
+                self.count(objects=len(doc["items"]), listings=1)
         return doc
 
-    def count(self, objects: int = 0, media: int = 0) -> None:
+    def count(self, objects: int = 0, media: int = 0, stats: int = 0, listings: int = 0) -> None:
         with self.lock:
             self.objects_served += objects
             self.media_requests += media
+            self.stats += stats
+            self.listings += listings
 
     def create_bucket(self, name: str, versioning: bool = False) -> None:
         """A bucket; with ``versioning`` it keeps overwritten and deleted generations."""
