@@ -244,7 +244,10 @@ def _remembered(text: str, file: Path, root: Path) -> Manifest:
     size and mtime, so an upgraded gcsdvc validates again. Only valid manifests are kept.
     """
     cache = root / ".dvc" / "tmp" / "gcsdvc-manifest.json"
-    code = os.stat(__file__)  # noqa: PTH116 - a str path
+    try:
+        code = os.stat(__file__)  # noqa: PTH116 - a str path
+    except OSError:  # not installed as files (a zip): no cache
+        return parse_manifest(text, file, root)
     what = (text, str(file), str(root), _display(file), code.st_mtime_ns, code.st_size)
     key = hashlib.sha256(repr(what).encode("utf-8", "surrogateescape")).hexdigest()
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):

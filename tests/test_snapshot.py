@@ -271,6 +271,21 @@ def test_manifest_parse_is_remembered_until_the_text_changes(repo: Path, seeded:
         load_manifest()
 
 
+def test_without_its_own_file_the_parser_keeps_no_cache(
+    repo: Path, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcsdvc import manifest as module
+
+    write_manifest(repo, [entry(seeded)])
+    (repo / ".dvc" / "tmp").mkdir(exist_ok=True)
+    with monkeypatch.context() as m:
+        m.setattr(module, "__file__", str(repo / "no-such-file.py"))
+        assert load_manifest().resources[0].name == "exp1"
+        assert not (repo / ".dvc" / "tmp" / "gcsdvc-manifest.json").exists()
+    load_manifest()
+    assert (repo / ".dvc" / "tmp" / "gcsdvc-manifest.json").exists()
+
+
 def test_a_stage_that_replaced_one_in_head_leaves_no_snapshot(repo: Path, seeded: str) -> None:
     """Such a stage is compared with HEAD's next time, which only the full plan does."""
     synced(repo, seeded)
