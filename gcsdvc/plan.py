@@ -228,12 +228,9 @@ def build_plan(
         for file in res.targets
         for local in (manifest.local(res, file),)
     ]
-    # DVC commands may have re-recorded the dependency of a stage that differs from HEAD.
-    changed = [
-        d for d in drafts if d.file and d.stage and stages.stage_path(d.local) in git.changed
-    ]
-    committed = stages.committed_stages(root, [d.local for d in changed])
-    for draft in changed:
+    staged = [d.local for d in drafts if d.file and d.stage]
+    committed = stages.committed_where_changed(root, staged, git.changed)
+    for draft in drafts:
         draft.committed = committed.get(draft.local)
     disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
 

@@ -20,7 +20,7 @@ import posixpath
 import re
 import subprocess
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -420,6 +420,16 @@ def open_repo(root: Path) -> Iterator[Repo]:
 def committed_stage(root: Path, local: str) -> ImportStage | None:
     """The stage of ``local`` as committed in git's HEAD, or None (no git, not committed)."""
     return committed_stages(root, [local]).get(local)
+
+
+def committed_where_changed(
+    root: Path, locals_: Iterable[str], changed: Collection[str]
+) -> dict[str, ImportStage]:
+    """HEAD's stage of each of ``locals_`` whose stage file git reports changed from HEAD.
+
+    DVC commands may have re-recorded such a stage's dependency (see :func:`recommitted`).
+    """
+    return committed_stages(root, [local for local in locals_ if stage_path(local) in changed])
 
 
 def committed_stages(root: Path, locals_: Iterable[str]) -> dict[str, ImportStage]:

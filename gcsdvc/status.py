@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -285,6 +285,17 @@ def check(
             listings = storage.lookup(_asked(selected))
         except StorageError as exc:
             report.upstream_error = str(exc)
+    # Under a snapshot HEAD's record is the stages' own (else the plan would re-describe them).
+    git = untracked.NOTHING if quick else untracked.look(manifest.root, manifest.data_path)
+    recorded: dict[str, ImportStage] = {}
+    if storage is not None:  # upstream is compared with the dependency as committed
+        staged = [f.local for f in items if f.file is not None and f.stage is not None]
+        committed = stages.committed_where_changed(manifest.root, staged, git.changed)
+        recorded = {
+            f.local: stages.recommitted(f.stage, committed[f.local])
+            for f in items
+            if f.local in committed and f.stage is not None
+        }
     if quick:  # every file is proven to hold the bytes its stage records
         disks = {f.local: Disk(exists=True, is_file=True, size=f.size, md5=f.md5) for f in items}
     else:
@@ -293,7 +304,7 @@ def check(
         listing = listings.get((status.resource.bucket, status.resource.prefix))
         if isinstance(listing, StorageError):
             status.upstream_error = str(listing)
-        _assess(status.files, listing if isinstance(listing, dict) else None, disks)
+        _assess(status.files, listing if isinstance(listing, dict) else None, disks, recorded)
     _add_pattern_failures(manifest, report.resources, unmatched)
     upstream = not offline and report.upstream_error is None
     errors = _check_folders(manifest.root, items, upstream=upstream)
@@ -307,7 +318,7 @@ def check(
         if local not in wanted and (not names or matches(stage.name, names)):
             report.orphans.append(Orphan(local, stage.source, stage.name))
     owned = wanted.keys() | ours.keys() | foreign.keys()
-    leftovers = untracked.look(manifest.root, manifest.data_path).unowned(owned)
+    leftovers = git.unowned(owned)
     if leftovers:
         with open_repo(manifest.root) as repo:
             report.untracked = untracked.classify(repo, manifest.root, leftovers)
@@ -353,20 +364,26 @@ def check_local(root: Path, items: Sequence[FileStatus]) -> None:
 
 
 def _assess(
-    items: Sequence[FileStatus], listing: dict[str, RemoteObject] | None, disks: dict[str, Disk]
+    items: Sequence[FileStatus],
+    listing: dict[str, RemoteObject] | None,
+    disks: dict[str, Disk],
+    recorded: Mapping[str, ImportStage] | None = None,
 ) -> None:
     """Set each item's state by :func:`~gcsdvc.compare.compare`; ``listing`` None: not asked.
 
-    ``disks``: what :func:`~gcsdvc.workspace.read_disks` found, read once for all items.
+    ``disks``: what :func:`~gcsdvc.workspace.read_disks` found, read once for all items;
+    ``recorded``: a stage as compared where it is not the file's (see stages.recommitted),
+    as :func:`gcsdvc.plan.build_plan` compares it.
     """
     for item in items:
+        stage = recorded.get(item.local, item.stage) if recorded else item.stage
         listed: RemoteObject | Upstream | None = Upstream.NOT_LISTED
         if listing is not None and item.file is not None:
             listed = listing.get(item.file)
-            if item.stage is not None and item.stage.source == item.source:
-                change = None if listed is None else object_change(item.stage, listed)
+            if stage is not None and stage.source == item.source:
+                change = None if listed is None else object_change(stage, listed)
                 item.upstream = _UPSTREAM[change]
-        found = compare(Wish(item.source, item.file is None), item.stage, disks[item.local], listed)
+        found = compare(Wish(item.source, item.file is None), stage, disks[item.local], listed)
         item.state, item.note = found.state, found.note
         if found.state is State.METADATA_UPSTREAM:
             item.state = State.OK  # the data is the object's bytes; a sync records the new etag

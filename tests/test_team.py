@@ -159,8 +159,11 @@ def test_dvc_commands_keep_skip_if_exist_entries(
         assert data(repo, "file1").read_text() == "top file1\n", command
         assert (repo / "used.txt").read_text() == "top file1\n", command
     # `exp run` and `commit -f` re-record the dependency from upstream (the newest etag and
-    # generation: a pull would fetch other bytes, a push skip them); the next sync puts
-    # back exactly what was committed.
+    # generation: a pull would fetch other bytes, a push skip them). status compares upstream
+    # with the committed record, as the sync does; the next sync puts back exactly that.
+    doc = json.loads(cli("status", "--json", cwd=repo).stdout)
+    states = {f["path"]: f["state"] for f in doc["resources"][0]["files"]}
+    assert states[f"data/{PREFIX}/file1"] == "changed-upstream", states
     res = cli("sync", cwd=repo, check=True)
     assert "re-described" in res.stdout
     assert git_status(repo) == [], res.stdout
