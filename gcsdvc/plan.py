@@ -205,8 +205,8 @@ def build_plan(
     root = manifest.root
     mode = pinning(root, manifest.pin_generations)
     plan = Plan(mode.pinned, force, warnings=mode.warnings)
-    fast = snapshot.applies(manifest)
-    known = snapshot.unchanged(manifest, patterns, mode.pinned) if fast else None
+    fast = snapshot.applies(manifest)  # of the manifest as given: patterns expand below
+    known = snapshot.unchanged(manifest, patterns, mode.pinned)
     if known is not None and (known.quiet or storage is None):
         plan.unfrozen, plan.quick = known.unfrozen, True
         plan.items = [

@@ -34,6 +34,7 @@ from typing import Any
 from gcsdvc import stages
 from gcsdvc.compare import needs_listing
 from gcsdvc.manifest import Manifest
+from gcsdvc.workspace import HashCache
 
 # Part of every fingerprint: a change to what is recorded, or to the rules that
 # decide "unchanged", bumps it so that older snapshots miss.
@@ -106,16 +107,16 @@ def _head(root: Path) -> str:
 
 
 def unchanged(manifest: Manifest, names: Sequence[str], pinned: bool) -> Snapshot | None:
-    """The recorded snapshot when nothing it depends on changed, else None."""
+    """The recorded snapshot when it applies and nothing it depends on changed, else None."""
     path = _file(manifest.root)
-    if not path.is_file():
+    if not applies(manifest) or not path.is_file():
         return None
     found = stages.read_json_cache(path)
     if found.get("key") != fingerprint(manifest, names, pinned):
         return None
     tree = hashlib.blake2b()
-    for here, names_, nums in _walk(manifest.data_path):
-        _update(tree, here, names_, nums)
+    for here, entries, nums in _walk(manifest.data_path):
+        _update(tree, here, entries, nums)
     if found.get("tree") != tree.hexdigest():
         return None
     unfrozen, cache = found.get("unfrozen"), found.get("stage_cache")
@@ -146,8 +147,7 @@ def record(
     they were checked, by default from the caches in ``.dvc/tmp``.
     """
     root = manifest.root
-    tmp = root / ".dvc" / "tmp"
-    if not tmp.is_dir():
+    if not _file(root).parent.is_dir():
         return False
     ledger = ledger or _cached_ledger(root)
     tree = hashlib.blake2b()
@@ -198,8 +198,7 @@ def _cached_ledger(root: Path) -> Ledger:
     before = _signature(stage_cache)
     parsed = stages.read_json_cache(stage_cache)
     same = before is not None and before == _signature(stage_cache)
-    hashes = stages.read_json_cache(root / ".dvc" / "tmp" / "gcsdvc-hashes.json")
-    return Ledger(hashes.get, parsed.get, before if same else None)
+    return Ledger(HashCache(root).known.get, parsed.get, before if same else None)
 
 
 def _signature(path: Path) -> list[int] | None:

@@ -417,11 +417,6 @@ def open_repo(root: Path) -> Iterator[Repo]:
         repo.close()
 
 
-def committed_stage(root: Path, local: str) -> ImportStage | None:
-    """The stage of ``local`` as committed in git's HEAD, or None (no git, not committed)."""
-    return committed_stages(root, [local]).get(local)
-
-
 def committed_where_changed(
     root: Path, locals_: Iterable[str], changed: Collection[str]
 ) -> dict[str, ImportStage]:

@@ -250,7 +250,7 @@ def check(
 
     selected = manifest.select(names)
     mode = pinning(manifest.root, manifest.pin_generations)
-    known = snapshot.unchanged(manifest, names, mode.pinned) if snapshot.applies(manifest) else None
+    known = snapshot.unchanged(manifest, names, mode.pinned)
     quick = known is not None
     report = Report([], [], not offline, pinned=mode.pinned, warnings=mode.warnings, quick=quick)
     if quick and offline and not detail:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, run, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, write_manifest
+from test_workflows import commit_all
 
 from gcsdvc import snapshot, stages
 from gcsdvc.manifest import load_manifest
@@ -140,11 +141,6 @@ def _stage_removed(repo: Path) -> None:
     data(repo, "metrics.json.dvc").unlink()
 
 
-def _commit(repo: Path) -> None:
-    run("git", "add", "-A", cwd=repo)
-    run("git", "commit", "-qm", "synced", cwd=repo)
-
-
 def _description(repo: Path) -> None:
     manifest = repo / "params.yaml"
     manifest.write_text(manifest.read_text().replace("学習率", "lr"))
@@ -166,7 +162,7 @@ CHANGES: dict[str, Callable[[Path], None]] = {
     "a stage edited": _stage_edit,
     "a file removed": _removed,
     "a stage removed": _stage_removed,
-    "a commit": _commit,
+    "a commit": commit_all,
     "the manifest": _description,
     "the pinning mode": _remote,
     "a folder removed": _folder_gone,
@@ -191,7 +187,7 @@ def test_another_selection_misses(repo: Path, seeded: str) -> None:
 
 def test_a_full_no_op_records_one_after_a_change(repo: Path, seeded: str) -> None:
     synced(repo, seeded)
-    _commit(repo)
+    commit_all(repo)
     assert not answered(repo)
     cli("sync", cwd=repo, check=True)  # the full plan finds all in place
     assert answered(repo)
@@ -289,7 +285,7 @@ def test_without_its_own_file_the_parser_keeps_no_cache(
 def test_a_stage_that_replaced_one_in_head_leaves_no_snapshot(repo: Path, seeded: str) -> None:
     """Such a stage is compared with HEAD's next time, which only the full plan does."""
     synced(repo, seeded)
-    _commit(repo)
+    commit_all(repo)
     data(repo, "file1").unlink()
     data(repo, "file1.dvc").unlink()
     assert "add 1" in cli("sync", cwd=repo, check=True).stdout

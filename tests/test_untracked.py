@@ -53,16 +53,19 @@ def test_nothing_to_see_without_git_or_data(tmp_path: Path, case: str) -> None:
 
 
 def test_committed_stage_is_read_from_head(git: Path) -> None:
+    def committed_stage(root: Path, local: str) -> stages.ImportStage | None:
+        return stages.committed_stages(root, [local]).get(local)
+
     (git / "data" / "e" / "a.dvc").write_text("deps: [{path: gs://b/new}]\n")
-    committed = stages.committed_stage(git, "data/e/a")
+    committed = committed_stage(git, "data/e/a")
     assert committed is not None and committed.out == "" and committed.source == "?"
-    assert stages.committed_stage(git, "data/e/nothing") is None
+    assert committed_stage(git, "data/e/nothing") is None
     (git / "data" / "e" / "bad.dvc").write_text("- [unclosed\n")
     (git / "data" / "e" / "list.dvc").write_text("- a list\n")
     run("git", "add", "-A", cwd=git)
     run("git", "commit", "-qm", "bad", cwd=git)
-    assert stages.committed_stage(git, "data/e/bad") is None
-    assert stages.committed_stage(git, "data/e/list") is None
+    assert committed_stage(git, "data/e/bad") is None
+    assert committed_stage(git, "data/e/list") is None
 
 
 def test_leftovers_in_dry_run_sync_and_status(repo: Path, seeded: str) -> None:
