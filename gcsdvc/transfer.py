@@ -130,13 +130,16 @@ class Transfer:
         memory = MemoryBudget(WAITING_BYTES)
         pool = ThreadPoolExecutor(PLACERS, thread_name_prefix="gcsdvc-place")
         try:
-            for index, got in self.storage.download(pairs, on_bytes, memory):
+            copies = self.ws.copies()
+            for index, got in self.storage.download(pairs, on_bytes, memory, copies):
                 (item, obj), tmp = todo[index], pairs[index][1]
                 recorded = item.stage.md5 if item.stage is not None else None
                 if isinstance(got, BaseException):
                     outcome(item, got)
                 elif item.action is Action.RESTORE and recorded and got.md5 != recorded:
                     tmp.unlink(missing_ok=True)
+                    if got.copy is not None:
+                        got.copy.unlink()
                     memory.give(len(got.data or b""))
                     why = f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
                     outcome(item, ChecksumMismatch(why))

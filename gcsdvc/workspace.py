@@ -208,6 +208,22 @@ class Workspace:
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
 
+    def copies(self) -> bool:
+        """Whether files are copied out of the cache: DVC's first cache type that works here.
+
+        Found once per sync, on a file in the work folder: a large download then
+        writes its copy as it streams, rather than copying the cached file after.
+        """
+        if self.link_type is None:
+            probe, link = self.work / "probe", self.work / "probe-link"
+            probe.write_bytes(b"\0")
+            try:
+                self.link_type = _link(probe, link, self.odb.cache_types)
+            finally:
+                link.unlink(missing_ok=True)
+                probe.unlink()
+        return self.link_type == "copy"
+
     def scratch(self, n: int) -> Path:
         """Where the ``n``-th download of this run goes before it is verified."""
         return self.work / f"{n}.part"
@@ -220,7 +236,7 @@ class Workspace:
         """
         if got.data is not None:
             tmp.write_bytes(got.data)
-        self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data)
+        self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data, got.copy)
 
     def adopt(self, local: str, obj: RemoteObject) -> Fetched:
         """Check a copy placed without us against ``obj`` and cache exactly the bytes checked.
@@ -358,17 +374,29 @@ class Workspace:
             self._folders.add(folder)
         self._guard.file(path, into_cache)
 
-    def _checkout(self, cached: Path, local: str, md5: str, data: bytes | None = None) -> None:
+    def _checkout(
+        self,
+        cached: Path,
+        local: str,
+        md5: str,
+        data: bytes | None = None,
+        copy: Path | None = None,
+    ) -> None:
         """Put the cached file at ``local`` with DVC's link type, replacing it atomically.
 
         ``data``: the cached file's bytes, at hand; a copy is written from them.
+        ``copy``: a copy of the cached file already made, used where DVC would copy.
         """
         dest = self.root / local
         self._folder(dest, into_cache=True)
         tmp = self.work / f"link-{next(self._names)}"
-        if data is not None and self.link_type == "copy":
+        if copy is not None and self.link_type == "copy":
+            tmp = copy
+        elif data is not None and self.link_type == "copy":
             tmp.write_bytes(data)
         else:
+            if copy is not None:
+                copy.unlink()
             self.link_type = _link(cached, tmp, self.odb.cache_types, self.link_type)
         os.replace(tmp, dest)
         self._remember(local, md5)

@@ -29,6 +29,7 @@ from gcslayer import GcsLayer, real_etag
 from test_workflows import clone, commit_all
 
 from gcsdvc import api, storage
+from gcsdvc.errors import ChecksumMismatch
 
 PREFIX = f"project1/{QUOTED}"
 
@@ -380,6 +381,80 @@ def test_small_objects_come_in_memory_while_the_budget_lasts(seeded: str, tmp_pa
     assert isinstance(big, storage.Fetched) and big.data is None and big.size == 3 << 20
     memory.give(objs[0].size)
     assert memory.used == 0
+
+
+@pytest.fixture
+def large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Objects from 1 MiB take the large-object path, handed over 256 KiB at a time."""
+    monkeypatch.setattr(storage, "LARGE", 1 << 20)
+    monkeypatch.setattr(storage, "BATCH", 256 << 10)
+
+
+@pytest.mark.parametrize(
+    ("composite", "copies"), [(False, False), (False, True), (True, False), (True, True)]
+)
+def test_a_large_object_streams_to_its_file_and_its_copy(
+    seeded: str, layer: GcsLayer, tmp_path: Path, large: None, composite: bool, copies: bool
+) -> None:
+    """Checked by crc32c with the stored md5 recorded, or (composite: no md5) md5 computed."""
+    if composite:
+        layer.mark_composite(seeded, f"{PREFIX}/checkpoint.bin")
+    client = storage.Storage()
+    listed = client.lookup({(seeded, PREFIX): ["checkpoint.bin"]})[(seeded, PREFIX)]
+    assert isinstance(listed, dict)
+    obj = listed["checkpoint.bin"]
+    assert (obj.md5 is None) is composite and obj.crc32c
+    dest = tmp_path / "0.part"
+    ((_, got),) = list(client.download([(obj, dest)], copies=copies))
+    expected = b"\0" * (3 << 20)
+    assert isinstance(got, storage.Fetched) and got.data is None
+    assert (got.md5, got.size) == (hashlib.md5(expected).hexdigest(), len(expected))
+    assert dest.read_bytes() == expected
+    assert got.copy == (storage.twin(dest) if copies else None)
+    assert storage.twin(dest).exists() is copies
+    if got.copy is not None:
+        assert got.copy.read_bytes() == expected
+
+
+@pytest.mark.parametrize("cache_type", [None, "hardlink", "symlink"])
+def test_a_large_object_is_placed_with_dvcs_cache_type(
+    repo: Path, seeded: str, large: None, cache_type: str | None
+) -> None:
+    """Where DVC copies, the copy written while downloading is the one placed."""
+    if cache_type is not None:
+        dvc_main("config", "cache.type", cache_type, cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["checkpoint.bin"])])
+    cli("sync", cwd=repo, check=True)
+    body = b"\0" * (3 << 20)
+    md5 = hashlib.md5(body).hexdigest()
+    cached = repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    placed = data(repo, "checkpoint.bin")
+    assert placed.read_bytes() == cached.read_bytes() == body
+    assert load(data(repo, "checkpoint.bin.dvc"))["outs"][0]["md5"] == md5
+    assert placed.is_symlink() is (cache_type == "symlink")
+    assert placed.samefile(cached) is (cache_type in ("hardlink", "symlink"))
+    assert not (repo / ".dvc" / "tmp" / "gcsdvc").exists()
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+
+
+def test_hasher_checks_by_crc32c_and_records_the_stored_md5() -> None:
+    import base64
+
+    import google_crc32c
+
+    body = b"stored bytes" * 1000
+    crc = base64.b64encode(google_crc32c.Checksum(body).digest()).decode()  # type: ignore[no-untyped-call]
+    md5 = hashlib.md5(body).hexdigest()
+    obj = storage.RemoteObject("b", "o", len(body), md5, crc, {})
+    for md5_too in (False, True):
+        hasher = storage._Hasher(crc=True, md5=md5_too)
+        hasher.update(body)
+        hasher.check(obj)
+        assert hasher.hexdigest(obj) == md5
+    wrong = storage._Hasher(crc=True, md5=False)
+    wrong.update(body[:-1] + b"!")
+    with pytest.raises(ChecksumMismatch, match=r"crc32c .* does not match"):
+        wrong.check(obj)
 
 
 @pytest.mark.parametrize(

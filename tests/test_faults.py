@@ -22,6 +22,7 @@ import pytest
 from conftest import QUOTED, cli, data, entry, gcsdvc, load, snapshot, write_manifest
 from faultproxy import FaultProxy, Faults
 
+from gcsdvc import storage
 from gcsdvc.emulator import free_port
 from gcsdvc.storage import RETRIES_VAR, attempts
 
@@ -93,17 +94,25 @@ def test_transient_errors_are_retried(repo: Path, seeded: str, proxy: FaultProxy
     assert assert_consistent(repo) == 3
 
 
-def test_corrupt_download_is_never_recorded(repo: Path, seeded: str, proxy: FaultProxy) -> None:
+@pytest.mark.parametrize("large", [False, True])
+def test_corrupt_download_is_never_recorded(
+    repo: Path, seeded: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, large: bool
+) -> None:
+    """Small objects are checked by md5; large ones (checkpoint.bin here) by crc32c."""
+    if large:
+        monkeypatch.setattr(storage, "LARGE", 1 << 20)
+    files = ["file1", "metrics.json", "checkpoint.bin"] if large else ["file1", "metrics.json"]
     proxy.faults = Faults(corrupt_media=True)
-    write_manifest(repo, [entry(seeded)])
+    write_manifest(repo, [entry(seeded, files=files)])
     res = cli("sync", cwd=repo, env=via(proxy))
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
-    assert "does not match the object's" in res.stderr
+    assert res.stderr.count("does not match the object's") == len(files)
+    assert ("crc32c " in res.stderr) is large
     assert assert_consistent(repo) == 0
     proxy.faults = Faults()
     assert cli("sync", cwd=repo, env=via(proxy)).returncode == 0
-    assert assert_consistent(repo) == 3
+    assert assert_consistent(repo) == len(files)
 
 
 def test_permission_denied_is_named_and_others_sync(
