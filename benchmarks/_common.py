@@ -302,19 +302,18 @@ class Sandbox:
         return elapsed
 
     def discard(self, path: Path) -> None:
-        """Set ``path`` aside; :meth:`empty_trash` removes it, outside any timed command.
+        """Set ``path`` aside; it is removed with the work folder, after the last measurement.
 
-        On ext4 without a journal, creating files in the seconds after thousands were
-        deleted scans past the freed inodes: the clean-up of one run would be charged to
-        whichever command runs next, and the more files it creates the more it pays.
+        On ext4 without a journal, creating a file within a minute (five, while the
+        inode table is not yet written out) of thousands being deleted scans past the
+        freed inodes (``recently_deleted`` in ``ext4_create``; 45% of a cold sync's
+        kernel time in ``perf`` when each run's clean-up preceded the next): deleting
+        between measurements would charge it to whichever command creates the most files.
         """
         if path.exists():
             trash = self.work / "trash"
             trash.mkdir(exist_ok=True)
             path.rename(trash / f"{len(list(trash.iterdir()))}-{path.name}")
-
-    def empty_trash(self) -> None:
-        rmtree(self.work / "trash")
 
     def new_repo(self, name: str, manifest: dict[str, Any] | None = None) -> Path:
         """A fresh git + DVC repository, with ``manifest`` as its params.yaml."""

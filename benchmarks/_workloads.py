@@ -212,7 +212,6 @@ def file_set(
         sx.add(Row(f"cold sync, {n} files (1-10 KB)", cold, raw, 1.5))
         sx.add(Row(f"peak RSS, cold sync of {n} files", cold_rss, raw_rss, 1.5))
         sx.add(Row(f"first no-op right after the cold sync, {n} files", first_noop, b, 2.5))
-    box.empty_trash()
     if repo is None or not cold.samples:
         return None, None, None
     with sx.guard(f"no-op, {n} files"):

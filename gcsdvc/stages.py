@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import os
 import posixpath
 import re
 import subprocess
-import uuid
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 STAGE_SUFFIX = ".dvc"
 META_KEY = "gcsdvc"
+_TEMP_NAMES = itertools.count()  # temporary files of this process (atomic_write)
 
 # DVC's compute_md5 leaves these keys out of a stage's checksum, at any depth.
 _MD5_EXCLUDED = frozenset(
@@ -384,19 +385,31 @@ def atomic_write(path: Path, text: str, make_parent: bool = True) -> None:
     """
     if make_parent:
         path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path.parent}/.gcsdvc-{uuid.uuid4().hex}.tmp"
-    data = memoryview(text.encode("utf-8"))
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
+    while True:
+        # A name of this process's own (a count, not uuid4's getrandom call per stage).
+        tmp = f"{path.parent}/.gcsdvc-{os.getpid()}-{next(_TEMP_NAMES)}.tmp"
         try:
-            while data:
-                data = data[os.write(fd, data) :]
-        finally:
-            os.close(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # left by a crashed process that had this pid
+            continue
+    try:
+        write_all(fd, text.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to ``fd`` and close it: three system calls, where ``Path.write_bytes``
+    makes six (each lets the other threads take the interpreter lock)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

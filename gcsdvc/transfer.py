@@ -7,7 +7,8 @@ that is not on disk and verified: download the listed generation to
 crc32c) as they stream -> move into the DVC cache -> link or copy into the data
 folder with an atomic rename -> write the stage. A restore takes the DVC cache's
 copy when there is one, else fetches the recorded generation and checks the
-recorded md5 too. Several threads place verified files while the other downloads go on.
+recorded md5 too. Each verified file is placed in the download thread while the other
+downloads go on.
 Fetching is :mod:`gcsdvc.storage`'s, placing :mod:`gcsdvc.workspace`'s; which
 items to transfer, and when, is :mod:`gcsdvc.sync`'s.
 """
@@ -17,20 +18,14 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gcsdvc import stages
 from gcsdvc.compare import Change, object_change, recorded_generation
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, StorageError
 from gcsdvc.plan import Action, Item
-from gcsdvc.storage import Fetched, MemoryBudget, RemoteObject, Storage
+from gcsdvc.storage import Fetched, RemoteObject, Storage
 from gcsdvc.workspace import Reporter, Workspace
-
-# Threads placing verified downloads: most of their time is file-system calls.
-PLACERS = 4
-# Bytes of small downloads waiting in memory for a placing thread; past it they go to files.
-WAITING_BYTES = 16 << 20
 
 # Told once per fetched item: None when it is done, else its failure, type kept.
 Outcome = Callable[[Item, Exception | None], None]
@@ -116,66 +111,44 @@ class Transfer:
 
     @_heap_frozen()
     def fetch(self, todo: Sequence[tuple[Item, RemoteObject]], outcome: Outcome) -> None:
-        """Download, and place each verified file (cache, link, stage) while others download.
+        """Download, and place each verified file (cache, link, stage) as it comes.
 
-        A failure to place that is neither a :class:`GcsdvcError` nor an
-        :class:`OSError` is a bug: it propagates once the placing threads are done.
+        Placing runs in the download thread, between downloads (see
+        ``Storage.download``); so do ``outcome`` and the progress. A failure to
+        place that is neither a :class:`GcsdvcError` nor an :class:`OSError` is a
+        bug: it stops the transfer and propagates.
         """
         pairs = [(obj, self.ws.scratch(n)) for n, (_, obj) in enumerate(todo)]
         reporter = self.reporter
         if reporter:
             reporter.start(len(pairs), sum(obj.size for obj, _ in pairs))
         on_bytes = (lambda n: reporter.advance(nbytes=n)) if reporter else None
-        placed: list[tuple[Item, Exception | None]] = []  # few bytes per file, unlike futures
-        memory = MemoryBudget(WAITING_BYTES)
-        pool = ThreadPoolExecutor(PLACERS, thread_name_prefix="gcsdvc-place")
+
+        def done(index: int, got: Fetched | Exception) -> None:
+            (item, obj), tmp = todo[index], pairs[index][1]
+            error = got if isinstance(got, Exception) else None
+            if isinstance(got, Fetched):
+                try:
+                    self._place(item, tmp, obj, got)
+                except (GcsdvcError, OSError) as exc:
+                    error = exc
+            outcome(item, error)
+            if reporter:
+                reporter.advance(files=1)
+
         try:
-            copies = self.ws.copies()
-            for index, got in self.storage.download(pairs, on_bytes, memory, copies):
-                (item, obj), tmp = todo[index], pairs[index][1]
-                recorded = item.stage.md5 if item.stage is not None else None
-                if isinstance(got, BaseException):
-                    outcome(item, got)
-                elif item.action is Action.RESTORE and recorded and got.md5 != recorded:
-                    tmp.unlink(missing_ok=True)
-                    if got.copy is not None:
-                        got.copy.unlink()
-                    memory.give(len(got.data or b""))
-                    why = f"{obj.url}: the bytes are not the recorded ones (md5 differs)"
-                    outcome(item, ChecksumMismatch(why))
-                else:
-                    pool.submit(self._place, placed, item, tmp, obj, got, memory)
-                if reporter:
-                    reporter.advance(files=1)
-        except BaseException:
-            # Interrupted: files being placed are finished, the others are not started.
-            pool.shutdown(cancel_futures=True)
-            raise
+            self.storage.download(pairs, done, on_bytes, self.ws.copies())
         finally:
-            pool.shutdown()
             if reporter:
                 reporter.finish()
-        for item, error in placed:
-            if error is not None and not isinstance(error, GcsdvcError | OSError):
-                raise error
-            outcome(item, error)
 
-    def _place(
-        self,
-        placed: list[tuple[Item, Exception | None]],
-        item: Item,
-        tmp: Path,
-        obj: RemoteObject,
-        got: Fetched,
-        memory: MemoryBudget,
-    ) -> None:
-        """In a placing thread: cache, link, stage; the outcome goes to ``placed``."""
-        try:
-            self.ws.place(tmp, item.local, got)
-            self.write_stage(item, obj, got)
-        except Exception as exc:
-            placed.append((item, exc))
-        else:
-            placed.append((item, None))
-        finally:
-            memory.give(len(got.data or b""))
+    def _place(self, item: Item, tmp: Path, obj: RemoteObject, got: Fetched) -> None:
+        """Cache, link and record one verified download (a restore only with its recorded bytes)."""
+        recorded = item.stage.md5 if item.stage is not None else None
+        if item.action is Action.RESTORE and recorded and got.md5 != recorded:
+            for path in (tmp, got.copy):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{obj.url}: the bytes are not the recorded ones (md5 differs)")
+        self.ws.place(tmp, item.local, got)
+        self.write_stage(item, obj, got)

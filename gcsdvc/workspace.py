@@ -19,7 +19,6 @@ import json
 import os
 import posixpath
 import shutil
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -156,9 +155,8 @@ def _hash_all(paths: list[Path]) -> dict[Path, str]:
 class Workspace:
     """Places files and stages in one DVC repository; use as a context manager.
 
-    :meth:`place` may run in several threads at once (:mod:`gcsdvc.transfer` places files
-    while downloads go on); what they share is guarded by a lock or is a single
-    dict or list operation (atomic in CPython).
+    One thread at a time: :mod:`gcsdvc.transfer` places files from the download
+    thread, while the other downloads go on.
     """
 
     def __init__(
@@ -180,11 +178,13 @@ class Workspace:
         self.stages_saved: list[int] | None = None  # the stage cache file's signature, once saved
         self.link_type: str | None = None  # the first of DVC's cache types that worked
         self._guard = SymlinkGuard(root, Path(self.odb.path))
-        self._folders: set[Path] = set()  # checked and made in this sync
+        self._folders: set[Path] = set()  # cache folders made in this sync
+        # Data folders checked and made in this sync: whether this sync made them (then
+        # nothing in them is the user's, and their files need not be looked at).
+        self._made: dict[Path, bool] = {}
         self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
         self._placed: list[str] = []  # each needs its .gitignore line
         self._names = itertools.count()  # of links made in the work folder, new each sync
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Workspace:
         # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
@@ -231,11 +231,10 @@ class Workspace:
     def place(self, tmp: Path, local: str, got: Fetched) -> None:
         """Move a verified download into the cache and link it out to ``local``.
 
-        A small object comes as bytes (``got.data``): they are written to ``tmp`` here,
-        in a placing thread, rather than in the event loop that downloads the others.
+        A small object comes as bytes (``got.data``): they are written to ``tmp`` here.
         """
         if got.data is not None:
-            tmp.write_bytes(got.data)
+            _write_new(tmp, got.data)
         self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data, got.copy)
 
     def adopt(self, local: str, obj: RemoteObject) -> Fetched:
@@ -264,16 +263,15 @@ class Workspace:
     def _cache(self, tmp: Path, md5: str) -> Path:
         """Move a verified file into the DVC cache (or drop it when the cache has it)."""
         cached = Path(self.odb.oid_to_path(md5))
-        with self._lock:  # two downloads of the same bytes: the first one is cached
-            if cached.exists():
-                tmp.unlink()
-            else:
-                # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
-                if cached.parent not in self._folders:
-                    self.odb.makedirs(str(cached.parent))
-                    self._folders.add(cached.parent)
-                os.replace(tmp, cached)
-                self.odb.protect(str(cached))
+        if cached.exists():  # two downloads of the same bytes: the first one is cached
+            tmp.unlink()
+        else:
+            # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
+            if cached.parent not in self._folders:
+                self.odb.makedirs(str(cached.parent))
+                self._folders.add(cached.parent)
+            os.replace(tmp, cached)
+            self.odb.protect(str(cached))
         return cached
 
     def restore(self, local: str, md5: str) -> bool:
@@ -365,14 +363,18 @@ class Workspace:
         """Refuse a symlink out of the repository at ``path``; make its folder.
 
         The folder is resolved and made once per sync; ``path`` itself is looked
-        at every time (``into_cache``: it may be a link into the DVC cache).
+        at unless this sync made the folder (``into_cache``: it may be a link into
+        the DVC cache).
         """
         folder = path.parent
-        if folder not in self._folders:
+        made = self._made.get(folder)
+        if made is None:
             self._guard.folder(folder)
+            made = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
-            self._folders.add(folder)
-        self._guard.file(path, into_cache)
+            self._made[folder] = made
+        if not made:
+            self._guard.file(path, into_cache)
 
     def _checkout(
         self,
@@ -393,7 +395,7 @@ class Workspace:
         if copy is not None and self.link_type == "copy":
             tmp = copy
         elif data is not None and self.link_type == "copy":
-            tmp.write_bytes(data)
+            _write_new(tmp, data)
         else:
             if copy is not None:
                 copy.unlink()
@@ -490,6 +492,10 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
         callbacks.TqdmCallback = tqdm_callback
         ui._enabled = True
         log.setLevel(level)
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    stages.write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), data)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:

@@ -351,36 +351,54 @@ def test_9_metadata_server_wait_is_skipped_only_where_it_cannot_answer(
     assert (os.environ.get("NO_GCE_CHECK") == "true") is skipped
 
 
+def fetched(
+    client: storage.Storage, items: list[tuple[storage.RemoteObject, Path]], copies: bool = False
+) -> dict[int, storage.Fetched | Exception]:
+    """Each item's result, as ``Storage.download`` hands it over."""
+    got: dict[int, storage.Fetched | Exception] = {}
+    client.download(items, got.__setitem__, copies=copies)
+    return got
+
+
 def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_path: Path) -> None:
     client = storage.Storage()
     listed = client.lookup({(seeded, PREFIX): ["file1"]})[(seeded, PREFIX)]
     assert isinstance(listed, dict)
     put(f"{seeded}/{PREFIX}/file1", "overwritten between listing and download\n")
-    ((_, outcome),) = list(client.download([(listed["file1"], tmp_path / "file1")]))
+    outcome = fetched(client, [(listed["file1"], tmp_path / "file1")])[0]
     assert isinstance(outcome, FileNotFoundError)  # not the newer bytes under the old record
     assert not (tmp_path / "file1").exists()
 
 
-def test_small_objects_come_in_memory_while_the_budget_lasts(seeded: str, tmp_path: Path) -> None:
-    client = storage.Storage(jobs=1)  # one at a time: the first takes the budget
+def test_small_objects_come_in_memory_others_to_their_file(seeded: str, tmp_path: Path) -> None:
+    client = storage.Storage()
     names = ["file1", "metrics.json", "checkpoint.bin"]
     listed = client.lookup({(seeded, PREFIX): names})[(seeded, PREFIX)]
     assert isinstance(listed, dict)
-    objs = [listed[name] for name in names]
-    memory = storage.MemoryBudget(objs[0].size)
-    got = dict(
-        client.download([(o, tmp_path / n) for o, n in zip(objs, names, strict=True)], None, memory)
-    )
-    first, second, big = (got[i] for i in range(3))
-    assert isinstance(first, storage.Fetched) and first.data == b"top file1\n"
-    assert not (tmp_path / "file1").exists()
-    assert memory.used == objs[0].size  # until the caller has written the bytes
-    # The budget is spent: the next small object goes to its file, as large ones always do.
-    assert isinstance(second, storage.Fetched) and second.data is None
-    assert (tmp_path / "metrics.json").read_text() == json.dumps({"acc": 0.9})
+    got = fetched(client, [(listed[n], tmp_path / n) for n in names])
+    small, json_file, big = (got[i] for i in range(3))
+    assert isinstance(small, storage.Fetched) and small.data == b"top file1\n"
+    assert isinstance(json_file, storage.Fetched) and json_file.data == b'{"acc": 0.9}'
+    assert not (tmp_path / "file1").exists() and not (tmp_path / "metrics.json").exists()
     assert isinstance(big, storage.Fetched) and big.data is None and big.size == 3 << 20
-    memory.give(objs[0].size)
-    assert memory.used == 0
+    assert (tmp_path / "checkpoint.bin").stat().st_size == 3 << 20
+
+
+def test_what_then_raises_stops_the_downloads(seeded: str, tmp_path: Path) -> None:
+    """A bug in placing is raised by ``download``; no object after it is taken up."""
+    client = storage.Storage(jobs=1)
+    names = ["file1", "metrics.json", "checkpoint.bin"]
+    listed = client.lookup({(seeded, PREFIX): names})[(seeded, PREFIX)]
+    assert isinstance(listed, dict)
+    seen: list[int] = []
+
+    def then(index: int, got: storage.Fetched | Exception) -> None:
+        seen.append(index)
+        raise RuntimeError("a bug in placing")
+
+    with pytest.raises(RuntimeError, match="a bug in placing"):
+        client.download([(listed[n], tmp_path / n) for n in names], then)
+    assert seen == [0]
 
 
 @pytest.fixture
@@ -405,7 +423,7 @@ def test_a_large_object_streams_to_its_file_and_its_copy(
     obj = listed["checkpoint.bin"]
     assert (obj.md5 is None) is composite and obj.crc32c
     dest = tmp_path / "0.part"
-    ((_, got),) = list(client.download([(obj, dest)], copies=copies))
+    got = fetched(client, [(obj, dest)], copies)[0]
     expected = b"\0" * (3 << 20)
     assert isinstance(got, storage.Fetched) and got.data is None
     assert (got.md5, got.size) == (hashlib.md5(expected).hexdigest(), len(expected))
