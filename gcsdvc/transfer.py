@@ -40,9 +40,12 @@ def _heap_frozen() -> Iterator[None]:
     the CPU of a 10,000-file sync (``perf record``).
     """
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50_000, *thresholds[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
