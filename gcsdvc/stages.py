@@ -169,9 +169,9 @@ class ImportStage:
             )
             return text
 
-    def write(self, path: Path, make_parent: bool = True) -> None:
-        """Write atomically: readers see the old file or the new one, never half."""
-        atomic_write(path, self.dump(), make_parent)
+    def write(self, path: Path, make_parent: bool = True) -> os.stat_result:
+        """Write atomically: readers see the old file or the new one, never half. Its stat."""
+        return atomic_write(path, self.dump(), make_parent)
 
     def recorded_as(self, obj: RemoteObject) -> ImportStage:
         """This stage recording ``obj`` as it is listed now (same bytes, a new etag)."""
@@ -376,12 +376,13 @@ def _parse(text: str, where: str) -> dict[str, Any]:
     return data
 
 
-def atomic_write(path: Path, text: str, make_parent: bool = True) -> None:
+def atomic_write(path: Path, text: str, make_parent: bool = True) -> os.stat_result:
     """Write ``text`` to ``path`` through a rename, with the mode DVC gives its files.
 
     The temporary file is created 0666 less the umask (0644 under umask 022),
     as DVC's own writes are (not mkstemp's 0600), so teammates on a shared
     server can read it. ``make_parent``: False when the caller made the folder.
+    Returns the file's stat (a rename keeps its inode, size and mtime).
     """
     if make_parent:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -394,20 +395,23 @@ def atomic_write(path: Path, text: str, make_parent: bool = True) -> None:
         except FileExistsError:  # left by a crashed process that had this pid
             continue
     try:
-        write_all(fd, text.encode("utf-8"))
+        info = write_all(fd, text.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return info
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write ``data`` to ``fd`` and close it: three system calls, where ``Path.write_bytes``
-    makes six (each lets the other threads take the interpreter lock)."""
+def write_all(fd: int, data: bytes) -> os.stat_result:
+    """Write ``data`` to ``fd``, close it and return its stat: four system calls, where
+    ``Path.write_bytes`` and a ``stat`` by path make seven (each lets the other threads
+    take the interpreter lock, and a path is looked up again)."""
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
+        return os.fstat(fd)
     finally:
         os.close(fd)
 
@@ -522,12 +526,11 @@ class StageCache:
         self.new[key] = [sig, raw]
         return ImportStage.from_dict(raw)
 
-    def record(self, path: Path, key: str, stage: ImportStage) -> None:
-        """``stage`` was just written to ``path``: the next run need not parse it.
+    def record(self, key: str, stage: ImportStage, st: os.stat_result) -> None:
+        """``stage`` was just written, ``st`` its file's stat: the next run need not parse it.
 
         Kept as JSON text: a sync of many files holds a short string per stage, not its mapping.
         """
-        st = path.stat()
         with contextlib.suppress(TypeError, ValueError):  # only an optimisation
             entry = [file_signature(st), stage.raw]
             self.written[key] = json.dumps(entry, ensure_ascii=False)

@@ -291,8 +291,7 @@ class Workspace:
         """
         path = self.root / stages.stage_path(local)
         self._folder(path, into_cache=False)
-        stage.write(path, make_parent=False)
-        self.stage_cache.record(path, local, stage)
+        self.stage_cache.record(local, stage, stage.write(path, make_parent=False))
         self.changed.add(stages.stage_path(local))
         if ignore:
             self._placed.append(local)
@@ -392,22 +391,27 @@ class Workspace:
         dest = self.root / local
         self._folder(dest, into_cache=True)
         tmp = self.work / f"link-{next(self._names)}"
+        info = None  # the stat of the file written here, if one is
         if copy is not None and self.link_type == "copy":
             tmp = copy
         elif data is not None and self.link_type == "copy":
-            _write_new(tmp, data)
+            info = _write_new(tmp, data)
         else:
             if copy is not None:
                 copy.unlink()
             self.link_type = _link(cached, tmp, self.odb.cache_types, self.link_type)
         os.replace(tmp, dest)
-        self._remember(local, md5)
+        self._remember(local, md5, info)
         self._placed.append(local)
 
-    def _remember(self, local: str, md5: str) -> None:
-        """Record the hash of the file at ``local`` in our hash cache and for DVC's state db."""
+    def _remember(self, local: str, md5: str, info: os.stat_result | None = None) -> None:
+        """Record the hash of the file at ``local`` in our hash cache and for DVC's state db.
+
+        ``info``: its stat when it was just written (a rename keeps what the stat keys by).
+        """
         dest = self.root / local
-        info = dest.stat()
+        if info is None:
+            info = dest.stat()
         # DVC's state db learns the hash at the end, in one transaction, keyed by this stat.
         self._state.append((str(dest), md5, info.st_ino, info.st_mtime, info.st_size))
         self.hashes.put(local, info, md5)
@@ -494,8 +498,8 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
         log.setLevel(level)
 
 
-def _write_new(path: Path, data: bytes) -> None:
-    stages.write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), data)
+def _write_new(path: Path, data: bytes) -> os.stat_result:
+    return stages.write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), data)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:

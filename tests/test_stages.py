@@ -187,8 +187,9 @@ def test_a_written_stage_is_recorded_so_the_next_run_parses_nothing(tmp_path: Pa
     StageCache(tmp_path).save()  # nothing read, nothing changed: no file
     assert not (tmp_path / ".dvc" / "tmp" / "gcsdvc-stages.json").exists()
     first = StageCache(tmp_path, keep=True)
-    pinned().write(path, make_parent=False)
-    first.record(path, "a.txt", pinned())
+    written = pinned().write(path, make_parent=False)
+    assert stages.file_signature(written) == stages.file_signature(path.stat())  # as renamed
+    first.record("a.txt", pinned(), written)
     first.save()
     kept = StageCache(tmp_path, keep=True)
     assert kept.new == kept.old and "a.txt" in kept.old
