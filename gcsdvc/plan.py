@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import Comparison, State, Upstream, Wish, compare, needs_listing
+from gcsdvc.compare import Comparison, Disk, State, Upstream, Wish, compare, needs_listing
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import read_disks
+from gcsdvc.workspace import local_md5s, read_disks
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject, Storage
@@ -262,12 +262,16 @@ def build_plan(
         state = _looked_up_as(found.state, disk.exists, draft)
         key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
         action, note = decide(key, found, draft.local)
+        obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if state is State.MISSING and disk.exists and draft.file is not None:
             # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
             action, note = Action.METADATA, _ADOPT
+        if state is State.UNTRACKED and draft.file is not None and _holds(root, draft, disk, obj):
+            # The object's very bytes, no stage: a sync cut short between placing the file
+            # and writing its stage. Recorded, not a conflict: nothing is replaced.
+            action, note = Action.METADATA, _ADOPT
         if found.state is State.NOT_FOUND:
             note += _did_you_mean(storage, draft)
-        obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if action is Action.UNCHANGED and draft.stage is not None:
             shaped = stages.conform(
                 draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
@@ -331,6 +335,14 @@ def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> 
     old = candidates[0]
     del orphans[old]
     return old
+
+
+def _holds(root: Path, draft: _Draft, disk: Disk, obj: RemoteObject | None) -> bool:
+    """Whether the file at the destination holds exactly ``obj``'s bytes (its md5)."""
+    if obj is None or obj.md5 is None or obj.transcoded or not disk.is_file:
+        return False
+    path = root / draft.local
+    return disk.size == obj.size and local_md5s(root, {path: obj.size}).get(path) == obj.md5
 
 
 def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:

@@ -219,11 +219,12 @@ class _Executor:
         for item in self.plan.of(Action.PRUNE):
             self._guard(item, self.ws.remove, item.local)
         for item in self.plan.of(Action.METADATA):
-            assert item.stage is not None
-            if item.state is State.MISSING:  # a copy placed by `dvc pull`
+            # A copy placed by `dvc pull`, or by a sync cut short before the stage.
+            if item.state in (State.MISSING, State.UNTRACKED):
                 self._guard(item, self.files.adopt, item)
                 continue
             stage = item.stage
+            assert stage is not None
             if item.obj is not None and item.state is State.METADATA_UPSTREAM:
                 stage = stage.recorded_as(item.obj)  # so that `dvc status` stays quiet
             self._guard(item, self.ws.write_stage, item.local, self._shaped(item, stage))

@@ -97,8 +97,10 @@ class Transfer:
         raise StorageError(f"{gone} and not in the DVC cache; {fix}")
 
     def adopt(self, item: Item) -> None:
-        """Record a copy placed without us (``dvc pull`` of a --no-download stage), once checked."""
-        obj = self.recorded_object(item)
+        """Record a copy placed without its stage, once checked: by ``dvc pull`` of a
+        --no-download stage (the recorded object), or by a sync cut short (the listed one)."""
+        obj = self.recorded_object(item) if item.stage is not None else item.obj
+        assert obj is not None
         got = self.ws.adopt(item.local, obj)
         self.write_stage(item, obj, got)
 

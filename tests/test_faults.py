@@ -10,6 +10,7 @@ data folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, entry, gcsdvc, load, snapshot, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, gcsdvc, load, snapshot, write_manifest
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc import storage
@@ -198,6 +199,31 @@ def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -
     assert res.returncode == 0, res.stderr
     assert assert_consistent(repo) == 12
     assert not (repo / ".dvc" / "tmp" / "gcsdvc").exists()
+
+
+def test_a_file_placed_without_its_stage_is_recorded_not_a_conflict(
+    repo: Path, seeded: str
+) -> None:
+    """A sync killed between renaming a file into place and writing its stage."""
+    write_manifest(repo, [entry(seeded)])
+    cli("sync", cwd=repo, check=True)
+    stage = data(repo, "file1.dvc")
+    recorded = stage.read_text()
+    stage.unlink()
+    dry = cli("sync", "--dry-run", "-v", cwd=repo)
+    assert "exp1  metadata 1, unchanged 2" in dry.stdout
+    assert "record the copy on disk" in dry.stdout
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert stage.read_text() == recorded
+    assert assert_consistent(repo) == 3
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+    # Other bytes in its place stay a conflict (tests/test_rules.py has the whole story).
+    stage.unlink()
+    data(repo, "file1").chmod(0o644)
+    data(repo, "file1").write_text("not the object\n")
+    assert cli("sync", cwd=repo).returncode == 1
+    assert data(repo, "file1").read_text() == "not the object\n"
 
 
 def test_two_syncs_at_once(repo: Path, many: str) -> None:
