@@ -201,15 +201,21 @@ def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -
     assert not (repo / ".dvc" / "tmp" / "gcsdvc").exists()
 
 
+@pytest.mark.parametrize("left", ["no stage", "an empty stage"])
 def test_a_file_placed_without_its_stage_is_recorded_not_a_conflict(
-    repo: Path, seeded: str
+    repo: Path, seeded: str, left: str
 ) -> None:
-    """A sync killed between renaming a file into place and writing its stage."""
+    """A sync killed between renaming a file into place and writing its stage, or while
+    creating the stage (a new stage is written with one write: empty, or whole)."""
     write_manifest(repo, [entry(seeded)])
     cli("sync", cwd=repo, check=True)
     stage = data(repo, "file1.dvc")
     recorded = stage.read_text()
-    stage.unlink()
+    if left == "no stage":
+        stage.unlink()
+    else:
+        stage.write_text("")
+        assert json.loads(cli("status", "--json", cwd=repo).stdout)["resources"][0]["files"]
     dry = cli("sync", "--dry-run", "-v", cwd=repo)
     assert "exp1  metadata 1, unchanged 2" in dry.stdout
     assert "record the copy on disk" in dry.stdout

@@ -196,6 +196,20 @@ def test_a_written_stage_is_recorded_so_the_next_run_parses_nothing(tmp_path: Pa
     assert kept.read(path, "a.txt") == ImportStage.load(path) == pinned()
 
 
+def test_a_new_stage_is_one_write_an_old_one_is_replaced_and_empty_is_none(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "d" / "a.txt.dvc"
+    first = pinned().write(path)
+    assert path.read_text() == pinned().dump()
+    assert stages.file_signature(first) == stages.file_signature(path.stat())
+    path.write_text("")  # what a kill while creating it leaves
+    assert ImportStage.load(path) is None
+    again = pinned().write(path)  # over an existing file: through a rename
+    assert again.st_ino != first.st_ino and ImportStage.load(path) == pinned()
+    assert [p.name for p in path.parent.iterdir()] == ["a.txt.dvc"]  # no temporary left
+
+
 ODD_TEXT = [
     "plain words, (with) a-b_c/d.e+f=g@h:i",
     "",
