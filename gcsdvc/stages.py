@@ -185,12 +185,8 @@ class ImportStage:
         if make_parent:
             path.parent.mkdir(parents=True, exist_ok=True)
         if len(data) <= ONE_PAGE:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                pass
-            else:
-                return write_all(fd, data)
+            with contextlib.suppress(FileExistsError):
+                return write_new(path, data, exclusive=True)
         return atomic_write(path, text, make_parent=False)
 
     def recorded_as(self, obj: RemoteObject) -> ImportStage:
@@ -427,6 +423,15 @@ def atomic_write(path: Path, text: str, make_parent: bool = True) -> os.stat_res
         Path(tmp).unlink(missing_ok=True)
         raise
     return info
+
+
+def write_new(path: Path, data: bytes, exclusive: bool = False) -> os.stat_result:
+    """Create ``path`` holding ``data`` (0666 less the umask, as DVC's files); its stat.
+
+    ``exclusive``: :class:`FileExistsError` when it exists, else it is truncated.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    return write_all(os.open(path, flags, 0o666), data)
 
 
 def write_all(fd: int, data: bytes) -> os.stat_result:

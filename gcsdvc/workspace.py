@@ -234,7 +234,7 @@ class Workspace:
         A small object comes as bytes (``got.data``): they are written to ``tmp`` here.
         """
         if got.data is not None:
-            _write_new(tmp, got.data)
+            stages.write_new(tmp, got.data)
         self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data, got.copy)
 
     def adopt(self, local: str, obj: RemoteObject) -> Fetched:
@@ -285,9 +285,9 @@ class Workspace:
     def write_stage(self, local: str, stage: ImportStage, ignore: bool = False) -> None:
         """Write the stage of ``local``; ``ignore`` also adds the data's .gitignore line.
 
-        Through a temporary file and a rename even for a new stage: a stage cut
-        short by a crash would stop the next sync with a parse error, a missing
-        one only makes it place the file again.
+        A crash leaves the old stage, none, an empty one (read as none) or the
+        new one, never a part (see :meth:`ImportStage.write`); the file it left
+        without a stage is recorded by the next sync.
         """
         path = self.root / stages.stage_path(local)
         self._folder(path, into_cache=False)
@@ -395,7 +395,7 @@ class Workspace:
         if copy is not None and self.link_type == "copy":
             tmp = copy
         elif data is not None and self.link_type == "copy":
-            info = _write_new(tmp, data)
+            info = stages.write_new(tmp, data)
         else:
             if copy is not None:
                 copy.unlink()
@@ -496,10 +496,6 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
         callbacks.TqdmCallback = tqdm_callback
         ui._enabled = True
         log.setLevel(level)
-
-
-def _write_new(path: Path, data: bytes) -> os.stat_result:
-    return stages.write_all(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666), data)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:
