@@ -25,7 +25,7 @@ from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import local_md5s, read_disks
+from gcsdvc.workspace import holding, read_disks
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject, Storage
@@ -248,7 +248,8 @@ def build_plan(
             plan.looked_up |= found.state is State.OK
     listings = _list(storage, to_list)
 
-    same: dict[int, tuple[Path, RemoteObject]] = {}  # item index -> (file, object it may be)
+    stageless: dict[str, tuple[Disk, RemoteObject]] = {}  # files that may be their object
+    index: dict[str, int] = {}  # their items' places in the plan
     for draft in drafts:
         old = moves.get(draft.local)
         if old is not None:
@@ -267,9 +268,9 @@ def build_plan(
         if state is State.MISSING and disk.exists and draft.file is not None:
             # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
             action, note = Action.METADATA, _ADOPT
-        if state is State.UNTRACKED and draft.file is not None and _may_hold(disk, obj):
-            assert obj is not None
-            same[len(plan.items)] = (root / draft.local, obj)
+        if state is State.UNTRACKED and draft.file is not None and obj is not None:
+            stageless[draft.local] = (disk, obj)
+            index[draft.local] = len(plan.items)
         if found.state is State.NOT_FOUND:
             note += _did_you_mean(storage, draft)
         if action is Action.UNCHANGED and draft.stage is not None:
@@ -281,7 +282,9 @@ def build_plan(
         item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
         plan.items.append(replace(item, committed=draft.committed, note=note, state=found.state))
 
-    _adopt_same(root, plan, same)
+    for local in holding(root, stageless):
+        held = index[local]
+        plan.items[held] = replace(plan.items[held], action=Action.METADATA, note=_ADOPT)
     plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     for local, stage in sorted(orphans.items()):
         if not patterns or matches(stage.name, patterns):
@@ -336,28 +339,6 @@ def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> 
     old = candidates[0]
     del orphans[old]
     return old
-
-
-def _may_hold(disk: Disk, obj: RemoteObject | None) -> bool:
-    """Whether a stage-less file may hold ``obj``'s bytes: worth hashing to know."""
-    if obj is None or obj.md5 is None or obj.transcoded or not disk.is_file:
-        return False
-    return disk.size == obj.size
-
-
-def _adopt_same(root: Path, plan: Plan, same: dict[int, tuple[Path, RemoteObject]]) -> None:
-    """Stage-less files that hold their object's very bytes are recorded, not conflicts.
-
-    Such a file is what a sync cut short between placing a file and writing its
-    stage leaves: nothing is replaced. All are hashed at once (``same``: item
-    index -> the file and the object of its size).
-    """
-    if not same:
-        return
-    md5s = local_md5s(root, {path: obj.size for path, obj in same.values()})
-    for index, (path, obj) in same.items():
-        if md5s.get(path) == obj.md5:
-            plan.items[index] = replace(plan.items[index], action=Action.METADATA, note=_ADOPT)
 
 
 def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:

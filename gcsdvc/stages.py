@@ -485,13 +485,17 @@ def committed_stages(root: Path, locals_: Iterable[str]) -> dict[str, ImportStag
     if not asked:
         return {}
     try:
+        # HEAD resolved once: "HEAD:<path>" made git resolve it for every name.
         where = subprocess.run(
-            ["git", "rev-parse", "--show-prefix"], cwd=root, capture_output=True, check=False
+            ["git", "rev-parse", "--show-prefix", "HEAD^{tree}"],
+            cwd=root,
+            capture_output=True,
+            check=False,
         )
-        if where.returncode:
+        if where.returncode:  # not in git, or nothing committed yet
             return {}
-        prefix = where.stdout.decode("utf-8").strip()
-        names = "".join(f"HEAD:{prefix}{stage_path(local)}\n" for local in asked)
+        prefix, tree = where.stdout.decode("utf-8").split("\n")[:2]
+        names = "".join(f"{tree}:{prefix}{stage_path(local)}\n" for local in asked)
         res = subprocess.run(
             ["git", "cat-file", "--batch"],
             cwd=root,

@@ -25,7 +25,7 @@ from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Storage, describe
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import read_disks
+from gcsdvc.workspace import holding, read_disks
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject
@@ -46,6 +46,7 @@ class FileStatus:
     state: State = State.OK
     upstream: str | None = None  # "same", "metadata", "changed" or "deleted"; None: not checked
     note: str = ""
+    holds_object: bool = False  # untracked, with the listed object's very bytes
 
     @property
     def stage_file(self) -> str:
@@ -75,6 +76,8 @@ class FileStatus:
         """
         sync = ("gcsdvc sync", resource.name)
         push = [] if pinned else [("dvc push", "")]
+        if self.holds_object:
+            return [sync]  # recorded as it is: nothing is downloaded or replaced
         if self.state in (State.MODIFIED, State.UNTRACKED):
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
             return [("rm", self.local), sync]
@@ -300,11 +303,21 @@ def check(
         disks = {f.local: Disk(exists=True, is_file=True, size=f.size, md5=f.md5) for f in items}
     else:
         disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
+    stageless: dict[str, tuple[Disk, RemoteObject]] = {}
     for status in report.resources:
         listing = listings.get((status.resource.bucket, status.resource.prefix))
         if isinstance(listing, StorageError):
             status.upstream_error = str(listing)
-        _assess(status.files, listing if isinstance(listing, dict) else None, disks, recorded)
+        listed = listing if isinstance(listing, dict) else None
+        _assess(status.files, listed, disks, recorded)
+        for f in status.files:
+            obj = listed.get(f.file) if listed is not None and f.file is not None else None
+            if f.state is State.UNTRACKED and obj is not None:
+                stageless[f.local] = (disks[f.local], obj)
+    held = holding(manifest.root, stageless)  # as the plan finds them: a sync records them
+    for f in items:
+        if f.local in held:
+            f.holds_object, f.note = True, "holds the listed object's bytes; a sync records it"
     _add_pattern_failures(manifest, report.resources, unmatched)
     upstream = not offline and report.upstream_error is None
     errors = _check_folders(manifest.root, items, upstream=upstream)

@@ -858,7 +858,9 @@ async def _stream(
     pending: concurrent.futures.Future[None] = concurrent.futures.Future()
     pending.set_result(None)
     try:
-        while chunk := await resp.content.read(CHUNK):
+        # What has arrived, as it arrived (one buffer is not copied): read(CHUNK) would
+        # join the buffers into a new one, a copy of every byte.
+        while chunk := await resp.content.readany():
             batch.append(chunk)
             held += len(chunk)
             if on_bytes is not None:

@@ -115,6 +115,22 @@ def read_disks(
     return disks
 
 
+def holding(root: Path, files: dict[str, tuple[Disk, RemoteObject]]) -> set[str]:
+    """Which stage-less files (local: what is there, the object listed) hold the object's bytes.
+
+    Such a file is what a sync cut short between placing it and writing its stage
+    leaves: a sync records it rather than calling it a conflict. Only files of the
+    object's size are hashed, all at once.
+    """
+    maybe = {
+        local: obj
+        for local, (disk, obj) in files.items()
+        if disk.is_file and disk.size == obj.size and obj.md5 is not None and not obj.transcoded
+    }
+    md5s = local_md5s(root, {root / local: obj.size for local, obj in maybe.items()})
+    return {local for local, obj in maybe.items() if md5s.get(root / local) == obj.md5}
+
+
 def local_md5s(root: Path, sizes: dict[Path, int]) -> dict[Path, str]:
     """The md5 of each file (an unreadable one is left out).
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -216,6 +217,12 @@ def test_a_file_placed_without_its_stage_is_recorded_not_a_conflict(
     else:
         stage.write_text("")
         assert json.loads(cli("status", "--json", cwd=repo).stdout)["resources"][0]["files"]
+    # status says what the sync will do: record it, nothing to remove first.
+    assert file_status(repo, "file1") == {
+        "state": "untracked",
+        "note": "holds the listed object's bytes; a sync records it",
+        "fix": "gcsdvc sync exp1",
+    }
     dry = cli("sync", "--dry-run", "-v", cwd=repo)
     assert "exp1  metadata 1, unchanged 2" in dry.stdout
     assert "record the copy on disk" in dry.stdout
@@ -228,8 +235,21 @@ def test_a_file_placed_without_its_stage_is_recorded_not_a_conflict(
     stage.unlink()
     data(repo, "file1").chmod(0o644)
     data(repo, "file1").write_text("not the object\n")
+    local = data(repo, "file1").relative_to(repo).as_posix()
+    assert file_status(repo, "file1") == {
+        "state": "untracked",
+        "note": "no stage records it",
+        "fix": f"rm {shlex.quote(local)} && gcsdvc sync exp1",
+    }
     assert cli("sync", cwd=repo).returncode == 1
     assert data(repo, "file1").read_text() == "not the object\n"
+
+
+def file_status(repo: Path, name: str) -> dict[str, str]:
+    """State, note and fix of one file of the first experiment, as ``status --json`` gives them."""
+    files = json.loads(cli("status", "--json", cwd=repo).stdout)["resources"][0]["files"]
+    found = next(f for f in files if f["path"] == data(repo, name).relative_to(repo).as_posix())
+    return {k: found[k] for k in ("state", "note", "fix")}
 
 
 def test_two_syncs_at_once(repo: Path, many: str) -> None:

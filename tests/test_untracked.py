@@ -68,6 +68,13 @@ def test_committed_stage_is_read_from_head(git: Path) -> None:
     assert committed_stage(git, "data/e/list") is None
 
 
+def test_no_stage_is_committed_before_the_first_commit(tmp_path: Path) -> None:
+    run("git", "init", "-q", cwd=tmp_path)
+    (tmp_path / "a.dvc").write_text("outs: []\n")
+    run("git", "add", "-A", cwd=tmp_path)  # staged is not committed
+    assert stages.committed_stages(tmp_path, ["a"]) == {}
+
+
 def test_leftovers_in_dry_run_sync_and_status(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded, files=["file1"])])
     cli("sync", cwd=repo, check=True)
