@@ -21,7 +21,7 @@ import threading
 import urllib.parse
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,7 @@ STAT_MAX = 8  # a folder with more wanted files than this is listed, not stat'ed
 # A folder with 2 to STAT_MAX wanted files is first asked for one page of this many entries
 # per wanted file: when that is the whole folder, one request answers for all of them.
 PEEK_FACTOR = 2
+MAX_PAGE = 1000  # the most objects Cloud Storage returns in one listing page
 LISTING_JOBS = 16
 READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
 RETRIES_VAR = "GCSDVC_RETRIES"  # attempts per download, counted as gcsfs's ``retries``
@@ -390,15 +391,17 @@ class Storage:
         """
         asked = {key: sorted(set(files)) for key, files in wanted.items()}
         folders: dict[tuple[str, str], list[str]] = {}
+        spans: dict[tuple[str, str], set[str]] = {}  # the folders of each entry's prefix
         for (bucket, prefix), files in asked.items():
             for file in files:
                 name = f"{prefix}/{file}" if prefix else file
                 if (bucket, name) not in self._objects:
                     folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
                     folders.setdefault((bucket, folder), []).append(name)
+                    spans.setdefault((bucket, prefix), set()).add(folder)
         if folders:
             fs = self.fs  # fail once, clearly, if storage is unreachable
-            future = asyncio.run_coroutine_threadsafe(self._fetch_folders(folders), fs.loop)
+            future = asyncio.run_coroutine_threadsafe(self._fetch_folders(folders, spans), fs.loop)
             future.result()
         out: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
         for (bucket, prefix), files in asked.items():
@@ -420,7 +423,9 @@ class Storage:
                 out[(bucket, prefix)] = found
         return out
 
-    async def _fetch_folders(self, folders: dict[tuple[str, str], list[str]]) -> None:
+    async def _fetch_folders(
+        self, folders: dict[tuple[str, str], list[str]], spans: dict[tuple[str, str], set[str]]
+    ) -> None:
         sem = asyncio.Semaphore(LISTING_JOBS)
         missing_in: set[str] = set()
 
@@ -468,14 +473,39 @@ class Storage:
             else:
                 found(bucket, names, {item["name"]: item for item in page.get("items", [])})
 
-        tasks = []
-        for (bucket, folder), names in folders.items():
+        def one(bucket: str, folder: str) -> Coroutine[Any, Any, None]:
+            names = folders[(bucket, folder)]
             if len(names) == 1:
-                tasks.append(stat(bucket, names[0]))
-            elif len(names) <= STAT_MAX:
-                tasks.append(peek(bucket, folder, names))
+                return stat(bucket, names[0])
+            if len(names) <= STAT_MAX:
+                return peek(bucket, folder, names)
+            return listing(bucket, folder, names)
+
+        async def span(bucket: str, prefix: str, parts: list[str]) -> None:
+            """One page of the whole prefix, recursively, answers for its folders when it
+            holds little more than the wanted files; else each folder is asked."""
+            names = [name for part in parts for name in folders[(bucket, part)]]
+            size = min(MAX_PAGE, PEEK_FACTOR * len(names))
+            async with sem:
+                try:
+                    page = await self._list_page(bucket, prefix, size, recursive=True)
+                except Exception:
+                    page = None
+            if page is None or page.get("nextPageToken"):
+                await asyncio.gather(*(one(bucket, part) for part in parts))
             else:
-                tasks.append(listing(bucket, folder, names))
+                found(bucket, names, {item["name"]: item for item in page.get("items", [])})
+
+        tasks = []
+        spanned: set[tuple[str, str]] = set()
+        for (bucket, prefix), parts in spans.items():
+            keys = {(bucket, part) for part in parts}
+            # Where an entry's files lie in several folders (not shared with another entry).
+            if len(parts) > 1 and not keys & spanned:
+                spanned |= keys
+                root = f"{prefix}/" if prefix else ""
+                tasks.append(span(bucket, root, sorted(parts)))
+        tasks += [one(*key) for key in folders if key not in spanned]
         await asyncio.gather(*tasks)
         # A missing object and a missing bucket both answer 404: ask the bucket once.
         for bucket in missing_in:
@@ -493,22 +523,28 @@ class Storage:
         found: dict[str, dict[str, Any]] = {}
         token = None
         while True:
-            page = await self._list_page(bucket, folder, 1000, token)
+            page = await self._list_page(bucket, folder, MAX_PAGE, token)
             found.update((item["name"], item) for item in page.get("items", []))
             token = page.get("nextPageToken")
             if not token:
                 return found
 
     async def _list_page(
-        self, bucket: str, folder: str, size: int, token: str | None = None
+        self,
+        bucket: str,
+        folder: str,
+        size: int,
+        token: str | None = None,
+        recursive: bool = False,
     ) -> dict[str, Any]:
-        """One page of ``folder``'s listing (one level): up to ``size`` objects and subfolders."""
+        """One page of ``folder``'s listing: up to ``size`` objects and subfolders, or
+        (``recursive``) objects at any depth."""
         page: dict[str, Any] = await self.fs._call(
             "GET",
             "b/{}/o",
             bucket,
             prefix=folder or None,
-            delimiter="/",
+            delimiter=None if recursive else "/",
             pageToken=token,
             maxResults=size,
             json_out=True,

@@ -9,7 +9,7 @@ import pytest
 from conftest import dvc_main, run
 
 from gcsdvc import stages, workspace
-from gcsdvc.compare import ABSENT
+from gcsdvc.compare import ABSENT, Disk
 from gcsdvc.errors import DvcRepoError
 from gcsdvc.manifest import Resource
 from gcsdvc.storage import RemoteObject
@@ -54,6 +54,27 @@ def test_read_disks_hashes_only_what_it_must(root: Path, hash_reads: list[Path])
     assert hash_reads == [root / "d" / "a.txt"]
     (root / ".dvc" / "tmp" / "gcsdvc-hashes.json").write_text("[]")
     assert workspace.HashCache(root).known == {}
+
+
+def test_holding_hashes_only_files_that_may_be_their_object(
+    root: Path, hash_reads: list[Path]
+) -> None:
+    obj = RemoteObject("bkt", "proj/a.txt", 6, MD5, None, {})
+    files = {
+        "d/same": (b"hello\n", obj),
+        "d/other": (b"hellO\n", obj),  # same size, other bytes
+        "d/longer": (b"hello!\n", obj),  # another size: not hashed
+        "d/composite": (b"hello\n", replace(obj, md5=None)),  # no md5 to check against
+        "d/gzip": (b"hello\n", replace(obj, content_encoding="gzip")),  # stored bytes differ
+    }
+    found = {}
+    for local, (body, listed) in files.items():
+        (root / local).write_bytes(body)
+        found[local] = (Disk.from_stat(0o100644, len(body)), listed)
+    found["d"] = (Disk.from_stat(0o040755, 6), obj)  # a folder
+    assert workspace.holding(root, found) == {"d/same"}
+    assert sorted(hash_reads) == [root / "d" / "other", root / "d" / "same"]
+    assert workspace.holding(root, {}) == set()
 
 
 def test_link_falls_back_to_a_copy(tmp_path: Path) -> None:
