@@ -146,6 +146,7 @@ class Plan:
     # A file in place had its object looked up all the same (see compare.needs_listing).
     looked_up: bool = False
     quick: bool = False  # a snapshot answered: every file unchanged, none looked at
+    state: str | None = None  # the disk before it was read (build_plan's ``watch``)
 
     def of(self, *actions: Action) -> list[Item]:
         return [item for item in self.items if item.action in actions]
@@ -200,8 +201,14 @@ def build_plan(
     prune: bool = False,
     patterns: Sequence[str] = (),
     force: bool = False,
+    watch: bool = False,
 ) -> Plan:
-    """Compare the selected entries with the disk (and, where needed, with storage)."""
+    """Compare the selected entries with the disk (and, where needed, with storage).
+
+    ``watch``: note in ``plan.state`` what the disk was before it was read
+    (:func:`gcsdvc.snapshot.state`), so that a sync can tell, once it holds DVC's
+    lock, whether the plan still stands.
+    """
     root = manifest.root
     mode = pinning(root, manifest.pin_generations)
     plan = Plan(mode.pinned, force, warnings=mode.warnings)
@@ -215,6 +222,8 @@ def build_plan(
             for file in res.targets
         ]
         return plan
+    if watch:
+        plan.state = snapshot.state(manifest)
     ours, foreign = stages.scan(root, manifest.data_path)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     wanted = desired(manifest)

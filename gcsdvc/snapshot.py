@@ -106,6 +106,21 @@ def _head(root: Path) -> str:
     return res.stdout.strip()
 
 
+def state(manifest: Manifest) -> str:
+    """A digest of what another process changes when it syncs: the data folder (one
+    ``stat`` per entry), git's HEAD and DVC's config files (the pinning mode).
+
+    While it is the same, a plan made earlier still stands (see :func:`gcsdvc.sync.sync`).
+    """
+    tree = hashlib.blake2b()
+    for here, entries, nums in _walk(manifest.data_path):
+        _update(tree, here, entries, nums)
+    dvc = manifest.root / ".dvc"
+    configs = [_signature(dvc / name) for name in ("config", "config.local")]
+    tree.update(repr((_head(manifest.root), configs)).encode())
+    return tree.hexdigest()
+
+
 def unchanged(manifest: Manifest, names: Sequence[str], pinned: bool) -> Snapshot | None:
     """The recorded snapshot when it applies and nothing it depends on changed, else None."""
     path = _file(manifest.root)

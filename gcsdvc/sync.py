@@ -105,7 +105,7 @@ def sync(
     """
     selected = manifest.select(names)
     storage = Storage(jobs)
-    plan = build_plan(manifest, selected, storage, prune, names, force)
+    plan = build_plan(manifest, selected, storage, prune, names, force, watch=not dry_run)
     if dry_run or not (plan.has_work or plan.leftovers):
         result = _result(plan, storage)
         if plan.leftovers:
@@ -113,8 +113,9 @@ def sync(
                 result.untracked = untracked.classify(repo, manifest.root, plan.leftovers)
         return result
     with locked_repo(manifest.root) as repo:
-        # Another process may have synced while we waited for the lock.
-        plan = build_plan(manifest, selected, storage, prune, names, force)
+        if plan.state is None or snapshot.state(manifest) != plan.state:
+            # Another process synced while we planned or waited for the lock.
+            plan = build_plan(manifest, selected, storage, prune, names, force)
         result = _result(plan, storage)
         with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
             _Executor(ws, storage, result, download, reporter).run()

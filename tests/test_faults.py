@@ -269,6 +269,36 @@ def test_two_syncs_at_once(repo: Path, many: str) -> None:
     assert assert_consistent(repo) == 12
 
 
+@pytest.mark.parametrize("meanwhile", [False, True])
+def test_a_plan_overtaken_before_the_lock_is_made_again(
+    repo: Path, seeded: str, monkeypatch: pytest.MonkeyPatch, meanwhile: bool
+) -> None:
+    """Between planning and taking DVC's lock, another sync may place everything: the plan
+    is then made again (nothing to download); otherwise it is made once."""
+    from gcsdvc import plan, sync
+    from gcsdvc.manifest import load_manifest
+
+    write_manifest(repo, [entry(seeded)])
+    plans: list[plan.Plan] = []
+
+    def counted(*args: Any, **kwargs: Any) -> plan.Plan:
+        plans.append(plan.build_plan(*args, **kwargs))
+        if meanwhile and len(plans) == 1:
+            gcsdvc("sync", cwd=repo, check=True)  # another process, before the lock
+        return plans[-1]
+
+    monkeypatch.setattr(sync, "build_plan", counted)
+    result = sync.sync(load_manifest(repo / "params.yaml"))
+    assert result.ok
+    assert len(plans) == 1 + meanwhile
+    # Overtaken: the plan made again under the lock finds every file in place.
+    assert dict(result.done) == ({} if meanwhile else {plan.Action.ADD: 3})
+    assert [i.action for i in result.plan.items] == [
+        plan.Action.UNCHANGED if meanwhile else plan.Action.ADD
+    ] * 3
+    assert assert_consistent(repo) == 3
+
+
 def test_symlink_out_of_the_repository_is_refused(repo: Path, seeded: str, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -334,3 +334,23 @@ def test_a_selected_file_not_on_disk_is_not_recorded(repo: Path, seeded: str) ->
     selected = dict.fromkeys([*wanted, manifest.local(res, "extra")], True)
     assert not snapshot.record(manifest, (), True, selected, wanted | set(selected), False)
     assert snapshot.record(manifest, (), True, dict.fromkeys(wanted, True), wanted, False)
+
+
+STATE_CHANGES: dict[str, Callable[[Path], object]] = {
+    "a data file rewritten": lambda repo: data(repo, "file1").write_text("other\n"),
+    "a stage rewritten in place": lambda repo: data(repo, "file1.dvc").write_text("outs: []\n"),
+    "a new file": lambda repo: (data(repo, "file1").parent / "new").write_text("x"),
+    "a commit": lambda repo: commit_all(repo),
+    "DVC's config": lambda repo: dvc_main("remote", "add", "-d", "r", "/tmp/r", cwd=repo),
+}
+
+
+@pytest.mark.parametrize("change", STATE_CHANGES)
+def test_state_changes_with_what_another_sync_changes(repo: Path, seeded: str, change: str) -> None:
+    synced(repo, seeded)
+    manifest = load_manifest()
+    before = snapshot.state(manifest)
+    assert snapshot.state(manifest) == before
+    data(repo, "file1").chmod(0o644)
+    STATE_CHANGES[change](repo)
+    assert snapshot.state(manifest) != before
