@@ -147,6 +147,7 @@ class Plan:
     looked_up: bool = False
     quick: bool = False  # a snapshot answered: every file unchanged, none looked at
     state: str | None = None  # the disk before it was read (build_plan's ``watch``)
+    wanted: Collection[str] = ()  # every data path the whole manifest asks for (see desired)
 
     def of(self, *actions: Action) -> list[Item]:
         return [item for item in self.items if item.action in actions]
@@ -227,6 +228,7 @@ def build_plan(
     ours, foreign = stages.scan(root, manifest.data_path)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     wanted = desired(manifest)
+    plan.wanted = wanted.keys()
     git = untracked.look(root, manifest.data_path)
     owned = wanted.keys() | ours.keys() | foreign.keys()
     plan.leftovers = git.unowned(owned)

@@ -654,12 +654,11 @@ def _ignore_entry(name: str) -> str:
     return entry
 
 
-def ignored_by_git(root: Path, paths: Iterable[Path]) -> set[Path]:
-    """The ``paths`` git already ignores (a root rule, say), asked in one ``git check-ignore``.
+def ignored_by_git(root: Path, asked: list[str]) -> set[str]:
+    """The paths git already ignores (a root rule, say), asked in one ``git check-ignore``.
 
     DVC adds no ``.gitignore`` line for such a path either (``scm.ignore``).
     """
-    asked = [str(p) for p in paths]
     if not asked:
         return set()
     try:
@@ -675,7 +674,7 @@ def ignored_by_git(root: Path, paths: Iterable[Path]) -> set[Path]:
         return set()
     if done.returncode not in (0, 1):  # not a git repository, or git failed
         return set()
-    return {Path(p) for p in done.stdout.split("\0") if p}
+    return {p for p in done.stdout.split("\0") if p}  # as asked
 
 
 def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str] = ()) -> bool:
@@ -709,8 +708,14 @@ class IgnoreBatch:
         self.added: dict[Path, list[str]] = {}
         self.dropped: dict[Path, list[str]] = {}
 
-    def add(self, path: Path) -> None:
-        self.added.setdefault(path.parent, []).append(path.name)
+    def add(self, root: Path, locals_: Iterable[str]) -> None:
+        """Lines for the files at ``locals_`` (POSIX paths below ``root``): a ``Path`` a folder."""
+        names: dict[str, list[str]] = {}
+        for local in locals_:
+            folder, _, name = local.rpartition("/")
+            names.setdefault(folder, []).append(name)
+        for folder, found in names.items():
+            self.added.setdefault(root / folder, []).extend(found)
 
     def drop(self, path: Path) -> None:
         self.dropped.setdefault(path.parent, []).append(path.name)
@@ -724,12 +729,14 @@ class IgnoreBatch:
         """
         changed: set[Path] = set()
         folders = set(self.added) | set(self.dropped) if git_root is not None else set()
-        adding = [f / n for f in folders for n in self.added.get(f, ())]
+        where = {folder: f"{folder}{os.sep}" for folder in folders}  # no Path per file
+        adding = [where[f] + n for f in folders for n in self.added.get(f, ())]
         ignored = ignored_by_git(git_root, adding) if git_root is not None else set()
         for folder in folders:
             if folder.exists():
                 # Sorted: downloads finish in any order; two people's syncs write the same file.
-                added = sorted(n for n in self.added.get(folder, ()) if folder / n not in ignored)
+                names = self.added.get(folder, ())
+                added = sorted(n for n in names if where[folder] + n not in ignored)
                 if update_gitignore(folder, added, self.dropped.get(folder, ())):
                     changed.add(folder / ".gitignore")
         for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):

@@ -26,7 +26,7 @@ from gcsdvc.errors import (
     StorageError,
 )
 from gcsdvc.manifest import Manifest
-from gcsdvc.plan import Action, Item, Plan, build_plan, desired, remember, unchanged
+from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import RemoteObject, Storage, describe
 from gcsdvc.transfer import Transfer
@@ -142,7 +142,7 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspac
         return
     # What the workspace verified and wrote, as it holds them (not the whole caches read back).
     ledger = snapshot.Ledger(ws.hashes.known.get, ws.stage_cache.entry, ws.stages_saved)
-    remember(manifest, names, plan, desired(manifest), ledger)
+    remember(manifest, names, plan, plan.wanted, ledger)
 
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:

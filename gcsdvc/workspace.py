@@ -210,8 +210,7 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            for local in self._placed:
-                self.ignore.add(self.root / local)
+            self.ignore.add(self.root, self._placed)
             from dvc.scm import NoSCM
 
             # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.

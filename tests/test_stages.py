@@ -293,8 +293,7 @@ def test_ignore_batch_writes_each_gitignore_once_and_drops_empty_folders(tmp_pat
     gone.mkdir(parents=True)
     (keep / ".gitignore").write_text("/old\n/mine\n")
     batch = IgnoreBatch()
-    batch.add(keep / "new file[1]")
-    batch.add(keep / "mine")
+    batch.add(tmp_path, ["data/keep/new file[1]", "data/keep/mine"])
     batch.drop(keep / "old")
     batch.drop(gone / "x")
     assert batch.flush(data, tmp_path) == {keep / ".gitignore"}
@@ -315,12 +314,11 @@ def test_ignore_batch_writes_nothing_without_git_or_for_paths_a_rule_ignores(
     data = tmp_path / "data"
     data.mkdir()
     batch = IgnoreBatch()
-    batch.add(data / "a.csv")
+    batch.add(tmp_path, ["data/a.csv"])
     assert batch.flush(data, None) == set()  # `dvc init --no-scm`: DVC writes none either
     assert not (data / ".gitignore").exists()
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / ".gitignore").write_text("*.csv\n")
-    batch.add(data / "a.csv")
-    batch.add(data / "b.txt")
+    batch.add(tmp_path, ["data/a.csv", "data/b.txt"])
     assert batch.flush(data, tmp_path) == {data / ".gitignore"}
     assert (data / ".gitignore").read_text() == "/b.txt\n"
