@@ -260,41 +260,45 @@ def test_7_status_and_sync_ask_only_for_listed_files(
     assert layer.objects_served - before <= most
 
 
-def test_7_an_entry_over_several_folders_and_nothing_else_is_one_request(
-    repo: Path, bucket: str, layer: GcsLayer, gcs: Any
+@pytest.mark.parametrize(
+    ("files", "crowd", "asked"),
+    [
+        # One folder: its first page answers; crowded, each file is asked.
+        (
+            [f"run/metrics-{n}.json" for n in range(5)],
+            [f"run/other-{n}" for n in range(20)],
+            (5, 1),
+        ),
+        # Several folders: one page of the whole prefix answers; crowded, each folder is
+        # asked (metrics/ is listed; eval/plots/ and the top hold one file each: a stat).
+        (
+            [f"metrics/step-{n}.json" for n in range(12)] + ["eval/plots/a.png", "out.txt"],
+            [f"logs/line-{n}" for n in range(40)],
+            (2, 2),
+        ),
+    ],
+    ids=["one folder", "several folders"],
+)
+def test_7_listed_files_and_nothing_else_are_one_request(
+    repo: Path,
+    bucket: str,
+    layer: GcsLayer,
+    gcs: Any,
+    files: list[str],
+    crowd: list[str],
+    asked: tuple[int, int],
 ) -> None:
-    files = [f"metrics/step-{n}.json" for n in range(12)] + ["eval/plots/a.png", "out.txt"]
     gcs.pipe({f"{bucket}/{PREFIX}/{f}": f.encode() for f in files})
     gcs.invalidate_cache()
     write_manifest(repo, [entry(bucket, files=files)])
     stats, listings = layer.stats, layer.listings
     assert cli("status", cwd=repo).returncode == 0
     assert (layer.stats - stats, layer.listings - listings) == (0, 1)
-    # A prefix that holds more: the page is not all of it, and each folder is asked.
-    gcs.pipe({f"{bucket}/{PREFIX}/logs/line-{n}": b"x" for n in range(40)})
+    gcs.pipe({f"{bucket}/{PREFIX}/{name}": b"x" for name in crowd})
     gcs.invalidate_cache()
     stats, listings = layer.stats, layer.listings
     assert "changed" not in cli("status", cwd=repo).stdout
-    # metrics/ is listed, eval/plots/ and the top folder have one file each: a stat.
-    assert (layer.stats - stats, layer.listings - listings) == (2, 2)
-
-
-def test_7_a_folder_of_a_few_files_and_nothing_else_is_one_request(
-    repo: Path, bucket: str, layer: GcsLayer, gcs: Any
-) -> None:
-    files = [f"run/metrics-{n}.json" for n in range(5)]
-    gcs.pipe({f"{bucket}/{PREFIX}/{f}": f.encode() for f in files})
-    gcs.invalidate_cache()
-    write_manifest(repo, [entry(bucket, files=files)])
-    stats, listings = layer.stats, layer.listings
-    assert cli("status", cwd=repo).returncode == 0
-    assert (layer.stats - stats, layer.listings - listings) == (0, 1)
-    # A folder that holds more: the page is not the whole folder, and each file is asked.
-    gcs.pipe({f"{bucket}/{PREFIX}/run/other-{n}": b"x" for n in range(20)})
-    gcs.invalidate_cache()
-    stats, listings = layer.stats, layer.listings
-    assert "changed" not in cli("status", cwd=repo).stdout
-    assert (layer.stats - stats, layer.listings - listings) == (5, 1)
+    assert (layer.stats - stats, layer.listings - listings) == asked
 
 
 def test_7_a_folder_of_many_listed_files_is_listed_one_level(
