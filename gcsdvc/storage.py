@@ -383,11 +383,13 @@ class Storage:
     ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
         """The listed files that exist, per (bucket, prefix), or the error that hid them.
 
-        Costs what the manifest names, not what the bucket holds: a folder holding
-        one wanted file gets one metadata request; up to ``STAT_MAX``, one small
-        listing page when that holds the whole folder, else one request per file; a
-        folder holding more is listed without descending (``delimiter=/``). Each name
-        is asked at most once per client (a sync plans twice).
+        Costs what the manifest names, not what the bucket holds: an entry whose
+        files lie in several folders first gets one page of its whole prefix, which
+        answers for all of them when it is the whole prefix; else, folder by folder,
+        a folder holding one wanted file gets one metadata request; up to
+        ``STAT_MAX``, one small listing page when that holds the whole folder, else
+        one request per file; a folder holding more is listed without descending
+        (``delimiter=/``). Each name is asked at most once per client.
         """
         asked = {key: sorted(set(files)) for key, files in wanted.items()}
         folders: dict[tuple[str, str], list[str]] = {}
