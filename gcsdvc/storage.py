@@ -502,8 +502,10 @@ class Storage:
         spanned: set[tuple[str, str]] = set()
         for (bucket, prefix), parts in spans.items():
             keys = {(bucket, part) for part in parts}
-            # Where an entry's files lie in several folders (not shared with another entry).
-            if len(parts) > 1 and not keys & spanned:
+            wanted = sum(len(folders[key]) for key in keys)
+            # Where an entry's files lie in several folders (not shared with another entry),
+            # and one page can hold them all.
+            if len(parts) > 1 and wanted <= MAX_PAGE and not keys & spanned:
                 spanned |= keys
                 root = f"{prefix}/" if prefix else ""
                 tasks.append(span(bucket, root, sorted(parts)))

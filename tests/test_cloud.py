@@ -301,6 +301,20 @@ def test_7_listed_files_and_nothing_else_are_one_request(
     assert (layer.stats - stats, layer.listings - listings) == asked
 
 
+def test_7_more_files_than_a_page_holds_are_asked_folder_by_folder(
+    repo: Path, bucket: str, layer: GcsLayer, gcs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "MAX_PAGE", 10)  # a page of the prefix could not answer
+    files = [f"metrics/step-{n}.json" for n in range(12)] + ["out.txt"]
+    gcs.pipe({f"{bucket}/{PREFIX}/{f}": f.encode() for f in files})
+    gcs.invalidate_cache()
+    write_manifest(repo, [entry(bucket, files=files)])
+    stats, listings = layer.stats, layer.listings
+    assert cli("status", cwd=repo).returncode == 0
+    # metrics/ in two pages of 10, a stat for out.txt: no page of the whole prefix first.
+    assert (layer.stats - stats, layer.listings - listings) == (1, 2)
+
+
 def test_7_a_folder_of_many_listed_files_is_listed_one_level(
     repo: Path, bucket: str, layer: GcsLayer, gcs: Any
 ) -> None:
