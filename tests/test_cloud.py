@@ -288,31 +288,35 @@ def test_7_listed_files_and_nothing_else_are_one_request(
     crowd: list[str],
     asked: tuple[int, int],
 ) -> None:
-    gcs.pipe({f"{bucket}/{PREFIX}/{f}": f.encode() for f in files})
-    gcs.invalidate_cache()
-    write_manifest(repo, [entry(bucket, files=files)])
-    stats, listings = layer.stats, layer.listings
-    assert cli("status", cwd=repo).returncode == 0
-    assert (layer.stats - stats, layer.listings - listings) == (0, 1)
+    listed_entry(repo, bucket, gcs, files)
+    assert requests_of_status(repo, layer) == (0, 1)
     gcs.pipe({f"{bucket}/{PREFIX}/{name}": b"x" for name in crowd})
     gcs.invalidate_cache()
-    stats, listings = layer.stats, layer.listings
-    assert "changed" not in cli("status", cwd=repo).stdout
-    assert (layer.stats - stats, layer.listings - listings) == asked
+    assert requests_of_status(repo, layer) == asked
 
 
 def test_7_more_files_than_a_page_holds_are_asked_folder_by_folder(
     repo: Path, bucket: str, layer: GcsLayer, gcs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(storage, "MAX_PAGE", 10)  # a page of the prefix could not answer
-    files = [f"metrics/step-{n}.json" for n in range(12)] + ["out.txt"]
+    listed_entry(repo, bucket, gcs, [f"metrics/step-{n}.json" for n in range(12)] + ["out.txt"])
+    # metrics/ in two pages of 10, a stat for out.txt: no page of the whole prefix first.
+    assert requests_of_status(repo, layer) == (1, 2)
+
+
+def listed_entry(repo: Path, bucket: str, gcs: Any, files: list[str]) -> None:
+    """``files`` in the bucket below the entry's prefix, and an entry that lists them."""
     gcs.pipe({f"{bucket}/{PREFIX}/{f}": f.encode() for f in files})
     gcs.invalidate_cache()
     write_manifest(repo, [entry(bucket, files=files)])
+
+
+def requests_of_status(repo: Path, layer: GcsLayer) -> tuple[int, int]:
+    """The metadata and listing requests one ``gcsdvc status`` makes (nothing changed)."""
     stats, listings = layer.stats, layer.listings
-    assert cli("status", cwd=repo).returncode == 0
-    # metrics/ in two pages of 10, a stat for out.txt: no page of the whole prefix first.
-    assert (layer.stats - stats, layer.listings - listings) == (1, 2)
+    res = cli("status", cwd=repo)
+    assert res.returncode == 0 and "changed" not in res.stdout
+    return layer.stats - stats, layer.listings - listings
 
 
 def test_7_a_folder_of_many_listed_files_is_listed_one_level(
