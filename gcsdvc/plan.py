@@ -214,7 +214,9 @@ def build_plan(
     mode = pinning(root, manifest.pin_generations)
     plan = Plan(mode.pinned, force, warnings=mode.warnings)
     fast = snapshot.applies(manifest)  # of the manifest as given: patterns expand below
-    known = snapshot.unchanged(manifest, patterns, mode.pinned)
+    # With ``watch`` the data folder is walked once, for the snapshot and for plan.state.
+    walked = snapshot.tree(manifest.data_path) if watch else None
+    known = snapshot.unchanged(manifest, patterns, mode.pinned, walked)
     if known is not None and (known.quiet or storage is None):
         plan.unfrozen, plan.quick = known.unfrozen, True
         plan.items = [
@@ -224,7 +226,7 @@ def build_plan(
         ]
         return plan
     if watch:
-        plan.state = snapshot.state(manifest)
+        plan.state = snapshot.state(manifest, walked)
     ours, foreign = stages.scan(root, manifest.data_path)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     wanted = desired(manifest)

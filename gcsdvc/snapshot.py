@@ -106,33 +106,41 @@ def _head(root: Path) -> str:
     return res.stdout.strip()
 
 
-def state(manifest: Manifest) -> str:
+def tree(folder: Path) -> str:
+    """A digest of the name, mtime, size, inode and mode of every entry below ``folder``."""
+    digest = hashlib.blake2b()
+    for here, entries, nums in _walk(folder):
+        _update(digest, here, entries, nums)
+    return digest.hexdigest()
+
+
+def state(manifest: Manifest, walked: str | None = None) -> str:
     """A digest of what another process changes when it syncs: the data folder (one
-    ``stat`` per entry), git's HEAD and DVC's config files (the pinning mode).
+    ``stat`` per entry; ``walked``: its :func:`tree`, taken already), git's HEAD and
+    DVC's config files (the pinning mode).
 
     While it is the same, a plan made earlier still stands (see :func:`gcsdvc.sync.sync`).
     """
-    tree = hashlib.blake2b()
-    for here, entries, nums in _walk(manifest.data_path):
-        _update(tree, here, entries, nums)
     dvc = manifest.root / ".dvc"
     configs = [_signature(dvc / name) for name in ("config", "config.local")]
-    tree.update(repr((_head(manifest.root), configs)).encode())
-    return tree.hexdigest()
+    what = (walked or tree(manifest.data_path), _head(manifest.root), configs)
+    return hashlib.blake2b(repr(what).encode()).hexdigest()
 
 
-def unchanged(manifest: Manifest, names: Sequence[str], pinned: bool) -> Snapshot | None:
-    """The recorded snapshot when it applies and nothing it depends on changed, else None."""
+def unchanged(
+    manifest: Manifest, names: Sequence[str], pinned: bool, walked: str | None = None
+) -> Snapshot | None:
+    """The recorded snapshot when it applies and nothing it depends on changed, else None.
+
+    ``walked``: the data folder's :func:`tree`, when the caller took it already.
+    """
     path = _file(manifest.root)
     if not applies(manifest) or not path.is_file():
         return None
     found = stages.read_json_cache(path)
     if found.get("key") != fingerprint(manifest, names, pinned):
         return None
-    tree = hashlib.blake2b()
-    for here, entries, nums in _walk(manifest.data_path):
-        _update(tree, here, entries, nums)
-    if found.get("tree") != tree.hexdigest():
+    if found.get("tree") != (walked or tree(manifest.data_path)):
         return None
     unfrozen, cache = found.get("unfrozen"), found.get("stage_cache")
     if not isinstance(unfrozen, int):
