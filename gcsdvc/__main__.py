@@ -1,3 +1,3 @@
-from gcsdvc.cli import main
+from gcsdvc.cli import run
 
-main(prog_name="gcsdvc")
+run()

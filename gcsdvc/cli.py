@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from gcsdvc import collector
 from gcsdvc.errors import EXIT_FAILED, EXIT_USAGE, GcsdvcError, ManifestError, NotARepoError
 from gcsdvc.manifest import Manifest, load_manifest, manifest_path
 from gcsdvc.progress import DEFAULT_INTERVAL
@@ -695,5 +696,7 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def run() -> None:
+    """The ``gcsdvc`` program: the console script and ``python -m gcsdvc``."""
+    collector.hold()  # start-up makes few reference cycles (see gcsdvc.collector)
+    main(prog_name="gcsdvc")

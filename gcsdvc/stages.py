@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from gcsdvc import collector
 from gcsdvc.errors import DvcRepoError, NotARepoError
 
 if TYPE_CHECKING:
@@ -459,6 +460,7 @@ def open_repo(root: Path) -> Iterator[Repo]:
         repo = Repo(str(root))
     except DvcException as exc:
         raise DvcRepoError(f"cannot open the DVC repository at {root}: {exc}") from None
+    collector.resume()  # DVC's commands and the downloads make reference cycles per file
     try:
         yield repo
     finally:
