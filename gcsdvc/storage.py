@@ -757,13 +757,12 @@ class _Hasher:
             if got != obj.crc32c:
                 raise ChecksumMismatch(f"{obj.url}: crc32c {got} does not match the object's")
 
-    def consume(self, chunks: list[bytes], outs: list[BinaryIO]) -> None:
-        """Hash ``chunks`` and write them to each of ``outs`` (in a thread: all of it
-        lets other threads run meanwhile)."""
+    def consume(self, chunks: list[bytes], out: BinaryIO) -> None:
+        """Hash ``chunks`` and write them to ``out`` (in a thread: all of it lets other
+        threads run meanwhile)."""
         for chunk in chunks:
             self.update(chunk)
-        for out in outs:
-            out.writelines(chunks)
+        out.writelines(chunks)
 
 
 def hash_file(
@@ -887,16 +886,29 @@ async def _stream(
     outs: list[BinaryIO],
     on_bytes: Callable[[int], None] | None,
 ) -> None:
-    """A large body into ``outs``: a thread hashes and writes a batch while the next arrives.
+    """A large body into ``outs``: threads hash and write a batch while the next arrives.
 
     The event loop then only receives, for this download and the others: hashing
-    and writing in it made a 1 GB download take twice curl's time. One batch at a
+    and writing in it made a 1 GB download take twice curl's time. Each file of
+    ``outs`` is written by a thread of its own (the first one also hashes), so the
+    DVC cache's file and the data folder's copy fill at once: written one after the
+    other, a 1 GB sync took 2.21 s against 1.76 s (medians of 7). One batch at a
     time is handed over, so memory stays at two batches per download.
     """
     batch: list[bytes] = []
     held = 0
-    pending: concurrent.futures.Future[None] = concurrent.futures.Future()
-    pending.set_result(None)
+    pending: list[concurrent.futures.Future[None]] = []
+    first, *others = outs
+
+    async def handed(batch: list[bytes]) -> None:
+        # The previous batch written first: each file gets its bytes in order.
+        for done in pending:
+            await asyncio.wrap_future(done)
+        pending[:] = [
+            client.pool.submit(hasher.consume, batch, first),
+            *(client.pool.submit(out.writelines, batch) for out in others),
+        ]
+
     try:
         # What has arrived, as it arrived (one buffer is not copied): read(CHUNK) would
         # join the buffers into a new one, a copy of every byte.
@@ -906,14 +918,13 @@ async def _stream(
             if on_bytes is not None:
                 on_bytes(len(chunk))
             if held >= BATCH:
-                await asyncio.wrap_future(pending)
-                pending = client.pool.submit(hasher.consume, batch, outs)
+                await handed(batch)
                 batch, held = [], 0
-        await asyncio.wrap_future(pending)
-        pending = client.pool.submit(hasher.consume, batch, outs)
-        await asyncio.wrap_future(pending)
+        await handed(batch)
+        for done in pending:
+            await asyncio.wrap_future(done)
     finally:
-        concurrent.futures.wait([pending])  # cancelled or failed: close the files only after
+        concurrent.futures.wait(pending)  # cancelled or failed: close the files only after
 
 
 def twin(path: Path) -> Path:

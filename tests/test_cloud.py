@@ -455,19 +455,29 @@ def large(monkeypatch: pytest.MonkeyPatch) -> None:
     ("composite", "copies"), [(False, False), (False, True), (True, False), (True, True)]
 )
 def test_a_large_object_streams_to_its_file_and_its_copy(
-    seeded: str, layer: GcsLayer, tmp_path: Path, large: None, composite: bool, copies: bool
+    seeded: str,
+    put: Any,
+    layer: GcsLayer,
+    tmp_path: Path,
+    large: None,
+    composite: bool,
+    copies: bool,
 ) -> None:
-    """Checked by crc32c with the stored md5 recorded, or (composite: no md5) md5 computed."""
+    """Checked by crc32c with the stored md5 recorded, or (composite: no md5) md5 computed.
+
+    Every 64 KiB of the object differ, so bytes written out of order would show.
+    """
+    expected = b"".join(n.to_bytes(4, "big") * (16 << 10) for n in range(48))  # 3 MiB
+    put(f"{seeded}/{PREFIX}/ordered.bin", expected)
     if composite:
-        layer.mark_composite(seeded, f"{PREFIX}/checkpoint.bin")
+        layer.mark_composite(seeded, f"{PREFIX}/ordered.bin")
     client = storage.Storage()
-    listed = client.lookup({(seeded, PREFIX): ["checkpoint.bin"]})[(seeded, PREFIX)]
+    listed = client.lookup({(seeded, PREFIX): ["ordered.bin"]})[(seeded, PREFIX)]
     assert isinstance(listed, dict)
-    obj = listed["checkpoint.bin"]
+    obj = listed["ordered.bin"]
     assert (obj.md5 is None) is composite and obj.crc32c
     dest = tmp_path / "0.part"
     got = fetched(client, [(obj, dest)], copies)[0]
-    expected = b"\0" * (3 << 20)
     assert isinstance(got, storage.Fetched) and got.data is None
     assert (got.md5, got.size) == (hashlib.md5(expected).hexdigest(), len(expected))
     assert dest.read_bytes() == expected
