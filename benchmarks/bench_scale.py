@@ -232,9 +232,8 @@ def main() -> int:
         )
     sx = Scenarios()
     with work_folder() as work:
-        # The large objects first: after the file sets (1.5 million files at 100,000, set
-        # aside, not deleted) a sync of 1 GB, which writes 2 GB where curl writes 1, took
-        # 1.96x curl's time against 1.32x on its own (issue 13's closing notes).
+        # The large objects first, on a machine closer to a user's: the file sets leave
+        # 1.5 million files (set aside, not deleted) and a full page cache behind them.
         if "large" in args.skip:
             sx.skip("one large object, 4 large objects", "--skip large")
         elif shutil.which("curl") is None:
