@@ -225,7 +225,7 @@ def settle() -> None:
     os.sync()
 
 
-def installed() -> None:
+def byte_compile_gcsdvc() -> None:
     """gcsdvc's modules byte-compiled, as pip installs a wheel: an editable install in a shell
     with PYTHONDONTWRITEBYTECODE (this machine's) compiles them in every measured command, 35 ms
     that DVC's and gcsfs's modules (compiled when pip installed them) do not pay."""
@@ -253,7 +253,7 @@ class Sandbox:
         env.update(client_env(self.emulator.url))
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         self.env = env
-        installed()
+        byte_compile_gcsdvc()
 
     @property
     def url(self) -> str:

@@ -900,10 +900,12 @@ async def _stream(
     pending: list[concurrent.futures.Future[None]] = []
     first, *others = outs
 
-    async def handed(batch: list[bytes]) -> None:
-        # The previous batch written first: each file gets its bytes in order.
+    async def written() -> None:
         for done in pending:
             await asyncio.wrap_future(done)
+
+    async def handed(batch: list[bytes]) -> None:
+        await written()  # the previous batch first: each file gets its bytes in order
         pending[:] = [
             client.pool.submit(hasher.consume, batch, first),
             *(client.pool.submit(out.writelines, batch) for out in others),
@@ -921,8 +923,7 @@ async def _stream(
                 await handed(batch)
                 batch, held = [], 0
         await handed(batch)
-        for done in pending:
-            await asyncio.wrap_future(done)
+        await written()
     finally:
         concurrent.futures.wait(pending)  # cancelled or failed: close the files only after
 
