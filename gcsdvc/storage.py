@@ -765,6 +765,42 @@ class _Hasher:
         out.writelines(chunks)
 
 
+class _Gunzip:
+    """Decodes every member of a gzip stream, as Python's ``gzip`` module and Cloud Storage do.
+
+    Appended logs (``gzip -c >>``), bgzip and pigz write several members; zlib's
+    decoder stops after the first. Zero bytes between members are padding.
+    """
+
+    def __init__(self) -> None:
+        self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._started = False  # whether the current member has had a byte
+
+    def decompress(self, data: bytes, obj: RemoteObject) -> bytes:
+        out = []
+        while data:
+            if not self._started:
+                data = data.lstrip(b"\0")
+                if not data:
+                    break
+                self._started = True
+            try:
+                out.append(self._member.decompress(data))
+            except zlib.error as exc:
+                raise ChecksumMismatch(f"{obj.url}: not valid gzip ({exc})") from None
+            if not self._member.eof:
+                break
+            data = self._member.unused_data
+            self._member = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self._started = False
+        return b"".join(out)
+
+    def end(self, obj: RemoteObject) -> None:
+        """Raise :class:`ChecksumMismatch` when the stream stopped inside a member."""
+        if self._started:
+            raise ChecksumMismatch(f"{obj.url}: the gzip stream ends inside a member")
+
+
 def hash_file(
     path: Path, obj: RemoteObject | None = None, copy_to: Path | None = None
 ) -> tuple[str, bool]:
@@ -796,8 +832,9 @@ async def _fetch(
     The stored bytes are hashed (md5, or crc32c for composite objects) while they
     are written. A ``gzip``-encoded object is asked for as stored
     (``Accept-Encoding: gzip``, which turns off Cloud Storage's decompressive
-    transcoding) and decoded here, so its stored hashes can be checked and the
-    file holds the decoded bytes, as ``dvc import-url`` leaves it. Retries are
+    transcoding) and decoded here, every member of it, so its stored hashes can be
+    checked and the file holds the decoded bytes, as ``dvc import-url`` leaves it.
+    An answer that arrives decoded anyway cannot be checked and is refused. Retries are
     gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``),
     ``fs.retries`` attempts (:func:`attempts`).
     """
@@ -840,7 +877,15 @@ async def _attempt(
                 f"{obj.url}: generation {obj.generation} was replaced by {served}"
             )
         gzipped = resp.headers.get("Content-Encoding", "").lower() == "gzip"
-        if dest is not None and not obj.transcoded and obj.size >= LARGE:
+        if obj.transcoded and not gzipped:
+            # Asked for as stored, Cloud Storage answers gzip: something on the way decoded
+            # it, and the stored md5 and crc32c say nothing of decoded bytes.
+            raise ChecksumMismatch(
+                f"{obj.url}: a gzip-encoded object arrived decoded (a proxy on the way "
+                "decodes answers?), so its bytes cannot be checked against the object's "
+                "md5; fetch it without that proxy"
+            )
+        if dest is not None and not gzipped and obj.size >= LARGE:
             stored = _Hasher(crc=True, md5=obj.md5 is None or obj.crc32c is None)
             copy = twin(dest) if client.copies else None
             with contextlib.ExitStack() as files:
@@ -851,31 +896,30 @@ async def _attempt(
             stored.check(obj)
             return Fetched(stored.hexdigest(obj), stored.size, copy=copy)
         stored = _Hasher(crc=obj.md5 is None)
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
+        gunzip = _Gunzip() if gzipped else None
         # DVC's md5 is of the bytes written: the stored ones' unless they are decoded here.
-        decoded = hashlib.md5() if inflate is not None else stored.md5  # noqa: S324
+        decoded = hashlib.md5() if gunzip is not None else stored.md5  # noqa: S324
         assert decoded is not None
         size = 0
         fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
         with fobj:
             while chunk := await resp.content.read(CHUNK):
-                stored.update(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
-                if inflate is not None:
-                    chunk = inflate.decompress(chunk)
+                if gunzip is None:
+                    stored.update(chunk)
+                else:
+                    # The object's hashes are of what it stores: gzip, unless something on
+                    # the way compressed an object stored plain.
+                    raw, chunk = chunk, gunzip.decompress(chunk, obj)
+                    stored.update(raw if obj.transcoded else chunk)
                     decoded.update(chunk)
                 fobj.write(chunk)
                 size += len(chunk)
-            if inflate is not None:
-                tail = inflate.flush()
-                decoded.update(tail)
-                fobj.write(tail)
-                size += len(tail)
             data = fobj.getvalue() if isinstance(fobj, io.BytesIO) else None
-        if gzipped or not obj.transcoded:
-            stored.check(obj)
-        # else the server decoded it anyway: the stored hashes cannot be checked
+        stored.check(obj)
+        if gunzip is not None:
+            gunzip.end(obj)
         return Fetched(decoded.hexdigest(), size, data)
 
 

@@ -49,7 +49,8 @@ class Failure:
 
     @property
     def message(self) -> str:
-        return describe(self.error)
+        """The cause, without the object's URL when the error starts with it (it is ``source``)."""
+        return describe(self.error).removeprefix(f"{self.source}: ")
 
     @property
     def not_attempted(self) -> bool:

@@ -16,6 +16,9 @@ What the emulator already does as Cloud Storage does is passed through:
 and hashes and decompressed on download unless the request sends
 ``Accept-Encoding: gzip`` (decompressive transcoding); versioned buckets
 (``versioning.enabled``) keep old generations, readable with ``generation=``.
+
+``decode_media`` plays a proxy on the way that decodes gzip answers and drops
+their ``Content-Encoding``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import io
 import json
 import re
 import threading
@@ -68,6 +72,8 @@ class GcsLayer:
         self.stats = 0  # requests for one object's metadata
         self.listings = 0  # listing pages
         self.lock = threading.Lock()
+        # A proxy on the way that decodes gzip answers (and drops Content-Encoding).
+        self.decode_media = False
         layer = self
 
         class Handler(_Handler):
@@ -300,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _stream_media(self, resp: http.client.HTTPResponse, path: str) -> None:
+    def _stream_media(self, resp: Any, path: str) -> None:
         layer = self.owner
         match = _MEDIA.match(path)
         generation = resp.getheader("X-Goog-Generation") or ""
@@ -314,6 +320,9 @@ class _Handler(BaseHTTPRequestHandler):
         with layer.lock:
             meta = layer.metagenerations.get(key, 1)
             composite = key in layer.components
+        decode = layer.decode_media and resp.getheader("Content-Encoding", "").lower() == "gzip"
+        if decode:
+            resp = _Decoded(resp)
         self.send_response(resp.status, resp.reason)
         for name, value in resp.getheaders():
             low = name.lower()
@@ -343,3 +352,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+
+class _Decoded:
+    """A gzip answer as a decoding proxy passes it on: decoded, without Content-Encoding."""
+
+    def __init__(self, resp: http.client.HTTPResponse) -> None:
+        import gzip
+
+        self.status, self.reason = resp.status, resp.reason
+        self.body = io.BytesIO(gzip.decompress(resp.read()))
+        self.headers = [
+            (k, v)
+            for k, v in resp.getheaders()
+            if k.lower() not in ("content-encoding", "content-length")
+        ]
+        self.headers.append(("Content-Length", str(len(self.body.getvalue()))))
+
+    def getheaders(self) -> list[tuple[str, str]]:
+        return self.headers
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), default)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.body.read(size)

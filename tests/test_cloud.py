@@ -21,6 +21,7 @@ from conftest import (
     entry,
     load,
     run,
+    snapshot,
     without_git_hint,
     write_manifest,
 )
@@ -183,11 +184,30 @@ def test_4_no_download_then_dvc_pull_is_recorded_not_downloaded(
 # -- 5: gzip-encoded objects ------------------------------------------------
 
 
+def _log(start: int, stop: int) -> bytes:
+    return b"".join(b"step %d loss 0.%04d\n" % (n, n % 10_000) for n in range(start, stop))
+
+
+# Appended logs (`gzip -c >> train.log.gz`), bgzip and pigz store several gzip members.
+GZIP_BODIES = {
+    "one member": [_log(0, 3000)],
+    "three members": [_log(0, 1500), _log(1500, 2000), _log(2000, 3000)],
+    "an empty member": [_log(0, 1000), b"", _log(1000, 3000)],
+}
+
+
+def _gzip_members(parts: list[bytes], padding: bytes = b"") -> bytes:
+    return padding.join(gzip.compress(part) for part in parts)
+
+
+@pytest.mark.parametrize("body", GZIP_BODIES, ids=list(GZIP_BODIES))
 def test_5_gzip_object_syncs_to_decoded_bytes_as_dvc_import_url(
-    repo: Path, bucket: str, layer: GcsLayer, tmp_path: Path
+    repo: Path, bucket: str, layer: GcsLayer, tmp_path: Path, body: str
 ) -> None:
-    text = b"".join(b"step %d loss 0.%04d\n" % (n, n) for n in range(3000))
-    stored = gzip.compress(text)
+    parts = GZIP_BODIES[body]
+    text = b"".join(parts)
+    stored = _gzip_members(parts)
+    assert len(gzip.decompress(stored)) == len(text)  # Python's reading of the stored bytes
     layer.upload(bucket, f"{PREFIX}/train.log", stored, content_encoding="gzip")
     write_manifest(repo, [entry(bucket, files=["train.log"])])
     res = cli("sync", cwd=repo)
@@ -211,6 +231,32 @@ def test_5_gzip_object_syncs_to_decoded_bytes_as_dvc_import_url(
     assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
     res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]
+
+
+def test_5_a_gzip_object_that_arrives_decoded_is_refused(
+    repo: Path, bucket: str, layer: GcsLayer
+) -> None:
+    """Decoded on the way (a proxy), its bytes cannot be checked against the stored md5."""
+    stored = gzip.compress(_log(0, 3000))
+    layer.upload(bucket, f"{PREFIX}/train.log", stored, content_encoding="gzip")
+    write_manifest(repo, [entry(bucket, files=["train.log"])])
+    before = snapshot(repo)
+    layer.decode_media = True
+    try:
+        res = cli("sync", cwd=repo)
+    finally:
+        layer.decode_media = False
+    assert res.returncode == 1
+    assert res.stdout.splitlines()[-1] == "sync: 0 unchanged, 1 failed"
+    assert res.stderr.splitlines()[-1] == (
+        f"failed: exp1: gs://{bucket}/{PREFIX}/train.log: a gzip-encoded object arrived "
+        "decoded (a proxy on the way decodes answers?), so its bytes cannot be checked "
+        "against the object's md5; fetch it without that proxy"
+    )
+    assert snapshot(repo) == before
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert data(repo, "train.log").read_bytes() == _log(0, 3000)
 
 
 # -- 6: metadata-only change ------------------------------------------------
@@ -526,6 +572,39 @@ def test_hasher_checks_by_crc32c_and_records_the_stored_md5() -> None:
     wrong.update(body[:-1] + b"!")
     with pytest.raises(ChecksumMismatch, match=r"crc32c .* does not match"):
         wrong.check(obj)
+
+
+@pytest.mark.parametrize("body", GZIP_BODIES, ids=list(GZIP_BODIES))
+@pytest.mark.parametrize("piece", [1, 7, 4096, 1 << 20])
+@pytest.mark.parametrize("padding", [b"", b"\0" * 3], ids=["", "zero padding"])
+def test_gunzip_decodes_every_member_in_any_pieces(body: str, piece: int, padding: bytes) -> None:
+    """As Python's gzip module: zero bytes between members are padding."""
+    stored = _gzip_members(GZIP_BODIES[body], padding)
+    obj = storage.RemoteObject("b", "o", len(stored), None, None, {})
+    gunzip = storage._Gunzip()
+    out = b"".join(
+        gunzip.decompress(stored[i : i + piece], obj) for i in range(0, len(stored), piece)
+    )
+    gunzip.end(obj)
+    assert out == gzip.decompress(stored) == b"".join(GZIP_BODIES[body])
+
+
+@pytest.mark.parametrize(
+    ("stored", "error"),
+    [
+        (gzip.compress(b"x" * 1000)[:-9], "the gzip stream ends inside a member"),
+        (gzip.compress(b"x") + b"PK\x03\x04", "not valid gzip"),
+        (b"plain text", "not valid gzip"),
+    ],
+)
+def test_gunzip_refuses_what_python_gzip_refuses(stored: bytes, error: str) -> None:
+    obj = storage.RemoteObject("b", "o", len(stored), None, None, {})
+    with pytest.raises((OSError, EOFError, gzip.BadGzipFile)):  # Python's own reading fails
+        gzip.decompress(stored)
+    gunzip = storage._Gunzip()
+    with pytest.raises(ChecksumMismatch, match=error):
+        gunzip.decompress(stored, obj)
+        gunzip.end(obj)
 
 
 @pytest.mark.parametrize(

@@ -387,7 +387,7 @@ def test_failures_keep_their_types_and_are_rendered_by_type() -> None:
         Failure("exp1", "gs://b/c", NotAttemptedError("connection failed (refused)")),
     ]
     assert list(summary_lines(result, quiet=True)) == [
-        "failed: exp1: gs://b/a: gs://b/a: md5 x does not match",
+        "failed: exp1: gs://b/a: md5 x does not match",
         "failed: 2 more object(s) not attempted: connection failed (refused); run again later",
     ]
     assert isinstance(result.failures[0].error, ChecksumMismatch)
