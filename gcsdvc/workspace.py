@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -131,6 +132,35 @@ def holding(root: Path, files: dict[str, tuple[Disk, RemoteObject]]) -> set[str]
     }
     md5s = local_md5s(root, {root / local: obj.size for local, obj in maybe.items()})
     return {local for local, obj in maybe.items() if md5s.get(root / local) == obj.md5}
+
+
+def cache_linked(root: Path, files: dict[str, str]) -> dict[str, str]:
+    """Which files (local: the md5 its stage records) are that md5's DVC cache file itself.
+
+    Returns the link kind ("hardlink" or "symlink") by local path: an edit in place
+    of such a file changed the cache's copy too. Only a symlink or a file with
+    other links is looked up in the cache (DVC is asked where it is).
+    """
+    maybe: dict[str, tuple[str, str]] = {}
+    for local, md5 in files.items():
+        try:
+            info = os.lstat(root / local)
+        except OSError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            maybe[local] = (md5, "symlink")
+        elif info.st_nlink > 1:
+            maybe[local] = (md5, "hardlink")
+    if not maybe:
+        return {}
+    linked: dict[str, str] = {}
+    with open_repo(root) as repo:
+        odb = repo.cache.local
+        for local, (md5, kind) in maybe.items():
+            with contextlib.suppress(OSError):
+                if (root / local).samefile(odb.oid_to_path(md5)):
+                    linked[local] = kind
+    return linked
 
 
 def local_md5s(root: Path, sizes: dict[Path, int]) -> dict[Path, str]:

@@ -86,6 +86,11 @@ def test_rm_and_sync_fetch_the_recorded_bytes_again(
     linked_and_corrupted(repo, seeded, cache_type)
     # status: the fix it prints is the restore, which now checks the cache file.
     res = cli("status", "--offline", cwd=repo)
+    assert (
+        f"  modified  {LOCAL}  (md5 {BAD}, the stage records {MD5}; edited through "
+        f"a {cache_type}: the DVC cache's copy changed too, a sync sets it aside and fetches "
+        "the recorded object)"
+    ) in res.stdout.splitlines()
     assert f"  fix: rm {shlex.quote(LOCAL)}" in res.stdout.splitlines()
     assert "       gcsdvc sync exp1" in res.stdout.splitlines()
 
