@@ -82,7 +82,7 @@ def summary_lines(
     if skipped:  # storage went away: one line, not one per object
         reason = skipped[0].message
         yield f"failed: {len(skipped)} more object(s) not attempted: {reason}; run again later"
-    for warning in result.plan.warnings:
+    for warning in [*result.plan.warnings, *result.warnings]:
         yield f"warning: {warning}"
     for item in result.untracked:
         if dry_run and item.cached:
@@ -245,6 +245,7 @@ def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
         "untracked": [u.local for u in result.untracked],
         "to_git_add": result.to_git_add,
         "staged": result.staged,
+        "warnings": result.warnings,
         "retries": result.retries,
     }
 

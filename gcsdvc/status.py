@@ -25,7 +25,7 @@ from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Storage, describe
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import holding, read_disks
+from gcsdvc.workspace import cache_linked, holding, read_disks
 
 if TYPE_CHECKING:
     from gcsdvc.storage import RemoteObject
@@ -314,6 +314,7 @@ def check(
             obj = listed.get(f.file) if listed is not None and f.file is not None else None
             if f.state is State.UNTRACKED and obj is not None:
                 stageless[f.local] = (disks[f.local], obj)
+    _note_cache_edits(manifest.root, items)
     held = holding(manifest.root, stageless)  # as the plan finds them: a sync records them
     for f in items:
         if f.local in held:
@@ -373,7 +374,25 @@ def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileSta
 def check_local(root: Path, items: Sequence[FileStatus]) -> None:
     """Set each item's local state (upstream is not asked); folders are asked of DVC."""
     _assess(items, None, read_disks(root, [(f.local, f.stage, f.file is None) for f in items]))
+    _note_cache_edits(root, items)
     _check_folders(root, items, upstream=False)
+
+
+def _note_cache_edits(root: Path, items: Sequence[FileStatus]) -> None:
+    """Say so when a modified file is a link to its DVC cache file, which the edit changed too.
+
+    The fix stays: the restore checks the cache file, and fetches the recorded
+    object in place of a corrupt one.
+    """
+    edited = {
+        f.local: f for f in items if f.state is State.MODIFIED and f.file is not None and f.md5
+    }
+    linked = cache_linked(root, {local: f.md5 for local, f in edited.items() if f.md5})
+    for local, kind in linked.items():
+        edited[local].note += (
+            f"; edited through a {kind}: the DVC cache's copy changed too, "
+            "a sync sets it aside and fetches the recorded object"
+        )
 
 
 def _assess(

@@ -69,6 +69,8 @@ class SyncResult:
     # Stage and .gitignore files written or removed (repo-relative), for git:
     to_git_add: list[str] = field(default_factory=list)  # the user should `git add` them
     staged: list[str] = field(default_factory=list)  # `git add`ed (DVC's core.autostage)
+    # DVC cache files found not to hold their bytes, and where they were moved.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -119,7 +121,10 @@ def sync(
             plan = build_plan(manifest, selected, storage, prune, names, force)
         result = _result(plan, storage)
         with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
-            _Executor(ws, storage, result, download, reporter).run()
+            try:
+                _Executor(ws, storage, result, download, reporter).run()
+            finally:
+                result.warnings += ws.warnings
         _track(repo, manifest.root, ws.changed, result)
         if download and result.ok:
             _remember(manifest, names, plan, ws)
@@ -253,7 +258,12 @@ class _Executor:
         fetch: list[tuple[Item, RemoteObject]] = []
         for item in items:
             if item.action is Action.RESTORE:
-                if self.files.from_cache(item):
+                try:
+                    cached = self.files.from_cache(item)
+                except (GcsdvcError, OSError) as exc:
+                    self.result.fail(item, exc)
+                    continue
+                if cached:
                     self.result.record(item)
                 elif self.download:  # --no-download: nothing to restore yet
                     try:

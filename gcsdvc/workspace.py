@@ -19,6 +19,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from dvc.repo import Repo
 
 WORK_DIR = ".dvc/tmp/gcsdvc"
+# Where a DVC cache file that no longer holds its bytes is moved, kept for the user to look at.
+CORRUPT_DIR = ".dvc/tmp/gcsdvc-corrupt"
 # Below this many bytes hashing is cheaper than loading DVC to ask its state db.
 DIRECT_HASH_BYTES = 64 << 20
 
@@ -131,6 +134,35 @@ def holding(root: Path, files: dict[str, tuple[Disk, RemoteObject]]) -> set[str]
     return {local for local, obj in maybe.items() if md5s.get(root / local) == obj.md5}
 
 
+def cache_linked(root: Path, files: dict[str, str]) -> dict[str, str]:
+    """Which files (local: the md5 its stage records) are that md5's DVC cache file itself.
+
+    Returns the link kind ("hardlink" or "symlink") by local path: an edit in place
+    of such a file changed the cache's copy too. Only a symlink or a file with
+    other links is looked up in the cache (DVC is asked where it is).
+    """
+    maybe: dict[str, tuple[str, str]] = {}
+    for local, md5 in files.items():
+        try:
+            info = os.lstat(root / local)
+        except OSError:
+            continue
+        if stat.S_ISLNK(info.st_mode):
+            maybe[local] = (md5, "symlink")
+        elif info.st_nlink > 1:
+            maybe[local] = (md5, "hardlink")
+    if not maybe:
+        return {}
+    linked: dict[str, str] = {}
+    with open_repo(root) as repo:
+        odb = repo.cache.local
+        for local, (md5, kind) in maybe.items():
+            with contextlib.suppress(OSError):
+                if (root / local).samefile(odb.oid_to_path(md5)):
+                    linked[local] = kind
+    return linked
+
+
 def local_md5s(root: Path, sizes: dict[Path, int]) -> dict[Path, str]:
     """The md5 of each file (an unreadable one is left out).
 
@@ -201,6 +233,9 @@ class Workspace:
         self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
         self._placed: list[str] = []  # each needs its .gitignore line
         self._names = itertools.count()  # of links made in the work folder, new each sync
+        # md5s whose cache file this sync wrote or read back whole: linked without a second look.
+        self._intact: set[str] = set()
+        self.warnings: list[str] = []  # cache files found corrupt and moved aside
 
     def __enter__(self) -> Workspace:
         # Left-overs of an interrupted run; we hold the lock, so nobody else uses them.
@@ -276,10 +311,14 @@ class Workspace:
         return got
 
     def _cache(self, tmp: Path, md5: str) -> Path:
-        """Move a verified file into the DVC cache (or drop it when the cache has it)."""
+        """Move a verified file into the DVC cache (or drop it when the cache has it intact).
+
+        A cache file not read back in this sync is hashed first: one changed in
+        place (through a hardlink or symlink) is moved aside and replaced.
+        """
         cached = Path(self.odb.oid_to_path(md5))
-        if cached.exists():  # two downloads of the same bytes: the first one is cached
-            tmp.unlink()
+        if cached.exists() and (md5 in self._intact or self._check(cached, md5)):
+            tmp.unlink()  # two downloads of the same bytes: the first one is cached
         else:
             # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
             if cached.parent not in self._folders:
@@ -287,15 +326,68 @@ class Workspace:
                 self._folders.add(cached.parent)
             os.replace(tmp, cached)
             self.odb.protect(str(cached))
+        self._intact.add(md5)
         return cached
 
     def restore(self, local: str, md5: str) -> bool:
-        """Put the cached copy of ``md5`` at ``local``; False when the cache lacks it."""
+        """Put the cached copy of ``md5`` at ``local``; False when the cache lacks it.
+
+        The cache file is checked against ``md5`` before it is linked or copied
+        (one read; where DVC copies, the copy is written from the bytes hashed).
+        A corrupt one is moved aside, and the cache counts as lacking it.
+        """
         cached = Path(self.odb.oid_to_path(md5))
-        if not cached.exists():
+        copy = None
+        if md5 not in self._intact:
+            if self.copies():
+                copy = self.work / f"link-{next(self._names)}"
+            try:
+                got, _ = hash_file(cached, copy_to=copy)
+            except FileNotFoundError:
+                return False
+            if got != md5:
+                if copy is not None:
+                    copy.unlink()
+                self._set_aside(cached, md5, got, f"{local} is fetched again")
+                return False
+            self._intact.add(md5)
+        elif not cached.exists():
             return False
-        self._checkout(cached, local, md5)
+        self._checkout(cached, local, md5, copy=copy)
         return True
+
+    def _check(self, cached: Path, md5: str) -> bool:
+        """Whether the cache file ``cached`` holds ``md5``'s bytes; a corrupt one is set aside."""
+        got = file_md5(cached)
+        if got == md5:
+            return True
+        self._set_aside(cached, md5, got, "a verified download replaces it")
+        return False
+
+    def _set_aside(self, cached: Path, md5: str, got: str, then: str) -> None:
+        """Move a cache file whose bytes are not ``md5`` out of the cache, and say so."""
+        folder = self.root / CORRUPT_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        aside = next(
+            path for n in itertools.count(1) if not (path := folder / f"{md5}.{n}").exists()
+        )
+        shown = self._shown(cached)
+        try:
+            shutil.move(cached, aside)  # a cache on another file system: copied, then removed
+        except OSError as exc:
+            raise DvcRepoError(
+                f"DVC cache file {shown} does not hold its recorded bytes (md5 {got}) and "
+                f"cannot be moved aside ({exc.strerror or exc}); delete it and sync again"
+            ) from None
+        self.warnings.append(
+            f"DVC cache file {shown} did not hold its recorded bytes (md5 {got}; edited "
+            f"through a hardlink or symlink?): moved to {self._shown(aside)}; {then}"
+        )
+
+    def _shown(self, path: Path) -> str:
+        """``path`` relative to the repository when it is inside it."""
+        inside = path.is_relative_to(self.root)
+        return path.relative_to(self.root).as_posix() if inside else str(path)
 
     def write_stage(self, local: str, stage: ImportStage, ignore: bool = False) -> None:
         """Write the stage of ``local``; ``ignore`` also adds the data's .gitignore line.

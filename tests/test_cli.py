@@ -296,7 +296,7 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
     doc = json.loads(res.stdout)
     assert set(doc) == {
         "ok", "dry_run", "done", "items", "failures", "removed", "untracked", "to_git_add",
-        "staged", "retries",
+        "staged", "warnings", "retries",
     }  # fmt: skip
     assert (doc["removed"], doc["untracked"]) == ([], [])
     assert (doc["ok"], doc["dry_run"]) == (False, False)
