@@ -191,6 +191,9 @@ def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
         found = storage.lookup({(res.bucket, res.prefix): plain})[(res.bucket, res.prefix)]
         if isinstance(found, StorageError):
             raise found
+        for error in found.values():
+            if isinstance(error, StorageError):
+                raise error
         listed_for = (
             res.files if set(plain) - set(found) else [f for f in res.files if f not in plain]
         )

@@ -28,9 +28,9 @@ from gcsdvc.stages import ImportStage
 from gcsdvc.workspace import holding, read_disks
 
 if TYPE_CHECKING:
-    from gcsdvc.storage import RemoteObject, Storage
+    from gcsdvc.storage import Looked, RemoteObject, Storage
 
-    Listing = dict[str, RemoteObject] | StorageError
+    Listing = Looked | StorageError
 
 
 class Action(str, Enum):

@@ -23,14 +23,14 @@ from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import Storage, describe
+from gcsdvc.storage import RemoteObject, Storage, describe
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import cache_linked, holding, read_disks
 
 if TYPE_CHECKING:
-    from gcsdvc.storage import RemoteObject
+    from gcsdvc.storage import Looked
 
-    _Listings = dict[tuple[str, str], dict[str, RemoteObject] | StorageError]
+    _Listings = dict[tuple[str, str], Looked | StorageError]
 
 __all__ = ["FileStatus", "Orphan", "Report", "ResourceStatus", "State", "check", "inspect"]
 
@@ -312,7 +312,7 @@ def check(
         _assess(status.files, listed, disks, recorded)
         for f in status.files:
             obj = listed.get(f.file) if listed is not None and f.file is not None else None
-            if f.state is State.UNTRACKED and obj is not None:
+            if f.state is State.UNTRACKED and isinstance(obj, RemoteObject):
                 stageless[f.local] = (disks[f.local], obj)
     _note_cache_edits(manifest.root, items)
     held = holding(manifest.root, stageless)  # as the plan finds them: a sync records them
@@ -397,7 +397,7 @@ def _note_cache_edits(root: Path, items: Sequence[FileStatus]) -> None:
 
 def _assess(
     items: Sequence[FileStatus],
-    listing: dict[str, RemoteObject] | None,
+    listing: Looked | None,
     disks: dict[str, Disk],
     recorded: Mapping[str, ImportStage] | None = None,
 ) -> None:
@@ -409,10 +409,14 @@ def _assess(
     """
     for item in items:
         stage = recorded.get(item.local, item.stage) if recorded else item.stage
-        listed: RemoteObject | Upstream | None = Upstream.NOT_LISTED
+        listed: RemoteObject | Upstream | StorageError | None = Upstream.NOT_LISTED
         if listing is not None and item.file is not None:
             listed = listing.get(item.file)
-            if stage is not None and stage.source == item.source:
+            if (
+                stage is not None
+                and stage.source == item.source
+                and not isinstance(listed, StorageError)
+            ):
                 change = None if listed is None else object_change(stage, listed)
                 item.upstream = _UPSTREAM[change]
         found = compare(Wish(item.source, item.file is None), stage, disks[item.local], listed)

@@ -53,6 +53,7 @@ PEEK_FACTOR = 2
 MAX_PAGE = 1000  # the most objects Cloud Storage returns in one listing page
 LISTING_JOBS = 16
 READ_TIMEOUT = 60  # seconds without a byte before a request counts as failed
+OUTAGE_OBJECTS = 3  # distinct objects failing in a row that mean storage itself is down
 RETRIES_VAR = "GCSDVC_RETRIES"  # attempts per download, counted as gcsfs's ``retries``
 
 
@@ -163,6 +164,15 @@ def etag_generation(etag_hex: str | None) -> str | None:
                 break
         fields[tag >> 3] = value
     return str(fields[1]) if fields.get(1) else None
+
+
+# What a look-up found of an entry's files: each object, or the error that hid that one file.
+Looked = dict[str, "RemoteObject | StorageError"]
+
+
+def join_name(prefix: str, name: str) -> str:
+    """An object's name from its entry's prefix and its path below it."""
+    return f"{prefix}/{name}" if prefix else name
 
 
 @dataclass(frozen=True)
@@ -380,8 +390,11 @@ class Storage:
 
     def lookup(
         self, wanted: Mapping[tuple[str, str], Iterable[str]]
-    ) -> dict[tuple[str, str], dict[str, RemoteObject] | StorageError]:
+    ) -> dict[tuple[str, str], Looked | StorageError]:
         """The listed files that exist, per (bucket, prefix), or the error that hid them.
+
+        An error that hid every asked file of a prefix is the prefix's; one that hid
+        only some files is theirs (the value for that file), and the others go on.
 
         Costs what the manifest names, not what the bucket holds: an entry whose
         files lie in several folders first gets one page of its whole prefix, which
@@ -396,7 +409,7 @@ class Storage:
         spans: dict[tuple[str, str], set[str]] = {}  # the folders of each entry's prefix
         for (bucket, prefix), files in asked.items():
             for file in files:
-                name = f"{prefix}/{file}" if prefix else file
+                name = join_name(prefix, file)
                 if (bucket, name) not in self._objects:
                     folder = name.rsplit("/", 1)[0] + "/" if "/" in name else ""
                     folders.setdefault((bucket, folder), []).append(name)
@@ -405,24 +418,29 @@ class Storage:
             fs = self.fs  # fail once, clearly, if storage is unreachable
             future = asyncio.run_coroutine_threadsafe(self._fetch_folders(folders, spans), fs.loop)
             future.result()
-        out: dict[tuple[str, str], dict[str, RemoteObject] | StorageError] = {}
+        out: dict[tuple[str, str], Looked | StorageError] = {}
         for (bucket, prefix), files in asked.items():
-            found: dict[str, RemoteObject] = {}
-            error: BaseException | None = None
+            found: Looked = {}
+            errors: dict[str, BaseException] = {}
             for file in files:
-                name = f"{prefix}/{file}" if prefix else file
+                name = join_name(prefix, file)
                 got = self._objects.get((bucket, name))
                 if isinstance(got, BaseException):
-                    error = error or got
+                    errors[file] = got
                 elif got is not None:
                     found[file] = got
-            if isinstance(error, StorageError):
-                out[(bucket, prefix)] = error
-            elif error is not None:  # one message per prefix, whichever file hit it
+            if errors and len(errors) == len(files):  # nothing answered: the prefix's error
+                error = next(iter(errors.values()))
                 where = f"gs://{bucket}/{prefix}/" if prefix else f"gs://{bucket}/"
-                out[(bucket, prefix)] = StorageError(f"cannot list {where}: {describe(error)}")
-            else:
-                out[(bucket, prefix)] = found
+                out[(bucket, prefix)] = (
+                    error
+                    if isinstance(error, StorageError)
+                    else StorageError(f"cannot list {where}: {describe(error)}")
+                )
+                continue
+            for file, error in errors.items():  # one object's failure stays that object's
+                found[file] = StorageError(describe(error))
+            out[(bucket, prefix)] = found
         return out
 
     async def _fetch_folders(
@@ -606,22 +624,22 @@ class Storage:
         second copy then costs no second pass once the download is done.
         """
         fs = self.fs
-        outage: list[Exception] = []  # once storage is gone, don't retry every object
+        outage = _Outage()
 
         async def one(client: _Client, index: int, obj: RemoteObject, dest: Path) -> None:
             async with client.slots:
                 result: Fetched | Exception
-                if outage:
-                    result = NotAttemptedError(describe(outage[0]))
+                if outage.declared is not None:
+                    result = NotAttemptedError(describe(outage.declared))
                 else:
                     small = obj.size <= IN_MEMORY and not obj.transcoded
                     try:
                         result = await _fetch(client, obj, None if small else dest, on_bytes)
+                        outage.answered()
                     except Exception as exc:
                         dest.unlink(missing_ok=True)
                         twin(dest).unlink(missing_ok=True)
-                        if is_outage(exc):
-                            outage.append(exc)
+                        outage.failed(index, exc)
                         result = exc
                 then(index, result)
 
@@ -661,6 +679,29 @@ class Storage:
             future.cancel()
             ended.wait()  # no file is half placed when the caller goes on
             raise
+
+
+class _Outage:
+    """Whether storage as a whole is gone: then the downloads not yet started are not tried.
+
+    One object that keeps failing (a body always cut, a persistent 503 of its own)
+    is no outage: only ``OUTAGE_OBJECTS`` distinct objects failing as an outage
+    would, with no download succeeding in between, declare one.
+    """
+
+    def __init__(self) -> None:
+        self.declared: Exception | None = None
+        self._failing: set[int] = set()  # objects failed since the last answer
+
+    def answered(self) -> None:
+        self._failing.clear()
+
+    def failed(self, index: int, exc: Exception) -> None:
+        if not is_outage(exc):
+            return
+        self._failing.add(index)
+        if len(self._failing) >= OUTAGE_OBJECTS and self.declared is None:
+            self.declared = exc
 
 
 @dataclass

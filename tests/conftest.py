@@ -314,6 +314,16 @@ def seeded(bucket: str, put: Any) -> str:
     return bucket
 
 
+def looked_up(client: Any, bucket: str, prefix: str, names: Any) -> dict[str, Any]:
+    """``Storage.lookup`` of ``names``, each of them found (a ``RemoteObject``)."""
+    from gcsdvc.storage import RemoteObject
+
+    found = client.lookup({(bucket, prefix): names})[(bucket, prefix)]
+    assert isinstance(found, dict)
+    assert all(isinstance(obj, RemoteObject) for obj in found.values()), found
+    return found
+
+
 def data(root: Path, rel: str) -> Path:
     return root / "data" / "project1" / QUOTED / rel
 

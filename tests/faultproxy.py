@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 class Faults:
     fail_first: int = 0  # answer the first N connections with `status`
     status: int = 503
-    forbid: str = ""  # answer 403 to requests whose request line contains this
+    forbid: tuple[str, ...] = ()  # answer 403 to requests whose request line contains one
+    unavailable: str = ""  # answer 503 to requests whose request line contains this
     anonymous: str = ""  # answer 401 "Anonymous caller" to requests whose line contains this
     delay: float = 0.0  # seconds to sleep per 64 KiB of response
     corrupt_media: bool = False  # flip a byte of every object download
@@ -68,8 +69,10 @@ class FaultProxy:
             line = head.split(b"\r\n", 1)[0].decode("latin-1")
             if f.seen <= f.fail_first:
                 return _answer(client, f.status)
-            if f.forbid and f.forbid in line:
+            if any(part in line for part in f.forbid):
                 return _answer(client, 403)
+            if f.unavailable and f.unavailable in line:
+                return _answer(client, 503)
             if f.anonymous and f.anonymous in line:
                 return _answer(client, 401, _ANONYMOUS)
             if f.hold_media is not None and "alt=media" in line:

@@ -20,6 +20,7 @@ from conftest import (
     dvc_main,
     entry,
     load,
+    looked_up,
     run,
     snapshot,
     without_git_hint,
@@ -386,7 +387,7 @@ def test_7_a_folder_of_many_listed_files_is_listed_one_level(
 def test_8_a_failed_listing_is_one_line_per_entry(
     repo: Path, seeded: str, proxy: FaultProxy
 ) -> None:
-    proxy.faults = Faults(forbid=f"/b/{seeded}/")
+    proxy.faults = Faults(forbid=(f"/b/{seeded}/",))
     files = [f"shard-{n}" for n in range(20)]
     write_manifest(repo, [entry(seeded, files=files)])
     res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": proxy.url})
@@ -451,8 +452,7 @@ def fetched(
 
 def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_path: Path) -> None:
     client = storage.Storage()
-    listed = client.lookup({(seeded, PREFIX): ["file1"]})[(seeded, PREFIX)]
-    assert isinstance(listed, dict)
+    listed = looked_up(client, seeded, PREFIX, ["file1"])
     put(f"{seeded}/{PREFIX}/file1", "overwritten between listing and download\n")
     outcome = fetched(client, [(listed["file1"], tmp_path / "file1")])[0]
     assert isinstance(outcome, FileNotFoundError)  # not the newer bytes under the old record
@@ -462,8 +462,7 @@ def test_download_asks_for_the_generation_it_listed(seeded: str, put: Any, tmp_p
 def test_small_objects_come_in_memory_others_to_their_file(seeded: str, tmp_path: Path) -> None:
     client = storage.Storage()
     names = ["file1", "metrics.json", "checkpoint.bin"]
-    listed = client.lookup({(seeded, PREFIX): names})[(seeded, PREFIX)]
-    assert isinstance(listed, dict)
+    listed = looked_up(client, seeded, PREFIX, names)
     got = fetched(client, [(listed[n], tmp_path / n) for n in names])
     small, json_file, big = (got[i] for i in range(3))
     assert isinstance(small, storage.Fetched) and small.data == b"top file1\n"
@@ -477,8 +476,7 @@ def test_what_then_raises_stops_the_downloads(seeded: str, tmp_path: Path) -> No
     """A bug in placing is raised by ``download``; no object after it is taken up."""
     client = storage.Storage(jobs=1)
     names = ["file1", "metrics.json", "checkpoint.bin"]
-    listed = client.lookup({(seeded, PREFIX): names})[(seeded, PREFIX)]
-    assert isinstance(listed, dict)
+    listed = looked_up(client, seeded, PREFIX, names)
     seen: list[int] = []
 
     def then(index: int, got: storage.Fetched | Exception) -> None:
@@ -518,8 +516,7 @@ def test_a_large_object_streams_to_its_file_and_its_copy(
     if composite:
         layer.mark_composite(seeded, f"{PREFIX}/ordered.bin")
     client = storage.Storage()
-    listed = client.lookup({(seeded, PREFIX): ["ordered.bin"]})[(seeded, PREFIX)]
-    assert isinstance(listed, dict)
+    listed = looked_up(client, seeded, PREFIX, ["ordered.bin"])
     obj = listed["ordered.bin"]
     assert (obj.md5 is None) is composite and obj.crc32c
     dest = tmp_path / "0.part"

@@ -26,7 +26,7 @@ from faultproxy import FaultProxy, Faults
 
 from gcsdvc import storage
 from gcsdvc.emulator import free_port
-from gcsdvc.storage import RETRIES_VAR, attempts
+from gcsdvc.storage import CREDENTIALS_HINT, RETRIES_VAR, attempts
 
 
 def via(proxy: FaultProxy) -> dict[str, str]:
@@ -122,7 +122,7 @@ def test_permission_denied_is_named_and_others_sync(
 ) -> None:
     gcs.mkdir(f"{seeded}-secret")
     gcs.pipe(f"{seeded}-secret/project1/{QUOTED}/file1", b"secret")
-    proxy.faults = Faults(forbid=f"/b/{seeded}-secret/")
+    proxy.faults = Faults(forbid=(f"/b/{seeded}-secret/",))
     secret = entry(f"{seeded}-secret", name="secret", destination="secret", files=["file1"])
     write_manifest(repo, [entry(seeded), secret])
     res = cli("sync", cwd=repo, env=via(proxy))
@@ -341,3 +341,43 @@ def test_credentials_never_reach_output_or_files(repo: Path, seeded: str, tmp_pa
     for path in repo.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_403_on_one_objects_metadata_fails_that_file_only(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    """Without the right to list, each file is asked for; one refused is that file's failure."""
+    proxy.faults = Faults(forbid=(f"/b/{seeded}/o?", "metrics.json"))
+    write_manifest(repo, [entry(seeded)])
+    res = cli("sync", cwd=repo, env=via(proxy))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert failed == [
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/metrics.json: permission denied "
+        f"(check your credentials: {CREDENTIALS_HINT})"
+    ]
+    assert assert_consistent(repo) == 2  # file1 and parent_dir/file1 synced
+    doc = json.loads(cli("status", "--json", cwd=repo, env=via(proxy)).stdout)
+    states = {
+        f["path"].rsplit(f"{QUOTED}/", 1)[1]: f["state"] for f in doc["resources"][0]["files"]
+    }
+    assert states == {"parent_dir/file1": "ok", "file1": "ok", "metrics.json": "listing-failed"}
+    proxy.faults = Faults()
+    assert cli("sync", cwd=repo, env=via(proxy)).returncode == 0
+    assert assert_consistent(repo) == 3
+
+
+def test_one_object_that_keeps_failing_is_no_outage(
+    repo: Path, many: str, proxy: FaultProxy
+) -> None:
+    """A persistent 503 for one object fails that object; the other eleven are downloaded."""
+    # It fails at once (one attempt) while the others still come slowly.
+    proxy.faults = Faults(unavailable="part-00.bin?alt=media", delay=0.02)
+    write_manifest(repo, [many_entry(many)])
+    res = cli("sync", "-j", "2", cwd=repo, env={**via(proxy), "GCSDVC_RETRIES": "1"})
+    assert res.returncode == 1
+    assert "not attempted" not in res.stderr
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and "part-00.bin: HTTP 503" in failed[0], res.stderr
+    assert assert_consistent(repo) == 11

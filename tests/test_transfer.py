@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import looked_up
 
 from gcsdvc import stages
 from gcsdvc.errors import ChecksumMismatch, StorageError
@@ -41,9 +42,7 @@ def ws(repo: Path) -> Iterator[Workspace]:
 
 
 def listed(storage: Storage, res: Resource) -> dict[str, RemoteObject]:
-    found = storage.lookup({(res.bucket, res.prefix): res.files or ()})[(res.bucket, res.prefix)]
-    assert isinstance(found, dict)
-    return found
+    return looked_up(storage, res.bucket, res.prefix, res.files or ())
 
 
 def item(action: Action, res: Resource, file: str, obj: RemoteObject, md5: str = "") -> Item:
