@@ -104,7 +104,7 @@ def expand_patterns(
                     pass
                 elif why := unsafe_name(file, res.prefix, space):
                     refused[file] = (
-                        f"matched by {item!r}, but the name {why}; DVC cannot carry it: "
+                        f"matched by {item!r}, but DVC cannot carry it: the object {why}; "
                         "rename the object, or narrow the pattern to leave it out"
                     )
                     continue
@@ -172,8 +172,8 @@ def refused_folders(
             name, why = bad[0]
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
             out[res.index] = (
-                f"holds {res.source(name)}, whose name {why}{more}; DVC cannot carry it, so the "
-                "folder is not imported: rename or remove the object, or list the files in 'files'"
+                f"holds an object DVC cannot carry: {res.source(name)} {why}{more}; the folder "
+                "is not imported: rename or remove the object, or list the files in 'files'"
             )
     return out
 

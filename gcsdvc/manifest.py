@@ -745,7 +745,7 @@ def path_problem(value: Any, trailing_slash: bool = True) -> str | None:
 # ignore rules (DVC would stop seeing the folder's data: "no data or pipelines tracked").
 _DVC_FILES = {
     "dvc.yaml": "DVC reads as a pipeline file and refuses as an output",
-    "dvc.lock": "DVC reads as a pipeline's lock file",
+    "dvc.lock": "DVC takes for the lock file of a pipeline beside it",
     ".dvcignore": "DVC reads as ignore rules for the folder's data",
 }
 

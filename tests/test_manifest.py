@@ -526,7 +526,7 @@ LONG_OK = "n" * 228  # + DVC's NAME.<22 characters>.tmp beside it = 255
 UNSAFE_NAMES = [
     ("dvc.yaml", "is named 'dvc.yaml', which DVC reads as a pipeline file"),
     ("eval/dvc.yaml", "is named 'dvc.yaml'"),
-    ("dvc.lock", "is named 'dvc.lock', which DVC reads as a pipeline's lock file"),
+    ("dvc.lock", "is named 'dvc.lock', which DVC takes for the lock file of a pipeline"),
     (".dvcignore", "is named '.dvcignore', which DVC reads as ignore rules"),
     ("sub/.dvcignore", "is named '.dvcignore'"),
     (".gitignore", "is named '.gitignore', which DVC writes itself"),
