@@ -36,6 +36,7 @@ class State(str, Enum):
     SOURCE_MOVED = "source-moved"  # the stage records another object
     METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
     LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
+    REFUSED = "refused"  # an object name DVC cannot carry (see manifest.unsafe_name)
 
     def __str__(self) -> str:
         return self.value

@@ -84,6 +84,10 @@ class NotAttemptedError(StorageError):
     """Storage went away during a sync; this object was not tried (the cause is the message)."""
 
 
+class RefusedNameError(GcsdvcError):
+    """An object whose name DVC cannot carry (see :func:`gcsdvc.manifest.unsafe_name`)."""
+
+
 class LocalChangesError(GcsdvcError):
     """A local file is in the way: untracked, or edited since its stage was written.
 

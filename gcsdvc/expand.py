@@ -20,12 +20,12 @@ from gcsdvc.errors import StorageError
 from gcsdvc.manifest import (
     Manifest,
     Resource,
-    _local_problem,
     is_pattern,
     join_path,
     match_files,
-    path_problem,
     pattern_root,
+    room,
+    unsafe_name,
 )
 from gcsdvc.stages import ImportStage
 
@@ -38,8 +38,9 @@ class PatternFailure:
     """A pattern of an entry that could not be turned into files (the entry's others still are)."""
 
     resource: Resource  # the entry, with its files expanded
-    pattern: str
+    pattern: str  # or, when ``refused``, the object's file
     message: str
+    refused: bool = False  # an object DVC cannot carry (see manifest.unsafe_name)
 
 
 class Expansion(NamedTuple):
@@ -91,15 +92,21 @@ def expand_patterns(
         # Folder placeholder objects ('eval/', made by the Cloud Console) are no files.
         matched = match_files(res.patterns, [n for n in names if n and not n.endswith("/")])
         files: dict[str, None] = {}  # in order, and a set: an entry may match 100,000 files
-        named = set(res.files or ())
+        named = {f for f in res.files or () if not is_pattern(f)}  # checked by validation
+        refused: dict[str, str] = {}  # object's file -> message, one line each
+        space = room(manifest.data_path / res.destination)
         for item in res.files or ():
             for file in matched.get(item, [item]):
                 local = manifest.local(res, file)
-                why = path_problem(file, trailing_slash=False) or _local_problem(file)
-                if item == file or file in files or file in named:
+                if file in refused:
+                    continue
+                if file in files or file in named:
                     pass
-                elif why:
-                    problems.setdefault(item, f"matches {file!r}, which {why}; it is left out")
+                elif why := unsafe_name(file, res.prefix, space):
+                    refused[file] = (
+                        f"matched by {item!r}, but DVC cannot carry it: the object {why}; "
+                        "rename the object, or narrow the pattern to leave it out"
+                    )
                     continue
                 elif local in taken:
                     problems.setdefault(
@@ -118,6 +125,7 @@ def expand_patterns(
         expanded.append(new)
         if res.index in chosen:
             failures += [PatternFailure(new, p, m) for p, m in problems.items()]
+            failures += [PatternFailure(new, f, m, refused=True) for f, m in refused.items()]
     by_index = {res.index: res for res in expanded}
     return Expansion(
         dataclasses.replace(manifest, resources=tuple(expanded)),
@@ -132,6 +140,42 @@ def expand_offline(manifest: Manifest) -> Manifest:
         return manifest
     synced, _ = stages.scan(manifest.root, manifest.data_path)
     return expand_patterns(manifest, (), None, synced).manifest
+
+
+def refused_folders(
+    manifest: Manifest, storage: Storage | None, resources: Sequence[Resource | None]
+) -> dict[int, str]:
+    """Whole-prefix entries whose prefix holds an object DVC cannot carry: a message by index.
+
+    Each prefix is listed once (the listing is the client's, shared with patterns). A prefix
+    that cannot be listed is left to DVC, which reports it.
+    """
+    folders = [res for res in resources if res is not None and res.files is None]
+    if storage is None or not folders:
+        return {}
+    try:
+        listings = storage.list_prefixes((res.bucket, res.prefix) for res in folders)
+    except StorageError:
+        return {}
+    out: dict[int, str] = {}
+    for res in folders:
+        listing = listings[(res.bucket, res.prefix)]
+        if isinstance(listing, StorageError):
+            continue
+        space = room(manifest.data_path / res.destination)
+        bad = [
+            (name, why)
+            for name in sorted(listing)
+            if name and not name.endswith("/") and (why := unsafe_name(name, res.prefix, space))
+        ]
+        if bad:
+            name, why = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            out[res.index] = (
+                f"holds an object DVC cannot carry: {res.source(name)} {why}{more}; the folder "
+                "is not imported: rename or remove the object, or list the files in 'files'"
+            )
+    return out
 
 
 def _scope(res: Resource, pattern: str) -> str:

@@ -293,7 +293,7 @@ def _resource(row: dict[str, Any]) -> Resource:
 
 def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
     """Validate manifest text; ``file`` is only used to name it in messages."""
-    checker = _Checker(_display(file))
+    checker = _Checker(_display(file), root)
     node, data = checker.load(text)
     settings: dict[str, Any] = {}
     resources: list[Resource] = []
@@ -314,8 +314,9 @@ def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
 class _Checker:
     """Walks the YAML node tree, turning the problems of pure checks into located lines."""
 
-    def __init__(self, shown: str) -> None:
+    def __init__(self, shown: str, root: Path) -> None:
         self.shown = shown
+        self.root = root
         self.problems: list[str] = []
         self.warnings: list[str] = []
         # The key/value pairs of each mapping node as written, before merge keys
@@ -416,6 +417,7 @@ class _Checker:
             res = self.entry(index, item, item_node)
             if res is not None:
                 entries.append(res)
+                self.names(res, item_node, data_dir)
         self.cross_check(entries, data_dir)
         return entries
 
@@ -439,6 +441,29 @@ class _Checker:
             at = _line(_pair(node, key)[0]) or line
             self.fail(at, f"{label} field '{_one_line(key)}'", message)
         return None if problems else Resource(**values, index=index, line=line)
+
+    def names(self, res: Resource, node: yaml.Node, data_dir: str) -> None:
+        """Refuse the objects the entry names that DVC cannot carry (see :func:`unsafe_name`)."""
+        if res.files is None:
+            # DVC's folder import: the prefix is the URL's end.
+            why = _url_problem(res.prefix)
+            if why:
+                at = _line(_pair(node, "subblob" if res.subblob else "blob")[0]) or res.line
+                self.fail(at, res.label, f"{res.url} {why}; rename the prefix")
+            return
+        space = room(self.root / data_dir / res.destination)
+        at = _line(_pair(node, "files")[0]) or res.line
+        for file in res.files:
+            if is_pattern(file):
+                continue  # the objects it matches are checked as a sync or status lists them
+            why = unsafe_name(file, res.prefix, space)
+            if why:
+                self.fail(
+                    at,
+                    f"{res.label} field 'files'",
+                    f"{_show(file)} ({res.source(file)}) {why}; "
+                    "DVC cannot carry it: rename the object or leave it out of 'files'",
+                )
 
     def cross_check(self, entries: list[Resource], data_dir: str) -> None:
         by_name: dict[str, Resource] = {}
@@ -716,11 +741,24 @@ def path_problem(value: Any, trailing_slash: bool = True) -> str | None:
     return None
 
 
+# Files DVC reads in the data folder: a pipeline (DVC refuses it as an output), its lock, and
+# ignore rules (DVC would stop seeing the folder's data: "no data or pipelines tracked").
+_DVC_FILES = {
+    "dvc.yaml": "DVC reads as a pipeline file and refuses as an output",
+    "dvc.lock": "DVC takes for the lock file of a pipeline beside it",
+    ".dvcignore": "DVC reads as ignore rules for the folder's data",
+}
+
+
 def _local_problem(path: str) -> str | None:
     """Why a local path (below the data folder) would clash with files git or DVC own."""
+    if ".dvc" not in path and ".git" not in path and "dvc." not in path:
+        return None  # the usual case, at a tenth of the cost
     parts = path.split("/")
     if ".git" in parts:
         return "has a part named '.git', which git never tracks"
+    if parts[-1] in _DVC_FILES:
+        return f"is named {parts[-1]!r}, which {_DVC_FILES[parts[-1]]}"
     if parts[-1].endswith(".dvc"):
         return "ends with '.dvc', which would clash with DVC's stage files"
     if parts[-1] == ".gitignore":
@@ -729,6 +767,98 @@ def _local_problem(path: str) -> str | None:
         return "has a folder ending in '.dvc', which would clash with DVC's stage files"
     if ".gitignore" in parts:
         return "has a folder named '.gitignore', which DVC writes as a file"
+    return None
+
+
+# -- object names DVC cannot carry ---------------------------------------------
+
+# DVC writes a copy beside its target as NAME.<22 characters>.tmp (dvc_objects' tmp_fname) and a
+# file's stage as NAME.dvc: the longer of the two must fit the file system's name limit.
+_BESIDE = len(".0123456789012345678901.tmp")
+
+
+@dataclass(frozen=True)
+class Room:
+    """What the file system holds below an entry's data folder, in bytes."""
+
+    name_max: int = 255  # one name (PC_NAME_MAX)
+    path_max: int = 4095  # a path below the folder: PC_PATH_MAX less the folder's own path
+
+
+def room(folder: Path) -> Room:
+    """The :class:`Room` below ``folder``, asked of its nearest existing folder (255 and 4096)."""
+    return _room(os.path.abspath(folder))  # noqa: PTH100 - no symlinks resolved
+
+
+@functools.lru_cache(maxsize=4096)
+def _room(folder: str) -> Room:
+    path = Path(folder)
+    existing = next((str(p) for p in (path, *path.parents) if p.is_dir()), path.anchor)
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            value = os.pathconf(existing, name)
+        except (AttributeError, ValueError, OSError):  # Windows has no pathconf
+            value = -1
+        limits.append(value if value > 0 else default)
+    used = len(os.fsencode(folder)) + 1  # the folder and the '/' after it
+    return Room(limits[0], max(0, limits[1] - 1 - used))
+
+
+def unsafe_name(file: str, prefix: str = "", space: Room = Room()) -> str | None:
+    """Why DVC cannot carry the object ``gs://BUCKET/PREFIX/FILE`` as ``FILE`` below its folder.
+
+    None when it can. The reason reads after the object's name ("'x#12' ends with ...");
+    callers add what to do, which depends on how the name came in. ``space`` is the
+    file system's limits below the entry's data folder (see :func:`room`).
+    """
+    return (
+        path_problem(file, trailing_slash=False)
+        or _local_problem(file)
+        or _url_problem(join_path(prefix, file))
+        or _length_problem(file, space)
+    )
+
+
+def _url_problem(key: str) -> str | None:
+    """Why DVC would read an object key in a ``gs://`` URL as another object, or None.
+
+    DVC and gcsfs split the URL (``urllib.parse.urlsplit``): everything after a ``?``
+    is a query, dropped from the path; everything after the first ``#`` is a generation
+    when ``int()`` reads it, and an empty fragment is dropped with its ``#``.
+    """
+    if "?" in key:
+        return "has a '?', which DVC reads as the start of a URL query"
+    _, hashmark, fragment = key.partition("#")
+    if hashmark and not fragment:
+        return "ends with '#', which DVC drops from the URL"
+    if hashmark:
+        try:
+            int(fragment)
+        except ValueError:
+            return None
+        return f"ends with '#{fragment}', which DVC reads as an object generation"
+    return None
+
+
+def _length_problem(file: str, space: Room) -> str | None:
+    size = len(file) if file.isascii() else len(os.fsencode(file))
+    if size + _BESIDE <= min(space.name_max, space.path_max):
+        return None  # no part of it can be too long
+    parts = file.split("/")
+    for n, part in enumerate(parts):
+        size = len(os.fsencode(part))
+        beside = _BESIDE if n == len(parts) - 1 else 0
+        if size + beside > space.name_max and beside:
+            return (
+                f"has a name of {size} bytes; DVC writes a name {beside} bytes longer beside it "
+                f"and the file system holds {space.name_max}"
+            )
+        if size > space.name_max:
+            return f"has a folder name of {size} bytes; the file system holds {space.name_max}"
+    size = len(os.fsencode(file)) + _BESIDE
+    if size > space.path_max:
+        return f"makes a local path too long for the file system ({space.path_max} bytes left)"
     return None
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import Comparison, Disk, State, Upstream, Wish, compare, needs_listing
 from gcsdvc.errors import StorageError
-from gcsdvc.expand import PatternFailure, expand_patterns
+from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
 from gcsdvc.manifest import Manifest, Resource, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
@@ -77,6 +77,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.UNTRACKED, None, None, False, None, Action.CONFLICT, ""),
     (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
     (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
+    (State.REFUSED, None, None, None, None, Action.FAILED, ""),
     (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
     (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
     (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
@@ -298,6 +299,7 @@ def build_plan(
     for local in holding(root, stageless):
         held = index[local]
         plan.items[held] = replace(plan.items[held], action=Action.METADATA, note=_ADOPT)
+    _refuse_folders(manifest, storage, plan.items)
     plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
     for local, stage in sorted(orphans.items()):
         if not patterns or matches(stage.name, patterns):
@@ -329,9 +331,27 @@ def remember(
 
 
 def pattern_failure_item(manifest: Manifest, failure: PatternFailure) -> Item:
-    """A pattern that gave no files, as a failed item named by the pattern."""
+    """A pattern that gave no files (or an object it matched that is refused), as a failed item."""
     local = manifest.local(failure.resource, failure.pattern)
-    return Item(Action.FAILED, local, failure.resource, failure.pattern, note=failure.message)
+    state = State.REFUSED if failure.refused else None
+    return Item(
+        Action.FAILED, local, failure.resource, failure.pattern, note=failure.message, state=state
+    )
+
+
+def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[Item]) -> None:
+    """Folder imports DVC would make now, of a prefix holding a name it cannot carry, fail."""
+    todo = {
+        item.resource.index: n
+        for n, item in enumerate(items)
+        if item.file is None
+        and item.resource is not None
+        and item.action in (Action.ADD, Action.UPDATE)
+    }
+    chosen = [items[n].resource for n in todo.values()]
+    for index, message in refused_folders(manifest, storage, chosen).items():
+        n = todo[index]
+        items[n] = replace(items[n], action=Action.FAILED, note=message, state=State.REFUSED)
 
 
 def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> str | None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import Change, Disk, State, Upstream, Wish, compare, object_change
 from gcsdvc.errors import StorageError
-from gcsdvc.expand import PatternFailure, expand_patterns
+from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
 from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
@@ -320,6 +320,7 @@ def check(
         if f.local in held:
             f.holds_object, f.note = True, "holds the listed object's bytes; a sync records it"
     _add_pattern_failures(manifest, report.resources, unmatched)
+    _refuse_folders(manifest, storage, items)
     upstream = not offline and report.upstream_error is None
     errors = _check_folders(manifest.root, items, upstream=upstream)
     for status in report.resources:
@@ -358,8 +359,24 @@ def _add_pattern_failures(
         item = FileStatus(
             manifest.local(res, failure.pattern), res.source(failure.pattern), failure.pattern, None
         )
-        item.state, item.note = State.NOT_SYNCED, failure.message
+        item.state = State.REFUSED if failure.refused else State.NOT_SYNCED
+        item.note = failure.message
         by_index[res.index].files.append(item)
+
+
+def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[FileStatus]) -> None:
+    """A whole-prefix entry a sync would import, and would refuse, shows as refused."""
+    todo = [
+        f for f in items if f.file is None and f.state in (State.NOT_SYNCED, State.CHANGED_UPSTREAM)
+    ]
+    if not todo:
+        return
+    by_local = {manifest.local(res): res for res in manifest.resources if res.files is None}
+    refused = refused_folders(manifest, storage, [by_local.get(f.local) for f in todo])
+    for f in todo:
+        res = by_local.get(f.local)
+        if res is not None and res.index in refused:
+            f.state, f.note = State.REFUSED, refused[res.index]
 
 
 def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileStatus:

@@ -23,6 +23,7 @@ from gcsdvc.errors import (
     ListingError,
     LocalChangesError,
     NotAttemptedError,
+    RefusedNameError,
     StorageError,
 )
 from gcsdvc.manifest import Manifest
@@ -153,9 +154,12 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspac
 
 def _result(plan: Plan, storage: Storage) -> SyncResult:
     result = SyncResult(plan, retries=storage.retries.retries)
+    errors: dict[State | None, type[GcsdvcError]] = {
+        State.LISTING_FAILED: ListingError,
+        State.REFUSED: RefusedNameError,
+    }
     for item in plan.of(Action.FAILED):
-        listing = item.state is State.LISTING_FAILED
-        result.fail(item, ListingError(item.note) if listing else StorageError(item.note))
+        result.fail(item, errors.get(item.state, StorageError)(item.note))
     for item in plan.of(Action.CONFLICT):
         result.fail(item, conflict(item))
     return result

@@ -567,7 +567,8 @@ def _manifest(*entries: dict[str, Any]) -> Any:
         (["x.csv", "*.csv"], ["c.csv", "x.csv"], ("x.csv", "c.csv"), []),  # listed first, once
         (["**"], ["a.txt", "eval/"], ("a.txt",), []),  # a folder placeholder is no file
         (["*.json"], [], (), ["no synced file matches pattern '*.json' yet"]),
-        (["**"], ["ok.txt", "bad.dvc"], ("ok.txt",), ["matches 'bad.dvc', which ends with '.dvc'"]),
+        (["**"], ["ok.txt", "bad.dvc"], ("ok.txt",), ["matched by '**', but DVC cannot"]),
+        (["*"], ["ok", "x#1", "dvc.yaml"], ("ok",), ["matched by '*', but", "matched by '*', but"]),
         (["*.csv"], ["other.csv"], (), ["matches 'other.csv', which another entry saves to"]),
     ],
 )

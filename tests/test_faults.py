@@ -311,7 +311,8 @@ def test_symlink_out_of_the_repository_is_refused(repo: Path, seeded: str, tmp_p
     assert list(outside.iterdir()) == []
 
 
-ODD_NAMES = ["a b.txt", "it's here.txt", "ünïcode-日本.txt", "hash#1.txt", "q?.txt", "pct%20.txt"]
+# 'q?.txt' is refused: DVC reads the '?' as a URL query (see tests/test_names.py).
+ODD_NAMES = ["a b.txt", "it's here.txt", "ünïcode-日本.txt", "hash#1.txt", "pct%20.txt"]
 
 
 def test_odd_object_names_round_trip(repo: Path, bucket: str, put: Any) -> None:

@@ -6,6 +6,7 @@ a few subprocess tests pin the exact command-line output.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ from gcsdvc import DvcRepoError, Manifest, ManifestError, Resource, UnknownResou
 from gcsdvc.manifest import (
     DEFAULT_DATA_DIR,
     ENTRY_KEYS,
+    Room,
     load_manifest,
     manifest_path,
     parse_manifest,
+    room,
+    unsafe_name,
 )
 
 FILE = Path("params.yaml")  # shown as "params.yaml" in messages (relative to any cwd)
@@ -511,6 +515,109 @@ def test_unsafe_file_paths(path: str, why: str) -> None:
     (problem,) = entry_problems(files=["ok", path])
     assert problem.startswith("params.yaml:")
     assert f"resources[0] (exp1) field 'files': {path!r} {why}" in problem
+
+
+# -- object names DVC cannot carry (issue 23, item 2) -----------------------------------------
+
+# Each verified against `dvc import-url gs://BUCKET/PREFIX/NAME` on the emulator: refused ones make
+# it fail, or succeed and leave DVC blind to the folder; the kept ones import and `dvc status` is
+# quiet.
+LONG_OK = "n" * 228  # + DVC's NAME.<22 characters>.tmp beside it = 255
+UNSAFE_NAMES = [
+    ("dvc.yaml", "is named 'dvc.yaml', which DVC reads as a pipeline file"),
+    ("eval/dvc.yaml", "is named 'dvc.yaml'"),
+    ("dvc.lock", "is named 'dvc.lock', which DVC takes for the lock file of a pipeline"),
+    (".dvcignore", "is named '.dvcignore', which DVC reads as ignore rules"),
+    ("sub/.dvcignore", "is named '.dvcignore'"),
+    (".gitignore", "is named '.gitignore', which DVC writes itself"),
+    ("model.dvc", "ends with '.dvc'"),
+    ("x#12", "ends with '#12', which DVC reads as an object generation"),
+    ("run/x#0", "ends with '#0'"),
+    ("x#-3", "ends with '#-3'"),  # int() reads it
+    ("x#", "ends with '#', which DVC drops from the URL"),
+    ("a?b", "has a '?', which DVC reads as the start of a URL query"),
+    ("q?.txt", "has a '?'"),
+    ("eval/a?/b", "has a '?'"),
+    ("n" * 229, "has a name of 229 bytes; DVC writes a name 27 bytes longer beside it"),
+    ("é" * 115, "has a name of 230 bytes"),  # bytes, not characters
+    ("d" * 256 + "/f", "has a folder name of 256 bytes"),
+    ("../x", "has a '..' segment"),
+]
+SAFE_NAMES = [
+    "hash#1.txt",  # '1.txt' is no number: the '#' stays in the path
+    "x#a",
+    "run#1/x",
+    "x#12#3",
+    "a b#3.txt",
+    "pct%20.txt",
+    "a+b~c[1].txt",
+    "lit*eral",
+    "ünïcode-日本.txt",
+    "dvc.yaml.bak",
+    "my.dvcignore",
+    "dvc.yaml/inner",  # a folder: DVC looks for the file
+    LONG_OK,
+    "d" * 255 + "/f",
+]
+
+
+@pytest.mark.parametrize(("name", "why"), UNSAFE_NAMES)
+def test_names_dvc_cannot_carry(name: str, why: str) -> None:
+    found = unsafe_name(name, "project1/run1")
+    assert found is not None and found.startswith(why), found
+
+
+@pytest.mark.parametrize("name", SAFE_NAMES)
+def test_names_dvc_carries(name: str) -> None:
+    assert unsafe_name(name, "project1/run1") is None
+
+
+def test_the_url_rules_read_the_whole_object_key() -> None:
+    assert unsafe_name("x", "a?b") == "has a '?', which DVC reads as the start of a URL query"
+    assert unsafe_name("x", "run#1") is None  # fragment '1/x': no generation
+
+
+def test_name_limits_come_from_the_file_system(tmp_path: Path) -> None:
+    here = room(tmp_path / "not" / "made" / "yet")
+    assert here.name_max == os.pathconf(tmp_path, "PC_NAME_MAX")
+    assert 0 < here.path_max < os.pathconf(tmp_path, "PC_PATH_MAX")
+    assert unsafe_name("abcdef", space=Room(name_max=33)) is None
+    assert unsafe_name("abcdef", space=Room(name_max=32)) == (
+        "has a name of 6 bytes; DVC writes a name 27 bytes longer beside it "
+        "and the file system holds 32"
+    )
+    assert unsafe_name("a/b/c", space=Room(path_max=5 + 27)) is None
+    assert unsafe_name("a/b/c", space=Room(path_max=5 + 26)) == (
+        "makes a local path too long for the file system (31 bytes left)"
+    )
+
+
+def test_validate_refuses_each_listed_name_dvc_cannot_carry() -> None:
+    found = entry_problems(files=["ok", "x#12", "dvc.yaml", "n" * 229, "hash#1.txt", "*.csv"])
+    assert found == [
+        "params.yaml:6: resources[0] (exp1) field 'files': 'dvc.yaml' is named 'dvc.yaml', "
+        "which DVC reads as a pipeline file and refuses as an output",
+    ]
+    hashed, long = entry_problems(files=["ok", "x#12", "n" * 229, "hash#1.txt", "*.csv"])
+    assert hashed == (
+        "params.yaml:6: resources[0] (exp1) field 'files': 'x#12' "
+        "(gs://bucket1/project1/experiment1/x#12) ends with '#12', which DVC reads as an object "
+        "generation; DVC cannot carry it: rename the object or leave it out of 'files'"
+    )
+    assert long.startswith("params.yaml:6: resources[0] (exp1) field 'files': 'nnnn")
+    assert long.endswith(
+        f"(gs://bucket1/project1/experiment1/{'n' * 229}) has a name of 229 bytes; DVC writes a "
+        "name 27 bytes longer beside it and the file system holds 255; DVC cannot carry it: "
+        "rename the object or leave it out of 'files'"
+    )
+
+
+def test_validate_refuses_a_whole_prefix_dvc_would_read_as_a_generation() -> None:
+    (found,) = entry_problems(files=..., subblob="run#7")
+    assert found == (
+        "params.yaml:5: resources[0] (exp1): gs://bucket1/project1/run#7 ends with '#7', "
+        "which DVC reads as an object generation; rename the prefix"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,112 @@
+"""Object names DVC cannot carry (issue 23, item 2): refused before anything is written.
+
+The rule itself is table-tested in tests/test_manifest.py; here a glob or a whole
+prefix brings such names in, through the layer that answers as Cloud Storage does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import QUOTED, cli, data, dvc_main, entry, snapshot, write_manifest
+from test_cloud import status_of
+from test_workflows import clone, commit_all
+
+PREFIX = f"project1/{QUOTED}"
+LONG = "n" * 229  # with DVC's NAME.<22 characters>.tmp beside it: 256 bytes
+REFUSED = ["dvc.yaml", ".dvcignore", "sub/.dvcignore", "x#12", "a?b", LONG]
+KEPT = ["ok.txt", "a b%20.txt", "sub/fine.csv"]
+
+
+def test_a_glob_leaves_out_each_refused_object_in_one_line(
+    repo: Path, bucket: str, put: Any, tmp_path: Path
+) -> None:
+    for name in REFUSED + KEPT:
+        put(f"{bucket}/{PREFIX}/{name}", "*\n")  # as ignore rules, '*' would hide everything
+    put(f"{bucket}/other/metrics.json", "{}")
+    other = entry(bucket, name="exp2", subblob="", blob="other", destination="other")
+    write_manifest(repo, [entry(bucket, files=["**"]), {**other, "files": ["metrics.json"]}])
+
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == len(REFUSED)
+    for name in REFUSED:
+        (line,) = [f for f in failed if f"gs://{bucket}/{PREFIX}/{name}: " in f]
+        assert line.startswith(
+            f"failed: exp1: gs://{bucket}/{PREFIX}/{name}: matched by '**', "
+            "but DVC cannot carry it: the object "
+        )
+        assert line.endswith("rename the object, or narrow the pattern to leave it out")
+        assert not data(repo, name).exists() and not data(repo, f"{name}.dvc").exists()
+    assert "x#12: matched by '**', but DVC cannot carry it: the object ends with '#12', " in (
+        res.stderr
+    )
+    for name in KEPT:
+        assert data(repo, name).read_text() == "*\n"
+    assert (repo / "data/other/metrics.json").read_text() == "{}"
+
+    # DVC still sees every stage, and nothing of the refused ones.
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+
+    states = status_of(repo)
+    for name in REFUSED:
+        assert states[f"data/{PREFIX}/{name}"] == "refused"
+    assert cli("status", "--check", cwd=repo).returncode == 1
+    shown = cli("status", cwd=repo).stdout
+    assert f"refused  data/{PREFIX}/x#12  (matched by '**', but DVC cannot carry it" in shown
+    # Offline, only synced files are known: a glob's refused objects were never synced.
+    assert cli("status", "--offline", "--check", cwd=repo).returncode == 0
+    assert cli("sync", cwd=repo).returncode == 1  # again: the same lines, no crash
+    assert "Traceback" not in cli("sync", cwd=repo).stderr
+
+    # A fresh clone pulls every stage that was written.
+    commit_all(repo)
+    fresh = clone(repo, tmp_path)
+    dvc_main("pull", cwd=fresh)
+    for name in KEPT:
+        assert (fresh / "data" / PREFIX / name).read_text() == "*\n"
+
+
+def test_a_whole_prefix_holding_a_refused_name_is_refused_before_dvc_is_called(
+    repo: Path, bucket: str, put: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcsdvc.workspace import Workspace
+
+    imported: list[str] = []
+    real = Workspace.import_folder
+
+    def import_folder(self: Workspace, source: str, *args: Any, **kwargs: Any) -> Any:
+        imported.append(source)
+        return real(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(Workspace, "import_folder", import_folder)
+    put(f"{bucket}/{PREFIX}/ok.txt", "ok\n")
+    put(f"{bucket}/{PREFIX}/deep/.dvcignore", "*\n")
+    put(f"{bucket}/{PREFIX}/x#3", "x\n")
+    put(f"{bucket}/good/a.txt", "a\n")
+    whole = {k: v for k, v in entry(bucket).items() if k != "files"}
+    good = entry(bucket, name="good", blob="good", subblob="", destination="good", files=["a.txt"])
+    write_manifest(repo, [whole, good])
+    before = snapshot(repo)
+
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    (line,) = [f for f in res.stderr.splitlines() if f.startswith("failed: ")]
+    assert line == (
+        f"failed: exp1: gs://{bucket}/{PREFIX}: holds an object DVC cannot carry: "
+        f"gs://{bucket}/{PREFIX}/deep/.dvcignore is named '.dvcignore', which DVC reads as ignore "
+        "rules for the folder's data (and 1 more); the folder is not imported: rename or remove "
+        "the object, or list the files in 'files'"
+    )
+    after = snapshot(repo)
+    assert {k: v for k, v in after.items() if not k.startswith("data/good/")} == before
+    assert not (repo / "data" / PREFIX).exists()
+    assert imported == []
+    assert (repo / "data/good/a.txt").read_text() == "a\n"
+    assert status_of(repo)[f"data/{PREFIX}"] == "refused"
+    assert cli("status", "--check", cwd=repo).returncode == 1
+    assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
