@@ -883,6 +883,9 @@ async def _fetch(
     url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
     if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
+    project = billed_project(fs)
+    if project:
+        url += f"&userProject={urllib.parse.quote(project, safe='')}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
     result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
     return result
@@ -1033,6 +1036,18 @@ def file_md5(path: Path) -> str:
     return hash_file(path)[0]
 
 
+def billed_project(fs: Any) -> str | None:
+    """The project requests bill for requester-pays buckets, as gcsfs's own requests name it.
+
+    gcsfs and DVC take it from ``FSSPEC_GS_REQUESTER_PAYS=<project>`` (fsspec's
+    configuration of the ``gs`` file system), so ``dvc pull`` bills the same project.
+    """
+    pays = fs.requester_pays
+    if isinstance(pays, str):
+        return pays
+    return str(fs.project) if pays and fs.project else None
+
+
 def _timeout() -> Any:
     import aiohttp
 
@@ -1056,6 +1071,11 @@ def describe(exc: BaseException) -> str:
         return "not found"
     if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
         return f"permission denied (check your credentials: {CREDENTIALS_HINT})"
+    if "requester pays" in text.lower():
+        return (
+            "the bucket is requester pays: set FSSPEC_GS_REQUESTER_PAYS to the project to "
+            "bill (gcsfs and DVC read it too)"
+        )
     name = type(exc).__name__
     code = getattr(exc, "code", None)
     if code == 401 or "Anonymous caller" in text:

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import stages
 from gcsdvc.compare import ABSENT, Disk
-from gcsdvc.errors import DvcRepoError
+from gcsdvc.errors import DvcRepoError, StorageError
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import Fetched, RemoteObject, file_md5, hash_file
+from gcsdvc.storage import Fetched, RemoteObject, describe, file_md5, hash_file
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -447,16 +447,30 @@ class Workspace:
         return self._dvc(local, lambda: self.repo.pull(targets=[target], force=True, jobs=jobs))
 
     def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
+        """Run one of DVC's folder operations; any failure is one line, typed by its cause.
+
+        A folder DVC was making (none was there) is removed when it fails, with
+        the stage it may have written: the data folder is left as it was.
+        """
         from dvc.exceptions import DvcException
 
         path = self.root / local
+        stage_file = self.root / stages.stage_path(local)
         self._folder(path, into_cache=False)
+        new = not path.exists() and not stage_file.exists()
         try:
             with _dvc_quietly(self.reporter):
                 call()
-        except DvcException as exc:
+        except Exception as exc:
+            if new:
+                shutil.rmtree(path, ignore_errors=True)
+                stage_file.unlink(missing_ok=True)
+            cause = exc.__cause__ if isinstance(exc, DvcException) else exc
+            if isinstance(cause, Exception) and not isinstance(cause, DvcException):
+                if isinstance(cause, OSError) and cause.filename is not None:
+                    raise cause from None  # a local fault: the caller names the path
+                raise StorageError(describe(cause)) from None
             raise DvcRepoError(str(exc).splitlines()[0]) from None
-        stage_file = self.root / stages.stage_path(local)
         stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")

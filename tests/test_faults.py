@@ -21,7 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, gcsdvc, load, snapshot, write_manifest
+from conftest import (
+    QUOTED,
+    cli,
+    data,
+    dvc_main,
+    entry,
+    gcsdvc,
+    load,
+    snapshot,
+    without_git_hint,
+    write_manifest,
+)
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc import storage
@@ -382,3 +393,26 @@ def test_one_object_that_keeps_failing_is_no_outage(
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and "part-00.bin: HTTP 503" in failed[0], res.stderr
     assert assert_consistent(repo) == 11
+
+
+def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    """DVC's download of a whole prefix refused mid-way: no traceback, no partial files."""
+    whole = entry(seeded, name="whole", destination="whole")
+    del whole["files"]
+    write_manifest(repo, [whole, entry(seeded)])
+    proxy.faults = Faults(forbid=("checkpoint.bin?alt=media",))  # one object of the folder
+    res = cli("sync", cwd=repo, env=via(proxy))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: whole: gs://{seeded}/"), failed
+    assert "permission denied" in failed[0]
+    assert "sync: 3 added, 0 unchanged, 1 failed" in without_git_hint(res.stdout)
+    assert not (repo / "data" / "whole").exists()
+    assert not (repo / "data" / "whole.dvc").exists()
+    proxy.faults = Faults()
+    res = cli("sync", cwd=repo, env=via(proxy))  # no --force needed
+    assert res.returncode == 0, res.stderr
+    assert (repo / "data" / "whole" / "checkpoint.bin").stat().st_size == 3 << 20
