@@ -68,6 +68,10 @@ def prepare_environment() -> None:
     """Set gcsfs defaults; must run before gcsfs (and google-auth) is imported."""
     for key, value in _DEFAULT_ENV.items():
         os.environ.setdefault(key, value)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if emulator.endswith("/"):
+        # gcsfs appends "/storage/v1/...": "host//storage" answers 404, "bucket not found".
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.rstrip("/")
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         for key, value in _EMULATOR_ENV.items():
             os.environ.setdefault(key, value)
@@ -77,6 +81,36 @@ def prepare_environment() -> None:
         # again for a token (gcsfs/credentials.py: the "cloud" method): about 17 s per
         # process before an anonymous request. Off GCP nothing answers; skip both.
         os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+def check_credentials_file() -> None:
+    """Refuse a ``GOOGLE_APPLICATION_CREDENTIALS`` that names no usable credentials.
+
+    gcsfs would fall back to anonymous access without a word (a missing file, an
+    OAuth client file instead of a key); google-auth's own reading says why.
+    """
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not path:
+        return
+    import google.auth
+    import google.auth.exceptions
+
+    try:
+        google.auth.load_credentials_from_file(path)  # type: ignore[no-untyped-call]
+    except google.auth.exceptions.DefaultCredentialsError as exc:
+        why = " ".join(str(exc).split())
+        raise StorageError(
+            f"GOOGLE_APPLICATION_CREDENTIALS={path}: {why}; point it at a service-account "
+            "key file, or unset it and run 'gcloud auth application-default login'"
+        ) from None
+
+
+def credentials_hint() -> str:
+    """What to do about refused credentials, from where they came."""
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if path:
+        return f"the credentials in GOOGLE_APPLICATION_CREDENTIALS={path} were refused"
+    return CREDENTIALS_HINT
 
 
 def surely_off_gcp() -> bool:
@@ -252,6 +286,7 @@ class Storage:
         if self._fs is None:
             prepare_environment()
             retries = attempts()
+            check_credentials_file()
             self._check_reachable()
             try:
                 from dvc_gs import GSFileSystem
@@ -899,7 +934,34 @@ async def _attempt(
     dest: Path | None,
     on_bytes: Callable[[int], None] | None,
 ) -> Fetched:
-    """One try of :func:`_fetch` (``_Client.attempt`` retries it)."""
+    """One try of :func:`_fetch` (``_Client.attempt`` retries it).
+
+    The bytes a failed try reported are taken back, so progress never counts a byte twice.
+    """
+    counted = 0
+
+    def count(n: int) -> None:
+        nonlocal counted
+        counted += n
+        if on_bytes is not None:
+            on_bytes(n)
+
+    try:
+        return await _try(client, obj, url, headers, dest, count)
+    except BaseException:
+        if on_bytes is not None and counted:
+            on_bytes(-counted)
+        raise
+
+
+async def _try(
+    client: _Client,
+    obj: RemoteObject,
+    url: str,
+    headers: dict[str, str],
+    dest: Path | None,
+    on_bytes: Callable[[int], None],
+) -> Fetched:
     from gcsfs.retry import validate_response
 
     fs = client.fs
@@ -948,8 +1010,7 @@ async def _attempt(
         fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
         with fobj:
             while chunk := await resp.content.read(CHUNK):
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
+                on_bytes(len(chunk))
                 if gunzip is None:
                     stored.update(chunk)
                 else:
@@ -1070,7 +1131,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError):
         return "not found"
     if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
-        return f"permission denied (check your credentials: {CREDENTIALS_HINT})"
+        # gcsfs: "Forbidden: <path>" then Cloud Storage's text, which names the principal
+        # and the permission it lacks.
+        said = " ".join(str(exc).strip().splitlines()[1:]).strip()
+        said = f": {said}" if said else ""
+        return f"permission denied{said} (check your credentials: {credentials_hint()})"
     if "requester pays" in text.lower():
         return (
             "the bucket is requester pays: set FSSPEC_GS_REQUESTER_PAYS to the project to "
@@ -1079,11 +1144,13 @@ def describe(exc: BaseException) -> str:
     name = type(exc).__name__
     code = getattr(exc, "code", None)
     if code == 401 or "Anonymous caller" in text:
-        return f"not signed in to Google Cloud ({text}); {CREDENTIALS_HINT}"
+        return f"not signed in to Google Cloud ({text}); {credentials_hint()}"
     if "Credentials" in name or "RefreshError" in name:
         return f"no usable Google Cloud credentials ({text})"
     if isinstance(code, int):
         return f"HTTP {code}: {text}"
+    if name == "ClientPayloadError":
+        return f"the download broke off before its end, after every retry ({text})"
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:
         return f"connection failed ({name}: {text})"
     return f"{name}: {text}"

@@ -366,8 +366,10 @@ def test_a_403_on_one_objects_metadata_fails_that_file_only(
     assert "Traceback" not in res.stderr
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
     assert failed == [
-        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/metrics.json: permission denied "
-        f"(check your credentials: {CREDENTIALS_HINT})"
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/metrics.json: permission denied: "
+        "sandbox@example.invalid does not have storage.objects.get access to the Google Cloud "
+        "Storage object. Permission 'storage.objects.get' denied on resource (or it may not "
+        f"exist). (check your credentials: {CREDENTIALS_HINT})"
     ]
     assert assert_consistent(repo) == 2  # file1 and parent_dir/file1 synced
     doc = json.loads(cli("status", "--json", cwd=repo, env=via(proxy)).stdout)
@@ -416,3 +418,66 @@ def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was
     res = cli("sync", cwd=repo, env=via(proxy))  # no --force needed
     assert res.returncode == 0, res.stderr
     assert (repo / "data" / "whole" / "checkpoint.bin").stat().st_size == 3 << 20
+
+
+def test_a_cut_download_is_retried_and_counted_once(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    """Progress takes back the bytes of a try that broke off: never past 100%."""
+    proxy.faults = Faults(cut_media=1)
+    write_manifest(repo, [entry(seeded, files=["checkpoint.bin"])])
+    res = cli("sync", "-v", cwd=repo, env=via(proxy))
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.rsplit("storage retries: ", 1)[1].split()[0]) == 1
+    done = [line for line in res.stderr.splitlines() if line.startswith("done: ")]
+    assert done and done[-1].startswith("done: 1/1 files, 3.00M/3.00M, "), res.stderr
+    assert assert_consistent(repo) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "was not found"),
+        ('{"installed": {"client_id": "x", "client_secret": "y"}}', "does not have a valid type"),
+        ("not json", "is not a valid json file"),
+    ],
+    ids=["missing", "an OAuth client file", "not JSON"],
+)
+def test_a_credentials_file_that_holds_no_credentials_is_named(
+    repo: Path, seeded: str, tmp_path: Path, content: str | None, why: str
+) -> None:
+    """Not a silent fall-back to anonymous access: one line naming the file and the cause."""
+    key = tmp_path / "key.json"
+    if content is not None:
+        key.write_text(content)
+    write_manifest(repo, [entry(seeded)])
+    before = snapshot(repo)
+    res = cli("sync", cwd=repo, env={"GOOGLE_APPLICATION_CREDENTIALS": str(key)})
+    assert res.returncode == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"error: GOOGLE_APPLICATION_CREDENTIALS={key}: "), line
+    assert why in line
+    assert line.endswith(
+        "; point it at a service-account key file, or unset it and run "
+        "'gcloud auth application-default login'"
+    )
+    assert snapshot(repo) == before
+
+
+def test_a_trailing_slash_on_the_emulator_host_is_no_missing_bucket(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": proxy.url + "/"})
+    assert res.returncode == 0, res.stderr
+    assert assert_consistent(repo) == 3
+
+
+def test_a_download_cut_off_for_good_reads_as_such() -> None:
+    import aiohttp
+
+    exc = aiohttp.ClientPayloadError("Response payload is not completed")
+    assert storage.describe(exc) == (
+        "the download broke off before its end, after every retry "
+        "(Response payload is not completed)"
+    )
