@@ -616,13 +616,14 @@ def discover(
             manifest, runs, files=files, description=description, follow_upstream=follow_upstream
         )
         if entries:
-            added = add_entries(path, entries, storage, dry_run=dry_run)
+            added = add_entries(path, entries, storage, dry_run=dry_run, skip_empty=True)
     if as_json:
         names = [e["name"] for e in added.entries] if added else []
         _echo_json(
             {
                 "runs": [r.as_json() for r in runs],
                 "added": names,
+                "skipped": added.skipped if added else [],
                 "written": bool(added and added.written),
             }
         )
@@ -653,6 +654,10 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
     from gcsdvc.manifest_edit import entry_text
 
     names = [str(e["name"]) for e in added.entries]
+    for skipped in added.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    if not names:
+        return
     if dry_run:
         if not quiet:
             click.echo(f"would add to {_shown(added.path)}:")

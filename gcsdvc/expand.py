@@ -184,9 +184,7 @@ def refused_folders(
             continue
         space = room(manifest.data_path / res.destination)
         bad = [
-            (name, why)
-            for name in sorted(listing)
-            if name and not name.endswith("/") and (why := unsafe_name(name, res.prefix, space))
+            (name, why) for name in sorted(listing) if (why := unsafe_name(name, res.prefix, space))
         ]
         if bad:
             name, why = bad[0]

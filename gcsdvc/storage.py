@@ -342,7 +342,10 @@ class Storage:
         )
 
     def list_prefix(self, bucket: str, prefix: str) -> list[str]:
-        """The names of the objects under ``gs://bucket/prefix/``, relative to the prefix."""
+        """The names of the objects under ``gs://bucket/prefix/``, relative to the prefix.
+
+        Folder placeholders ("eval/", made by the Cloud Console) are no files: left out.
+        """
         root = f"{bucket}/{prefix}/" if prefix else f"{bucket}/"
         try:
             found = self.fs.find(root, detail=True)
@@ -353,7 +356,7 @@ class Storage:
         return [
             path[len(root) :]
             for path, info in found.items()
-            if info.get("type") == "file" and path.startswith(root)
+            if info.get("type") == "file" and path.startswith(root) and not path.endswith("/")
         ]
 
     def list_folder(self, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
@@ -387,7 +390,11 @@ class Storage:
             found = self.fs.find(root, detail=True)
         except Exception as exc:
             raise StorageError(f"cannot list gs://{root}: {describe(exc)}") from None
-        files = [info for info in found.values() if info.get("type") == "file"]
+        files = [
+            info
+            for info in found.values()
+            if info.get("type") == "file" and not str(info["name"]).endswith("/")
+        ]  # a folder placeholder ("eval/", made by the Console) is no file
         updated = max((str(info.get("updated") or "") for info in files), default="")
         return PrefixStats(len(files), sum(int(i.get("size") or 0) for i in files), updated or None)
 
