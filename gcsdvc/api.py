@@ -12,7 +12,6 @@ size, inode), so a change to the manifest, a stage or a data file is seen.
 
 from __future__ import annotations
 
-import difflib
 import os
 import shlex
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from gcsdvc.expand import expand_offline
 from gcsdvc.manifest import (
     Manifest,
     Resource,
+    did_you_mean,
     load_manifest,
     manifest_path,
     match_files,
@@ -172,10 +172,8 @@ def _listed(res: Resource, file: str) -> str | None:
         return None
     if file in res.files or any(match_files(res.patterns, [file]).values()):
         return file  # a listed file, or one a pattern of the entry matches
-    close = difflib.get_close_matches(file, res.files, n=3, cutoff=0.5)
-    if close:
-        hint = f"did you mean {', '.join(map(repr, close))}?"
-    else:
+    hint = did_you_mean(file, res.files, cutoff=0.5)
+    if not hint:
         more = ", ..." if len(res.files) > 5 else ""
         hint = f"its files: {', '.join(res.files[:5])}{more}"
     raise UnknownResourceError(f"experiment {res.name!r} has no file {file!r}; {hint}")

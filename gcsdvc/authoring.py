@@ -7,7 +7,6 @@ name) and checks it (against the manifest, then against the bucket);
 
 from __future__ import annotations
 
-import difflib
 import posixpath
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from gcsdvc.manifest import (
     ENTRY_KEYS,
     Manifest,
     Resource,
+    did_you_mean,
     find_root,
     is_pattern,
     join_path,
@@ -245,8 +245,8 @@ def _missing_prefix(storage: Storage, bucket: str, prefix: str) -> str:
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    close = did_you_mean(name, sorted(choices))
+    return f"; {close}" if close else ""
 
 
 # -- discover --------------------------------------------------------------

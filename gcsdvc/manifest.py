@@ -185,9 +185,37 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.6, prefix: str = "") -> str:
+    """``did you mean 'a', 'b'?`` for the names of ``choices`` close to ``name``, or "".
+
+    A choice that differs from ``name`` only in Unicode normalization (a name typed
+    as NFC, stored as NFD) looks the same on screen: it comes first, with the code
+    points that tell the two apart. ``prefix`` is put before each name shown.
+    """
+    listed = list(choices)
+    same = [c for c in listed if c != name and _nfc(c) == _nfc(name)]
+    close = same + [
+        c
+        for c in difflib.get_close_matches(name, listed, n=4, cutoff=cutoff)
+        if c not in same and c != name
+    ]
+    shown = [
+        f"{join_path(prefix, c)!r}"
+        + (f" (the same letters in another Unicode form: {c!a})" if c in same else "")
+        for c in close[:3]
+    ]
+    return f"did you mean {', '.join(shown)}?" if shown else ""
+
+
+def _nfc(text: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", text)
+
+
 def _unknown_name_message(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    close = did_you_mean(name, names, cutoff=0.5)
+    hint = f"; {close}" if close else ""
     if not names:
         hint = "; the manifest has no resources"
     return f"unknown experiment {name!r}{hint}"

@@ -22,7 +22,7 @@ from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import Comparison, Disk, State, Upstream, Wish, compare, needs_listing
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
-from gcsdvc.manifest import Manifest, Resource, join_path, matches
+from gcsdvc.manifest import Manifest, Resource, did_you_mean, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
 from gcsdvc.workspace import holding, read_disks
@@ -417,8 +417,6 @@ def _listed(
 
 def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
     """Close names in the missing object's folder (one listing, on this error path only)."""
-    import difflib
-
     if storage is None or draft.file is None:
         return ""
     folder, _, name = draft.file.rpartition("/")
@@ -428,6 +426,5 @@ def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
         )
     except StorageError:
         return ""
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    shown = [join_path(folder, c) for c in close]
-    return f"; did you mean {', '.join(map(repr, shown))}?" if shown else ""
+    close = did_you_mean(name, names, prefix=folder)
+    return f"; {close}" if close else ""

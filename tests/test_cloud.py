@@ -714,3 +714,19 @@ def test_object_identity_rules(obj: Any, stage: dict[str, Any], expected: str) -
     from gcsdvc.stages import ImportStage
 
     assert str(object_change(ImportStage.from_dict(stage), obj)) == expected
+
+
+def test_a_name_stored_in_another_unicode_form_is_pointed_out(
+    repo: Path, bucket: str, put: Any
+) -> None:
+    """Listed as NFC (as typed on macOS/Linux), stored as NFD: the hint tells the two apart."""
+    nfc, nfd = "caf\u00e9.csv", "cafe\u0301.csv"
+    put(f"{bucket}/{PREFIX}/{nfd}", "a,b\n")
+    write_manifest(repo, [entry(bucket, files=[nfc])])
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == (
+        f"failed: exp1: gs://{bucket}/{PREFIX}/{nfc}: object not found: "
+        f"gs://{bucket}/{PREFIX}/{nfc}; did you mean '{nfd}' (the same letters in another "
+        "Unicode form: 'cafe\\u0301.csv')?"
+    )
