@@ -285,7 +285,13 @@ def _counts(manifest: Manifest) -> tuple[int, int]:
 
 def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
     """The commands that fix an experiment's files, in the order to run them, paths merged."""
-    merged: dict[str, list[str]] = {"rm": [], "dvc update": [], "gcsdvc sync": [], "dvc push": []}
+    merged: dict[str, list[str]] = {
+        "rm": [],
+        "rm -r": [],
+        "dvc update": [],
+        "gcsdvc sync": [],
+        "dvc push": [],
+    }
     for f in status.files:
         for command, arg in f.fix(status.resource, pinned):
             shown = arg if command == "gcsdvc sync" or not arg else rel(root, arg)

@@ -80,7 +80,7 @@ class FileStatus:
             return [sync]  # recorded as it is: nothing is downloaded or replaced
         if self.state in (State.MODIFIED, State.UNTRACKED):
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
-            return [("rm", self.local), sync]
+            return [("rm" if self.file is not None else "rm -r", self.local), sync]
         if self.state in (State.MISSING, State.METADATA_UPSTREAM):
             return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
         if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED):

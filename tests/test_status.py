@@ -225,6 +225,8 @@ def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
     (repo / "data" / "whole" / "a.txt").unlink()
     res = cli("status", "--offline", "--json", cwd=repo)
     assert states(json.loads(res.stdout)) == {"data/whole": "modified"}
+    res = cli("status", "--offline", cwd=repo)
+    assert "  fix: rm -r data/whole" in res.stdout.splitlines()  # a folder: not plain rm
 
 
 def test_large_files_use_dvc_state(
