@@ -6,6 +6,7 @@ Exit codes are defined in :mod:`gcsdvc.errors`.
 from __future__ import annotations
 
 import functools
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,7 +16,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gcsdvc import collector
-from gcsdvc.errors import EXIT_FAILED, EXIT_USAGE, GcsdvcError, ManifestError, NotARepoError
+from gcsdvc.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    GcsdvcError,
+    ManifestError,
+    NotARepoError,
+    local_fault,
+)
 from gcsdvc.manifest import Manifest, load_manifest, manifest_path
 from gcsdvc.progress import DEFAULT_INTERVAL
 from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
@@ -108,6 +116,16 @@ def _handle_errors(func: F) -> F:
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a fault of this machine's files, met outside a per-file step
+            if debug:
+                raise
+            click.echo(f"error: {local_fault(exc)}", err=True)
+            sys.exit(EXIT_FAILED)
+        except sqlite3.Error as exc:  # DVC's state and link databases, under .dvc/tmp
+            if debug:
+                raise
+            click.echo(f"error: DVC's database in .dvc/tmp: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             if debug:
                 raise

@@ -12,6 +12,7 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
 import logging
@@ -27,7 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
+from gcsdvc.errors import (
+    ChecksumMismatch,
+    GcsdvcError,
+    NotAttemptedError,
+    StorageError,
+    local_fault,
+)
 
 _DEFAULT_ENV = {
     # gcsfs otherwise probes every bucket's type over gRPC, a minute per call off GCP.
@@ -682,7 +689,7 @@ class Storage:
                         dest.unlink(missing_ok=True)
                         twin(dest).unlink(missing_ok=True)
                         outage.failed(index, exc)
-                        result = exc
+                        result = _where(exc, dest)
                 then(index, result)
 
         async def run() -> None:
@@ -1084,6 +1091,19 @@ async def _stream(
         concurrent.futures.wait(pending)  # cancelled or failed: close the files only after
 
 
+# What a write of this machine's files fails with: never Cloud Storage's doing.
+LOCAL_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.ENAMETOOLONG}
+)
+
+
+def _where(exc: Exception, dest: Path) -> Exception:
+    """A local write error with the file it was writing (``write()`` names none)."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno in LOCAL_ERRNOS:
+        return OSError(exc.errno, exc.strerror, str(dest))
+    return exc
+
+
 def twin(path: Path) -> Path:
     """Where a download to ``path`` writes its copy (``Storage.download``'s ``copies``)."""
     return path.with_name(path.name + ".copy")
@@ -1135,6 +1155,8 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, GcsdvcError):
         return text
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return local_fault(exc)  # this machine's file, not Cloud Storage
     if isinstance(exc, FileNotFoundError):
         return "not found"
     if isinstance(exc, PermissionError) or text.startswith("Forbidden"):

@@ -627,6 +627,7 @@ def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None)
     should it fail, every one of DVC's cache types is tried again, then a copy.
     """
     kinds = [*types, "copy"]
+    failure: OSError | None = None
     for kind in dict.fromkeys([known, *kinds] if known else kinds):
         try:
             if kind == "reflink":
@@ -640,9 +641,11 @@ def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None)
             else:
                 shutil.copyfile(src, dest)
             return kind
-        except OSError:
+        except OSError as exc:
             dest.unlink(missing_ok=True)
-    raise OSError(f"cannot link or copy {src} to {dest}")
+            failure = exc
+    assert failure is not None
+    raise failure  # the copy's error: it names the file and the cause (a full disk...)
 
 
 class SymlinkGuard:

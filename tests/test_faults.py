@@ -29,6 +29,8 @@ from conftest import (
     entry,
     gcsdvc,
     load,
+    new_repo,
+    read_only,
     snapshot,
     without_git_hint,
     write_manifest,
@@ -481,3 +483,40 @@ def test_a_download_cut_off_for_good_reads_as_such() -> None:
         "the download broke off before its end, after every retry "
         "(Response payload is not completed)"
     )
+
+
+def test_a_full_disk_is_named_as_a_local_fault(
+    small_disk: Any, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC names the local file, not "connection failed"; the files that fit are synced."""
+    root = new_repo(small_disk("2m") / "repo")
+    monkeypatch.chdir(root)
+    write_manifest(root, [entry(seeded, files=["file1", "checkpoint.bin"])])  # 3 MiB: no room
+    res = cli("sync", cwd=root)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1, res.stderr
+    assert failed[0].startswith(
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/checkpoint.bin: local file "
+    )
+    assert failed[0].endswith(": No space left on device")
+    assert "connection" not in res.stderr
+    assert data(root, "file1").read_text() == "top file1\n"
+
+
+def test_a_read_only_repository_is_one_line(
+    small_disk: Any, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point = small_disk("8m")
+    root = new_repo(point / "repo")
+    monkeypatch.chdir(root)
+    write_manifest(root, [entry(seeded)])
+    read_only(point)
+    for command in (["sync"], ["add", f"gs://{seeded}/other/run", "--no-check"]):
+        res = cli(*command, cwd=root)
+        assert res.returncode != 0, command
+        assert "Traceback" not in res.stderr
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1, res.stderr
+        assert lines[0].startswith("error: ") and "Read-only file system" in lines[0], lines
