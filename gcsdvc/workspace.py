@@ -607,7 +607,7 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
                 reporter.finish()
 
     log = logging.getLogger("dvc")
-    level, tqdm_callback = log.level, callbacks.TqdmCallback
+    level, tqdm_callback, enabled = log.level, callbacks.TqdmCallback, ui._enabled
     log.setLevel(logging.WARNING)
     ui._enabled = False
     callbacks.TqdmCallback = Forward
@@ -615,7 +615,7 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
         yield
     finally:
         callbacks.TqdmCallback = tqdm_callback
-        ui._enabled = True
+        ui._enabled = enabled
         log.setLevel(level)
 
 
