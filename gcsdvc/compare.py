@@ -97,7 +97,8 @@ def compare(
     as gcsdvc's (it is adopted). Local facts come first: a local edit or an
     untracked file wins over anything upstream.
     For a folder import only the stage, its source and existence are compared;
-    DVC checks its contents.
+    the plan and status then read its files as DVC sees them, through the one
+    :func:`gcsdvc.workspace.read_folders`.
     """
     if stage is not None and stage.identity is None and stage.source != wish.source:
         return Comparison(State.FOREIGN, "a stage not written by gcsdvc is in the way")

@@ -25,7 +25,7 @@ from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
 from gcsdvc.manifest import Manifest, Resource, did_you_mean, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import holding, read_disks
+from gcsdvc.workspace import holding, read_disks, read_folders
 
 if TYPE_CHECKING:
     from gcsdvc.storage import Looked, RemoteObject, Storage
@@ -250,8 +250,11 @@ def build_plan(
 
     moves: dict[str, str] = {}  # new local -> old local
     to_list: dict[tuple[str, str], set[str]] = {}
+    in_place: list[str] = []  # folder imports whose folder is there: DVC reads their files
     for draft in drafts:
         found = compare(draft.wish, draft.recorded, disks[draft.local], Upstream.NOT_LISTED)
+        if draft.file is None and found.state is State.OK:
+            in_place.append(draft.local)
         if found.state is State.NOT_SYNCED and draft.file is not None:
             old = _take_orphan(draft, orphans, root)
             if old is not None:
@@ -261,6 +264,10 @@ def build_plan(
             to_list.setdefault(draft.prefix, set()).add(draft.file)
             plan.looked_up |= found.state is State.OK
     listings = _list(storage, to_list)
+    folders: dict[str, Comparison] = {}
+    if in_place:
+        with stages.open_repo(root) as repo:
+            folders = read_folders(repo, root, in_place)
 
     stageless: dict[str, tuple[Disk, RemoteObject]] = {}  # files that may be their object
     index: dict[str, int] = {}  # their items' places in the plan
@@ -275,6 +282,8 @@ def build_plan(
         listed = _listed(listings, to_list, draft)
         disk = disks[draft.local]
         found = compare(draft.wish, draft.recorded, disk, listed)
+        if found.state is State.OK and draft.local in folders:
+            found = folders[draft.local]  # as status reads it (see workspace.read_folders)
         state = _looked_up_as(found.state, disk.exists, draft)
         key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
         action, note = decide(key, found, draft.local)

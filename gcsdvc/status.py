@@ -25,7 +25,7 @@ from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import RemoteObject, Storage, describe
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import cache_linked, holding, read_disks
+from gcsdvc.workspace import cache_linked, holding, read_disks, read_folders
 
 if TYPE_CHECKING:
     from gcsdvc.storage import Looked
@@ -451,7 +451,8 @@ _UPSTREAM = {
 
 
 def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> dict[str, str]:
-    """Ask DVC about whole-prefix imports still OK: their data and (``upstream``) their source.
+    """Ask DVC about whole-prefix imports still OK: their data (as the plan reads it, see
+    :func:`gcsdvc.workspace.read_folders`) and (``upstream``) their source.
 
     Returns the upstream errors, by local path.
     """
@@ -462,19 +463,15 @@ def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> d
     from dvc.exceptions import DvcException
 
     with open_repo(root) as repo:
+        found = read_folders(repo, root, [item.local for item in todo])
         for item in todo:
-            try:
-                stage = repo.stage.load_one(str(root / item.stage_file))
-                local = set(stage.outs[0].workspace_status().values())
-            except DvcException as exc:
-                item.state, item.note = State.MODIFIED, f"DVC cannot read the stage: {exc}"
-                continue
-            if "deleted" in local:
-                item.state = State.MISSING
-            elif "modified" in local:
-                item.state = State.MODIFIED
+            item.state, item.note = found[item.local].state, found[item.local].note
             if not upstream:
                 continue
+            try:
+                stage = repo.stage.load_one(str(root / item.stage_file))
+            except DvcException:
+                continue  # reported above
             try:
                 remote = set(stage.deps[0].workspace_status().values())
             except Exception as exc:  # any storage failure: report it, check the rest
