@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from gcsdvc import stages
 from gcsdvc.errors import StorageError
 from gcsdvc.stages import ImportStage
 from gcsdvc.storage import etag_generation
 
 if TYPE_CHECKING:
+    from gcsdvc.manifest import Resource
     from gcsdvc.storage import RemoteObject
 
 
@@ -37,6 +39,8 @@ class State(str, Enum):
     METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
     LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
     REFUSED = "refused"  # an object name DVC cannot carry (see manifest.unsafe_name)
+    # The data is in place, the stage is not what a sync writes (see stale_stage)
+    STALE_STAGE = "stale-stage"
 
     def __str__(self) -> str:
         return self.value
@@ -138,6 +142,32 @@ def compare(
     if change is Change.METADATA:
         return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
     return Comparison(State.CHANGED_UPSTREAM)
+
+
+def stale_stage(
+    stage: ImportStage,
+    resource: Resource,
+    file: str | None,
+    pinned: bool,
+    obj: RemoteObject | None = None,
+    committed: ImportStage | None = None,
+) -> Comparison | None:
+    """Whether a sync rewrites ``stage`` (see :func:`gcsdvc.stages.conform`), and why.
+
+    The one rule for it, read by the plan (which rewrites the stage) and by
+    status (whose ``--check`` fails until then). ``obj``: the object as listed,
+    when it was; ``committed``: the stage in git's HEAD, when the file differs.
+    Unpinned, a ``version_id`` that ``dvc exp run`` or ``dvc update`` recorded
+    makes DVC treat the import as pinned: ``dvc push`` skips its data.
+    """
+    shaped = stages.conform(stage, resource, file, pinned, obj, committed)
+    if shaped == stage:
+        return None
+    if not pinned and file is not None and stage.generation and shaped.generation is None:
+        note = f"records version_id {stage.generation}, so 'dvc push' skips it"
+    else:
+        note = "not as a sync writes it (description, name, pinning or the object's record)"
+    return Comparison(State.STALE_STAGE, note)
 
 
 def local_edit(stage: ImportStage, disk: Disk) -> str | None:

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import Change, Disk, State, Upstream, Wish, compare, object_change
+from gcsdvc.compare import (
+    Change,
+    Disk,
+    State,
+    Upstream,
+    Wish,
+    compare,
+    object_change,
+    stale_stage,
+)
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
 from gcsdvc.manifest import Manifest, Resource, matches
@@ -83,7 +92,7 @@ class FileStatus:
             return [("rm" if self.file is not None else "rm -r", self.local), sync]
         if self.state in (State.MISSING, State.METADATA_UPSTREAM):
             return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
-        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED):
+        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
             return [sync, *push]
         if self.state is State.CHANGED_UPSTREAM:
             if not resource.skip_if_exist:
@@ -291,9 +300,9 @@ def check(
     # Under a snapshot HEAD's record is the stages' own (else the plan would re-describe them).
     git = untracked.NOTHING if quick else untracked.look(manifest.root, manifest.data_path)
     recorded: dict[str, ImportStage] = {}
+    staged = [f.local for f in items if f.file is not None and f.stage is not None]
+    committed = stages.committed_where_changed(manifest.root, staged, git.changed)
     if storage is not None:  # upstream is compared with the dependency as committed
-        staged = [f.local for f in items if f.file is not None and f.stage is not None]
-        committed = stages.committed_where_changed(manifest.root, staged, git.changed)
         recorded = {
             f.local: stages.recommitted(f.stage, committed[f.local])
             for f in items
@@ -304,6 +313,7 @@ def check(
     else:
         disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
     stageless: dict[str, tuple[Disk, RemoteObject]] = {}
+    objs: dict[str, RemoteObject] = {}  # each file's object, as listed
     for status in report.resources:
         listing = listings.get((status.resource.bucket, status.resource.prefix))
         if isinstance(listing, StorageError):
@@ -312,6 +322,8 @@ def check(
         _assess(status.files, listed, disks, recorded)
         for f in status.files:
             obj = listed.get(f.file) if listed is not None and f.file is not None else None
+            if isinstance(obj, RemoteObject):
+                objs[f.local] = obj
             if f.state is State.UNTRACKED and isinstance(obj, RemoteObject):
                 stageless[f.local] = (disks[f.local], obj)
     _note_cache_edits(manifest.root, items)
@@ -325,6 +337,12 @@ def check(
     errors = _check_folders(manifest.root, items, upstream=upstream)
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
+        for f in status.files:
+            if f.state is State.OK and f.stage is not None and not quick:
+                pinned, obj, head = mode.pinned, objs.get(f.local), committed.get(f.local)
+                stale = stale_stage(f.stage, status.resource, f.file, pinned, obj, head)
+                if stale is not None:  # as the plan finds it: a sync rewrites the stage
+                    f.state, f.note = stale.state, stale.note
 
     if quick:
         return report  # a snapshot is only taken of a data folder with no orphan or leftover
