@@ -60,7 +60,7 @@ class HashCache:
     """
 
     def __init__(self, root: Path) -> None:
-        self.path = root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
+        self.path = stages.hash_cache_path(root)
         self.known = stages.read_json_cache(self.path)
         self.changed = False
 
