@@ -86,27 +86,26 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     """
     loaded = _loaded(manifest)
     found = loaded.manifest
-    known = loaded.targets.get((name, file))  # a listed file asked before
+    known = loaded.targets.get((name, file))  # a file asked before: (local, rel, source, entry)
     if known is None:
         res = loaded.get(name)
         listed = _listed(res, file, loaded.files(res))
-    else:
-        res, listed = known[2], file
-    if listed is not None:
-        if known is None:
+        if listed is not None:
             rel = found.local(res, listed)
-            known = loaded.targets[(name, file)] = (rel, res.source(listed), res)
-        rel = known[0]
-        local = f"{loaded.root}{os.sep}{rel}"
-        key = (local, known[1])
+            local = f"{loaded.root}{os.sep}{rel}"
+            known = loaded.targets[(name, file)] = (local, rel, res.source(listed), res)
+    else:
+        res, listed = known[3], file
+    if known is not None:
+        local = known[0]
         signature = _verified_signature(local)
         if signature is not None:
-            hit = _VERIFIED.get(key)
-            if hit is not None and hit[0] == signature:
-                return hit[1]
-            if _in_place(loaded, rel, key[1], signature):
-                target = Path(local)
-                _VERIFIED[key] = (signature, target)
+            hit = _VERIFIED.get(local)
+            if hit is not None and hit[0] == signature and hit[1] == known[2]:
+                return hit[2]
+            if _in_place(loaded, known[1], known[2], signature):
+                target = loaded.root_path / known[1]
+                _VERIFIED[local] = (signature, known[2], target)
                 return target
     from gcsdvc.status import State, inspect  # the full check, off the quick path
 
@@ -136,7 +135,7 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     if listed is not None:
         signature = _verified_signature(str(target))
         if signature is not None:
-            _VERIFIED[(str(target), item.source)] = (signature, target)
+            _VERIFIED[str(target)] = (signature, item.source, target)
     if listed is None:
         target = target / file
         if not target.is_file():
@@ -161,11 +160,11 @@ def open(  # gcsdvc.open, in the spirit of io.open
 
 Signature = tuple[int, int, int]
 # manifest file -> its signature when parsed, the manifest and its look-ups
-_MANIFESTS: dict[Path, tuple[Signature, Manifest, _Loaded]] = {}
+_MANIFESTS: dict[Path, tuple[Signature, Manifest, _Loaded, str]] = {}
 _GIVEN: dict[int, _Loaded] = {}  # look-ups of Manifest objects passed in, by id (held here)
-# (local file, source) -> the signatures of the file and its stage when found current, and
-# the path to return
-_VERIFIED: dict[tuple[str, str], tuple[tuple[Signature, Signature], Path]] = {}
+# local file -> the signatures of the file and its stage when found current (see
+# _verified_signature), the source it was found to hold, and the path to return
+_VERIFIED: dict[str, tuple[tuple[int, ...], str, Path]] = {}
 # working folder -> the manifest found from there: looked for again once that file changes
 # (a DVC repository made or removed between the two, with it unchanged, is not seen)
 _FOUND: dict[str, Path] = {}
@@ -187,15 +186,17 @@ class _Loaded:
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        self.root = str(manifest.root.absolute())
+        self.root_path = manifest.root.absolute()
+        self.root = str(self.root_path)
         self.caches = (str(hash_cache_path(manifest.root)), str(stage_cache_path(manifest.root)))
         self.survey: _Survey | None = None
         self._by_name: dict[str, Resource] = {}
         for res in reversed(manifest.resources):  # the first of a name wins, as in get()
             self._by_name[res.name] = res
         self._files: dict[int, frozenset[str]] = {}
-        # (name, file) of a listed file -> its repo-relative path, its source, its entry
-        self.targets: dict[tuple[str, str], tuple[str, str, Resource]] = {}
+        # (name, file) of a listed file -> its absolute and repo-relative paths, its source,
+        # its entry
+        self.targets: dict[tuple[str, str], tuple[str, str, str, Resource]] = {}
 
     def get(self, name: str) -> Resource:
         res = self._by_name.get(name)
@@ -229,28 +230,27 @@ def _signature(file: Path | str) -> Signature | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _verified_signature(local: str) -> tuple[Signature, Signature] | None:
-    """The signatures of a regular file and of its stage; None when either is not there."""
+def _verified_signature(local: str) -> tuple[int, ...] | None:
+    """The signatures of a regular file and of its stage, as one tuple (mtime, size, inode
+    of each); None when either is not there."""
     try:
         st = os.stat(local)  # noqa: PTH116 - see _signature
+        stage = os.stat(local + STAGE_SUFFIX)  # noqa: PTH116
     except OSError:
         return None
-    stage = _signature(local + STAGE_SUFFIX)
-    if stage is None or not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(st.st_mode):
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino), stage
+    return (st.st_mtime_ns, st.st_size, st.st_ino, stage.st_mtime_ns, stage.st_size, stage.st_ino)
 
 
-def _in_place(
-    loaded: _Loaded, local: str, source: str, signature: tuple[Signature, Signature]
-) -> bool:
+def _in_place(loaded: _Loaded, local: str, source: str, signature: tuple[int, ...]) -> bool:
     """Whether the file at ``local`` is the synced copy of ``source``: the caches hold its
     md5 and its stage under the very stats found now, and they agree
     (:func:`gcsdvc.stages.verified`, the rule the no-op snapshot proves files by).
 
     A file they do not vouch for is left to :func:`path`'s full check.
     """
-    data, stage = [*signature[0]], [*signature[1]]
+    data, stage = [*signature[:3]], [*signature[3:]]
     for again in (False, True):
         survey = loaded.surveyed(again)
         raw = verified(data, stage, survey.hashes.get(local), survey.stages.get(local))
@@ -276,7 +276,7 @@ def _loaded(manifest: ManifestArg) -> _Loaded:
     file = _FOUND.get(here) if manifest is None else None
     if file is not None:  # while it is unchanged, the manifest found from here before
         cached = _MANIFESTS.get(file)
-        if cached is not None and cached[0] == _signature(file):
+        if cached is not None and cached[0] == _signature(cached[3]):
             return cached[2]
     file = _default_file(here) if manifest is None else None
     file = file or manifest_path(manifest, how="pass manifest=PATH")
@@ -288,7 +288,7 @@ def _loaded(manifest: ManifestArg) -> _Loaded:
         return cached[2]
     loaded = _Loaded(load_manifest(file))
     if signature is not None:
-        _MANIFESTS[file] = (signature, loaded.manifest, loaded)
+        _MANIFESTS[file] = (signature, loaded.manifest, loaded, str(file))
     return loaded
 
 
