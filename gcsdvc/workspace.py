@@ -141,15 +141,7 @@ def read_folders(repo: Repo, root: Path, locals_: Iterable[str]) -> dict[str, Co
                 # --no-download, then `dvc pull`: no hash to compare with (as compare() has it).
                 found[local] = Comparison(State.OK)
                 continue
-            _, _, now = out._build(
-                out.cache,
-                out.fs_path,
-                out.fs,
-                out.hash_name,
-                ignore=out.dvcignore,
-                dry_run=not out.use_cache,
-                no_progress_bar=True,
-            )
+            now = _hashed(out)
         except DvcException as exc:
             found[local] = Comparison(State.MODIFIED, f"DVC cannot read the stage: {exc}")
             continue
@@ -158,6 +150,21 @@ def read_folders(repo: Repo, root: Path, locals_: Iterable[str]) -> dict[str, Co
         else:
             found[local] = _folder_change(_tree(out.cache, out.hash_info), now)
     return found
+
+
+def _hashed(out: Any) -> Any:
+    """The folder of a DVC output as DVC hashes it for ``dvc status`` (``Output.get_hash``
+    builds it so, dvc 3.x), as a tree object, without DVC's progress bar."""
+    _, _, now = out._build(
+        out.cache,
+        out.fs_path,
+        out.fs,
+        out.hash_name,
+        ignore=out.dvcignore,
+        dry_run=not out.use_cache,
+        no_progress_bar=True,
+    )
+    return now
 
 
 def _tree(odb: Any, hash_info: Any) -> Any:
