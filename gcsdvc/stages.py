@@ -530,9 +530,36 @@ def stage_cache_path(root: Path) -> Path:
     return root / ".dvc" / "tmp" / "gcsdvc-stages.json"
 
 
+def hash_cache_path(root: Path) -> Path:
+    """Where :class:`gcsdvc.workspace.HashCache` keeps the data files' md5s."""
+    return root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
+
+
 def file_signature(info: os.stat_result) -> list[int]:
     """What the JSON caches in ``.dvc/tmp`` key a file by: unchanged while these are."""
     return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
+def verified(
+    sig: list[int], stage_sig: list[int] | None, hashed: Any, parsed: Any
+) -> dict[str, Any] | None:
+    """The stage's mapping when a data file and its stage are as they were verified, else None.
+
+    ``sig`` and ``stage_sig``: the file's and its stage's :func:`file_signature` now;
+    ``hashed``: the file's hash cache entry, [signature, md5]; ``parsed``: the stage's
+    stage cache entry, [signature, mapping]. Both must hold under the very stats found
+    now, and the md5 hashed must be the one the stage records: the file is then the
+    stage's bytes (the rule of the no-op snapshot and of the API's quick path).
+    """
+    if not (isinstance(hashed, list) and isinstance(parsed, list)):
+        return None
+    if len(hashed) != 2 or len(parsed) != 2 or not isinstance(parsed[1], dict):
+        return None
+    if sig != hashed[0] or stage_sig is None or stage_sig != parsed[0]:
+        return None
+    raw: dict[str, Any] = parsed[1]
+    md5 = first_entry(raw.get("outs")).get("md5")
+    return raw if md5 and md5 == hashed[1] else None
 
 
 class StageCache:

@@ -20,14 +20,14 @@ import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import stages
-from gcsdvc.compare import ABSENT, Disk
+from gcsdvc.compare import ABSENT, Comparison, Disk, State
 from gcsdvc.errors import DvcRepoError, StorageError
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Fetched, RemoteObject, describe, file_md5, hash_file
@@ -60,7 +60,7 @@ class HashCache:
     """
 
     def __init__(self, root: Path) -> None:
-        self.path = root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
+        self.path = stages.hash_cache_path(root)
         self.known = stages.read_json_cache(self.path)
         self.changed = False
 
@@ -116,6 +116,90 @@ def read_disks(
             cache.put(local, info, md5)
     cache.save()
     return disks
+
+
+def read_folders(repo: Repo, root: Path, locals_: Iterable[str]) -> dict[str, Comparison]:
+    """Whether each whole-prefix import's folder holds what its stage records, as DVC sees it.
+
+    The one reading of a folder import's data, for the plan and for status alike:
+    :attr:`State.OK`; :attr:`State.MISSING` when files were only deleted (the cache
+    restores them and nothing of the user's is lost); :attr:`State.MODIFIED` when a
+    file was edited or added, or DVC cannot read the stage. DVC hashes the folder
+    (its state db answers for files it has seen unchanged).
+    """
+    from dvc.exceptions import DvcException
+
+    found: dict[str, Comparison] = {}
+    for local in locals_:
+        try:
+            stage = repo.stage.load_one(str(root / stages.stage_path(local)))
+            out = stage.outs[0]
+            if not out.exists:
+                found[local] = Comparison(State.MISSING)
+                continue
+            if not out.hash_info:
+                # --no-download, then `dvc pull`: no hash to compare with (as compare() has it).
+                found[local] = Comparison(State.OK)
+                continue
+            now = _hashed(out)
+        except DvcException as exc:
+            found[local] = Comparison(State.MODIFIED, f"DVC cannot read the stage: {exc}")
+            continue
+        if now.hash_info == out.hash_info:
+            found[local] = Comparison(State.OK)
+        else:
+            found[local] = _folder_change(_tree(out.cache, out.hash_info), now)
+    return found
+
+
+def _hashed(out: Any) -> Any:
+    """The folder of a DVC output as DVC hashes it for ``dvc status`` (``Output.get_hash``
+    builds it so, dvc 3.x), as a tree object, without DVC's progress bar."""
+    _, _, now = out._build(
+        out.cache,
+        out.fs_path,
+        out.fs,
+        out.hash_name,
+        ignore=out.dvcignore,
+        dry_run=not out.use_cache,
+        no_progress_bar=True,
+    )
+    return now
+
+
+def _tree(odb: Any, hash_info: Any) -> Any:
+    """The recorded folder's tree as DVC's cache holds it, else None."""
+    from dvc_data.hashfile import load
+    from dvc_objects.errors import ObjectFormatError
+
+    try:
+        return load(odb, hash_info)
+    except (FileNotFoundError, ObjectFormatError):
+        return None
+
+
+def _folder_change(recorded: Any, now: Any) -> Comparison:
+    """How a folder's files (``now``, a DVC tree) differ from the recorded tree."""
+    from dvc_data.hashfile.tree import Tree
+
+    if not isinstance(recorded, Tree) or not isinstance(now, Tree):
+        return Comparison(State.MODIFIED, "its files differ from the stage's")
+    was = {"/".join(key): oid for key, _, oid in recorded}
+    got = {"/".join(key): oid for key, _, oid in now}
+    deleted = sorted(was.keys() - got.keys())
+    added = sorted(got.keys() - was.keys())
+    edited = sorted(k for k in was.keys() & got.keys() if was[k] != got[k])
+
+    def some(names: list[str]) -> str:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more
+
+    if not (added or edited):
+        return Comparison(State.MISSING, f"not on disk: {some(deleted)}")
+    parts = [f"edited: {some(edited)}"] if edited else []
+    parts += [f"not recorded: {some(added)}"] if added else []
+    parts += [f"not on disk: {some(deleted)}"] if deleted else []
+    return Comparison(State.MODIFIED, "; ".join(parts))
 
 
 def holding(root: Path, files: dict[str, tuple[Disk, RemoteObject]]) -> set[str]:
@@ -607,7 +691,7 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
                 reporter.finish()
 
     log = logging.getLogger("dvc")
-    level, tqdm_callback = log.level, callbacks.TqdmCallback
+    level, tqdm_callback, enabled = log.level, callbacks.TqdmCallback, ui._enabled
     log.setLevel(logging.WARNING)
     ui._enabled = False
     callbacks.TqdmCallback = Forward
@@ -615,7 +699,7 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
         yield
     finally:
         callbacks.TqdmCallback = tqdm_callback
-        ui._enabled = True
+        ui._enabled = enabled
         log.setLevel(level)
 
 
