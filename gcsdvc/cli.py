@@ -24,7 +24,7 @@ from gcsdvc.errors import (
     NotARepoError,
     local_fault,
 )
-from gcsdvc.manifest import Manifest, load_manifest, manifest_path
+from gcsdvc.manifest import Manifest, init_hint, load_manifest, manifest_path
 from gcsdvc.progress import DEFAULT_INTERVAL
 from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
 
@@ -702,8 +702,7 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
 def _require_repo(manifest: Manifest) -> None:
     if not (manifest.root / ".dvc").is_dir():
         raise NotARepoError(
-            f"{_shown(manifest.root)} is not in a DVC repository; "
-            "run 'dvc init' there (or 'git init && dvc init')"
+            f"{_shown(manifest.root)} is not in a DVC repository; {init_hint(manifest.root)}"
         )
 
 

@@ -239,10 +239,21 @@ def manifest_path(
     root = find_root()
     if root is None:
         raise NotARepoError(
-            f"no DVC repository found from {Path.cwd()} upward; "
-            f"run 'git init && dvc init' there, or {how}"
+            f"no DVC repository found from {Path.cwd()} upward; {init_hint(Path.cwd())}, or {how}"
         )
     return root / DEFAULT_MANIFEST
+
+
+def init_hint(folder: Path) -> str:
+    """How to make ``folder`` a DVC repository: ``dvc init`` at the top of its git repository,
+    else ``git init && dvc init``."""
+    here = folder.resolve()
+    top = next((f for f in (here, *here.parents) if (f / ".git").exists()), None)
+    if top is None:
+        return "run 'git init && dvc init' there"
+    if top == here:
+        return "run 'dvc init' there"
+    return f"run 'dvc init' in {top}, the top of its git repository"
 
 
 def load_manifest(
@@ -255,9 +266,16 @@ def load_manifest(
     file = manifest_path(path, how=how)
     shown = _display(file)
     try:
+        if file.is_fifo() or file.is_char_device() or file.is_socket():  # a read would hang
+            raise ManifestError([f"{shown}: not a regular file"])
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ManifestError([f"{shown}: manifest not found"]) from None
+        raise ManifestError(
+            [
+                f"{shown}: manifest not found; 'gcsdvc add gs://BUCKET/PATH' or "
+                "'gcsdvc discover gs://BUCKET/PATH --add' creates it"
+            ]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([f"{shown}: cannot read manifest: {exc}"]) from None
     root = find_root(file.parent) or file.parent
@@ -308,10 +326,12 @@ def _remembered(text: str, file: Path, root: Path) -> Manifest:
 
 
 def _display(file: Path) -> str:
+    """``file`` relative to the working folder when it is below it, else as an absolute path."""
     try:
-        return os.path.relpath(file)
+        shown = os.path.relpath(file)
     except ValueError:  # another drive on Windows
         return str(file)
+    return str(file) if shown.startswith("..") else shown
 
 
 def _resource(row: dict[str, Any]) -> Resource:

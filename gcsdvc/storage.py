@@ -33,6 +33,7 @@ from gcsdvc.errors import (
     GcsdvcError,
     NotAttemptedError,
     StorageError,
+    UsageError,
     local_fault,
 )
 
@@ -1116,7 +1117,7 @@ def attempts() -> int:
     """
     value = os.environ.get(RETRIES_VAR, "").strip() or "6"
     if not value.isdigit() or int(value) < 1:
-        raise StorageError(f"{RETRIES_VAR}={value!r}: expected a whole number, at least 1")
+        raise UsageError(f"{RETRIES_VAR}={value!r}: expected a whole number, at least 1")
     return int(value)
 
 

@@ -178,7 +178,11 @@ def test_debug_before_or_after_the_command(tmp_path: Path, monkeypatch: pytest.M
         res = CliRunner().invoke(main, args)
         assert type(res.exception).__name__ == "ManifestError"
     res = CliRunner().invoke(main, show)
-    assert (res.exit_code, res.stderr) == (2, "error: missing.yaml: manifest not found\n")
+    assert (res.exit_code, res.stderr) == (
+        2,
+        "error: missing.yaml: manifest not found; 'gcsdvc add gs://BUCKET/PATH' or "
+        "'gcsdvc discover gs://BUCKET/PATH --add' creates it\n",
+    )
 
 
 def test_experiment_names_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,7 +239,7 @@ def test_status_outside_a_dvc_repository(tmp_path: Path, monkeypatch: pytest.Mon
     assert res.exit_code == 2
     assert res.stderr == (
         f"error: {tmp_path.name and '.'} is not in a DVC repository; "
-        "run 'dvc init' there (or 'git init && dvc init')\n"
+        "run 'git init && dvc init' there\n"
     )
 
 
@@ -424,3 +428,30 @@ def test_demo_without_the_emulator_or_a_checkout(tmp_path: Path) -> None:
     res = run(sys.executable, "-m", "gcsdvc.demo", cwd=tmp_path, check=False)
     assert res.returncode == 2
     assert res.stderr.startswith("error: run the demo from the root of a gcsdvc checkout")
+
+
+def test_a_manifest_that_is_no_regular_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "params.yaml"
+    os.mkfifo(fifo)
+    res = invoke("validate", str(fifo))
+    assert res.exit_code == 2
+    assert res.stderr == f"error: {fifo}: not a regular file\n"  # outside the working folder
+
+
+@pytest.mark.parametrize(
+    ("layout", "hint"),
+    [
+        ("", "run 'git init && dvc init' there"),
+        (".", "run 'dvc init' there"),
+        ("..", "run 'dvc init' in {top}, the top of its git repository"),
+    ],
+    ids=["no git", "git here", "git above"],
+)
+def test_the_init_hint_fits_where_git_is(tmp_path: Path, layout: str, hint: str) -> None:
+    from gcsdvc.manifest import init_hint
+
+    here = tmp_path / "sub"
+    here.mkdir()
+    if layout:
+        ((here / layout).resolve() / ".git").mkdir()
+    assert init_hint(here) == hint.format(top=tmp_path)

@@ -175,10 +175,15 @@ def test_a_bad_retries_setting_is_one_line_and_changes_nothing(
     before = snapshot(repo)
     res = cli("sync", cwd=repo, env={RETRIES_VAR: value})
     assert (res.returncode, res.stderr) == (
-        1,
+        2,
         f"error: GCSDVC_RETRIES={value!r}: expected a whole number, at least 1\n",
     )
     assert snapshot(repo) == before
+    res = cli("status", cwd=repo, env={RETRIES_VAR: value})  # a setting, not storage's answer
+    assert (res.returncode, res.stderr) == (
+        2,
+        f"error: GCSDVC_RETRIES={value!r}: expected a whole number, at least 1\n",
+    )
 
 
 def test_storage_dies_mid_sync(repo: Path, many: str, proxy: FaultProxy) -> None:

@@ -1027,7 +1027,10 @@ def test_missing_and_unreadable_manifests(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ManifestError) as info:
         load_manifest("nope.yaml")
-    assert info.value.problems == ["nope.yaml: manifest not found"]
+    assert info.value.problems == [
+        "nope.yaml: manifest not found; 'gcsdvc add gs://BUCKET/PATH' or "
+        "'gcsdvc discover gs://BUCKET/PATH --add' creates it"
+    ]
     assert info.value.exit_code == 2
     (tmp_path / "latin1.yaml").write_bytes("resources: [é]\n".encode("latin-1"))
     with pytest.raises(ManifestError) as info:
