@@ -15,6 +15,7 @@ import dataclasses
 import errno
 import hashlib
 import io
+import json
 import logging
 import os
 import socket
@@ -91,26 +92,52 @@ def prepare_environment() -> None:
         os.environ.setdefault("NO_GCE_CHECK", "true")
 
 
+# The kinds of credentials file google-auth reads (google/auth/_default.py, _VALID_TYPES).
+CREDENTIAL_TYPES = frozenset(
+    {
+        "authorized_user",
+        "service_account",
+        "external_account",
+        "external_account_authorized_user",
+        "impersonated_service_account",
+        "gdch_service_account",
+    }
+)
+
+
 def check_credentials_file() -> None:
     """Refuse a ``GOOGLE_APPLICATION_CREDENTIALS`` that names no usable credentials.
 
     gcsfs would fall back to anonymous access without a word (a missing file, an
-    OAuth client file instead of a key); google-auth's own reading says why.
+    OAuth client file instead of a key). Only the file is read, as google-auth
+    reads it first: nothing is asked of Google.
     """
     path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     if not path:
         return
-    import google.auth
-    import google.auth.exceptions
-
+    why = None
     try:
-        google.auth.load_credentials_from_file(path)  # type: ignore[no-untyped-call]
-    except google.auth.exceptions.DefaultCredentialsError as exc:
-        why = " ".join(str(exc).split())
+        info = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        why = "no such file"
+    except OSError as exc:
+        why = f"cannot read it ({exc.strerror or exc})"
+    except ValueError:
+        why = "not a JSON file"
+    else:
+        kind = info.get("type") if isinstance(info, dict) else None
+        if kind not in CREDENTIAL_TYPES:
+            client = isinstance(info, dict) and ("installed" in info or "web" in info)
+            why = (
+                "an OAuth client file, not credentials"
+                if client
+                else f"holds no credentials (type {kind!r})"
+            )
+    if why:
         raise StorageError(
             f"GOOGLE_APPLICATION_CREDENTIALS={path}: {why}; point it at a service-account "
             "key file, or unset it and run 'gcloud auth application-default login'"
-        ) from None
+        )
 
 
 def credentials_hint() -> str:

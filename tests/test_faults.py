@@ -444,11 +444,12 @@ def test_a_cut_download_is_retried_and_counted_once(
 @pytest.mark.parametrize(
     ("content", "why"),
     [
-        (None, "was not found"),
-        ('{"installed": {"client_id": "x", "client_secret": "y"}}', "does not have a valid type"),
-        ("not json", "is not a valid json file"),
+        (None, ": no such file;"),
+        ('{"installed": {"client_id": "x", "client_secret": "y"}}', ": an OAuth client file,"),
+        ("not json", ": not a JSON file;"),
+        ('{"type": "oops"}', ": holds no credentials (type 'oops');"),
     ],
-    ids=["missing", "an OAuth client file", "not JSON"],
+    ids=["missing", "an OAuth client file", "not JSON", "unknown type"],
 )
 def test_a_credentials_file_that_holds_no_credentials_is_named(
     repo: Path, seeded: str, tmp_path: Path, content: str | None, why: str
