@@ -40,6 +40,7 @@ class State(str, Enum):
     REFUSED = "refused"  # an object name DVC cannot carry (see manifest.unsafe_name)
     # The data is in place, the stage is not what a sync writes (see stale_stage)
     STALE_STAGE = "stale-stage"
+    BROKEN_STAGE = "broken-stage"  # the stage file cannot be read (a merge conflict...)
 
     def __str__(self) -> str:
         return self.value
@@ -103,6 +104,8 @@ def compare(
     the plan and status then read its files as DVC sees them, through the one
     :func:`gcsdvc.workspace.read_folders`.
     """
+    if stage is not None and stage.broken is not None:
+        return Comparison(State.BROKEN_STAGE, stage.broken)
     if stage is not None and stage.identity is None and stage.source != wish.source:
         return Comparison(State.FOREIGN, "a stage not written by gcsdvc is in the way")
     if stage is None:

@@ -75,6 +75,10 @@ _KEPT = "changed upstream; kept (skip_if_exist: true)"
 _ADOPT = "record the copy on disk"
 _GONE = "deleted upstream; local copy kept"
 _IN_THE_WAY = "a stage not written by gcsdvc is in the way: {stage_file}"
+_BROKEN = (
+    "{stage_file} cannot be read ({note}): resolve the merge conflict in it, "
+    "or delete it and sync again"
+)
 # Rules, first match wins; None matches either value. Expanded into ACTIONS below.
 _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
     # state, skip_if_exist, pinned, force, folder -> action, note (else the comparison's)
@@ -87,6 +91,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
     (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
     (State.REFUSED, None, None, None, None, Action.FAILED, ""),
+    (State.BROKEN_STAGE, None, None, None, None, Action.FAILED, _BROKEN),
     (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
     (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
     (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
@@ -182,7 +187,7 @@ def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
 def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
     """The action for a comparison at ``local``, and the note to show with it."""
     action, note = ACTIONS[key]
-    return action, note.format(stage_file=stages.stage_path(local)) or found.note
+    return action, note.format(stage_file=stages.stage_path(local), note=found.note) or found.note
 
 
 @dataclass

@@ -21,7 +21,7 @@ import posixpath
 import re
 import subprocess
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,7 @@ class ImportStage:
     frozen: bool
     is_folder: bool  # a whole-prefix import: DVC records no etag for it
     raw: dict[str, Any] = field(repr=False)
+    broken: str | None = None  # why the stage file cannot be read (a merge conflict...)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ImportStage:
@@ -149,6 +150,12 @@ class ImportStage:
             is_folder="etag" not in dep,
             raw=raw,
         )
+
+    @classmethod
+    def unreadable(cls, why: str) -> ImportStage:
+        """Stands for a stage file that cannot be read: it fails its own file only."""
+        stage = cls.from_dict({})
+        return replace(stage, broken=why)
 
     @classmethod
     def load(cls, path: Path) -> ImportStage | None:
@@ -390,10 +397,13 @@ def read_stage(path: Path) -> dict[str, Any] | None:
 
 
 def _parse(text: str, where: str) -> dict[str, Any]:
+    if "\n<<<<<<< " in f"\n{text}":
+        raise DvcRepoError(f"{where}: has unresolved merge-conflict markers")
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise DvcRepoError(f"{where}: not a valid DVC stage file: {exc}") from None
+        cause = " ".join(str(exc).split())
+        raise DvcRepoError(f"{where}: not a valid DVC stage file: {cause}") from None
     if not isinstance(data, dict):
         raise DvcRepoError(f"{where}: not a valid DVC stage file")
     return data
@@ -660,7 +670,10 @@ def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, Im
     skip = len(str(root)) + 1  # plain strings: pathlib costs more than the rest of a no-op
     for path in find_stages(folder):
         local = path[skip : -len(STAGE_SUFFIX)].replace(os.sep, "/")
-        stage = cache.read(path, local)
+        try:
+            stage = cache.read(path, local)
+        except DvcRepoError as exc:  # one bad stage file fails its own file, not the command
+            stage = ImportStage.unreadable(str(exc).removeprefix(f"{path}: "))
         if stage is not None:
             (ours if stage.identity is not None else foreign)[local] = stage
     cache.save()

@@ -87,6 +87,8 @@ class FileStatus:
         push = [] if pinned else [("dvc push", "")]
         if self.holds_object:
             return [sync]  # recorded as it is: nothing is downloaded or replaced
+        if self.state is State.BROKEN_STAGE:
+            return [("rm", self.stage_file), sync]  # or resolve the conflict in it by hand
         if self.state in (State.MODIFIED, State.UNTRACKED):
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
             return [("rm" if self.file is not None else "rm -r", self.local), sync]

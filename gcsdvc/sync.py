@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import State
 from gcsdvc.errors import (
+    DvcRepoError,
     GcsdvcError,
     ListingError,
     LocalChangesError,
@@ -157,6 +158,7 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
     errors: dict[State | None, type[GcsdvcError]] = {
         State.LISTING_FAILED: ListingError,
         State.REFUSED: RefusedNameError,
+        State.BROKEN_STAGE: DvcRepoError,
     }
     for item in plan.of(Action.FAILED):
         result.fail(item, errors.get(item.state, StorageError)(item.note))

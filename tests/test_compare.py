@@ -96,6 +96,8 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("folder in sync", FOLDER, stage(source=FOLDER.source, md5=None), Disk(True), NL, State.OK),
     ("folder missing", FOLDER, stage(source=FOLDER.source), ABSENT, NL, State.MISSING),
     ("folder in the way", FOLDER, None, Disk(True), NL, State.UNTRACKED),
+    ("stage file unreadable", WISH, stages.ImportStage.unreadable("conflict"), FILE, obj(),
+     State.BROKEN_STAGE),
 ]  # fmt: skip
 
 
@@ -164,6 +166,7 @@ def expected(key: Key) -> Action:
         State.FOREIGN: Action.FAILED,
         State.LISTING_FAILED: Action.FAILED,
         State.REFUSED: Action.FAILED,
+        State.BROKEN_STAGE: Action.FAILED,
         State.SOURCE_MOVED: Action.UPDATE,
         State.MISSING: Action.RESTORE,
         State.METADATA_UPSTREAM: Action.METADATA,

@@ -299,3 +299,46 @@ def test_a_file_deleted_inside_a_folder_import_is_restored(repo: Path, seeded: s
     assert (folder / "file1").read_text() == "top file1\n"
     assert cli("status", "--check", cwd=repo).returncode == 0
     assert dvc_main("status", cwd=repo).stdout.strip() == "Data and pipelines are up to date."
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (
+            "<<<<<<< HEAD\nmd5: a\n=======\nmd5: b\n>>>>>>> theirs\n",
+            "has unresolved merge-conflict markers",
+        ),
+        ("\x00\x01garbage: [\n", "not a valid DVC stage file: "),
+    ],
+    ids=["merge conflict", "garbage"],
+)
+def test_a_stage_file_that_cannot_be_read_fails_its_own_file_only(
+    repo: Path, seeded: str, put: Any, text: str, why: str
+) -> None:
+    put(f"{seeded}/other/x.txt", "x\n")
+    other = entry(seeded, name="exp2", blob="other", subblob="", destination="other")
+    write_manifest(repo, [entry(seeded), {**other, "files": ["x.txt"]}])
+    cli("sync", cwd=repo, check=True)
+    stage = data(repo, "file1.dvc")
+    stage.write_text(text)
+    (repo / "data" / "other" / "x.txt").unlink()
+
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    shown = f"data/project1/{QUOTED}/file1.dvc"
+    assert len(failed) == 1 and failed[0].startswith(
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/file1: {shown} cannot be read ({why}"
+    ), failed
+    assert failed[0].endswith("): resolve the merge conflict in it, or delete it and sync again")
+    assert (repo / "data" / "other" / "x.txt").read_text() == "x\n"  # the other entry synced
+    assert cli("sync", "exp2", cwd=repo).returncode == 0
+    res = cli("status", "--offline", cwd=repo)
+    assert res.returncode == 0 and "broken-stage" in res.stdout
+    assert f"  fix: rm {shlex.quote(shown)}" in res.stdout.splitlines()
+    assert cli("status", "--check", "--offline", cwd=repo).returncode == 1
+
+    stage.unlink()  # the fix: the file holds the listed object's bytes, so it is recorded
+    res = cli("sync", "exp1", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert cli("status", "--check", cwd=repo).returncode == 0
