@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import cli, dvc, run
+from conftest import cli, dvc, entry, run, write_manifest
 from test_workflows import commit_all
 
 from gcsdvc.merge import MergeConflict, merge_texts
@@ -232,3 +233,44 @@ def test_merge_refuses_real_conflicts(ours: str, theirs: str, problem: str) -> N
     with pytest.raises(MergeConflict) as caught:
         merge_texts(BASE, ours, theirs, "params.yaml")
     assert caught.value.problems == [problem]
+
+
+# -- dvc exp show -------------------------------------------------------------------------
+
+
+def _readme_exp_show() -> list[str]:
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    line = next(x for x in readme.splitlines() if x.startswith("$ dvc exp show --drop"))
+    return shlex.split(line.removeprefix("$ "))[3:]
+
+
+def test_readme_exp_show_options_hide_the_import_columns(repo: Path, seeded: str) -> None:
+    write_manifest(repo, [entry(seeded)])
+    (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + TRAIN)
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  train:\n    cmd: \"echo 'acc: 1' > m.yaml && mkdir -p sub && "
+        "echo 'acc: 2' > sub/m.yaml\"\n    params:\n    - train.lr\n    metrics:\n"
+        "    - m.yaml:\n        cache: false\n    - sub/m.yaml:\n        cache: false\n"
+    )
+    cli("sync", cwd=repo, check=True)
+    commit_all(repo)
+    dvc("exp", "run", "-S", "train.lr=0.2", cwd=repo)
+
+    def columns(*options: str) -> list[str]:
+        out = dvc("exp", "show", "--no-pager", "--csv", *options, cwd=repo).stdout
+        return out.splitlines()[0].split(",")
+
+    everything = columns()
+    assert "resources" in everything
+    assert sum(seeded in c for c in everything) == 6  # two per synced file
+    assert columns(*_readme_exp_show()) == [
+        "Experiment",
+        "rev",
+        "typ",
+        "Created",
+        "parent",
+        "m.yaml:acc",
+        "sub/m.yaml:acc",
+        "train.lr",
+        "train.epochs",
+    ]
