@@ -26,8 +26,13 @@ resources = [
 """
 
 
-def _write_with(how: str, repo: Path) -> None:
-    if how == "add":
+def _write_with(how: str, repo: Path, request: pytest.FixtureRequest) -> None:
+    if how == "discover":
+        bucket, put = request.getfixturevalue("bucket"), request.getfixturevalue("put")
+        for run_name in ("r1", "r2"):
+            put(f"{bucket}/exp/{run_name}/m.json", "{}")
+        cli("discover", f"gs://{bucket}/exp", "--add", "-f", "*.json", cwd=repo, check=True)
+    elif how == "add":
         cli("add", "gs://offline-bucket/exp/r1", "--no-check", "-f", "*.json", cwd=repo, check=True)
         cli("add", "gs://offline-bucket/exp/r2", "--no-check", "-f", "eval/a b.csv",
             "--follow-upstream", "--description", LONG, cwd=repo, check=True)  # fmt: skip
@@ -36,11 +41,13 @@ def _write_with(how: str, repo: Path) -> None:
         cli("migrate", "old.py", "-o", "params.yaml", cwd=repo, check=True)
 
 
-@pytest.mark.parametrize("how", ["add", "migrate"])
-def test_dvc_exp_run_set_param_changes_only_that_line(how: str, repo: Path) -> None:
+@pytest.mark.parametrize("how", ["add", "discover", "migrate"])
+def test_dvc_exp_run_set_param_changes_only_that_line(
+    how: str, repo: Path, request: pytest.FixtureRequest
+) -> None:
     (repo / "params.yaml").write_text(TRAIN)
     (repo / "dvc.yaml").write_text(STAGE)
-    _write_with(how, repo)
+    _write_with(how, repo, request)
     assert "resources:" in (repo / "params.yaml").read_text()
     commit_all(repo)
 
