@@ -146,6 +146,38 @@ def test_an_entry_changed_differently_on_both_sides_is_a_conflict(repo: Path) ->
     assert "unresolved git merge conflict" in cli("validate", cwd=repo).stderr
 
 
+def test_two_clones_that_each_add_an_entry_pull_without_a_conflict(
+    repo: Path, tmp_path: Path
+) -> None:
+    """A team: alice and bob clone one repository, each installs, adds an entry and pushes."""
+    (repo / "params.yaml").write_text(TRAIN)
+    cli("add", "gs://offline-bucket/exp/r1", "--no-check", cwd=repo, check=True)
+    cli("install", cwd=repo, check=True)
+    commit_all(repo)
+    origin = tmp_path / "origin.git"
+    run("git", "clone", "-q", "--bare", str(repo), str(origin), cwd=tmp_path)
+    clones = {}
+    for who in ("alice", "bob", "carol"):
+        clones[who] = tmp_path / who
+        run("git", "clone", "-q", str(origin), str(clones[who]), cwd=tmp_path)
+        if who != "carol":  # carol never ran 'gcsdvc install'
+            cli("install", cwd=clones[who], check=True)
+        cli("add", f"gs://offline-bucket/exp/{who}", "--no-check", cwd=clones[who], check=True)
+        commit_all(clones[who])
+    run("git", "push", "-q", "origin", "main", cwd=clones["alice"])
+
+    res = run("git", "pull", "-q", "--no-rebase", "--no-edit", cwd=clones["bob"], check=False)
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _names(clones["bob"]) == ["r1", "bob", "alice"]
+    assert cli("validate", cwd=clones["bob"], check=True).stdout.endswith(": OK\n")
+    run("git", "push", "-q", "origin", "main", cwd=clones["bob"])
+    # Without the driver, git's line merge: a conflict, which every command names with the fix.
+    res = run("git", "pull", "-q", "--no-rebase", "--no-edit", cwd=clones["carol"], check=False)
+    assert res.returncode != 0 and "CONFLICT" in res.stdout
+    assert "'gcsdvc install' lets git merge" in cli("status", cwd=clones["carol"]).stderr
+
+
 BASE = """\
 # DVC params
 train:
