@@ -5,12 +5,18 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import cli, dvc, entry, run, write_manifest
+from hypothesis import given
+from test_fuzz import FUZZ, valid_entries
+from test_manifest_edit import new_entries
 from test_workflows import commit_all
 
+from gcsdvc.manifest import parse_manifest
+from gcsdvc.manifest_edit import append_entries
 from gcsdvc.merge import MergeConflict, merge_texts
 
 LONG = "a description longer than a line: " + "the run where the learning rate was varied " * 3
@@ -313,3 +319,17 @@ def test_readme_exp_show_options_hide_the_import_columns(repo: Path, seeded: str
         "train.lr",
         "train.epochs",
     ]
+
+
+@FUZZ
+@given(valid_entries(), new_entries, new_entries)
+def test_any_two_additions_merge_to_both(
+    entries: list[dict[str, Any]], ours: dict[str, Any], theirs: dict[str, Any]
+) -> None:
+    base = append_entries(TRAIN, entries)
+    ours = {**ours, "name": "ours-entry", "destination": "ours-entry"}
+    theirs = {**theirs, "name": "theirs-entry", "destination": "theirs-entry"}
+    merged = merge_texts(base, append_entries(base, [ours]), append_entries(base, [theirs]))
+    doc = yaml.safe_load(merged)
+    assert doc == {**yaml.safe_load(base), "resources": [*entries, ours, theirs]}
+    parse_manifest(merged, Path("params.yaml"), Path())
