@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError as RuamelError
 
 from gcsdvc.errors import GcsdvcError
 from gcsdvc.manifest_edit import dump_dvc, dvc_yaml, write_atomic
@@ -64,9 +65,14 @@ def merge_texts(base: str, ours: str, theirs: str, shown: str = "manifest") -> s
     lines = _line_merge(base, ours, theirs)
     if lines is not None and _same(lines, merged):
         return lines
-    text = _render(ours, theirs, o, t, merged)
-    if not _same(text, merged):
-        raise MergeConflict([f"{shown}: cannot write the merged entries without changing others"])
+    try:
+        text = _render(ours, theirs, o, t, merged)
+    except (RuamelError, ValueError, TypeError, RecursionError):  # e.g. a key twice
+        text = ""
+    if not text or not _same(text, merged):
+        raise MergeConflict(
+            [f"{shown}: cannot write the merged data back as it reads (merge by hand)"]
+        )
     return text
 
 
@@ -247,13 +253,14 @@ def _apply(on: Any, tn: Any, o: Any, t: Any, m: Any, resources: bool | None) -> 
     if isinstance(m, dict) and isinstance(on, CommentedMap):
         tmap = tn if isinstance(tn, CommentedMap) else CommentedMap()
         tdata = t if isinstance(t, dict) else {}
+        odata = o if isinstance(o, dict) else {}
         for key in [k for k in on if k not in m]:
             del on[key]
         for n, (key, value) in enumerate(m.items()):
             child = _apply(
                 on.get(key),
                 tmap.get(key),
-                o.get(key, _MISSING),
+                odata.get(key, _MISSING),
                 tdata.get(key, _MISSING),
                 value,
                 resources=resources is False and key == "resources",
