@@ -326,7 +326,12 @@ def install(manifest: Path) -> Installed:
 
     Raises :class:`GitError` outside a git work tree.
     """
-    top = _git("rev-parse", "--show-toplevel", cwd=manifest.parent)
+    if not manifest.parent.is_dir():
+        raise GitError(f"{manifest.parent}: no such folder")
+    try:
+        top = _git("rev-parse", "--show-toplevel", cwd=manifest.parent)
+    except GitError as exc:
+        raise GitError(f"{manifest.parent} is not in a git work tree ({exc})") from None
     root = Path(top).resolve()
     try:
         rel = manifest.resolve().relative_to(root).as_posix()

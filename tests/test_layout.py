@@ -184,6 +184,13 @@ def test_two_clones_that_each_add_an_entry_pull_without_a_conflict(
     assert "'gcsdvc install' lets git merge" in cli("status", cwd=clones["carol"]).stderr
 
 
+def test_install_outside_git_says_so(tmp_path: Path) -> None:
+    res = cli("install", "-m", str(tmp_path / "params.yaml"), cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"error: {tmp_path} is not in a git work tree (")
+    assert not (tmp_path / ".gitattributes").exists()
+
+
 BASE = """\
 # DVC params
 train:
