@@ -180,6 +180,7 @@ def main() -> None:
       gcsdvc sync 'exp-*'
       gcsdvc migrate old_resources.py -o params.yaml
       gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json'
+      gcsdvc install
     """
     quiet_google_warnings()
 
@@ -660,6 +661,64 @@ def discover(
         click.echo(f"{len(runs)} run(s), {len(runs) - new} tracked, {new} new{hint}")
     if added is not None:
         _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
+
+
+@command()
+@manifest_option
+@json_option
+def install(manifest_file: Path | None, as_json: bool) -> None:
+    """Let git merge the manifest by entry name (once per clone).
+
+    Branches that each add entries append them at the same place, which git's
+    line merge reports as a conflict. This registers gcsdvc's merge driver in
+    .git/config and names the manifest in .gitattributes (commit that file):
+    entries added, removed or changed on one side are merged by name; a value
+    changed differently on both sides is still a conflict, with git's usual
+    markers. As with 'dvc install', each clone runs it once; where it has not
+    run, git merges the file line by line as before.
+
+    \b
+    Examples:
+      gcsdvc install
+      gcsdvc install -m configs/params.yaml
+    """
+    from gcsdvc.merge import install as install_driver
+
+    path = manifest_path(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
+    installed = install_driver(path)
+    if as_json:
+        _echo_json(
+            {"driver": installed.driver, "attribute": installed.attribute, "done": installed.done}
+        )
+    elif not _flag("quiet"):
+        already = f"the manifest merge driver is already installed for {_shown(path)}"
+        for line in installed.done or [already]:
+            click.echo(line)
+
+
+@command("merge-manifest", hidden=True)
+@click.argument("base", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("ours", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("theirs", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("path", required=False, default="manifest")
+def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
+    """git's merge driver for the manifest (see 'gcsdvc install'): BASE OURS THEIRS [PATH].
+
+    The result is written to OURS; exit 1 with git's conflict markers when a
+    value was changed differently on both sides.
+    """
+    from gcsdvc.merge import merge_files
+
+    problems = merge_files(base, ours, theirs, path)
+    for problem in problems:
+        click.echo(f"conflict: {problem}", err=True)
+    if problems:
+        click.echo(
+            f"conflict: {path} keeps git's markers; edit it to keep what both sides meant, "
+            f"check it with 'gcsdvc validate', then 'git add {path}'",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
 
 
 def _storage() -> Storage:

@@ -339,6 +339,18 @@ def _resource(row: dict[str, Any]) -> Resource:
     return Resource(**{**row, "files": None if files is None else tuple(files)})
 
 
+_CONFLICT_START = re.compile(r"^<{7}(?: |$)", re.MULTILINE)
+_CONFLICT_END = re.compile(r"^>{7}(?: |$)", re.MULTILINE)
+
+
+def _conflict_line(text: str) -> int | None:
+    """The line of the first git conflict marker, when ``text`` has a whole conflict."""
+    start = _CONFLICT_START.search(text)
+    if start is None or _CONFLICT_END.search(text, start.end()) is None:
+        return None
+    return text.count("\n", 0, start.start()) + 1
+
+
 def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
     """Validate manifest text; ``file`` is only used to name it in messages."""
     checker = _Checker(_display(file), root)
@@ -384,6 +396,14 @@ class _Checker:
                 self.written = _written_pairs(node)
             data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
+            conflict = _conflict_line(text)
+            if conflict:
+                self.problems.append(
+                    f"{self.shown}:{conflict}: unresolved git merge conflict (<<<<<<< markers): "
+                    "keep what both sides meant, delete the marker lines, 'git add' the file; "
+                    "'gcsdvc install' lets git merge manifest entries by name"
+                )
+                return None, {}
             mark = exc.problem_mark or exc.context_mark
             where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
             problem = _one_line(exc.problem or exc.context or "invalid YAML")

@@ -400,7 +400,7 @@ def test_add_dry_run_and_no_check(params: Path, runs: str) -> None:
         "  blob: exp\n"
         "  subblob: r1\n"
         "  files:\n"
-        "    - a.csv\n"
+        "  - a.csv\n"
         "  destination: exp/r1\n"
         "  skip_if_exist: true\n"
         "dry run: nothing written\n"
@@ -420,14 +420,14 @@ def test_add_creates_a_missing_manifest(repo: Path, runs: str) -> None:
     assert result.exit_code == 0, result.output
     assert (repo / "params.yaml").read_text(encoding="utf-8") == (
         "resources:\n"
-        "  - name: 日本\n"
-        f"    bucket: {runs}\n"
-        "    blob: mnist\n"
-        "    subblob: run-3\n"
-        "    files:\n"
-        "      - metrics.json\n"
-        "    destination: mnist/run-3\n"
-        "    skip_if_exist: true\n"
+        "- name: 日本\n"
+        f"  bucket: {runs}\n"
+        "  blob: mnist\n"
+        "  subblob: run-3\n"
+        "  files:\n"
+        "  - metrics.json\n"
+        "  destination: mnist/run-3\n"
+        "  skip_if_exist: true\n"
     )
 
 
