@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -204,19 +203,6 @@ def test_experiment_names_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             text=True,
         )
         assert done.stdout.splitlines() == ["plain,exp1", "plain,exp2"], words
-
-
-def test_pre_commit_hooks_file() -> None:
-    hooks = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
-    by_id = {hook["id"]: hook for hook in hooks}
-    assert by_id["gcsdvc-validate"]["entry"] == "gcsdvc validate"
-    assert by_id["gcsdvc-validate"]["pass_filenames"] is True
-    assert re.search(by_id["gcsdvc-validate"]["files"], "sub/params.yaml")
-    assert by_id["gcsdvc-status"]["pass_filenames"] is False
-    # The entries run as written.
-    for hook in hooks:
-        args = hook["entry"].split()[1:]
-        assert main.get_command(click.Context(main), args[0]) is not None
 
 
 def test_google_future_warnings_are_hidden() -> None:
