@@ -221,7 +221,7 @@ def git_hint_lines(result: SyncResult, root: Path) -> Iterator[str]:
 
 
 def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
-    """``gcsdvc sync --json``: see the README's "JSON output" section for the schema."""
+    """``gcsdvc sync --json``: the schema is in docs/reference.md ("JSON output")."""
     plan = result.plan
     done = {word: result.done[a] for a, word in _PAST.items()}
     return {
@@ -257,7 +257,7 @@ def validate_line(shown: str, manifest: Manifest) -> str:
 
 
 def validate_json(results: Iterable[tuple[Path, Manifest | ManifestError]]) -> dict[str, Any]:
-    """``gcsdvc validate --json``: see the README's "JSON output" section for the schema."""
+    """``gcsdvc validate --json``: the schema is in docs/reference.md ("JSON output")."""
     from gcsdvc.errors import ManifestError
 
     manifests: list[dict[str, Any]] = []

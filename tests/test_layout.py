@@ -290,13 +290,13 @@ def test_merge_refuses_real_conflicts(ours: str, theirs: str, problem: str) -> N
 # -- dvc exp show -------------------------------------------------------------------------
 
 
-def _readme_exp_show() -> list[str]:
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    line = next(x for x in readme.splitlines() if x.startswith("$ dvc exp show --drop"))
+def _documented_exp_show() -> list[str]:
+    doc = (Path(__file__).parents[1] / "docs" / "dvc.md").read_text(encoding="utf-8")
+    line = next(x for x in doc.splitlines() if x.startswith("$ dvc exp show --drop"))
     return shlex.split(line.removeprefix("$ "))[3:]
 
 
-def test_readme_exp_show_options_hide_the_import_columns(repo: Path, seeded: str) -> None:
+def test_documented_exp_show_options_hide_the_import_columns(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded)])
     (repo / "params.yaml").write_text((repo / "params.yaml").read_text() + TRAIN)
     (repo / "dvc.yaml").write_text(
@@ -315,7 +315,7 @@ def test_readme_exp_show_options_hide_the_import_columns(repo: Path, seeded: str
     everything = columns()
     assert "resources" in everything
     assert sum(seeded in c for c in everything) == 6  # two per synced file
-    assert columns(*_readme_exp_show()) == [
+    assert columns(*_documented_exp_show()) == [
         "Experiment",
         "rev",
         "typ",

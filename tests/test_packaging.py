@@ -34,17 +34,12 @@ def test_metadata() -> None:
     assert f"Programming Language :: Python :: {sys.version_info[0]}.{sys.version_info[1]}" in (
         classifiers
     )  # the suite runs on each version claimed
-    # README links work on PyPI: no relative links (PyPI renders the README alone).
+    # README links work on PyPI: no relative links and no #anchors (PyPI renders the README
+    # alone, and not every renderer makes the same anchors); docs/ files are named by path.
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     links = re.findall(r"\]\(([^)]+)\)", readme)
     assert links
-    assert [link for link in links if not link.startswith(("https://", "#"))] == []
-    anchors = {link[1:] for link in links if link.startswith("#")}
-    headings = {
-        re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-")
-        for h in re.findall(r"^#+ (.+)$", readme, flags=re.M)
-    }
-    assert anchors <= headings
+    assert [link for link in links if not link.startswith("https://")] == []
 
 
 def test_demo_refusals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
