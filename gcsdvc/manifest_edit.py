@@ -32,6 +32,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.representer import RoundTripRepresenter
+from ruamel.yaml.resolver import VersionedResolver
 
 from gcsdvc.errors import ManifestError
 
@@ -332,8 +333,10 @@ class _Representer(RoundTripRepresenter):
         style = None
         if any(c in data for c in "\x85\u2028\u2029"):
             style = '"'  # written raw, PyYAML would read them as line breaks
-        elif _resolved(data) != _STR:
-            style = "'"  # 'on', 'yes', '1:20': strings in YAML 1.2, not in 1.1
+        elif _resolved(data) != _STR or _resolved_rt(data) != _STR:
+            # 'on', 'yes', '1:20': strings in YAML 1.2, not in 1.1; '-_', '._': numbers to
+            # ruamel's 1.2 resolver, which then cannot read them (DVC's `exp run -S` fails)
+            style = "'"
         return self.represent_scalar(_STR, data, style=style)
 
 
@@ -344,6 +347,14 @@ _RESOLVER = yaml.resolver.Resolver()
 def _resolved(plain: str) -> str:
     """The tag PyYAML gives ``plain`` written as a plain scalar."""
     return str(_RESOLVER.resolve(yaml.ScalarNode, plain, (True, False)))  # type: ignore[no-untyped-call]
+
+
+_RT_RESOLVER = VersionedResolver()
+
+
+def _resolved_rt(plain: str) -> str:
+    """The tag ruamel.yaml (DVC's reader of params.yaml) gives ``plain`` as a plain scalar."""
+    return str(_RT_RESOLVER.resolve(ScalarNode, plain, (True, False)))
 
 
 _Representer.add_representer(str, _Representer.represent_str)
