@@ -20,7 +20,7 @@ import os
 import posixpath
 import re
 import subprocess
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -703,6 +703,11 @@ def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str
     return True
 
 
+def unwritable(path: str, exc: OSError) -> str:
+    """One line for a ``.gitignore`` (or other record) that could not be written."""
+    return f"cannot write {path} ({exc.strerror or exc})"
+
+
 class IgnoreBatch:
     """``.gitignore`` lines to add and drop, written once per folder at the end of a sync."""
 
@@ -722,12 +727,16 @@ class IgnoreBatch:
     def drop(self, path: Path) -> None:
         self.dropped.setdefault(path.parent, []).append(path.name)
 
-    def flush(self, data: Path, git_root: Path | None) -> set[Path]:
+    def flush(
+        self, data: Path, git_root: Path | None, failed: Callable[[str], object] | None = None
+    ) -> set[Path]:
         """Write every touched ``.gitignore``, then remove folders below ``data`` left empty.
 
         ``git_root`` None (a ``dvc init --no-scm`` repo): no ``.gitignore`` is written,
         as DVC writes none. No line is added for a path git already ignores (a root
         rule, say), as DVC adds none. Returns the ``.gitignore`` files changed.
+        ``failed``: told one line per ``.gitignore`` that could not be written (the
+        others are still written); without it the :class:`OSError` propagates.
         """
         changed: set[Path] = set()
         folders = set(self.added) | set(self.dropped) if git_root is not None else set()
@@ -739,8 +748,15 @@ class IgnoreBatch:
                 # Sorted: downloads finish in any order; two people's syncs write the same file.
                 names = self.added.get(folder, ())
                 added = sorted(n for n in names if where[folder] + n not in ignored)
-                if update_gitignore(folder, added, self.dropped.get(folder, ())):
-                    changed.add(folder / ".gitignore")
+                try:
+                    if update_gitignore(folder, added, self.dropped.get(folder, ())):
+                        changed.add(folder / ".gitignore")
+                except OSError as exc:
+                    if failed is None:
+                        raise
+                    file = folder / ".gitignore"
+                    shown = file.relative_to(git_root).as_posix() if git_root else str(file)
+                    failed(f"{unwritable(shown, exc)}; run the sync again once it can be")
         for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):
             while folder != data and folder.is_relative_to(data):
                 try:

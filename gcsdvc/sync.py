@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import State
 from gcsdvc.errors import (
+    DvcRepoError,
     GcsdvcError,
     ListingError,
     LocalChangesError,
@@ -72,10 +73,13 @@ class SyncResult:
     staged: list[str] = field(default_factory=list)  # `git add`ed (DVC's core.autostage)
     # DVC cache files found not to hold their bytes, and where they were moved.
     warnings: list[str] = field(default_factory=list)
+    # Data files git saw for want of their .gitignore line: the line written now.
+    repaired: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # .gitignore files that could not be written
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not (self.failures or self.errors)
 
     def fail(self, item: Item, error: BaseException) -> None:
         scope = item.resource.url if isinstance(error, ListingError) and item.resource else None
@@ -126,6 +130,7 @@ def sync(
                 _Executor(ws, storage, result, download, reporter).run()
             finally:
                 result.warnings += ws.warnings
+        result.errors += ws.ignore_errors
         _track(repo, manifest.root, ws.changed, result)
         if download and result.ok:
             _remember(manifest, names, plan, ws)
@@ -193,6 +198,9 @@ def conflict(item: Item) -> LocalChangesError:
     return LocalChangesError(item.local, why, fix)
 
 
+_ADOPTED = (State.MISSING, State.UNTRACKED)  # a METADATA item that records a copy on disk
+
+
 class _Executor:
     """Runs a plan's items in a safe order: moves, prunes, stage rewrites, then transfers."""
 
@@ -210,6 +218,7 @@ class _Executor:
         self.plan = result.plan
         self.download = download
         self.files = Transfer(ws, storage, self.plan.pinned, reporter)
+        self.blocked: set[str] = set()  # files not placed: their .gitignore cannot be written
 
     def run(self) -> None:
         try:
@@ -222,14 +231,54 @@ class _Executor:
                 # `dvc push` would otherwise reuse a collection from before (issue 8, item 1).
                 forget_push_cache(self.ws.repo)
 
+    def _of(self, *actions: Action) -> list[Item]:
+        """The plan's items of ``actions`` that may go ahead (see :meth:`_protect`)."""
+        return [item for item in self.plan.of(*actions) if item.local not in self.blocked]
+
+    def _protect(self) -> None:
+        """Write the .gitignore line of every file this sync places, before it places any.
+
+        Also the lines git misses for files already in place (``plan.unignored``).
+        Files of a folder whose ``.gitignore`` cannot be written are not placed:
+        they fail, one line per folder.
+        """
+        placing = [
+            item
+            for item in self.plan.items
+            if item.file is not None
+            and (
+                item.action in (Action.ADD, Action.UPDATE, Action.RESTORE, Action.MOVE)
+                or (item.action is Action.METADATA and item.state in _ADOPTED)
+            )
+        ]
+        repairs = self.plan.unignored
+        failed = self.ws.protect([item.local for item in placing] + repairs)
+        again = "run the sync again once it can be written"
+        for item in placing:
+            folder = item.local.rpartition("/")[0]
+            if folder in failed:
+                self.blocked.add(item.local)
+                why = f"{failed[folder]}, so its files are not placed (git would see them); {again}"
+                error = DvcRepoError(why)
+                self.result.failures.append(Failure(item.name, item.source, error, f"{folder}/"))
+        exposed = Counter(p.rpartition("/")[0] for p in repairs)
+        for folder, count in exposed.items():
+            if folder in failed:
+                self.result.errors.append(
+                    f"{failed[folder]}: {count} data file(s) there stay visible to git "
+                    f"('git add -A' would commit them); {again}"
+                )
+        self.result.repaired += [p for p in repairs if p.rpartition("/")[0] not in failed]
+
     def _run_items(self) -> None:
-        for item in self.plan.of(Action.MOVE):
+        self._protect()
+        for item in self._of(Action.MOVE):
             assert item.stage is not None and item.old_local is not None
             moved = self._shaped(item, item.stage.with_out(stages.relative_out(item.local)))
             self._guard(item, self.ws.move, item.old_local, item.local, moved)
-        for item in self.plan.of(Action.PRUNE):
+        for item in self._of(Action.PRUNE):
             self._guard(item, self.ws.remove, item.local)
-        for item in self.plan.of(Action.METADATA):
+        for item in self._of(Action.METADATA):
             # A copy placed by `dvc pull`, or by a sync cut short before the stage.
             if item.state in (State.MISSING, State.UNTRACKED):
                 self._guard(item, self.files.adopt, item)
@@ -239,7 +288,7 @@ class _Executor:
             if item.obj is not None and item.state is State.METADATA_UPSTREAM:
                 stage = stage.recorded_as(item.obj)  # so that `dvc status` stays quiet
             self._guard(item, self.ws.write_stage, item.local, self._shaped(item, stage))
-        todo = self.plan.of(Action.ADD, Action.UPDATE, Action.RESTORE)
+        todo = self._of(Action.ADD, Action.UPDATE, Action.RESTORE)
         self._transfer([i for i in todo if i.file is not None])
         for item in todo:
             if item.file is None:

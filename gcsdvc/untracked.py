@@ -40,6 +40,12 @@ class GitView:
         """The untracked files that are none of ``owned`` (destinations, stages' data)."""
         return [local for local in self.others if local not in owned]
 
+    def exposed(self, ours: Collection[str]) -> list[str]:
+        """The data files of gcsdvc stages (``ours``) that git sees: their ``.gitignore``
+        line is missing (a sync killed before it wrote them, a line deleted by hand, a
+        merge that took the other side's file), so ``git add -A`` would commit them."""
+        return [local for local in self.others if local in ours]
+
 
 NOTHING = GitView()
 # No optional locks: a status must not take git's index lock from under a user's git.
