@@ -649,6 +649,57 @@ def find_stages(folder: Path) -> Iterable[str]:
                 yield os.path.join(dirpath, name)  # noqa: PTH118 - see scan
 
 
+def tracking_output(root: Path, data: Path) -> tuple[str, str] | None:
+    """The DVC file (repo-relative) and the output in it that holds the folder ``data``, if any.
+
+    A data folder inside an output that ``dvc add`` (or a pipeline) tracks is
+    replaced whole by ``dvc checkout`` of that output, synced data and stages with
+    it; DVC refuses such overlaps. Only the files that can hold one are read: the
+    ``.dvc`` file beside ``data`` and beside each of its parent folders, and the
+    ``dvc.yaml`` of each parent folder.
+    """
+    if not data.is_relative_to(root):
+        return None
+    folders = [data, *data.parents]
+    outs: list[tuple[Path, Path, Any]] = []  # (DVC file, its working folder, an out's path)
+    for folder in folders[: folders.index(root)]:  # root itself is never an output
+        beside = folder.parent / (folder.name + STAGE_SUFFIX)
+        raw = _yaml_or_none(beside) or {}
+        wdir = folder.parent / str(raw.get("wdir") or ".")
+        outs += [(beside, wdir, o.get("path")) for o in _list(raw.get("outs")) if _is_map(o)]
+        pipeline = folder.parent / "dvc.yaml"
+        found: Any = (_yaml_or_none(pipeline) or {}).get("stages")
+        for stage in found.values() if isinstance(found, dict) else ():
+            if _is_map(stage):
+                wdir = folder.parent / str(stage.get("wdir") or ".")
+                for out in _list(stage.get("outs")):
+                    outs.append((pipeline, wdir, next(iter(out), None) if _is_map(out) else out))
+    for dvcfile, wdir, out in outs:
+        if not isinstance(out, str) or "${" in out:  # a templated path: DVC's to check
+            continue
+        where = Path(os.path.normpath(wdir / out))
+        if where.is_relative_to(root) and data.is_relative_to(where):
+            return dvcfile.relative_to(root).as_posix(), where.relative_to(root).as_posix()
+    return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _is_map(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _yaml_or_none(path: Path) -> dict[str, Any] | None:
+    """The mapping in a DVC file, or None when there is none or it cannot be read."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _ignore_entry(name: str) -> str:
     from pathspec.patterns.gitwildmatch import GitWildMatchPattern
 

@@ -27,7 +27,7 @@ from gcsdvc.errors import (
     RefusedNameError,
     StorageError,
 )
-from gcsdvc.manifest import Manifest
+from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import RemoteObject, Storage, describe
@@ -112,8 +112,10 @@ def sync(
     holds their bytes, and reported otherwise.
     """
     selected = manifest.select(names)
+    refuse_untrackable(manifest, selected)
     storage = Storage(jobs)
     plan = build_plan(manifest, selected, storage, prune, names, force, watch=not dry_run)
+    _refuse_ignored_stages(manifest, plan)
     if dry_run or not (plan.has_work or plan.leftovers):
         result = _result(plan, storage)
         if plan.leftovers:
@@ -124,6 +126,7 @@ def sync(
         if plan.state is None or snapshot.state(manifest) != plan.state:
             # Another process synced while we planned or waited for the lock.
             plan = build_plan(manifest, selected, storage, prune, names, force)
+            _refuse_ignored_stages(manifest, plan)
         result = _result(plan, storage)
         with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
             try:
@@ -136,6 +139,39 @@ def sync(
             _remember(manifest, names, plan, ws)
     result.retries = storage.retries.retries
     return result
+
+
+def refuse_untrackable(manifest: Manifest, selected: Sequence[Resource]) -> None:
+    """Refuse, before anything is written, a data folder whose stages git or DVC would refuse.
+
+    Inside an output DVC tracks (``dvc add data``), ``dvc checkout`` of that
+    output would delete the synced data and stages; where git ignores the data
+    folder or a stage file, the stages could never be committed.
+    """
+    root, data = manifest.root, manifest.data_path
+    tracked = stages.tracking_output(root, data)
+    if tracked is not None:
+        dvcfile, out = tracked
+        raise DvcRepoError(
+            f"{manifest.data_dir}/ is inside {out}, an output DVC tracks ({dvcfile}): "
+            f"'dvc checkout' of it would delete the synced data and stages; choose a "
+            f"data_dir outside {out}, or stop tracking it ('dvc remove {dvcfile}')"
+        )
+    # A stage file per folder: rules for folders (data/, data/*) show on any one of them. The
+    # stage files a plan is about to write are asked each (see _refuse_ignored_stages).
+    first: dict[str, str] = {}
+    for res in selected:
+        for file in res.targets:
+            local = manifest.local(res, file)
+            first.setdefault(local.rpartition("/")[0], stages.stage_path(local))
+    untracked.refuse_ignored(root, data, list(first.values()))
+
+
+def _refuse_ignored_stages(manifest: Manifest, plan: Plan) -> None:
+    """Refuse the plan when git ignores one of the stage files it would write."""
+    new = [stages.stage_path(i.local) for i in plan.of(Action.ADD, Action.MOVE)]
+    if new:
+        untracked.refuse_ignored(manifest.root, manifest.data_path, new)
 
 
 def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspace) -> None:

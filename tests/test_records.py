@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, run, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, run, snapshot, write_manifest
 from faultproxy import FaultProxy, Faults
 from test_faults import many_entry, start_sync, via, wait_for
 from test_workflows import commit_all
@@ -226,3 +226,82 @@ def test_a_gitignore_that_cannot_be_written_is_one_line_and_places_nothing(
     res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert visible(repo) == []
+
+
+# -- item 2: refuse what DVC refuses ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        (
+            "data/",
+            "error: data/ is ignored by git (.gitignore:2: data/), so its stages could never "
+            "be committed; remove that line or choose another data_dir",
+        ),
+        (
+            "/data/*",
+            "error: data/ is ignored by git (.gitignore:2: /data/*), so its stages could never "
+            "be committed; remove that line or choose another data_dir",
+        ),
+        (
+            "*.json.dvc",
+            f"error: {FOLDER}/metrics.json.dvc is ignored by git (.gitignore:2: *.json.dvc), so "
+            "it could never be committed (DVC refuses it too); remove that line or change the "
+            "entry's destination",
+        ),
+    ],
+)
+def test_a_stage_path_git_ignores_is_refused_with_nothing_written(
+    repo: Path, seeded: str, rule: str, message: str
+) -> None:
+    (repo / ".gitignore").write_text(f"# left by the old download script\n{rule}\n")
+    write_manifest(repo, [entry(seeded)])
+    commit_all(repo)
+    before = snapshot(repo)
+    for args in (["sync"], ["sync", "--dry-run"]):
+        res = cli(*args, cwd=repo)
+        assert (res.returncode, res.stderr) == (1, message + "\n")
+        assert snapshot(repo) == before
+    assert not (repo / "data").exists()
+
+
+def test_a_negated_rule_is_not_a_refusal(repo: Path, seeded: str) -> None:
+    (repo / ".gitignore").write_text("*.dvc\n!*.dvc\n")
+    write_manifest(repo, [entry(seeded)])
+    assert cli("sync", cwd=repo).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["dvc add", "dvc add of a parent", "pipeline output"])
+def test_a_data_folder_inside_a_dvc_output_is_refused_with_nothing_written(
+    repo: Path, seeded: str, how: str
+) -> None:
+    settings: dict[str, Any] = {}
+    if how == "dvc add":
+        (repo / "data").mkdir()
+        (repo / "data" / "notes.txt").write_text("mine\n")
+        dvc_main("add", "data", cwd=repo)
+        dvcfile, out, data_dir = "data.dvc", "data", "data"
+    elif how == "dvc add of a parent":
+        (repo / "outer").mkdir()
+        (repo / "outer" / "notes.txt").write_text("mine\n")
+        dvc_main("add", "outer", cwd=repo)
+        dvcfile, out, data_dir = "outer.dvc", "outer", "outer/gcs"
+        settings["data_dir"] = data_dir
+    else:
+        (repo / "dvc.yaml").write_text(
+            "stages:\n  prepare:\n    cmd: mkdir -p data && touch data/x\n    outs:\n    - data\n"
+        )
+        dvcfile, out, data_dir = "dvc.yaml", "data", "data"
+    write_manifest(repo, [entry(seeded)], **settings)
+    commit_all(repo)
+    before = snapshot(repo)
+    res = cli("sync", cwd=repo)
+    assert (res.returncode, res.stderr) == (
+        1,
+        f"error: {data_dir}/ is inside {out}, an output DVC tracks ({dvcfile}): 'dvc checkout' "
+        f"of it would delete the synced data and stages; choose a data_dir outside {out}, or "
+        f"stop tracking it ('dvc remove {dvcfile}')\n",
+    )
+    assert snapshot(repo) == before
+    assert not list((repo / out).rglob("*.dvc"))
