@@ -1,9 +1,10 @@
-# Quick start: `make demo` runs gcsdvc end to end on a local emulator; `make test` runs the suite.
+# Quick start: `make demo` runs gcsdvc end to end on a local emulator, in a new temporary folder
+# (never inside this checkout); `make emulator` keeps a seeded one running; `make test` runs the suite.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-bare lint bench bench-scale bench-listing bench-quick test-floor clean
+.PHONY: demo emulator test test-bare lint bench bench-scale bench-listing bench-api bench-quick test-floor clean
 # pytest-xdist workers, each with its own emulator. On 2 cores, 2 workers take 40 s where one
 # takes 60; 3 or 4 were no faster (each worker pays a few CPU seconds to start and collect).
 # `make test TEST_JOBS=0` runs serially, `TEST_JOBS=auto` one worker per core.
@@ -20,6 +21,9 @@ $(BIN)/.installed: pyproject.toml constraints/dev.txt
 
 demo: $(BIN)/.installed
 	$(BIN)/python -m gcsdvc.demo
+
+emulator: $(BIN)/.installed
+	$(BIN)/python -m gcsdvc.emulator
 
 test: $(BIN)/.installed lint
 	$(PYTEST) --cov --cov-report=term
@@ -55,11 +59,15 @@ bench-scale: $(BIN)/.installed
 bench-listing: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_listing.py
 
+bench-api: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_api.py
+
 # CI's smoke test: small counts, one run, no targets; fails only when a benchmark breaks.
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sync.py --quick
 	$(BIN)/python benchmarks/bench_scale.py --quick
 	$(BIN)/python benchmarks/bench_listing.py --quick
+	$(BIN)/python benchmarks/bench_api.py --quick
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,10 +7,9 @@ name) and checks it (against the manifest, then against the bucket);
 
 from __future__ import annotations
 
-import difflib
 import posixpath
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from gcsdvc.manifest import (
     ENTRY_KEYS,
     Manifest,
     Resource,
+    did_you_mean,
     find_root,
     is_pattern,
     join_path,
@@ -121,6 +121,7 @@ class Added:
     entries: list[dict[str, Any]]
     text: str  # the manifest text after the edit
     written: bool
+    skipped: list[str] = field(default_factory=list)  # entries left out, with why (skip_empty)
 
 
 def read_manifest_text(path: Path) -> str:
@@ -156,32 +157,48 @@ def add_entries(
     storage: Storage | None,
     *,
     dry_run: bool = False,
+    skip_empty: bool = False,
 ) -> Added:
     """Append ``entries`` to the manifest at ``path`` in one atomic write.
 
     Refuses, changing nothing, when the result does not validate
     (:class:`ManifestError`, exit 2) or, unless ``storage`` is None, when a
     prefix, file or pattern of a new entry is not in the bucket (:class:`StorageError`).
+    With ``skip_empty`` an entry whose prefix holds no object yet (a run folder made
+    in the Console) is left out instead, and said in ``skipped``.
     """
     text = read_manifest_text(path)
     new_text = append_entries(text, entries, str(path))
     root = find_root(path.parent) or path.parent
     manifest = parse_manifest(new_text, path, root)
     added = list(manifest.resources[len(manifest.resources) - len(entries) :])
-    if storage is not None:
-        check_sources(storage, added)
-    if not dry_run:
+    empty = check_sources(storage, added, skip_empty) if storage is not None else {}
+    if empty:  # the others were checked: only the text changes
+        entries = [entry for entry in entries if entry["name"] not in empty]
+        new_text = append_entries(text, entries, str(path)) if entries else text
+    if entries and not dry_run:
         write_atomic(path, new_text)
-    return Added(path, list(entries), new_text, not dry_run)
+    skipped = [f"{name}: {why}; not added" for name, why in empty.items()]
+    return Added(path, list(entries), new_text, bool(entries) and not dry_run, skipped)
 
 
-def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
-    """Fail naming every prefix, file or pattern of ``resources`` that is not in the bucket."""
+def check_sources(
+    storage: Storage, resources: Sequence[Resource], skip_empty: bool = False
+) -> dict[str, str]:
+    """Fail naming every prefix, file or pattern of ``resources`` that is not in the bucket.
+
+    With ``skip_empty`` a prefix holding no object is no failure: those entries are
+    returned (name: why) for the caller to leave out.
+    """
     problems: list[str] = []
+    empty: dict[str, str] = {}
     for res in resources:
         folders, objects = storage.list_folder(res.bucket, res.prefix)
         if not folders and not objects:
-            problems.append(_missing_prefix(storage, res.bucket, res.prefix))
+            if skip_empty:
+                empty[res.name] = f"no objects under {res.url}/ yet"
+            else:
+                problems.append(_missing_prefix(storage, res.bucket, res.prefix))
             continue
         if res.files is None:
             continue
@@ -212,6 +229,7 @@ def check_sources(storage: Storage, resources: Sequence[Resource]) -> None:
             problems.append(f"{res.source(file)}: {what}{_did_you_mean(file, names)}")
     if problems:
         raise StorageError("; ".join(problems) + " (the manifest is unchanged)")
+    return empty
 
 
 def _scopes(files: Sequence[str]) -> list[str]:
@@ -227,8 +245,8 @@ def _missing_prefix(storage: Storage, bucket: str, prefix: str) -> str:
 
 
 def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.6)
-    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    close = did_you_mean(name, sorted(choices))
+    return f"; {close}" if close else ""
 
 
 # -- discover --------------------------------------------------------------

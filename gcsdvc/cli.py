@@ -6,6 +6,7 @@ Exit codes are defined in :mod:`gcsdvc.errors`.
 from __future__ import annotations
 
 import functools
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable
@@ -15,8 +16,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from gcsdvc import collector
-from gcsdvc.errors import EXIT_FAILED, EXIT_USAGE, GcsdvcError, ManifestError, NotARepoError
-from gcsdvc.manifest import Manifest, load_manifest, manifest_path
+from gcsdvc.errors import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    GcsdvcError,
+    ManifestError,
+    NotARepoError,
+    local_fault,
+)
+from gcsdvc.manifest import Manifest, init_hint, load_manifest, manifest_path
 from gcsdvc.progress import DEFAULT_INTERVAL
 from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
 
@@ -108,6 +116,16 @@ def _handle_errors(func: F) -> F:
                 raise
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a fault of this machine's files, met outside a per-file step
+            if debug:
+                raise
+            click.echo(f"error: {local_fault(exc)}", err=True)
+            sys.exit(EXIT_FAILED)
+        except sqlite3.Error as exc:  # DVC's state and link databases, under .dvc/tmp
+            if debug:
+                raise
+            click.echo(f"error: DVC's database in .dvc/tmp: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:
             if debug:
                 raise
@@ -162,6 +180,7 @@ def main() -> None:
       gcsdvc sync 'exp-*'
       gcsdvc migrate old_resources.py -o params.yaml
       gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json'
+      gcsdvc install
     """
     quiet_google_warnings()
 
@@ -170,22 +189,34 @@ def main() -> None:
 @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @manifest_option
 @json_option
-def validate(files: tuple[Path, ...], manifest_file: Path | None, as_json: bool) -> None:
+@click.option(
+    "--manifests-only", is_flag=True,
+    help="Skip FILES with neither a 'resources' nor a 'gcsdvc' key (DVC params, not manifests).",
+)  # fmt: skip
+def validate(
+    files: tuple[Path, ...], manifest_file: Path | None, as_json: bool, manifests_only: bool
+) -> None:
     """Check manifests and report every problem, one per line.
 
     FILES are manifests to check (as pre-commit passes them); without FILES
     the manifest of --manifest, $GCSDVC_MANIFEST or params.yaml is checked.
-    Exit 2 when any is invalid.
+    Exit 2 when any is invalid. With --manifests-only (the pre-commit hook)
+    YAML files that are not gcsdvc manifests pass.
 
     \b
     Examples:
       gcsdvc validate
       gcsdvc validate params.yaml other/params.yaml --json
     """
+    from gcsdvc.hooks import is_manifest
     from gcsdvc.render import validate_json, validate_line
 
     results: list[tuple[Path, Manifest | ManifestError]] = []
+    skipped: list[Path] = []  # not manifests (--manifests-only)
     for file in files or (manifest_file,):
+        if manifests_only and file is not None and not is_manifest(file):
+            skipped.append(file.absolute())
+            continue
         try:
             manifest = load_manifest(file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
         except ManifestError as exc:
@@ -194,6 +225,9 @@ def validate(files: tuple[Path, ...], manifest_file: Path | None, as_json: bool)
             results.append((manifest.path, manifest))
     if as_json:
         _echo_json(validate_json(results))
+    for path in skipped:
+        if not as_json and not _flag("quiet"):
+            click.echo(f"{_shown(path)}: not a gcsdvc manifest (no 'resources' or 'gcsdvc' key)")
     for path, outcome in results:
         if isinstance(outcome, ManifestError):
             if not as_json:
@@ -348,6 +382,11 @@ def sync(
     "--strict", is_flag=True, help="With --check, upstream changes of kept copies fail too."
 )
 @click.option("--offline", is_flag=True, help="Skip the upstream check (no Cloud Storage access).")
+@click.option(
+    "--pre-commit", "pre_commit", is_flag=True,
+    help="As the pre-commit hook: no manifest (or no DVC repository) passes, and with --check "
+    "files only not synced yet (missing, not-synced) pass unless --strict.",
+)  # fmt: skip
 def status(
     names: tuple[str, ...],
     manifest_file: Path | None,
@@ -355,6 +394,7 @@ def status(
     check_only: bool,
     strict: bool,
     offline: bool,
+    pre_commit: bool,
 ) -> None:
     """Compare the local data with its stages and (unless --offline) with the bucket.
 
@@ -374,6 +414,10 @@ def status(
     """
     from gcsdvc.status import check
 
+    if pre_commit and (skipped := _nothing_to_check(manifest_file)):
+        if not _flag("quiet"):
+            click.echo(f"gcsdvc status: {skipped}; nothing to check")
+        return
     manifest = _load(manifest_file)
     _require_repo(manifest)
     report = check(manifest, names, offline=offline, detail=as_json)
@@ -385,7 +429,17 @@ def status(
     elif not _flag("quiet"):
         for line in status_lines(report, manifest.root):
             click.echo(line)
-    if check_only and report.needs_action(strict):
+    if check_only and pre_commit:
+        from gcsdvc.hooks import blocks_commit, unsynced_count
+
+        if blocks_commit(report, strict):
+            sys.exit(EXIT_FAILED)
+        if (unsynced := unsynced_count(report)) and not _flag("quiet"):
+            click.echo(
+                f"pre-commit: passes: {unsynced} file(s) only not synced yet "
+                "('gcsdvc sync' or 'dvc pull' brings them; --strict fails on them)"
+            )
+    elif check_only and report.needs_action(strict):
         sys.exit(EXIT_FAILED)
 
 
@@ -474,7 +528,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     states = {
         State.OK: f"current (the {'import' if info.inner else 'local copy'} matches the stage)",
         State.MISSING: f"missing (not on disk; 'gcsdvc sync {quote(info.name)}' restores it)",
-        State.MODIFIED: f"modified ({item.note}); 'rm {quote(rel(manifest.root, item.local))} "
+        State.MODIFIED: f"modified ({item.note}); "
+        f"'rm {'' if item.file is not None else '-r '}{quote(rel(manifest.root, item.local))} "
         f"&& gcsdvc sync {quote(info.name)}' restores the recorded copy",
     }
     click.echo(f"{path}{inside}")
@@ -616,13 +671,14 @@ def discover(
             manifest, runs, files=files, description=description, follow_upstream=follow_upstream
         )
         if entries:
-            added = add_entries(path, entries, storage, dry_run=dry_run)
+            added = add_entries(path, entries, storage, dry_run=dry_run, skip_empty=True)
     if as_json:
         names = [e["name"] for e in added.entries] if added else []
         _echo_json(
             {
                 "runs": [r.as_json() for r in runs],
                 "added": names,
+                "skipped": added.skipped if added else [],
                 "written": bool(added and added.written),
             }
         )
@@ -642,6 +698,64 @@ def discover(
         _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
 
 
+@command()
+@manifest_option
+@json_option
+def install(manifest_file: Path | None, as_json: bool) -> None:
+    """Let git merge the manifest by entry name (once per clone).
+
+    Branches that each add entries append them at the same place, which git's
+    line merge reports as a conflict. This registers gcsdvc's merge driver in
+    .git/config and names the manifest in .gitattributes (commit that file):
+    entries added, removed or changed on one side are merged by name; a value
+    changed differently on both sides is still a conflict, with git's usual
+    markers. As with 'dvc install', each clone runs it once; where it has not
+    run, git merges the file line by line as before.
+
+    \b
+    Examples:
+      gcsdvc install
+      gcsdvc install -m configs/params.yaml
+    """
+    from gcsdvc.merge import install as install_driver
+
+    path = manifest_path(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
+    installed = install_driver(path)
+    if as_json:
+        _echo_json(
+            {"driver": installed.driver, "attribute": installed.attribute, "done": installed.done}
+        )
+    elif not _flag("quiet"):
+        already = f"the manifest merge driver is already installed for {_shown(path)}"
+        for line in installed.done or [already]:
+            click.echo(line)
+
+
+@command("merge-manifest", hidden=True)
+@click.argument("base", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("ours", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("theirs", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("path", required=False, default="manifest")
+def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
+    """git's merge driver for the manifest (see 'gcsdvc install'): BASE OURS THEIRS [PATH].
+
+    The result is written to OURS; exit 1 with git's conflict markers when a
+    value was changed differently on both sides.
+    """
+    from gcsdvc.merge import merge_files
+
+    problems = merge_files(base, ours, theirs, path)
+    for problem in problems:
+        click.echo(f"conflict: {problem}", err=True)
+    if problems:
+        click.echo(
+            f"conflict: {path} keeps git's markers; edit it to keep what both sides meant, "
+            f"check it with 'gcsdvc validate', then 'git add {path}'",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
+
+
 def _storage() -> Storage:
     from gcsdvc.storage import Storage
 
@@ -653,6 +767,10 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
     from gcsdvc.manifest_edit import entry_text
 
     names = [str(e["name"]) for e in added.entries]
+    for skipped in added.skipped:
+        click.echo(f"skipped {skipped}", err=True)
+    if not names:
+        return
     if dry_run:
         if not quiet:
             click.echo(f"would add to {_shown(added.path)}:")
@@ -675,11 +793,25 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
         ctx.invoke(sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path)
 
 
+def _nothing_to_check(manifest_file: Path | None) -> str | None:
+    """Why the status hook has nothing to check here (no repository, no manifest), or None."""
+    from gcsdvc.hooks import is_manifest
+
+    try:
+        path = manifest_path(manifest_file)
+    except NotARepoError:
+        return "no DVC repository here (give the hook 'args: [-m, PATH/params.yaml]')"
+    if not path.exists():
+        return f"no manifest at {_shown(path)}"
+    if not is_manifest(path):
+        return f"{_shown(path)} is not a gcsdvc manifest (no 'resources' or 'gcsdvc' key)"
+    return None
+
+
 def _require_repo(manifest: Manifest) -> None:
     if not (manifest.root / ".dvc").is_dir():
         raise NotARepoError(
-            f"{_shown(manifest.root)} is not in a DVC repository; "
-            "run 'dvc init' there (or 'git init && dvc init')"
+            f"{_shown(manifest.root)} is not in a DVC repository; {init_hint(manifest.root)}"
         )
 
 

@@ -8,8 +8,10 @@ So the program (:func:`hold`, from ``cli.run``) keeps the collector off until
 DVC's repository is open, since DVC's commands and the downloads make cycles
 per file; then :func:`resume` freezes what is loaded (later walks skip it) and
 turns the collector back on. At exit the heap is frozen and left to the OS.
-A library caller's collector is never touched: without :func:`hold`,
-:func:`resume` does nothing.
+A library caller's collector is never touched: without :func:`hold` (the
+program's entry point alone calls it), :func:`resume` and :func:`heap_frozen`
+do nothing, so a caller's frozen heap, thresholds and on/off switch stay as
+they were.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
-_held = False
+_held = False  # hold() turned the collector off, resume() has not turned it back on
+_program = False  # hold() was called: this process is the gcsdvc program
 
 
 def hold() -> None:
@@ -28,7 +31,8 @@ def hold() -> None:
     Nothing is lost at exit: files are written and closed before then, stdio is
     flushed by the interpreter and the atexit handlers still run.
     """
-    global _held
+    global _held, _program
+    _program = True
     if gc.isenabled():
         gc.disable()
         _held = True
@@ -50,8 +54,12 @@ def heap_frozen() -> Iterator[None]:
 
     Everything from before (DVC, gcsfs, the plan) moves to the permanent generation,
     so a full pass walks only what the transfer made: the collector took about 5% of
-    the CPU of a 10,000-file sync (``perf record``).
+    the CPU of a 10,000-file sync (``perf record``). Only in the program (see
+    :func:`hold`): ``gc.unfreeze`` would also thaw what a library caller froze.
     """
+    if not _program:
+        yield
+        return
     gc.freeze()
     thresholds = gc.get_threshold()
     gc.set_threshold(50_000, *thresholds[1:])

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from gcsdvc import stages
 from gcsdvc.errors import StorageError
 from gcsdvc.stages import ImportStage
-from gcsdvc.storage import etag_generation
 
 if TYPE_CHECKING:
+    from gcsdvc.manifest import Resource
     from gcsdvc.storage import RemoteObject
 
 
@@ -37,6 +38,9 @@ class State(str, Enum):
     METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
     LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
     REFUSED = "refused"  # an object name DVC cannot carry (see manifest.unsafe_name)
+    # The data is in place, the stage is not what a sync writes (see stale_stage)
+    STALE_STAGE = "stale-stage"
+    BROKEN_STAGE = "broken-stage"  # the stage file cannot be read (a merge conflict...)
 
     def __str__(self) -> str:
         return self.value
@@ -97,8 +101,11 @@ def compare(
     as gcsdvc's (it is adopted). Local facts come first: a local edit or an
     untracked file wins over anything upstream.
     For a folder import only the stage, its source and existence are compared;
-    DVC checks its contents.
+    the plan and status then read its files as DVC sees them, through the one
+    :func:`gcsdvc.workspace.read_folders`.
     """
+    if stage is not None and stage.broken is not None:
+        return Comparison(State.BROKEN_STAGE, stage.broken)
     if stage is not None and stage.identity is None and stage.source != wish.source:
         return Comparison(State.FOREIGN, "a stage not written by gcsdvc is in the way")
     if stage is None:
@@ -137,6 +144,32 @@ def compare(
     if change is Change.METADATA:
         return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
     return Comparison(State.CHANGED_UPSTREAM)
+
+
+def stale_stage(
+    stage: ImportStage,
+    resource: Resource,
+    file: str | None,
+    pinned: bool,
+    obj: RemoteObject | None = None,
+    committed: ImportStage | None = None,
+) -> Comparison | None:
+    """Whether a sync rewrites ``stage`` (see :func:`gcsdvc.stages.conform`), and why.
+
+    The one rule for it, read by the plan (which rewrites the stage) and by
+    status (whose ``--check`` fails until then). ``obj``: the object as listed,
+    when it was; ``committed``: the stage in git's HEAD, when the file differs.
+    Unpinned, a ``version_id`` that ``dvc exp run`` or ``dvc update`` recorded
+    makes DVC treat the import as pinned: ``dvc push`` skips its data.
+    """
+    shaped = stages.conform(stage, resource, file, pinned, obj, committed)
+    if shaped == stage:
+        return None
+    if not pinned and file is not None and stage.generation and shaped.generation is None:
+        note = f"records version_id {stage.generation}, so 'dvc push' skips it"
+    else:
+        note = "not as a sync writes it (description, name, pinning or the object's record)"
+    return Comparison(State.STALE_STAGE, note)
 
 
 def local_edit(stage: ImportStage, disk: Disk) -> str | None:
@@ -199,4 +232,7 @@ def needs_listing(skip_if_exist: bool, pinned: bool, has_generation: bool) -> bo
 
 def recorded_generation(stage: ImportStage) -> str | None:
     """The generation a stage records: its pinned ``version_id``, else the one in a real etag."""
+    from gcsdvc.storage import etag_generation  # not at import: the API's quick path needs
+    # compare() without loading storage's asyncio (20 ms of a first gcsdvc.path call)
+
     return stage.generation or etag_generation(stage.etag)

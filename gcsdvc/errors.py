@@ -9,6 +9,9 @@ Exit codes:
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -98,3 +101,18 @@ class LocalChangesError(GcsdvcError):
         self.path = path
         self.fix = fix
         super().__init__(f"{path} {why}; kept. {fix}")
+
+
+def local_fault(exc: OSError) -> str:
+    """One line for a fault of this machine's files (a full disk, a read-only folder...).
+
+    Names the path and the cause, and says it is local: never to be taken for
+    Cloud Storage's answer.
+    """
+    cause = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return f"on this machine: {cause}"
+    path = os.fsdecode(exc.filename)
+    inside = os.path.relpath(path) if Path(path).is_absolute() else path
+    shown = path if inside.startswith("..") else inside
+    return f"local file {shown}: {cause}"

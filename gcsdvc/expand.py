@@ -11,6 +11,7 @@ Manifests without patterns pass through untouched, at no cost.
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -28,6 +29,7 @@ from gcsdvc.manifest import (
     unsafe_name,
 )
 from gcsdvc.stages import ImportStage
+from gcsdvc.storage import RemoteObject
 
 if TYPE_CHECKING:
     from gcsdvc.storage import Storage
@@ -145,16 +147,25 @@ def expand_offline(manifest: Manifest) -> Manifest:
 def refused_folders(
     manifest: Manifest, storage: Storage | None, resources: Sequence[Resource | None]
 ) -> dict[int, str]:
-    """Whole-prefix entries whose prefix holds an object DVC cannot carry: a message by index.
+    """Whole-prefix entries DVC would import wrongly: a message by index.
 
-    Each prefix is listed once (the listing is the client's, shared with patterns). A prefix
-    that cannot be listed is left to DVC, which reports it.
+    Refused: a prefix holding an object DVC cannot carry, and a prefix that is also
+    an object's whole name (DVC would import that object). Each prefix is listed once
+    (the listing is the client's, shared with patterns); one that cannot be listed is
+    left to DVC, which reports it.
     """
     folders = [res for res in resources if res is not None and res.files is None]
     if storage is None or not folders:
         return {}
     try:
         listings = storage.list_prefixes((res.bucket, res.prefix) for res in folders)
+        # DVC imports an object named as the prefix itself, not the folder beside it.
+        twins_asked: dict[tuple[str, str], list[str]] = {}
+        for res in folders:
+            if res.prefix:
+                parent, name = posixpath.split(res.prefix)
+                twins_asked.setdefault((res.bucket, parent), []).append(name)
+        twins = storage.lookup(twins_asked)
     except StorageError:
         return {}
     out: dict[int, str] = {}
@@ -162,11 +173,18 @@ def refused_folders(
         listing = listings[(res.bucket, res.prefix)]
         if isinstance(listing, StorageError):
             continue
+        twin = twins.get((res.bucket, posixpath.dirname(res.prefix)))
+        name = posixpath.basename(res.prefix)
+        if isinstance(twin, dict) and isinstance(twin.get(name), RemoteObject):
+            out[res.index] = (
+                f"{res.url} is both an object and a folder ({res.url}/...): DVC would import "
+                "the object, not the folder; rename or delete the object, or list the "
+                "folder's files in 'files'"
+            )
+            continue
         space = room(manifest.data_path / res.destination)
         bad = [
-            (name, why)
-            for name in sorted(listing)
-            if name and not name.endswith("/") and (why := unsafe_name(name, res.prefix, space))
+            (name, why) for name in sorted(listing) if (why := unsafe_name(name, res.prefix, space))
         ]
         if bad:
             name, why = bad[0]

@@ -185,9 +185,37 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def did_you_mean(name: str, choices: Iterable[str], cutoff: float = 0.6, prefix: str = "") -> str:
+    """``did you mean 'a', 'b'?`` for the names of ``choices`` close to ``name``, or "".
+
+    A choice that differs from ``name`` only in Unicode normalization (a name typed
+    as NFC, stored as NFD) looks the same on screen: it comes first, with the code
+    points that tell the two apart. ``prefix`` is put before each name shown.
+    """
+    listed = list(choices)
+    same = [c for c in listed if c != name and _nfc(c) == _nfc(name)]
+    close = same + [
+        c
+        for c in difflib.get_close_matches(name, listed, n=4, cutoff=cutoff)
+        if c not in same and c != name
+    ]
+    shown = [
+        f"{join_path(prefix, c)!r}"
+        + (f" (the same letters in another Unicode form: {c!a})" if c in same else "")
+        for c in close[:3]
+    ]
+    return f"did you mean {', '.join(shown)}?" if shown else ""
+
+
+def _nfc(text: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFC", text)
+
+
 def _unknown_name_message(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    close = did_you_mean(name, names, cutoff=0.5)
+    hint = f"; {close}" if close else ""
     if not names:
         hint = "; the manifest has no resources"
     return f"unknown experiment {name!r}{hint}"
@@ -211,10 +239,21 @@ def manifest_path(
     root = find_root()
     if root is None:
         raise NotARepoError(
-            f"no DVC repository found from {Path.cwd()} upward; "
-            f"run 'git init && dvc init' there, or {how}"
+            f"no DVC repository found from {Path.cwd()} upward; {init_hint(Path.cwd())}, or {how}"
         )
     return root / DEFAULT_MANIFEST
+
+
+def init_hint(folder: Path) -> str:
+    """How to make ``folder`` a DVC repository: ``dvc init`` at the top of its git repository,
+    else ``git init && dvc init``."""
+    here = folder.resolve()
+    top = next((f for f in (here, *here.parents) if (f / ".git").exists()), None)
+    if top is None:
+        return "run 'git init && dvc init' there"
+    if top == here:
+        return "run 'dvc init' there"
+    return f"run 'dvc init' in {top}, the top of its git repository"
 
 
 def load_manifest(
@@ -227,9 +266,16 @@ def load_manifest(
     file = manifest_path(path, how=how)
     shown = _display(file)
     try:
+        if file.is_fifo() or file.is_char_device() or file.is_socket():  # a read would hang
+            raise ManifestError([f"{shown}: not a regular file"])
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ManifestError([f"{shown}: manifest not found"]) from None
+        raise ManifestError(
+            [
+                f"{shown}: manifest not found; 'gcsdvc add gs://BUCKET/PATH' or "
+                "'gcsdvc discover gs://BUCKET/PATH --add' creates it"
+            ]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError([f"{shown}: cannot read manifest: {exc}"]) from None
     root = find_root(file.parent) or file.parent
@@ -280,15 +326,29 @@ def _remembered(text: str, file: Path, root: Path) -> Manifest:
 
 
 def _display(file: Path) -> str:
+    """``file`` relative to the working folder when it is below it, else as an absolute path."""
     try:
-        return os.path.relpath(file)
+        shown = os.path.relpath(file)
     except ValueError:  # another drive on Windows
         return str(file)
+    return str(file) if shown.startswith("..") else shown
 
 
 def _resource(row: dict[str, Any]) -> Resource:
     files = row["files"]
     return Resource(**{**row, "files": None if files is None else tuple(files)})
+
+
+_CONFLICT_START = re.compile(r"^<{7}(?: |$)", re.MULTILINE)
+_CONFLICT_END = re.compile(r"^>{7}(?: |$)", re.MULTILINE)
+
+
+def _conflict_line(text: str) -> int | None:
+    """The line of the first git conflict marker, when ``text`` has a whole conflict."""
+    start = _CONFLICT_START.search(text)
+    if start is None or _CONFLICT_END.search(text, start.end()) is None:
+        return None
+    return text.count("\n", 0, start.start()) + 1
 
 
 def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
@@ -336,6 +396,14 @@ class _Checker:
                 self.written = _written_pairs(node)
             data = loader.construct_document(node) if node is not None else None
         except yaml.MarkedYAMLError as exc:
+            conflict = _conflict_line(text)
+            if conflict:
+                self.problems.append(
+                    f"{self.shown}:{conflict}: unresolved git merge conflict (<<<<<<< markers): "
+                    "keep what both sides meant, delete the marker lines, 'git add' the file; "
+                    "'gcsdvc install' lets git merge manifest entries by name"
+                )
+                return None, {}
             mark = exc.problem_mark or exc.context_mark
             where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
             problem = _one_line(exc.problem or exc.context or "invalid YAML")

@@ -5,6 +5,15 @@ entry (indentation, key order, quoting, blank lines between entries); the new
 entries are written in that style and spliced into the original text, which is
 then read back and compared with what was meant before anything is written.
 This module never decides what to add: :mod:`gcsdvc.authoring` does.
+
+New entries of a new list, or of a list already in DVC's layout, are written
+exactly as DVC writes the file back when it changes a param (``dvc exp run -S``
+round-trips params.yaml through ruamel.yaml with its default settings: the
+``-`` of a list at its key's column, two-space indents, plain scalars where
+YAML 1.2 allows them, lines folded at 80 columns), so that such a change is a
+one-line diff. The one departure: a string that YAML 1.1 (PyYAML, which reads
+the manifest) would take for something else (``on``, ``yes``, ``1:20``) or a
+line separator is quoted, as DVC does not.
 """
 
 from __future__ import annotations
@@ -13,8 +22,8 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError as RuamelError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.representer import RoundTripRepresenter
 
 from gcsdvc.errors import ManifestError
 
@@ -33,12 +43,13 @@ _BREAKS = ("\n", "\r", "\x85", "\u2028", "\u2029")
 class _Style:
     """How the entries around the new one are written."""
 
-    dash: int = 2  # column of an entry's '-'
+    dvc: bool = True  # in DVC's layout (rendered by ruamel.yaml), else by the fields below
+    dash: int = 0  # column of an entry's '-'
     gap: int = 2  # from the '-' to the entry's keys
     blank: str = ""  # the blank lines between two entries
     keys: list[str] = field(default_factory=list)  # key order of the last entry
     quotes: dict[str, str | None] = field(default_factory=dict)  # scalar style by key
-    files_indent: int = 2  # from a key to the '-' of its list
+    files_indent: int | None = None  # from a key to the '-' of its list (None: no block list)
     files_flow: bool = False
     files_quote: str | None = None
 
@@ -55,34 +66,88 @@ def append_entries(text: str, entries: Sequence[Entry], shown: str = "manifest")
     newline = "\r\n" if "\r\n" in text else "\n"
     key, seq = _find(root, "resources")
     if seq is None or key is None:
-        style = _Style()
-        body = "".join(_entry_lines(e, style, newline) for e in entries)
         head = text if not text or text.endswith(("\n", "\r")) else text + newline
-        new = f"{head}resources:{newline}{body}"
+        new = _first_fit(
+            text,
+            entries,
+            shown,
+            lambda style: f"{head}resources:{newline}{_entries_text(entries, style, newline)}",
+        )
     elif isinstance(seq, SequenceNode) and seq.flow_style:
         new = _append_flow(text, seq, entries, key, newline)
+        _check_round_trip(text, new, entries, shown)
     elif isinstance(seq, SequenceNode):
         style = _style_of(text, seq)
+        style.dvc = key.start_mark.column == 0 and _dvc_layout(style)
         at = _after_comments(text, _after_line(text, _content_end(seq.value[-1], text)), style.dash)
         if at == len(text) and not text.endswith(("\n", "\r")):
             text += newline
             at = len(text)
-        body = "".join(style.blank + _entry_lines(e, style, newline) for e in entries)
-        new = text[:at] + body + text[at:]
+        before, after = text[:at], text[at:]
+        new = _first_fit(
+            text,
+            entries,
+            shown,
+            lambda s: before + _entries_text(entries, s, newline) + after,
+            style,
+        )
     elif isinstance(seq, ScalarNode) and str(seq.tag).endswith(":null"):
         # 'resources:' with no value (or '~', 'null'): the entries go below the key.
-        style = _Style(dash=key.start_mark.column + 2)
-        body = "".join(_entry_lines(e, style, newline) for e in entries)
-        new = _below_key(text, key, seq, body, newline)
+        column = key.start_mark.column
+        style = _Style(dash=column, dvc=column == 0)
+        new = _first_fit(
+            text,
+            entries,
+            shown,
+            lambda s: _below_key(text, key, seq, _entries_text(entries, s, newline), newline),
+            style,
+        )
     else:
         raise ManifestError([f"{shown}: 'resources' must be a list of entries"])
+    return new
+
+
+def _first_fit(
+    text: str,
+    entries: Sequence[Entry],
+    shown: str,
+    edit: Callable[[_Style], str],
+    style: _Style | None = None,
+) -> str:
+    """``edit`` in DVC's layout where ``style`` allows it, else in our own writer's."""
+    style = style or _Style()
+    if style.dvc:
+        new = edit(style)
+        if _reads_back(text, new, entries, shown):
+            return new
+        # ruamel wrote what PyYAML reads otherwise: our writer, in the same layout
+        style = replace(style, dvc=False, files_indent=style.files_indent or 0)
+    new = edit(style)
     _check_round_trip(text, new, entries, shown)
     return new
 
 
+def _dvc_layout(style: _Style) -> bool:
+    """Whether entries in ``style`` are laid out as DVC's ruamel.yaml writes them."""
+    return (
+        style.dash == 0 and style.gap == 2 and (style.files_flow or style.files_indent in (None, 0))
+    )
+
+
+def _entries_text(entries: Sequence[Entry], style: _Style, newline: str) -> str:
+    if style.dvc:
+        return "".join(style.blank + _dvc_entry(e, style, newline) for e in entries)
+    return "".join(style.blank + _entry_lines(e, style, newline) for e in entries)
+
+
+def resources_text(entries: Sequence[Entry]) -> str:
+    """``resources:`` and ``entries`` below it, at column 0, in DVC's layout where possible."""
+    return append_entries("", entries, "manifest")
+
+
 def entry_text(entry: Entry) -> str:
-    """One entry as the list item ``append_entries`` would write at column 0."""
-    return _entry_lines(entry, _Style(dash=0), "\n")
+    """One entry as the list item ``append_entries`` writes in a new list."""
+    return append_entries("", [entry]).split("\n", 1)[1]
 
 
 def merge_resources(existing: str, migrated: str, *, force: bool, shown: str) -> str:
@@ -249,7 +314,7 @@ def _style_of(text: str, seq: SequenceNode) -> _Style:
             style.quotes[key.value] = value.style if value.style in ("'", '"') else None
         if key.value == "files" and isinstance(value, SequenceNode):
             style.files_flow = bool(value.flow_style)
-            if not value.flow_style:
+            if not value.flow_style and value.value:
                 style.files_indent = value.start_mark.column - key.start_mark.column
             items = [v for v in value.value if isinstance(v, ScalarNode)]
             if items:
@@ -260,12 +325,69 @@ def _style_of(text: str, seq: SequenceNode) -> _Style:
 # -- writing ---------------------------------------------------------------
 
 
-def _entry_lines(entry: Entry, style: _Style, newline: str) -> str:
+class _Representer(RoundTripRepresenter):
+    """DVC's representer, quoting what PyYAML (YAML 1.1) would not read back as the string."""
+
+    def represent_str(self, data: str) -> ScalarNode:
+        style = None
+        if any(c in data for c in "\x85\u2028\u2029"):
+            style = '"'  # written raw, PyYAML would read them as line breaks
+        elif _resolved(data) != _STR:
+            style = "'"  # 'on', 'yes', '1:20': strings in YAML 1.2, not in 1.1
+        return self.represent_scalar(_STR, data, style=style)
+
+
+_STR = "tag:yaml.org,2002:str"
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _resolved(plain: str) -> str:
+    """The tag PyYAML gives ``plain`` written as a plain scalar."""
+    return str(_RESOLVER.resolve(yaml.ScalarNode, plain, (True, False)))  # type: ignore[no-untyped-call]
+
+
+_Representer.add_representer(str, _Representer.represent_str)
+
+
+def dvc_yaml() -> YAML:
+    """A ruamel.yaml round-trip instance with the settings DVC writes params.yaml with."""
+    rt = YAML()
+    rt.default_flow_style = False
+    rt.Representer = _Representer
+    return rt
+
+
+def dump_dvc(data: Any) -> str:
+    out = io.StringIO()
+    dvc_yaml().dump(data, out)
+    return out.getvalue()
+
+
+def _dvc_entry(entry: Entry, style: _Style, newline: str) -> str:
+    item = {key: _plain_value(entry[key]) for key in _key_order(entry, style)}
+    text = dump_dvc({"resources": [item]}).split("\n", 1)[1]
+    return text.replace("\n", newline)
+
+
+def _plain_value(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain_value(v) for k, v in value.items()}
+    return value
+
+
+def _key_order(entry: Entry, style: _Style) -> list[str]:
     keys = [k for k in style.keys if k in entry]
     for n, key in enumerate(entry):  # a key the neighbours lack goes after its predecessor
         if key not in keys:
             before = [k for k in list(entry)[:n] if k in keys]
             keys.insert(keys.index(before[-1]) + 1 if before else 0, key)
+    return keys
+
+
+def _entry_lines(entry: Entry, style: _Style, newline: str) -> str:
+    keys = _key_order(entry, style)
     indent = " " * (style.dash + style.gap)
     lines = []
     for n, key in enumerate(keys):
@@ -277,7 +399,7 @@ def _entry_lines(entry: Entry, style: _Style, newline: str) -> str:
                 lines.append(f"{lead}{key}: [{items}]")
             else:
                 lines.append(f"{lead}{key}:")
-                pad = indent + " " * max(0, style.files_indent)
+                pad = indent + " " * (style.files_indent if style.files_indent is not None else 2)
                 lines += [f"{pad}- {_scalar(v, style.files_quote)}" for v in value]
         else:
             lines.append(f"{lead}{key}: {_scalar(value, style.quotes.get(key))}")
@@ -310,9 +432,19 @@ def _append_flow(
     if seq.value:
         return text[:close] + ", " + flow + text[close:]
     # 'resources: []': turn it into a block list below the key.
-    style = _Style(dash=key.start_mark.column + 2)
-    body = "".join(_entry_lines(e, style, newline) for e in entries)
-    return _below_key(text, key, seq, body, newline)
+    column = key.start_mark.column
+    style = _Style(dash=column, dvc=column == 0)
+    body = _entries_text(entries, style, newline)
+    new = _below_key(text, key, seq, body, newline)
+    if style.dvc and not _reads_back(text, new, entries, "manifest"):
+        new = _below_key(
+            text,
+            key,
+            seq,
+            _entries_text(entries, replace(style, dvc=False, files_indent=0), newline),
+            newline,
+        )
+    return new
 
 
 def _below_key(text: str, key: Node, value: Node, body: str, newline: str) -> str:
@@ -337,12 +469,21 @@ def _loaded(text: str, shown: str) -> Any:
         raise ManifestError([f"{shown}: the edit would not read back: {exc}"]) from None
 
 
-def _check_round_trip(old: str, new: str, entries: Sequence[Entry], shown: str) -> None:
-    """Refuse an edit that would change anything but appending ``entries``."""
-    before, after = _loaded(old, shown) or {}, _loaded(new, shown)
+def _reads_back(old: str, new: str, entries: Sequence[Entry], shown: str) -> bool:
+    """Whether ``new`` reads as ``old`` with ``entries`` appended to its ``resources``."""
+    before = _loaded(old, shown) or {}
+    try:
+        after = yaml.safe_load(new)
+    except yaml.YAMLError:
+        return False
     resources = before.get("resources") or []
     wanted = {**before, "resources": [*resources, *(_plain(e) for e in entries)]}
-    if not isinstance(after, dict) or after != wanted or list(after) != list(wanted):
+    return isinstance(after, dict) and after == wanted and list(after) == list(wanted)
+
+
+def _check_round_trip(old: str, new: str, entries: Sequence[Entry], shown: str) -> None:
+    """Refuse an edit that would change anything but appending ``entries``."""
+    if not _reads_back(old, new, entries, shown):
         raise ManifestError(
             [f"{shown}: cannot add the entry without rewriting other lines; please add it by hand"]
         )

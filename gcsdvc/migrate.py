@@ -15,6 +15,7 @@ import yaml
 
 from gcsdvc.errors import ManifestError
 from gcsdvc.manifest import LEGACY_KEYS, _one_line, _show
+from gcsdvc.manifest_edit import resources_text
 
 _HEADER = (
     "# Resources manifest for gcsdvc, converted from {source}.\n"
@@ -70,7 +71,7 @@ def migrate_source(source: str, filename: str = "<old manifest>") -> str:
     if not isinstance(value, ast.List | ast.Tuple):
         raise ManifestError([f"{shown}:{value.lineno}: 'resources' must be a list of dictionaries"])
     problems: list[str] = []
-    entries = []
+    entries: list[dict[str, Any]] = []
     for index, element in enumerate(value.elts):
         where = f"{shown}:{element.lineno}: {_label(index, element)}"
         try:
@@ -96,7 +97,9 @@ def migrate_source(source: str, filename: str = "<old manifest>") -> str:
             )
             continue
         try:
-            plain = {LEGACY_KEYS.get(key, key): _plain(item, key) for key, item in entry.items()}
+            plain = {
+                str(LEGACY_KEYS.get(key, key)): _plain(item, key) for key, item in entry.items()
+            }
         except _Unsupported as exc:
             problems.append(f"{where}: {exc}")
             continue
@@ -104,7 +107,12 @@ def migrate_source(source: str, filename: str = "<old manifest>") -> str:
     if problems:
         raise ManifestError(problems)
     try:
-        body = yaml.dump(
+        # DVC's layout, so that `dvc exp run -S` rewrites only the param it sets.
+        body = resources_text(entries) if entries else ""
+    except ManifestError:  # e.g. a NaN: PyYAML's own writing below reads back
+        body = ""
+    try:
+        body = body or yaml.dump(
             {"resources": entries},
             Dumper=_Dumper,
             sort_keys=False,

@@ -19,13 +19,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import Comparison, Disk, State, Upstream, Wish, compare, needs_listing
+from gcsdvc.compare import (
+    Comparison,
+    Disk,
+    State,
+    Upstream,
+    Wish,
+    compare,
+    needs_listing,
+    stale_stage,
+)
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
-from gcsdvc.manifest import Manifest, Resource, join_path, matches
+from gcsdvc.manifest import Manifest, Resource, did_you_mean, join_path, matches
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import holding, read_disks
+from gcsdvc.workspace import holding, read_disks, read_folders
 
 if TYPE_CHECKING:
     from gcsdvc.storage import Looked, RemoteObject, Storage
@@ -66,6 +75,10 @@ _KEPT = "changed upstream; kept (skip_if_exist: true)"
 _ADOPT = "record the copy on disk"
 _GONE = "deleted upstream; local copy kept"
 _IN_THE_WAY = "a stage not written by gcsdvc is in the way: {stage_file}"
+_BROKEN = (
+    "{stage_file} cannot be read ({note}): resolve the merge conflict in it, "
+    "or delete it and sync again"
+)
 # Rules, first match wins; None matches either value. Expanded into ACTIONS below.
 _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
     # state, skip_if_exist, pinned, force, folder -> action, note (else the comparison's)
@@ -78,6 +91,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
     (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
     (State.REFUSED, None, None, None, None, Action.FAILED, ""),
+    (State.BROKEN_STAGE, None, None, None, None, Action.FAILED, _BROKEN),
     (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
     (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
     (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
@@ -86,6 +100,8 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.CHANGED_UPSTREAM, False, None, None, None, Action.UPDATE, "changed upstream"),
     (State.CHANGED_UPSTREAM, True, None, None, None, Action.UNCHANGED, _KEPT),
     (State.METADATA_UPSTREAM, None, None, None, None, Action.METADATA, ""),
+    (State.STALE_STAGE, False, None, None, True, Action.UPDATE, "follows upstream"),
+    (State.STALE_STAGE, None, None, None, None, Action.METADATA, ""),
     (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, _GONE),
 ]
 
@@ -173,7 +189,7 @@ def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
 def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
     """The action for a comparison at ``local``, and the note to show with it."""
     action, note = ACTIONS[key]
-    return action, note.format(stage_file=stages.stage_path(local)) or found.note
+    return action, note.format(stage_file=stages.stage_path(local), note=found.note) or found.note
 
 
 @dataclass
@@ -253,8 +269,11 @@ def build_plan(
 
     moves: dict[str, str] = {}  # new local -> old local
     to_list: dict[tuple[str, str], set[str]] = {}
+    in_place: list[str] = []  # folder imports whose folder is there: DVC reads their files
     for draft in drafts:
         found = compare(draft.wish, draft.recorded, disks[draft.local], Upstream.NOT_LISTED)
+        if draft.file is None and found.state is State.OK:
+            in_place.append(draft.local)
         if found.state is State.NOT_SYNCED and draft.file is not None:
             old = _take_orphan(draft, orphans, root)
             if old is not None:
@@ -264,6 +283,10 @@ def build_plan(
             to_list.setdefault(draft.prefix, set()).add(draft.file)
             plan.looked_up |= found.state is State.OK
     listings = _list(storage, to_list)
+    folders: dict[str, Comparison] = {}
+    if in_place:
+        with stages.open_repo(root) as repo:
+            folders = read_folders(repo, root, in_place)
 
     stageless: dict[str, tuple[Disk, RemoteObject]] = {}  # files that may be their object
     index: dict[str, int] = {}  # their items' places in the plan
@@ -277,11 +300,18 @@ def build_plan(
             continue
         listed = _listed(listings, to_list, draft)
         disk = disks[draft.local]
+        obj = listed if not isinstance(listed, Upstream | StorageError) else None
         found = compare(draft.wish, draft.recorded, disk, listed)
+        if found.state is State.OK and draft.local in folders:
+            found = folders[draft.local]  # as status reads it (see workspace.read_folders)
+        stale = draft.stage and stale_stage(
+            draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
+        )
+        if found.state is State.OK and stale:
+            found = stale  # as status finds it
         state = _looked_up_as(found.state, disk.exists, draft)
         key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
         action, note = decide(key, found, draft.local)
-        obj = listed if not isinstance(listed, Upstream | StorageError) else None
         if state is State.MISSING and disk.exists and draft.file is not None:
             # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
             action, note = Action.METADATA, _ADOPT
@@ -290,12 +320,8 @@ def build_plan(
             index[draft.local] = len(plan.items)
         if found.state is State.NOT_FOUND:
             note += _did_you_mean(storage, draft)
-        if action is Action.UNCHANGED and draft.stage is not None:
-            shaped = stages.conform(
-                draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
-            )
-            if shaped != draft.stage:
-                action = Action.METADATA
+        if action is Action.UNCHANGED and stale:
+            action = Action.METADATA  # a change upstream kept, the stage rewritten all the same
         item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
         plan.items.append(replace(item, committed=draft.committed, note=note, state=found.state))
 
@@ -420,8 +446,6 @@ def _listed(
 
 def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
     """Close names in the missing object's folder (one listing, on this error path only)."""
-    import difflib
-
     if storage is None or draft.file is None:
         return ""
     folder, _, name = draft.file.rpartition("/")
@@ -431,6 +455,5 @@ def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
         )
     except StorageError:
         return ""
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    shown = [join_path(folder, c) for c in close]
-    return f"; did you mean {', '.join(map(repr, shown))}?" if shown else ""
+    close = did_you_mean(name, names, prefix=folder)
+    return f"; {close}" if close else ""

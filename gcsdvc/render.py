@@ -242,7 +242,7 @@ def git_hint_lines(result: SyncResult, root: Path) -> Iterator[str]:
 
 
 def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
-    """``gcsdvc sync --json``: see the README's "JSON output" section for the schema."""
+    """``gcsdvc sync --json``: the schema is in docs/reference.md ("JSON output")."""
     plan = result.plan
     done = {word: result.done[a] for a, word in _PAST.items()}
     return {
@@ -280,7 +280,7 @@ def validate_line(shown: str, manifest: Manifest) -> str:
 
 
 def validate_json(results: Iterable[tuple[Path, Manifest | ManifestError]]) -> dict[str, Any]:
-    """``gcsdvc validate --json``: see the README's "JSON output" section for the schema."""
+    """``gcsdvc validate --json``: the schema is in docs/reference.md ("JSON output")."""
     from gcsdvc.errors import ManifestError
 
     manifests: list[dict[str, Any]] = []
@@ -308,7 +308,13 @@ def _counts(manifest: Manifest) -> tuple[int, int]:
 
 def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
     """The commands that fix an experiment's files, in the order to run them, paths merged."""
-    merged: dict[str, list[str]] = {"rm": [], "dvc update": [], "gcsdvc sync": [], "dvc push": []}
+    merged: dict[str, list[str]] = {
+        "rm": [],
+        "rm -r": [],
+        "dvc update": [],
+        "gcsdvc sync": [],
+        "dvc push": [],
+    }
     for f in status.files:
         for command, arg in f.fix(status.resource, pinned):
             shown = arg if command == "gcsdvc sync" or not arg else rel(root, arg)

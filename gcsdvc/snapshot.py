@@ -249,16 +249,7 @@ def _verified(
     sig: list[int], stage_sig: list[int] | None, local: str, ledger: Ledger
 ) -> dict[str, Any] | None:
     """The stage's mapping when file and stage are as verified and agree, else None."""
-    hashed, parsed = ledger.hashed(local), ledger.parsed(local)
-    if not (isinstance(hashed, list) and isinstance(parsed, list)):
-        return None
-    if len(hashed) != 2 or len(parsed) != 2 or not isinstance(parsed[1], dict):
-        return None
-    if sig != hashed[0] or stage_sig is None or stage_sig != parsed[0]:
-        return None
-    raw: dict[str, Any] = parsed[1]
-    md5 = stages.first_entry(raw.get("outs")).get("md5")
-    return raw if md5 and md5 == hashed[1] else None
+    return stages.verified(sig, stage_sig, ledger.hashed(local), ledger.parsed(local))
 
 
 def _walk(folder: Path) -> Iterator[tuple[str, list[str], list[int]]]:

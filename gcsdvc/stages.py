@@ -21,7 +21,7 @@ import posixpath
 import re
 import subprocess
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +127,7 @@ class ImportStage:
     frozen: bool
     is_folder: bool  # a whole-prefix import: DVC records no etag for it
     raw: dict[str, Any] = field(repr=False)
+    broken: str | None = None  # why the stage file cannot be read (a merge conflict...)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ImportStage:
@@ -149,6 +150,12 @@ class ImportStage:
             is_folder="etag" not in dep,
             raw=raw,
         )
+
+    @classmethod
+    def unreadable(cls, why: str) -> ImportStage:
+        """Stands for a stage file that cannot be read: it fails its own file only."""
+        stage = cls.from_dict({})
+        return replace(stage, broken=why)
 
     @classmethod
     def load(cls, path: Path) -> ImportStage | None:
@@ -390,10 +397,13 @@ def read_stage(path: Path) -> dict[str, Any] | None:
 
 
 def _parse(text: str, where: str) -> dict[str, Any]:
+    if "\n<<<<<<< " in f"\n{text}":
+        raise DvcRepoError(f"{where}: has unresolved merge-conflict markers")
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise DvcRepoError(f"{where}: not a valid DVC stage file: {exc}") from None
+        cause = " ".join(str(exc).split())
+        raise DvcRepoError(f"{where}: not a valid DVC stage file: {cause}") from None
     if not isinstance(data, dict):
         raise DvcRepoError(f"{where}: not a valid DVC stage file")
     return data
@@ -530,9 +540,36 @@ def stage_cache_path(root: Path) -> Path:
     return root / ".dvc" / "tmp" / "gcsdvc-stages.json"
 
 
+def hash_cache_path(root: Path) -> Path:
+    """Where :class:`gcsdvc.workspace.HashCache` keeps the data files' md5s."""
+    return root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
+
+
 def file_signature(info: os.stat_result) -> list[int]:
     """What the JSON caches in ``.dvc/tmp`` key a file by: unchanged while these are."""
     return [info.st_mtime_ns, info.st_size, info.st_ino]
+
+
+def verified(
+    sig: list[int], stage_sig: list[int] | None, hashed: Any, parsed: Any
+) -> dict[str, Any] | None:
+    """The stage's mapping when a data file and its stage are as they were verified, else None.
+
+    ``sig`` and ``stage_sig``: the file's and its stage's :func:`file_signature` now;
+    ``hashed``: the file's hash cache entry, [signature, md5]; ``parsed``: the stage's
+    stage cache entry, [signature, mapping]. Both must hold under the very stats found
+    now, and the md5 hashed must be the one the stage records: the file is then the
+    stage's bytes (the rule of the no-op snapshot and of the API's quick path).
+    """
+    if not (isinstance(hashed, list) and isinstance(parsed, list)):
+        return None
+    if len(hashed) != 2 or len(parsed) != 2 or not isinstance(parsed[1], dict):
+        return None
+    if sig != hashed[0] or stage_sig is None or stage_sig != parsed[0]:
+        return None
+    raw: dict[str, Any] = parsed[1]
+    md5 = first_entry(raw.get("outs")).get("md5")
+    return raw if md5 and md5 == hashed[1] else None
 
 
 class StageCache:
@@ -633,7 +670,10 @@ def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, Im
     skip = len(str(root)) + 1  # plain strings: pathlib costs more than the rest of a no-op
     for path in find_stages(folder):
         local = path[skip : -len(STAGE_SUFFIX)].replace(os.sep, "/")
-        stage = cache.read(path, local)
+        try:
+            stage = cache.read(path, local)
+        except DvcRepoError as exc:  # one bad stage file fails its own file, not the command
+            stage = ImportStage.unreadable(str(exc).removeprefix(f"{path}: "))
         if stage is not None:
             (ours if stage.identity is not None else foreign)[local] = stage
     cache.save()

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import Change, Disk, State, Upstream, Wish, compare, object_change
+from gcsdvc.compare import (
+    Change,
+    Disk,
+    State,
+    Upstream,
+    Wish,
+    compare,
+    object_change,
+    stale_stage,
+)
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
 from gcsdvc.manifest import Manifest, Resource, matches
@@ -25,7 +34,7 @@ from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import RemoteObject, Storage, describe
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import cache_linked, holding, read_disks
+from gcsdvc.workspace import cache_linked, holding, read_disks, read_folders
 
 if TYPE_CHECKING:
     from gcsdvc.storage import Looked
@@ -87,12 +96,14 @@ class FileStatus:
         push = [] if pinned else [("dvc push", "")]
         if self.holds_object:
             return [sync]  # recorded as it is: nothing is downloaded or replaced
+        if self.state is State.BROKEN_STAGE:
+            return [("rm", self.stage_file), sync]  # or resolve the conflict in it by hand
         if self.state in (State.MODIFIED, State.UNTRACKED):
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
-            return [("rm", self.local), sync]
+            return [("rm" if self.file is not None else "rm -r", self.local), sync]
         if self.state in (State.MISSING, State.METADATA_UPSTREAM):
             return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
-        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED):
+        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
             return [sync, *push]
         if self.state is State.CHANGED_UPSTREAM:
             if not resource.skip_if_exist:
@@ -315,9 +326,9 @@ def check(
     # Under a snapshot HEAD's record is the stages' own (else the plan would re-describe them).
     git = untracked.NOTHING if quick else untracked.look(manifest.root, manifest.data_path)
     recorded: dict[str, ImportStage] = {}
+    staged = [f.local for f in items if f.file is not None and f.stage is not None]
+    committed = stages.committed_where_changed(manifest.root, staged, git.changed)
     if storage is not None:  # upstream is compared with the dependency as committed
-        staged = [f.local for f in items if f.file is not None and f.stage is not None]
-        committed = stages.committed_where_changed(manifest.root, staged, git.changed)
         recorded = {
             f.local: stages.recommitted(f.stage, committed[f.local])
             for f in items
@@ -328,6 +339,7 @@ def check(
     else:
         disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
     stageless: dict[str, tuple[Disk, RemoteObject]] = {}
+    objs: dict[str, RemoteObject] = {}  # each file's object, as listed
     for status in report.resources:
         listing = listings.get((status.resource.bucket, status.resource.prefix))
         if isinstance(listing, StorageError):
@@ -336,6 +348,8 @@ def check(
         _assess(status.files, listed, disks, recorded)
         for f in status.files:
             obj = listed.get(f.file) if listed is not None and f.file is not None else None
+            if isinstance(obj, RemoteObject):
+                objs[f.local] = obj
             if f.state is State.UNTRACKED and isinstance(obj, RemoteObject):
                 stageless[f.local] = (disks[f.local], obj)
     _note_cache_edits(manifest.root, items)
@@ -349,6 +363,12 @@ def check(
     errors = _check_folders(manifest.root, items, upstream=upstream)
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
+        for f in status.files:
+            if f.state is State.OK and f.stage is not None and not quick:
+                pinned, obj, head = mode.pinned, objs.get(f.local), committed.get(f.local)
+                stale = stale_stage(f.stage, status.resource, f.file, pinned, obj, head)
+                if stale is not None:  # as the plan finds it: a sync rewrites the stage
+                    f.state, f.note = stale.state, stale.note
 
     if quick:
         return report  # a snapshot is only taken of a data folder with no orphan or leftover
@@ -476,7 +496,8 @@ _UPSTREAM = {
 
 
 def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> dict[str, str]:
-    """Ask DVC about whole-prefix imports still OK: their data and (``upstream``) their source.
+    """Ask DVC about whole-prefix imports still OK: their data (as the plan reads it, see
+    :func:`gcsdvc.workspace.read_folders`) and (``upstream``) their source.
 
     Returns the upstream errors, by local path.
     """
@@ -487,19 +508,15 @@ def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> d
     from dvc.exceptions import DvcException
 
     with open_repo(root) as repo:
+        found = read_folders(repo, root, [item.local for item in todo])
         for item in todo:
-            try:
-                stage = repo.stage.load_one(str(root / item.stage_file))
-                local = set(stage.outs[0].workspace_status().values())
-            except DvcException as exc:
-                item.state, item.note = State.MODIFIED, f"DVC cannot read the stage: {exc}"
-                continue
-            if "deleted" in local:
-                item.state = State.MISSING
-            elif "modified" in local:
-                item.state = State.MODIFIED
+            item.state, item.note = found[item.local].state, found[item.local].note
             if not upstream:
                 continue
+            try:
+                stage = repo.stage.load_one(str(root / item.stage_file))
+            except DvcException:
+                continue  # reported above
             try:
                 remote = set(stage.deps[0].workspace_status().values())
             except Exception as exc:  # any storage failure: report it, check the rest

@@ -12,8 +12,10 @@ import base64
 import concurrent.futures
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import io
+import json
 import logging
 import os
 import socket
@@ -27,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
+from gcsdvc.errors import (
+    ChecksumMismatch,
+    GcsdvcError,
+    NotAttemptedError,
+    StorageError,
+    UsageError,
+    local_fault,
+)
 
 _DEFAULT_ENV = {
     # gcsfs otherwise probes every bucket's type over gRPC, a minute per call off GCP.
@@ -68,6 +77,10 @@ def prepare_environment() -> None:
     """Set gcsfs defaults; must run before gcsfs (and google-auth) is imported."""
     for key, value in _DEFAULT_ENV.items():
         os.environ.setdefault(key, value)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if emulator.endswith("/"):
+        # gcsfs appends "/storage/v1/...": "host//storage" answers 404, "bucket not found".
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.rstrip("/")
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         for key, value in _EMULATOR_ENV.items():
             os.environ.setdefault(key, value)
@@ -77,6 +90,62 @@ def prepare_environment() -> None:
         # again for a token (gcsfs/credentials.py: the "cloud" method): about 17 s per
         # process before an anonymous request. Off GCP nothing answers; skip both.
         os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+# The kinds of credentials file google-auth reads (google/auth/_default.py, _VALID_TYPES).
+CREDENTIAL_TYPES = frozenset(
+    {
+        "authorized_user",
+        "service_account",
+        "external_account",
+        "external_account_authorized_user",
+        "impersonated_service_account",
+        "gdch_service_account",
+    }
+)
+
+
+def check_credentials_file() -> None:
+    """Refuse a ``GOOGLE_APPLICATION_CREDENTIALS`` that names no usable credentials.
+
+    gcsfs would fall back to anonymous access without a word (a missing file, an
+    OAuth client file instead of a key). Only the file is read, as google-auth
+    reads it first: nothing is asked of Google.
+    """
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not path:
+        return
+    why = None
+    try:
+        info = json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        why = "no such file"
+    except OSError as exc:
+        why = f"cannot read it ({exc.strerror or exc})"
+    except ValueError:
+        why = "not a JSON file"
+    else:
+        kind = info.get("type") if isinstance(info, dict) else None
+        if kind not in CREDENTIAL_TYPES:
+            client = isinstance(info, dict) and ("installed" in info or "web" in info)
+            why = (
+                "an OAuth client file, not credentials"
+                if client
+                else f"holds no credentials (type {kind!r})"
+            )
+    if why:
+        raise StorageError(
+            f"GOOGLE_APPLICATION_CREDENTIALS={path}: {why}; point it at a service-account "
+            "key file, or unset it and run 'gcloud auth application-default login'"
+        )
+
+
+def credentials_hint() -> str:
+    """What to do about refused credentials, from where they came."""
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if path:
+        return f"the credentials in GOOGLE_APPLICATION_CREDENTIALS={path} were refused"
+    return CREDENTIALS_HINT
 
 
 def surely_off_gcp() -> bool:
@@ -252,6 +321,7 @@ class Storage:
         if self._fs is None:
             prepare_environment()
             retries = attempts()
+            check_credentials_file()
             self._check_reachable()
             try:
                 from dvc_gs import GSFileSystem
@@ -307,7 +377,10 @@ class Storage:
         )
 
     def list_prefix(self, bucket: str, prefix: str) -> list[str]:
-        """The names of the objects under ``gs://bucket/prefix/``, relative to the prefix."""
+        """The names of the objects under ``gs://bucket/prefix/``, relative to the prefix.
+
+        Folder placeholders ("eval/", made by the Cloud Console) are no files: left out.
+        """
         root = f"{bucket}/{prefix}/" if prefix else f"{bucket}/"
         try:
             found = self.fs.find(root, detail=True)
@@ -318,7 +391,7 @@ class Storage:
         return [
             path[len(root) :]
             for path, info in found.items()
-            if info.get("type") == "file" and path.startswith(root)
+            if info.get("type") == "file" and path.startswith(root) and not path.endswith("/")
         ]
 
     def list_folder(self, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
@@ -352,7 +425,11 @@ class Storage:
             found = self.fs.find(root, detail=True)
         except Exception as exc:
             raise StorageError(f"cannot list gs://{root}: {describe(exc)}") from None
-        files = [info for info in found.values() if info.get("type") == "file"]
+        files = [
+            info
+            for info in found.values()
+            if info.get("type") == "file" and not str(info["name"]).endswith("/")
+        ]  # a folder placeholder ("eval/", made by the Console) is no file
         updated = max((str(info.get("updated") or "") for info in files), default="")
         return PrefixStats(len(files), sum(int(i.get("size") or 0) for i in files), updated or None)
 
@@ -640,7 +717,7 @@ class Storage:
                         dest.unlink(missing_ok=True)
                         twin(dest).unlink(missing_ok=True)
                         outage.failed(index, exc)
-                        result = exc
+                        result = _where(exc, dest)
                 then(index, result)
 
         async def run() -> None:
@@ -883,6 +960,9 @@ async def _fetch(
     url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
     if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
+    project = billed_project(fs)
+    if project:
+        url += f"&userProject={urllib.parse.quote(project, safe='')}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
     result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
     return result
@@ -896,7 +976,34 @@ async def _attempt(
     dest: Path | None,
     on_bytes: Callable[[int], None] | None,
 ) -> Fetched:
-    """One try of :func:`_fetch` (``_Client.attempt`` retries it)."""
+    """One try of :func:`_fetch` (``_Client.attempt`` retries it).
+
+    The bytes a failed try reported are taken back, so progress never counts a byte twice.
+    """
+    counted = 0
+
+    def count(n: int) -> None:
+        nonlocal counted
+        counted += n
+        if on_bytes is not None:
+            on_bytes(n)
+
+    try:
+        return await _try(client, obj, url, headers, dest, count)
+    except BaseException:
+        if on_bytes is not None and counted:
+            on_bytes(-counted)
+        raise
+
+
+async def _try(
+    client: _Client,
+    obj: RemoteObject,
+    url: str,
+    headers: dict[str, str],
+    dest: Path | None,
+    on_bytes: Callable[[int], None],
+) -> Fetched:
     from gcsfs.retry import validate_response
 
     fs = client.fs
@@ -945,8 +1052,7 @@ async def _attempt(
         fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
         with fobj:
             while chunk := await resp.content.read(CHUNK):
-                if on_bytes is not None:
-                    on_bytes(len(chunk))
+                on_bytes(len(chunk))
                 if gunzip is None:
                     stored.update(chunk)
                 else:
@@ -1013,6 +1119,19 @@ async def _stream(
         concurrent.futures.wait(pending)  # cancelled or failed: close the files only after
 
 
+# What a write of this machine's files fails with: never Cloud Storage's doing.
+LOCAL_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.ENAMETOOLONG}
+)
+
+
+def _where(exc: Exception, dest: Path) -> Exception:
+    """A local write error with the file it was writing (``write()`` names none)."""
+    if isinstance(exc, OSError) and exc.filename is None and exc.errno in LOCAL_ERRNOS:
+        return OSError(exc.errno, exc.strerror, str(dest))
+    return exc
+
+
 def twin(path: Path) -> Path:
     """Where a download to ``path`` writes its copy (``Storage.download``'s ``copies``)."""
     return path.with_name(path.name + ".copy")
@@ -1025,12 +1144,24 @@ def attempts() -> int:
     """
     value = os.environ.get(RETRIES_VAR, "").strip() or "6"
     if not value.isdigit() or int(value) < 1:
-        raise StorageError(f"{RETRIES_VAR}={value!r}: expected a whole number, at least 1")
+        raise UsageError(f"{RETRIES_VAR}={value!r}: expected a whole number, at least 1")
     return int(value)
 
 
 def file_md5(path: Path) -> str:
     return hash_file(path)[0]
+
+
+def billed_project(fs: Any) -> str | None:
+    """The project requests bill for requester-pays buckets, as gcsfs's own requests name it.
+
+    gcsfs and DVC take it from ``FSSPEC_GS_REQUESTER_PAYS=<project>`` (fsspec's
+    configuration of the ``gs`` file system), so ``dvc pull`` bills the same project.
+    """
+    pays = fs.requester_pays
+    if isinstance(pays, str):
+        return pays
+    return str(fs.project) if pays and fs.project else None
 
 
 def _timeout() -> Any:
@@ -1052,18 +1183,31 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, GcsdvcError):
         return text
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return local_fault(exc)  # this machine's file, not Cloud Storage
     if isinstance(exc, FileNotFoundError):
         return "not found"
     if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
-        return f"permission denied (check your credentials: {CREDENTIALS_HINT})"
+        # gcsfs: "Forbidden: <path>" then Cloud Storage's text, which names the principal
+        # and the permission it lacks.
+        said = " ".join(str(exc).strip().splitlines()[1:]).strip()
+        said = f": {said}" if said else ""
+        return f"permission denied{said} (check your credentials: {credentials_hint()})"
+    if "requester pays" in text.lower():
+        return (
+            "the bucket is requester pays: set FSSPEC_GS_REQUESTER_PAYS to the project to "
+            "bill (gcsfs and DVC read it too)"
+        )
     name = type(exc).__name__
     code = getattr(exc, "code", None)
     if code == 401 or "Anonymous caller" in text:
-        return f"not signed in to Google Cloud ({text}); {CREDENTIALS_HINT}"
+        return f"not signed in to Google Cloud ({text}); {credentials_hint()}"
     if "Credentials" in name or "RefreshError" in name:
         return f"no usable Google Cloud credentials ({text})"
     if isinstance(code, int):
         return f"HTTP {code}: {text}"
+    if name == "ClientPayloadError":
+        return f"the download broke off before its end, after every retry ({text})"
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:
         return f"connection failed ({name}: {text})"
     return f"{name}: {text}"

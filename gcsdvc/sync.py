@@ -198,6 +198,7 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
     errors: dict[State | None, type[GcsdvcError]] = {
         State.LISTING_FAILED: ListingError,
         State.REFUSED: RefusedNameError,
+        State.BROKEN_STAGE: DvcRepoError,
     }
     for item in plan.of(Action.FAILED):
         result.fail(item, errors.get(item.state, StorageError)(item.note))

@@ -70,6 +70,11 @@ class Transfer:
             gone += " (it was recorded with --no-download)"
         if not self.pinned:
             fix = "'dvc pull' it from your DVC remote"
+        elif obj is None:  # no current object to take either
+            fix = (
+                f"{item.source} itself is deleted too: restore it in the bucket, or take "
+                f"the file out of the manifest and remove {stages.stage_path(item.local)}"
+            )
         else:
             fix = (
                 f"take the current object with 'dvc update {stages.stage_path(item.local)}' "

@@ -20,17 +20,17 @@ import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import stages
-from gcsdvc.compare import ABSENT, Disk
-from gcsdvc.errors import DvcRepoError
+from gcsdvc.compare import ABSENT, Comparison, Disk, State
+from gcsdvc.errors import DvcRepoError, StorageError
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import Fetched, RemoteObject, file_md5, hash_file
+from gcsdvc.storage import Fetched, RemoteObject, describe, file_md5, hash_file
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -60,7 +60,7 @@ class HashCache:
     """
 
     def __init__(self, root: Path) -> None:
-        self.path = root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
+        self.path = stages.hash_cache_path(root)
         self.known = stages.read_json_cache(self.path)
         self.changed = False
 
@@ -116,6 +116,90 @@ def read_disks(
             cache.put(local, info, md5)
     cache.save()
     return disks
+
+
+def read_folders(repo: Repo, root: Path, locals_: Iterable[str]) -> dict[str, Comparison]:
+    """Whether each whole-prefix import's folder holds what its stage records, as DVC sees it.
+
+    The one reading of a folder import's data, for the plan and for status alike:
+    :attr:`State.OK`; :attr:`State.MISSING` when files were only deleted (the cache
+    restores them and nothing of the user's is lost); :attr:`State.MODIFIED` when a
+    file was edited or added, or DVC cannot read the stage. DVC hashes the folder
+    (its state db answers for files it has seen unchanged).
+    """
+    from dvc.exceptions import DvcException
+
+    found: dict[str, Comparison] = {}
+    for local in locals_:
+        try:
+            stage = repo.stage.load_one(str(root / stages.stage_path(local)))
+            out = stage.outs[0]
+            if not out.exists:
+                found[local] = Comparison(State.MISSING)
+                continue
+            if not out.hash_info:
+                # --no-download, then `dvc pull`: no hash to compare with (as compare() has it).
+                found[local] = Comparison(State.OK)
+                continue
+            now = _hashed(out)
+        except DvcException as exc:
+            found[local] = Comparison(State.MODIFIED, f"DVC cannot read the stage: {exc}")
+            continue
+        if now.hash_info == out.hash_info:
+            found[local] = Comparison(State.OK)
+        else:
+            found[local] = _folder_change(_tree(out.cache, out.hash_info), now)
+    return found
+
+
+def _hashed(out: Any) -> Any:
+    """The folder of a DVC output as DVC hashes it for ``dvc status`` (``Output.get_hash``
+    builds it so, dvc 3.x), as a tree object, without DVC's progress bar."""
+    _, _, now = out._build(
+        out.cache,
+        out.fs_path,
+        out.fs,
+        out.hash_name,
+        ignore=out.dvcignore,
+        dry_run=not out.use_cache,
+        no_progress_bar=True,
+    )
+    return now
+
+
+def _tree(odb: Any, hash_info: Any) -> Any:
+    """The recorded folder's tree as DVC's cache holds it, else None."""
+    from dvc_data.hashfile import load
+    from dvc_objects.errors import ObjectFormatError
+
+    try:
+        return load(odb, hash_info)
+    except (FileNotFoundError, ObjectFormatError):
+        return None
+
+
+def _folder_change(recorded: Any, now: Any) -> Comparison:
+    """How a folder's files (``now``, a DVC tree) differ from the recorded tree."""
+    from dvc_data.hashfile.tree import Tree
+
+    if not isinstance(recorded, Tree) or not isinstance(now, Tree):
+        return Comparison(State.MODIFIED, "its files differ from the stage's")
+    was = {"/".join(key): oid for key, _, oid in recorded}
+    got = {"/".join(key): oid for key, _, oid in now}
+    deleted = sorted(was.keys() - got.keys())
+    added = sorted(got.keys() - was.keys())
+    edited = sorted(k for k in was.keys() & got.keys() if was[k] != got[k])
+
+    def some(names: list[str]) -> str:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more
+
+    if not (added or edited):
+        return Comparison(State.MISSING, f"not on disk: {some(deleted)}")
+    parts = [f"edited: {some(edited)}"] if edited else []
+    parts += [f"not recorded: {some(added)}"] if added else []
+    parts += [f"not on disk: {some(deleted)}"] if deleted else []
+    return Comparison(State.MODIFIED, "; ".join(parts))
 
 
 def holding(root: Path, files: dict[str, tuple[Disk, RemoteObject]]) -> set[str]:
@@ -492,16 +576,30 @@ class Workspace:
         return self._dvc(local, lambda: self.repo.pull(targets=[target], force=True, jobs=jobs))
 
     def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
+        """Run one of DVC's folder operations; any failure is one line, typed by its cause.
+
+        A folder DVC was making (none was there) is removed when it fails, with
+        the stage it may have written: the data folder is left as it was.
+        """
         from dvc.exceptions import DvcException
 
         path = self.root / local
+        stage_file = self.root / stages.stage_path(local)
         self._folder(path, into_cache=False)
+        new = not path.exists() and not stage_file.exists()
         try:
             with _dvc_quietly(self.reporter):
                 call()
-        except DvcException as exc:
+        except Exception as exc:
+            if new:
+                shutil.rmtree(path, ignore_errors=True)
+                stage_file.unlink(missing_ok=True)
+            cause = exc.__cause__ if isinstance(exc, DvcException) else exc
+            if isinstance(cause, Exception) and not isinstance(cause, DvcException):
+                if isinstance(cause, OSError) and cause.filename is not None:
+                    raise cause from None  # a local fault: the caller names the path
+                raise StorageError(describe(cause)) from None
             raise DvcRepoError(str(exc).splitlines()[0]) from None
-        stage_file = self.root / stages.stage_path(local)
         stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")
@@ -642,7 +740,7 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
                 reporter.finish()
 
     log = logging.getLogger("dvc")
-    level, tqdm_callback = log.level, callbacks.TqdmCallback
+    level, tqdm_callback, enabled = log.level, callbacks.TqdmCallback, ui._enabled
     log.setLevel(logging.WARNING)
     ui._enabled = False
     callbacks.TqdmCallback = Forward
@@ -650,7 +748,7 @@ def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
         yield
     finally:
         callbacks.TqdmCallback = tqdm_callback
-        ui._enabled = True
+        ui._enabled = enabled
         log.setLevel(level)
 
 
@@ -662,6 +760,7 @@ def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None)
     should it fail, every one of DVC's cache types is tried again, then a copy.
     """
     kinds = [*types, "copy"]
+    failure: OSError | None = None
     for kind in dict.fromkeys([known, *kinds] if known else kinds):
         try:
             if kind == "reflink":
@@ -675,9 +774,11 @@ def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None)
             else:
                 shutil.copyfile(src, dest)
             return kind
-        except OSError:
+        except OSError as exc:
             dest.unlink(missing_ok=True)
-    raise OSError(f"cannot link or copy {src} to {dest}")
+            failure = exc
+    assert failure is not None
+    raise failure  # the copy's error: it names the file and the cause (a full disk...)
 
 
 class SymlinkGuard:

@@ -178,14 +178,50 @@ def run(
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty git + DVC repository as the working directory."""
-    root = tmp_path / "repo"
-    root.mkdir()
+    root = new_repo(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mount a tmpfs of the given size (``"2m"``): a real full disk, a real read-only folder.
+
+    Needs the right to mount (root, as CI runs); skipped where it is not given.
+    """
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def read_only(point: Path) -> None:
+    """Remount a :func:`small_disk` read-only: EROFS for every write, even root's."""
+    subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+
+
+def new_repo(root: Path) -> Path:
+    """An empty git + DVC repository at ``root``."""
+    root.mkdir(exist_ok=True)
     run("git", "init", "-q", "-b", "main", cwd=root)
     from dvc.repo import Repo  # in process: `dvc init` in a subprocess shows nothing more
 
     Repo.init(str(root)).close()
     run("git", "commit", "-qm", "init", cwd=root)
-    monkeypatch.chdir(root)
     return root
 
 

@@ -22,6 +22,7 @@ class Faults:
     status: int = 503
     forbid: tuple[str, ...] = ()  # answer 403 to requests whose request line contains one
     unavailable: str = ""  # answer 503 to requests whose request line contains this
+    cut_media: int = 0  # hang up the first N object downloads after 256 KiB of the answer
     anonymous: str = ""  # answer 401 "Anonymous caller" to requests whose line contains this
     delay: float = 0.0  # seconds to sleep per 64 KiB of response
     corrupt_media: bool = False  # flip a byte of every object download
@@ -70,7 +71,7 @@ class FaultProxy:
             if f.seen <= f.fail_first:
                 return _answer(client, f.status)
             if any(part in line for part in f.forbid):
-                return _answer(client, 403)
+                return _answer(client, 403, _FORBIDDEN)
             if f.unavailable and f.unavailable in line:
                 return _answer(client, 503)
             if f.anonymous and f.anonymous in line:
@@ -85,10 +86,16 @@ class FaultProxy:
                 media = "alt=media" in line
                 flipped = not (f.corrupt_media and media)
                 body = False
+                cut_after = None
+                if media and f.cut_media > 0:
+                    f.cut_media -= 1
+                    cut_after = 256 << 10
+                sent = 0
                 while chunk := _recv(up):
-                    if _is_down(f):  # storage died: cut the transfers in flight
-                        _hang_up(client, up)
+                    if _is_down(f) or (cut_after is not None and sent >= cut_after):
+                        _hang_up(client, up)  # storage died, or this answer is cut short
                         return
+                    sent += len(chunk)
                     if not flipped:
                         if not body and b"\r\n\r\n" in chunk:
                             body, cut = True, chunk.index(b"\r\n\r\n") + 4
@@ -159,6 +166,13 @@ def _one_request_per_connection(head: bytes) -> bytes:
 
 _ANONYMOUS = (
     "Anonymous caller does not have storage.objects.get access to the Google Cloud "
+    "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist)."
+)
+
+
+# Cloud Storage's text for a 403: it names the principal and the permission it lacks.
+_FORBIDDEN = (
+    "sandbox@example.invalid does not have storage.objects.get access to the Google Cloud "
     "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist)."
 )
 

@@ -18,7 +18,9 @@ and hashes and decompressed on download unless the request sends
 (``versioning.enabled``) keep old generations, readable with ``generation=``.
 
 ``decode_media`` plays a proxy on the way that decodes gzip answers and drops
-their ``Content-Encoding``.
+their ``Content-Encoding``. Buckets in ``requester_pays`` refuse every request
+that names no ``userProject`` (400, Cloud Storage's text); ``billed`` lists the
+(bucket, project) requests named.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from typing import Any
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host", "upgrade"}
 _OBJECT = re.compile(r"^/(?:upload/)?storage/v1/b/([^/]+)/o/([^/?]+)(/compose)?$")
+_BUCKET = re.compile(r"^/(?:upload/|download/)?storage/v1/b/([^/?]+)")
+_NO_USER_PROJECT = "Bucket is a requester pays bucket but no user project provided."
 _MEDIA = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/?]+)$")
 
 Key = tuple[str, str, str]  # bucket, object name, generation
@@ -74,6 +78,10 @@ class GcsLayer:
         self.lock = threading.Lock()
         # A proxy on the way that decodes gzip answers (and drops Content-Encoding).
         self.decode_media = False
+        # Requester-pays buckets: a request without ``userProject`` is refused, as Cloud
+        # Storage refuses it; the projects that requests named, to check who is billed.
+        self.requester_pays: set[str] = set()
+        self.billed: list[tuple[str, str]] = []  # (bucket, project)
         layer = self
 
         class Handler(_Handler):
@@ -254,6 +262,14 @@ class _Handler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         path = split.path
         query = urllib.parse.parse_qs(split.query)
+        named = _BUCKET.match(path)
+        bucket = urllib.parse.unquote(named.group(1)) if named else ""
+        if bucket in layer.requester_pays:
+            project = query.get("userProject", [""])[0]
+            if not project:
+                return self._error(400, _NO_USER_PROJECT, "required")
+            with layer.lock:
+                layer.billed.append((bucket, project))
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
         try:
             conn.request(self.command, self.path, body or None, headers)
@@ -267,6 +283,21 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_rewritten(resp, path, query, body)
         finally:
             conn.close()
+
+    def _error(self, status: int, message: str, reason: str) -> None:
+        """An error as Cloud Storage's JSON API words it."""
+        error = {
+            "code": status,
+            "message": message,
+            "errors": [{"message": message, "reason": reason}],
+        }
+        data = json.dumps({"error": error}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _send_rewritten(
         self, resp: http.client.HTTPResponse, path: str, query: dict[str, list[str]], sent: bytes

@@ -123,3 +123,51 @@ def test_storage_installs_one_log_handler() -> None:
     Storage()
     Storage()
     assert logging.getLogger("gcsfs").handlers == before
+
+
+def test_path_answers_the_new_truth_when_things_change_between_calls(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One survey per process, keyed by what it read: the manifest's stat, the hash and
+    stage caches' stats and each file's and stage's stat. A change to any is seen."""
+    from gcsdvc import status
+
+    real_inspect = status.inspect
+    full: list[str] = []
+
+    def counted(*args: Any) -> Any:
+        full.append(args[2])
+        return real_inspect(*args)
+
+    monkeypatch.setattr(status, "inspect", counted)
+    synced = project / "data" / "runs" / "lr-0.1"
+    assert api.path("lr-0.1", "metrics.json") == synced / "metrics.json"
+    assert api.path("lr-0.1", "plots/loss.csv") == synced / "plots" / "loss.csv"
+    assert full == []  # the caches a sync leaves vouch for both: no full check
+
+    # The manifest changes: another destination, not synced there.
+    manifest_file = project / "params.yaml"
+    before = manifest_file.read_text()
+    manifest_file.write_text(before.replace("destination: runs/lr-0.1", "destination: moved"))
+    with pytest.raises(NotSyncedError, match=r"data/moved/metrics\.json is not synced yet"):
+        api.path("lr-0.1", "metrics.json")
+    manifest_file.write_text(before)
+    assert api.path("lr-0.1", "metrics.json") == synced / "metrics.json"
+
+    # A stage changes (another md5 recorded): the file no longer is its bytes.
+    stage_file = synced / "metrics.json.dvc"
+    stage_text = stage_file.read_text()
+    recorded = yaml.safe_load(stage_text)["outs"][0]["md5"]
+    stage_file.write_text(stage_text.replace(recorded, "f" * 32))
+    with pytest.raises(ModifiedError, match=r"differs from .*metrics\.json\.dvc \(md5 "):
+        api.path("lr-0.1", "metrics.json")
+    stage_file.write_text(stage_text)
+    assert api.path("lr-0.1", "metrics.json") == synced / "metrics.json"
+
+    # Another sync between calls: its files are vouched for by the caches it rewrote.
+    with pytest.raises(NotSyncedError, match=r"is not synced yet; run: gcsdvc sync lr-0\.01$"):
+        api.path("lr-0.01", "metrics.json")
+    assert cli("sync", "lr-0.01", cwd=project).returncode == 0
+    full.clear()
+    assert api.path("lr-0.01", "metrics.json").read_text() == '{"run": "lr-0.01"}'
+    assert full == []

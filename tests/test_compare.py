@@ -9,7 +9,16 @@ from typing import Any
 import pytest
 
 from gcsdvc import stages
-from gcsdvc.compare import ABSENT, Disk, State, Upstream, Wish, compare, local_edit
+from gcsdvc.compare import (
+    ABSENT,
+    Disk,
+    State,
+    Upstream,
+    Wish,
+    compare,
+    local_edit,
+    stale_stage,
+)
 from gcsdvc.errors import StorageError
 from gcsdvc.manifest import Resource
 from gcsdvc.plan import ACTIONS, Action, Key, decide
@@ -87,6 +96,8 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("folder in sync", FOLDER, stage(source=FOLDER.source, md5=None), Disk(True), NL, State.OK),
     ("folder missing", FOLDER, stage(source=FOLDER.source), ABSENT, NL, State.MISSING),
     ("folder in the way", FOLDER, None, Disk(True), NL, State.UNTRACKED),
+    ("stage file unreadable", WISH, stages.ImportStage.unreadable("conflict"), FILE, obj(),
+     State.BROKEN_STAGE),
 ]  # fmt: skip
 
 
@@ -100,8 +111,26 @@ def test_compare(wish: Wish, stage_: Any, disk: Disk, listed: Any, state: State)
 
 
 def test_every_state_is_reached() -> None:
-    # REFUSED is the names' check (manifest.unsafe_name), made before any comparison.
-    assert {case[-1] for case in CASES} == set(State) - {State.REFUSED}
+    # REFUSED is the names' check (manifest.unsafe_name), made before any comparison;
+    # STALE_STAGE is stale_stage's, made after it.
+    assert {case[-1] for case in CASES} == set(State) - {State.REFUSED, State.STALE_STAGE}
+
+
+def test_a_stage_a_sync_would_rewrite_is_stale() -> None:
+    """stale_stage, read by the plan and by status alike."""
+    pinned = stage()
+    assert stale_stage(pinned, RES, "a.txt", pinned=True) is None
+    # Unpinned: a version_id recorded by `dvc exp run` / `dvc update` makes `dvc push` skip it.
+    found = stale_stage(pinned, RES, "a.txt", pinned=False)
+    assert found is not None and found.state is State.STALE_STAGE
+    assert found.note == "records version_id 100, so 'dvc push' skips it"
+    unpinned = stages.conform(pinned, RES, "a.txt", pinned=False)
+    assert stale_stage(unpinned, RES, "a.txt", pinned=False) is None
+    # Pinned, no generation recorded: the listed object's is added, when it is listed.
+    assert stale_stage(unpinned, RES, "a.txt", pinned=True) is None
+    assert stale_stage(unpinned, RES, "a.txt", pinned=True, obj=obj()) is not None
+    # Another description in the manifest.
+    assert stale_stage(pinned, replace(RES, description="new"), "a.txt", pinned=True) is not None
 
 
 def test_notes_name_the_cause() -> None:
@@ -119,8 +148,10 @@ def test_notes_name_the_cause() -> None:
 
 def expected(key: Key) -> Action:
     """The plan's rules, written out as a reader would state them."""
-    if key.state is State.OK:
-        return Action.UPDATE if key.folder and not key.skip_if_exist else Action.UNCHANGED
+    if key.state in (State.OK, State.STALE_STAGE):
+        if key.folder and not key.skip_if_exist:
+            return Action.UPDATE
+        return Action.UNCHANGED if key.state is State.OK else Action.METADATA
     if key.state in (State.UNTRACKED, State.MODIFIED) and not key.force:
         return Action.CONFLICT  # local files are never replaced silently
     if key.state is State.UNTRACKED:
@@ -135,6 +166,7 @@ def expected(key: Key) -> Action:
         State.FOREIGN: Action.FAILED,
         State.LISTING_FAILED: Action.FAILED,
         State.REFUSED: Action.FAILED,
+        State.BROKEN_STAGE: Action.FAILED,
         State.SOURCE_MOVED: Action.UPDATE,
         State.MISSING: Action.RESTORE,
         State.METADATA_UPSTREAM: Action.METADATA,

@@ -21,7 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, gcsdvc, load, snapshot, write_manifest
+from conftest import (
+    QUOTED,
+    cli,
+    data,
+    dvc_main,
+    entry,
+    gcsdvc,
+    load,
+    new_repo,
+    read_only,
+    snapshot,
+    without_git_hint,
+    write_manifest,
+)
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc import storage
@@ -162,10 +175,15 @@ def test_a_bad_retries_setting_is_one_line_and_changes_nothing(
     before = snapshot(repo)
     res = cli("sync", cwd=repo, env={RETRIES_VAR: value})
     assert (res.returncode, res.stderr) == (
-        1,
+        2,
         f"error: GCSDVC_RETRIES={value!r}: expected a whole number, at least 1\n",
     )
     assert snapshot(repo) == before
+    res = cli("status", cwd=repo, env={RETRIES_VAR: value})  # a setting, not storage's answer
+    assert (res.returncode, res.stderr) == (
+        2,
+        f"error: GCSDVC_RETRIES={value!r}: expected a whole number, at least 1\n",
+    )
 
 
 def test_storage_dies_mid_sync(repo: Path, many: str, proxy: FaultProxy) -> None:
@@ -355,8 +373,10 @@ def test_a_403_on_one_objects_metadata_fails_that_file_only(
     assert "Traceback" not in res.stderr
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
     assert failed == [
-        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/metrics.json: permission denied "
-        f"(check your credentials: {CREDENTIALS_HINT})"
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/metrics.json: permission denied: "
+        "sandbox@example.invalid does not have storage.objects.get access to the Google Cloud "
+        "Storage object. Permission 'storage.objects.get' denied on resource (or it may not "
+        f"exist). (check your credentials: {CREDENTIALS_HINT})"
     ]
     assert assert_consistent(repo) == 2  # file1 and parent_dir/file1 synced
     doc = json.loads(cli("status", "--json", cwd=repo, env=via(proxy)).stdout)
@@ -373,12 +393,136 @@ def test_one_object_that_keeps_failing_is_no_outage(
     repo: Path, many: str, proxy: FaultProxy
 ) -> None:
     """A persistent 503 for one object fails that object; the other eleven are downloaded."""
-    # It fails at once (one attempt) while the others still come slowly.
-    proxy.faults = Faults(unavailable="part-00.bin?alt=media", delay=0.02)
+    # One download at a time, in order: it fails first (one attempt), before any other starts.
+    proxy.faults = Faults(unavailable="part-00.bin?alt=media")
     write_manifest(repo, [many_entry(many)])
-    res = cli("sync", "-j", "2", cwd=repo, env={**via(proxy), "GCSDVC_RETRIES": "1"})
+    res = cli("sync", "-j", "1", cwd=repo, env={**via(proxy), "GCSDVC_RETRIES": "1"})
     assert res.returncode == 1
     assert "not attempted" not in res.stderr
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and "part-00.bin: HTTP 503" in failed[0], res.stderr
     assert assert_consistent(repo) == 11
+
+
+def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    """DVC's download of a whole prefix refused mid-way: no traceback, no partial files."""
+    whole = entry(seeded, name="whole", destination="whole")
+    del whole["files"]
+    write_manifest(repo, [whole, entry(seeded)])
+    proxy.faults = Faults(forbid=("checkpoint.bin?alt=media",))  # one object of the folder
+    res = cli("sync", cwd=repo, env=via(proxy))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and failed[0].startswith(f"failed: whole: gs://{seeded}/"), failed
+    assert "permission denied" in failed[0]
+    assert "sync: 3 added, 0 unchanged, 1 failed" in without_git_hint(res.stdout)
+    assert not (repo / "data" / "whole").exists()
+    assert not (repo / "data" / "whole.dvc").exists()
+    proxy.faults = Faults()
+    res = cli("sync", cwd=repo, env=via(proxy))  # no --force needed
+    assert res.returncode == 0, res.stderr
+    assert (repo / "data" / "whole" / "checkpoint.bin").stat().st_size == 3 << 20
+
+
+def test_a_cut_download_is_retried_and_counted_once(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    """Progress takes back the bytes of a try that broke off: never past 100%."""
+    proxy.faults = Faults(cut_media=1)
+    write_manifest(repo, [entry(seeded, files=["checkpoint.bin"])])
+    res = cli("sync", "-v", cwd=repo, env=via(proxy))
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.rsplit("storage retries: ", 1)[1].split()[0]) == 1
+    done = [line for line in res.stderr.splitlines() if line.startswith("done: ")]
+    assert done and done[-1].startswith("done: 1/1 files, 3.00M/3.00M, "), res.stderr
+    assert assert_consistent(repo) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, ": no such file;"),
+        ('{"installed": {"client_id": "x", "client_secret": "y"}}', ": an OAuth client file,"),
+        ("not json", ": not a JSON file;"),
+        ('{"type": "oops"}', ": holds no credentials (type 'oops');"),
+    ],
+    ids=["missing", "an OAuth client file", "not JSON", "unknown type"],
+)
+def test_a_credentials_file_that_holds_no_credentials_is_named(
+    repo: Path, seeded: str, tmp_path: Path, content: str | None, why: str
+) -> None:
+    """Not a silent fall-back to anonymous access: one line naming the file and the cause."""
+    key = tmp_path / "key.json"
+    if content is not None:
+        key.write_text(content)
+    write_manifest(repo, [entry(seeded)])
+    before = snapshot(repo)
+    res = cli("sync", cwd=repo, env={"GOOGLE_APPLICATION_CREDENTIALS": str(key)})
+    assert res.returncode == 1
+    (line,) = res.stderr.splitlines()
+    assert line.startswith(f"error: GOOGLE_APPLICATION_CREDENTIALS={key}: "), line
+    assert why in line
+    assert line.endswith(
+        "; point it at a service-account key file, or unset it and run "
+        "'gcloud auth application-default login'"
+    )
+    assert snapshot(repo) == before
+
+
+def test_a_trailing_slash_on_the_emulator_host_is_no_missing_bucket(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    write_manifest(repo, [entry(seeded)])
+    res = cli("sync", cwd=repo, env={"STORAGE_EMULATOR_HOST": proxy.url + "/"})
+    assert res.returncode == 0, res.stderr
+    assert assert_consistent(repo) == 3
+
+
+def test_a_download_cut_off_for_good_reads_as_such() -> None:
+    import aiohttp
+
+    exc = aiohttp.ClientPayloadError("Response payload is not completed")
+    assert storage.describe(exc) == (
+        "the download broke off before its end, after every retry "
+        "(Response payload is not completed)"
+    )
+
+
+def test_a_full_disk_is_named_as_a_local_fault(
+    small_disk: Any, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC names the local file, not "connection failed"; the files that fit are synced."""
+    root = new_repo(small_disk("2m") / "repo")
+    monkeypatch.chdir(root)
+    write_manifest(root, [entry(seeded, files=["file1", "checkpoint.bin"])])  # 3 MiB: no room
+    res = cli("sync", cwd=root)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1, res.stderr
+    assert failed[0].startswith(
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/checkpoint.bin: local file "
+    )
+    assert failed[0].endswith(": No space left on device")
+    assert "connection" not in res.stderr
+    assert data(root, "file1").read_text() == "top file1\n"
+
+
+def test_a_read_only_repository_is_one_line(
+    small_disk: Any, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    point = small_disk("8m")
+    root = new_repo(point / "repo")
+    monkeypatch.chdir(root)
+    write_manifest(root, [entry(seeded)])
+    read_only(point)
+    for command in (["sync"], ["add", f"gs://{seeded}/other/run", "--no-check"]):
+        res = cli(*command, cwd=root)
+        assert res.returncode != 0, command
+        assert "Traceback" not in res.stderr
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1, res.stderr
+        assert lines[0].startswith("error: ") and "Read-only file system" in lines[0], lines

@@ -1027,7 +1027,10 @@ def test_missing_and_unreadable_manifests(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ManifestError) as info:
         load_manifest("nope.yaml")
-    assert info.value.problems == ["nope.yaml: manifest not found"]
+    assert info.value.problems == [
+        "nope.yaml: manifest not found; 'gcsdvc add gs://BUCKET/PATH' or "
+        "'gcsdvc discover gs://BUCKET/PATH --add' creates it"
+    ]
     assert info.value.exit_code == 2
     (tmp_path / "latin1.yaml").write_bytes("resources: [é]\n".encode("latin-1"))
     with pytest.raises(ManifestError) as info:
@@ -1147,3 +1150,29 @@ def test_cli_sync_with_an_invalid_manifest_changes_nothing(repo: Path) -> None:
     assert "field 'destination': '/tmp/exp1' is absolute" in result.stderr
     assert snapshot(repo) == before
     assert not (repo / "data").exists()
+
+
+NFC, NFD = "caf\u00e9.csv", "cafe\u0301.csv"  # the same on screen
+
+
+@pytest.mark.parametrize(
+    ("name", "choices", "hint"),
+    [
+        ("metrcs.json", ["metrics.json", "x.bin"], "did you mean 'metrics.json'?"),
+        ("zzz", ["metrics.json"], ""),
+        (
+            NFC,
+            [NFD, "cafe.csv"],
+            f"did you mean '{NFD}' (the same letters in another Unicode form: "
+            "'cafe\\u0301.csv'), 'cafe.csv'?",
+        ),
+        (NFC, [NFC], ""),  # the name itself is not suggested
+    ],
+    ids=["close", "none", "another Unicode form first", "itself"],
+)
+def test_did_you_mean_tells_names_apart_that_look_the_same(
+    name: str, choices: list[str], hint: str
+) -> None:
+    from gcsdvc.manifest import did_you_mean
+
+    assert did_you_mean(name, choices) == hint

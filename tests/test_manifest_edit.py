@@ -40,6 +40,20 @@ NEW_LINES = """\
     skip_if_exist: true
     description: '学習率 0.5: fast'
 """
+# The same entry in a new list: DVC's layout (ruamel.yaml's defaults, as `dvc exp run -S`
+# writes params.yaml back), where YAML 1.2 reads plain what PyYAML's output quoted.
+DVC_LINES = """\
+- name: lr-0.5
+  bucket: b1
+  blob: mnist
+  subblob: lr-0.5
+  files:
+  - '*.json'
+  - eval/a b.csv
+  destination: mnist/lr-0.5
+  skip_if_exist: true
+  description: '学習率 0.5: fast'
+"""
 
 # A params.yaml as users keep it: DVC params around the manifest, comments everywhere,
 # odd quoting, blank lines, a trailing comment after the list, no newline at the end.
@@ -95,18 +109,18 @@ PARAMS_AFTER = PARAMS.replace(
     ("before", "after"),
     [
         pytest.param(PARAMS, PARAMS_AFTER, id="params-with-comments-and-quoting"),
-        pytest.param("", "resources:\n" + NEW_LINES, id="empty-file"),
-        pytest.param("train:\n  lr: 1\n", "train:\n  lr: 1\nresources:\n" + NEW_LINES, id="no-key"),
-        pytest.param("a: 1", "a: 1\nresources:\n" + NEW_LINES, id="no-key-no-newline"),
-        pytest.param("resources:\n", "resources:\n" + NEW_LINES, id="null"),
+        pytest.param("", "resources:\n" + DVC_LINES, id="empty-file"),
+        pytest.param("train:\n  lr: 1\n", "train:\n  lr: 1\nresources:\n" + DVC_LINES, id="no-key"),
+        pytest.param("a: 1", "a: 1\nresources:\n" + DVC_LINES, id="no-key-no-newline"),
+        pytest.param("resources:\n", "resources:\n" + DVC_LINES, id="null"),
         pytest.param(
             "resources:  # here\nx: 1\n",
-            "resources:  # here\n" + NEW_LINES + "x: 1\n",
+            "resources:  # here\n" + DVC_LINES + "x: 1\n",
             id="null-commented",
         ),
-        pytest.param("resources: ~\n", "resources:\n" + NEW_LINES, id="tilde"),
+        pytest.param("resources: ~\n", "resources:\n" + DVC_LINES, id="tilde"),
         pytest.param(
-            "resources: []\nx: 1\n", "resources:\n" + NEW_LINES + "x: 1\n", id="empty-flow"
+            "resources: []\nx: 1\n", "resources:\n" + DVC_LINES + "x: 1\n", id="empty-flow"
         ),
         pytest.param(
             "resources:\n- name: a\n  bucket: b1\n  blob: c\n  destination: d\n",
@@ -185,7 +199,7 @@ def test_append_changes_only_the_new_lines(before: str, after: str) -> None:
 def test_descriptions_are_readable_and_read_back(value: str, written: str) -> None:
     entry = {"bucket": "b1", "blob": "c", "destination": "d", "description": value}
     text = append_entries("", [entry])
-    assert text.splitlines()[-1] == f"    description: {written}"
+    assert text.splitlines()[-1] == f"  description: {written}"
     assert yaml.safe_load(text)["resources"][0]["description"] == value
 
 
@@ -204,7 +218,7 @@ def test_append_refuses_what_it_cannot_edit_in_place(text: str, message: str) ->
 
 
 def test_entry_text_is_the_list_item_at_column_zero() -> None:
-    assert entry_text(NEW) == "\n".join(line[2:] for line in NEW_LINES.splitlines()) + "\n"
+    assert entry_text(NEW) == DVC_LINES
 
 
 MIGRATED = "# converted\nresources:\n- bucket: b1\n  blob: c\n  destination: d\n"
@@ -339,3 +353,35 @@ def _common(a: str, b: str) -> int:
             break
         n += 1
     return n
+
+
+def _dvc_round_trip(text: str) -> str:
+    """What DVC writes back when it changes a param (``modify_yaml``: load, then dump)."""
+    from dvc.utils.serialize._yaml import _dump, parse_yaml_for_update
+
+    out = io.StringIO()
+    _dump(parse_yaml_for_update(text, "params.yaml"), out)
+    return out.getvalue()
+
+
+def _yaml11_safe(value: Any) -> bool:
+    """A value DVC writes back so that PyYAML reads the same (no 'on', '1:20', line separators)."""
+    if isinstance(value, list):
+        return all(_yaml11_safe(v) for v in value)
+    if not isinstance(value, str):
+        return True
+    return not any(c in value for c in "\x85\u2028\u2029") and yaml.safe_load(
+        _dvc_round_trip(yaml.safe_dump({"v": value}))
+    ) == {"v": value}
+
+
+@FUZZ
+@given(valid_entries(), new_entries, st.booleans())
+def test_add_to_a_manifest_in_dvc_layout_is_what_dvc_writes_back(
+    entries: list[dict[str, Any]], entry: dict[str, Any], params: bool
+) -> None:
+    doc: dict[str, Any] = {"train": {"lr": 0.1}} if params else {}
+    text = append_entries(_dvc_round_trip(yaml.safe_dump(doc)) if doc else "", entries)
+    new = append_entries(text, [entry])
+    if all(_yaml11_safe(v) for e in [*entries, entry] for v in e.values()):
+        assert _dvc_round_trip(new) == new

@@ -110,3 +110,24 @@ def test_a_whole_prefix_holding_a_refused_name_is_refused_before_dvc_is_called(
     assert status_of(repo)[f"data/{PREFIX}"] == "refused"
     assert cli("status", "--check", cwd=repo).returncode == 1
     assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
+
+
+def test_an_object_named_like_the_folder_is_an_error_naming_both(
+    repo: Path, bucket: str, put: Any
+) -> None:
+    """DVC would import the object ``proj/run5`` instead of the folder ``proj/run5/``."""
+    put(f"{bucket}/{PREFIX}", "a placeholder the console left\n")
+    put(f"{bucket}/{PREFIX}/model.bin", "weights\n")
+    write_manifest(repo, [{k: v for k, v in entry(bucket).items() if k != "files"}])
+    before = snapshot(repo)
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    (line,) = [f for f in res.stderr.splitlines() if f.startswith("failed: ")]
+    url = f"gs://{bucket}/{PREFIX}"
+    assert line == (
+        f"failed: exp1: {url}: {url} is both an object and a folder ({url}/...): DVC would "
+        "import the object, not the folder; rename or delete the object, or list the "
+        "folder's files in 'files'"
+    )
+    assert snapshot(repo) == before
+    assert status_of(repo)[f"data/{PREFIX}"] == "refused"

@@ -25,6 +25,8 @@ from conftest import (
     write_manifest,
 )
 
+from gcsdvc import snapshot as snapshot_mod
+from gcsdvc.manifest import load_manifest
 from gcsdvc.stages import ImportStage
 
 
@@ -248,3 +250,95 @@ def test_whole_prefix_entry_is_one_folder_import(repo: Path, seeded: str) -> Non
     assert (repo / "data" / "whole" / "parent_dir" / "file1").read_text() == "nested file1\n"
     res = cli("sync", cwd=repo)
     assert res.stdout.splitlines() == ["whole  unchanged 1", "sync: 1 unchanged"]
+
+
+def test_a_file_deleted_inside_a_folder_import_is_restored(repo: Path, seeded: str) -> None:
+    """status and sync read the folder as DVC sees it: a deleted file is missing, and a
+    sync puts it back from the DVC cache; a file edited inside is a conflict, as for a file."""
+    whole = entry(seeded, name="whole", destination="whole")
+    del whole["files"]
+    write_manifest(repo, [whole])
+    cli("sync", cwd=repo, check=True)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "synced", cwd=repo)
+    folder = repo / "data" / "whole"
+    (folder / "parent_dir" / "file1").unlink()
+    # No no-op snapshot stands for a manifest with a folder import (DVC reads its files).
+    assert cli("sync", "--dry-run", cwd=repo).stdout.splitlines()[0] == "whole  restore 1"
+    assert snapshot_mod.unchanged(load_manifest(repo / "params.yaml"), (), True) is None
+
+    res = cli("status", "--offline", "--check", "--json", cwd=repo)
+    assert res.returncode == 1
+    (found,) = json.loads(res.stdout)["resources"][0]["files"]
+    assert (found["state"], found["fix"]) == ("missing", "gcsdvc sync whole")
+    assert "parent_dir/file1" in found["note"]
+    res = cli("sync", "--dry-run", cwd=repo)
+    assert res.stdout.splitlines()[0] == "whole  restore 1"
+    assert dvc_main("status", cwd=repo).stdout.strip() != "Data and pipelines are up to date."
+
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[:2] == ["whole  restore 1", "sync: 1 restored, 0 unchanged"]
+    assert (folder / "parent_dir" / "file1").read_text() == "nested file1\n"
+    assert cli("status", "--check", cwd=repo).returncode == 0
+    assert cli("sync", "--dry-run", cwd=repo).stdout.splitlines()[0] == "whole  unchanged 1"
+    assert dvc_main("status", cwd=repo).stdout.strip() == "Data and pipelines are up to date."
+
+    # An edit inside is the user's: kept and reported, as for a file entry; --force replaces it.
+    (folder / "file1").unlink()
+    (folder / "file1").write_text("my edit\n")
+    res = cli("status", "--offline", "--check", "--json", cwd=repo)
+    assert res.returncode == 1
+    assert json.loads(res.stdout)["resources"][0]["files"][0]["state"] == "modified"
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    assert "whole  conflict 1" in res.stdout
+    assert (folder / "file1").read_text() == "my edit\n"
+    res = cli("sync", "--force", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert (folder / "file1").read_text() == "top file1\n"
+    assert cli("status", "--check", cwd=repo).returncode == 0
+    assert dvc_main("status", cwd=repo).stdout.strip() == "Data and pipelines are up to date."
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        (
+            "<<<<<<< HEAD\nmd5: a\n=======\nmd5: b\n>>>>>>> theirs\n",
+            "has unresolved merge-conflict markers",
+        ),
+        ("\x00\x01garbage: [\n", "not a valid DVC stage file: "),
+    ],
+    ids=["merge conflict", "garbage"],
+)
+def test_a_stage_file_that_cannot_be_read_fails_its_own_file_only(
+    repo: Path, seeded: str, put: Any, text: str, why: str
+) -> None:
+    put(f"{seeded}/other/x.txt", "x\n")
+    other = entry(seeded, name="exp2", blob="other", subblob="", destination="other")
+    write_manifest(repo, [entry(seeded), {**other, "files": ["x.txt"]}])
+    cli("sync", cwd=repo, check=True)
+    stage = data(repo, "file1.dvc")
+    stage.write_text(text)
+    (repo / "data" / "other" / "x.txt").unlink()
+
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
+    shown = f"data/project1/{QUOTED}/file1.dvc"
+    assert len(failed) == 1 and failed[0].startswith(
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/file1: {shown} cannot be read ({why}"
+    ), failed
+    assert failed[0].endswith("): resolve the merge conflict in it, or delete it and sync again")
+    assert (repo / "data" / "other" / "x.txt").read_text() == "x\n"  # the other entry synced
+    assert cli("sync", "exp2", cwd=repo).returncode == 0
+    res = cli("status", "--offline", cwd=repo)
+    assert res.returncode == 0 and "broken-stage" in res.stdout
+    assert f"  fix: rm {shlex.quote(shown)}" in res.stdout.splitlines()
+    assert cli("status", "--check", "--offline", cwd=repo).returncode == 1
+
+    stage.unlink()  # the fix: the file holds the listed object's bytes, so it is recorded
+    res = cli("sync", "exp1", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert cli("status", "--check", cwd=repo).returncode == 0

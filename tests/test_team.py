@@ -328,3 +328,62 @@ def test_unpinned_without_a_remote_warns(repo: Path, seeded: str) -> None:
     write_manifest(repo, [entry(seeded, files=["file1"])], pin_generations=False)
     res = cli("sync", cwd=repo, check=True)
     assert "no default DVC remote: a fresh clone cannot 'dvc pull'" in res.stderr
+
+
+# -- issue 21: a DVC command that pins unpinned stages ----------------------
+
+
+@pytest.mark.parametrize("command", ["exp run", "update"])
+def test_a_dvc_command_that_pins_unpinned_stages_fails_the_check_until_a_sync(
+    command: str, repo: Path, seeded: str, tmp_path: Path, put: Any
+) -> None:
+    """`dvc exp run` (every import, upstream unchanged) and `dvc update` (a changed object)
+    record the object's ``version_id`` (dvc 3.67): DVC then treats the import as pinned and
+    `dvc push` skips its data. status says so, with the fix; the sync unpins it again."""
+    store = tmp_path / "store"
+    dvc_main("remote", "add", "-d", "store", str(store), cwd=repo)
+    write_manifest(repo, [entry(seeded)])
+    cli("sync", cwd=repo, check=True)
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  use:\n    cmd: echo used > used.txt\n"
+        f"    deps: [data/project1/{QUOTED}/file1]\n    outs: [used.txt]\n"
+    )
+    dvc_main("repro", cwd=repo)
+    commit_all(repo)
+    if command == "update":
+        put(f"{seeded}/{PREFIX}/file1", "changed upstream\n")
+        pinned = [data(repo, "file1.dvc")]
+        dvc_main("update", str(pinned[0]), cwd=repo)
+    else:
+        pinned = sorted((repo / "data").rglob("*.dvc"))
+        dvc_main("exp", "run", cwd=repo)
+    assert all("version_id" in load(path)["deps"][0] for path in pinned)
+    md5s = [load(path)["outs"][0]["md5"] for path in pinned]
+
+    def in_store(md5: str) -> bool:
+        return (store / "files" / "md5" / md5[:2] / md5[2:]).is_file()
+
+    dvc_main("push", cwd=repo)
+    assert not any(map(in_store, md5s))  # DVC skips what it sees pinned
+    res = cli("status", "--check", "--offline", "--json", cwd=repo)
+    assert res.returncode == 1, res.stdout
+    files = json.loads(res.stdout)["resources"][0]["files"]
+    stale = {f["path"]: f["fix"] for f in files if f["state"] == "stale-stage"}
+    assert stale == {
+        str(path.relative_to(repo))[: -len(".dvc")]: "gcsdvc sync exp1 && dvc push"
+        for path in pinned
+    }
+    assert {f["state"] for f in files if f["path"] not in stale} <= {"ok"}
+    assert cli("status", "--check", cwd=repo).returncode == 1
+    res = cli("sync", "--dry-run", cwd=repo)
+    assert res.stdout.splitlines()[0].startswith(f"exp1  metadata {len(pinned)}")
+
+    cli("sync", cwd=repo, check=True)
+    assert not any("version_id" in load(path)["deps"][0] for path in pinned)
+    res = cli("status", "--check", "--offline", cwd=repo)
+    assert res.returncode == 0, res.stdout
+    assert cli("status", "--check", cwd=repo).returncode == 0
+    assert cli("sync", "--dry-run", cwd=repo).stdout.splitlines()[0] == "exp1  unchanged 3"
+    pushed = "1 file pushed" if len(pinned) == 1 else f"{len(pinned)} files pushed"
+    assert pushed in dvc_main("push", cwd=repo).stdout
+    assert all(map(in_store, md5s))

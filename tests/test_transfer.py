@@ -116,6 +116,30 @@ def test_an_interrupted_fetch_records_nothing_half_placed(ws: Workspace, res: Re
     assert listed(storage, res)  # the download thread outlives the interruption
 
 
+@pytest.mark.parametrize("deleted", [False, True], ids=["overwritten", "deleted"])
+def test_a_gone_generation_names_a_fix_that_can_work(
+    ws: Workspace, res: Resource, deleted: bool
+) -> None:
+    """'dvc update' takes the current object: no fix when there is none."""
+    obj = listed(Storage(), res)["a.txt"]
+    gone = item(Action.RESTORE, res, "a.txt", obj, md5="1" * 32)  # other bytes than listed
+    assert gone.stage is not None
+    stage = replace(gone.stage, generation="1", etag="00")  # a generation the bucket lost
+    gone = replace(gone, stage=stage, obj=None if deleted else obj)
+    with pytest.raises(StorageError) as raised:
+        Transfer(ws, Storage(), pinned=True).recorded_object(gone)
+    stage_file = "data/a.txt.dvc"
+    if deleted:
+        assert str(raised.value).endswith(
+            f"; gs://{res.bucket}/proj/a.txt itself is deleted too: restore it in the bucket, "
+            f"or take the file out of the manifest and remove {stage_file}"
+        )
+    else:
+        assert str(raised.value).endswith(
+            f"; take the current object with 'dvc update {stage_file}' or skip_if_exist: false"
+        )
+
+
 def test_a_recorded_version_without_generation_names_the_dvc_remote(
     ws: Workspace, res: Resource
 ) -> None:
