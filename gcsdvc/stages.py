@@ -847,7 +847,7 @@ class IgnoreBatch:
                         raise
                     file = folder / ".gitignore"
                     shown = file.relative_to(git_root).as_posix() if git_root else str(file)
-                    failed(f"{unwritable(shown, exc)}; run the sync again once it can be")
+                    failed(f"{unwritable(shown, exc)}; run the sync again once it can be written")
         for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):
             while folder != data and folder.is_relative_to(data):
                 try:
