@@ -165,6 +165,8 @@ class Plan:
     quick: bool = False  # a snapshot answered: every file unchanged, none looked at
     state: str | None = None  # the disk before it was read (build_plan's ``watch``)
     wanted: Collection[str] = ()  # every data path the whole manifest asks for (see desired)
+    # Data files of gcsdvc stages that git sees: a sync writes their missing .gitignore lines.
+    unignored: list[str] = field(default_factory=list)
 
     def of(self, *actions: Action) -> list[Item]:
         return [item for item in self.items if item.action in actions]
@@ -172,7 +174,7 @@ class Plan:
     @property
     def has_work(self) -> bool:
         idle = (Action.UNCHANGED, Action.ORPHAN, Action.FAILED, Action.CONFLICT)
-        return any(item.action not in idle for item in self.items)
+        return bool(self.unignored) or any(item.action not in idle for item in self.items)
 
 
 def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
@@ -251,6 +253,7 @@ def build_plan(
     git = untracked.look(root, manifest.data_path)
     owned = wanted.keys() | ours.keys() | foreign.keys()
     plan.leftovers = git.unowned(owned)
+    plan.unignored = git.exposed(ours.keys())
     orphans = {local: stage for local, stage in ours.items() if local not in wanted}
     drafts = [
         _Draft(res, file, local, ours.get(local) or foreign.get(local))
@@ -332,7 +335,7 @@ def build_plan(
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     plan.unfrozen = sum(1 for i in plan.items if i.file and i.stage and not i.stage.frozen)
-    if fast and not plan.leftovers and all(unchanged(item) for item in plan.items):
+    if fast and not (plan.leftovers or plan.unignored) and all(map(unchanged, plan.items)):
         remember(manifest, patterns, plan, wanted)
     return plan
 

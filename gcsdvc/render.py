@@ -82,6 +82,8 @@ def summary_lines(
     if skipped:  # storage went away: one line, not one per object
         reason = skipped[0].message
         yield f"failed: {len(skipped)} more object(s) not attempted: {reason}; run again later"
+    for error in result.errors:
+        yield f"failed: {error}"
     for warning in [*result.plan.warnings, *result.warnings]:
         yield f"warning: {warning}"
     for item in result.untracked:
@@ -104,6 +106,16 @@ def summary_lines(
         yield (
             f"removed {len(result.removed)} leftover file(s) no stage owns "
             "(a teammate moved or pruned them; the DVC cache keeps a copy)"
+        )
+    if dry_run and plan.unignored:
+        yield (
+            f"{len(plan.unignored)} data file(s) lack their .gitignore line ('git add -A' "
+            "would commit them); a sync writes the lines"
+        )
+    elif result.repaired:
+        yield (
+            f"wrote the missing .gitignore line of {len(result.repaired)} data file(s) "
+            "('git add -A' would have committed them)"
         )
     orphans = len(plan.of(Action.ORPHAN))
     if orphans:
@@ -150,6 +162,14 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
         yield f"untracked: {len(report.untracked)} file(s) in the data folder no stage owns"
         for u in report.untracked:
             yield f"  {rel(root, u.local)}  (fix: {u.fix})"
+    if report.unignored:
+        yield ""
+        yield (
+            f"not ignored by git: {len(report.unignored)} data file(s) lack their .gitignore "
+            "line ('git add -A' would commit them)"
+        )
+        for g in report.unignored:
+            yield f"  {rel(root, g.local)}  (fix: {g.fix})"
     if report.orphans:
         yield ""
         yield f"orphans: {len(report.orphans)} stage(s) no longer in the manifest"
@@ -163,6 +183,7 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
         f"{not_ok} of {total} file(s) need attention" if not_ok else "",
         f"{len(report.orphans)} orphan stage(s)" if report.orphans else "",
         f"{len(report.untracked)} untracked file(s)" if report.untracked else "",
+        f"{len(report.unignored)} data file(s) not ignored by git" if report.unignored else "",
         f"{errors} experiment(s) not checked upstream" if errors else "",
     ]
     where = " locally" if report.upstream_error else ""
@@ -246,6 +267,8 @@ def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
         "to_git_add": result.to_git_add,
         "staged": result.staged,
         "warnings": result.warnings,
+        "errors": result.errors,
+        "repaired": result.repaired,
         "retries": result.retries,
     }
 

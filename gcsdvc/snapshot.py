@@ -38,7 +38,7 @@ from gcsdvc.workspace import HashCache
 
 # Part of every fingerprint: a change to what is recorded, or to the rules that
 # decide "unchanged", bumps it so that older snapshots miss.
-SCHEMA = 1
+SCHEMA = 2  # 2: the .gitignore files above the data folder count, and git's view
 _IGNORE_FILE = ".gitignore"
 
 
@@ -83,8 +83,22 @@ def fingerprint(manifest: Manifest, names: Sequence[str], pinned: bool) -> str:
     head = _head(manifest.root)
     what: tuple[object, ...] = (SCHEMA, str(manifest.path), str(manifest.root))
     what += (manifest.data_dir, manifest.pin_generations, manifest.resources)
-    what += (tuple(names), pinned, head)
+    what += (tuple(names), pinned, head, _ignore_files(manifest.data_path))
     return hashlib.sha256(repr(what).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _ignore_files(data: Path) -> list[list[int] | None]:
+    """The signatures of the ``.gitignore`` files above the data folder, up to git's work
+    tree, and of its ``info/exclude``: a rule there may hide a data file or stop hiding it.
+    (The data folder's own ``.gitignore`` files are in its :func:`tree`.)
+    """
+    found = []
+    for folder in data.parents:
+        found.append(_signature(folder / _IGNORE_FILE))
+        if (folder / ".git").exists():
+            found.append(_signature(folder / ".git" / "info" / "exclude"))
+            break
+    return found
 
 
 def _head(root: Path) -> str:

@@ -20,7 +20,7 @@ import os
 import posixpath
 import re
 import subprocess
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -689,6 +689,57 @@ def find_stages(folder: Path) -> Iterable[str]:
                 yield os.path.join(dirpath, name)  # noqa: PTH118 - see scan
 
 
+def tracking_output(root: Path, data: Path) -> tuple[str, str] | None:
+    """The DVC file (repo-relative) and the output in it that holds the folder ``data``, if any.
+
+    A data folder inside an output that ``dvc add`` (or a pipeline) tracks is
+    replaced whole by ``dvc checkout`` of that output, synced data and stages with
+    it; DVC refuses such overlaps. Only the files that can hold one are read: the
+    ``.dvc`` file beside ``data`` and beside each of its parent folders, and the
+    ``dvc.yaml`` of each parent folder.
+    """
+    if not data.is_relative_to(root):
+        return None
+    folders = [data, *data.parents]
+    outs: list[tuple[Path, Path, Any]] = []  # (DVC file, its working folder, an out's path)
+    for folder in folders[: folders.index(root)]:  # root itself is never an output
+        beside = folder.parent / (folder.name + STAGE_SUFFIX)
+        raw = _yaml_or_none(beside) or {}
+        wdir = folder.parent / str(raw.get("wdir") or ".")
+        outs += [(beside, wdir, o.get("path")) for o in _list(raw.get("outs")) if _is_map(o)]
+        pipeline = folder.parent / "dvc.yaml"
+        found: Any = (_yaml_or_none(pipeline) or {}).get("stages")
+        for stage in found.values() if isinstance(found, dict) else ():
+            if _is_map(stage):
+                wdir = folder.parent / str(stage.get("wdir") or ".")
+                for out in _list(stage.get("outs")):
+                    outs.append((pipeline, wdir, next(iter(out), None) if _is_map(out) else out))
+    for dvcfile, wdir, out in outs:
+        if not isinstance(out, str) or "${" in out:  # a templated path: DVC's to check
+            continue
+        where = Path(os.path.normpath(wdir / out))
+        if where.is_relative_to(root) and data.is_relative_to(where):
+            return dvcfile.relative_to(root).as_posix(), where.relative_to(root).as_posix()
+    return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _is_map(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _yaml_or_none(path: Path) -> dict[str, Any] | None:
+    """The mapping in a DVC file, or None when there is none or it cannot be read."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _ignore_entry(name: str) -> str:
     from pathspec.patterns.gitwildmatch import GitWildMatchPattern
 
@@ -743,6 +794,11 @@ def update_gitignore(folder: Path, add: Iterable[str] = (), remove: Iterable[str
     return True
 
 
+def unwritable(path: str, exc: OSError) -> str:
+    """One line for a ``.gitignore`` (or other record) that could not be written."""
+    return f"cannot write {path} ({exc.strerror or exc})"
+
+
 class IgnoreBatch:
     """``.gitignore`` lines to add and drop, written once per folder at the end of a sync."""
 
@@ -762,12 +818,16 @@ class IgnoreBatch:
     def drop(self, path: Path) -> None:
         self.dropped.setdefault(path.parent, []).append(path.name)
 
-    def flush(self, data: Path, git_root: Path | None) -> set[Path]:
+    def flush(
+        self, data: Path, git_root: Path | None, failed: Callable[[str], object] | None = None
+    ) -> set[Path]:
         """Write every touched ``.gitignore``, then remove folders below ``data`` left empty.
 
         ``git_root`` None (a ``dvc init --no-scm`` repo): no ``.gitignore`` is written,
         as DVC writes none. No line is added for a path git already ignores (a root
         rule, say), as DVC adds none. Returns the ``.gitignore`` files changed.
+        ``failed``: told one line per ``.gitignore`` that could not be written (the
+        others are still written); without it the :class:`OSError` propagates.
         """
         changed: set[Path] = set()
         folders = set(self.added) | set(self.dropped) if git_root is not None else set()
@@ -779,8 +839,15 @@ class IgnoreBatch:
                 # Sorted: downloads finish in any order; two people's syncs write the same file.
                 names = self.added.get(folder, ())
                 added = sorted(n for n in names if where[folder] + n not in ignored)
-                if update_gitignore(folder, added, self.dropped.get(folder, ())):
-                    changed.add(folder / ".gitignore")
+                try:
+                    if update_gitignore(folder, added, self.dropped.get(folder, ())):
+                        changed.add(folder / ".gitignore")
+                except OSError as exc:
+                    if failed is None:
+                        raise
+                    file = folder / ".gitignore"
+                    shown = file.relative_to(git_root).as_posix() if git_root else str(file)
+                    failed(f"{unwritable(shown, exc)}; run the sync again once it can be written")
         for folder in sorted(self.dropped, key=lambda p: len(p.parts), reverse=True):
             while folder != data and folder.is_relative_to(data):
                 try:

@@ -41,7 +41,16 @@ if TYPE_CHECKING:
 
     _Listings = dict[tuple[str, str], Looked | StorageError]
 
-__all__ = ["FileStatus", "Orphan", "Report", "ResourceStatus", "State", "check", "inspect"]
+__all__ = [
+    "FileStatus",
+    "Orphan",
+    "Report",
+    "ResourceStatus",
+    "State",
+    "Unignored",
+    "check",
+    "inspect",
+]
 
 
 @dataclass
@@ -167,6 +176,18 @@ class Orphan:
         return stages.stage_path(self.local)
 
 
+@dataclass(frozen=True)
+class Unignored:
+    """A data file of a gcsdvc stage that git sees: its ``.gitignore`` line is missing."""
+
+    local: str
+    name: str  # the experiment its stage records
+
+    @property
+    def fix(self) -> str:
+        return f"gcsdvc sync {shlex.quote(self.name)}" if self.name else "gcsdvc sync"
+
+
 @dataclass
 class Report:
     resources: list[ResourceStatus]
@@ -177,6 +198,8 @@ class Report:
     warnings: tuple[str, ...] = ()  # about the pinning mode
     untracked: list[Untracked] = field(default_factory=list)  # in the data folder
     quick: bool = False  # a snapshot proved the data folder unchanged (see gcsdvc.snapshot)
+    # Data files of gcsdvc stages that git sees (no .gitignore line), with their experiment.
+    unignored: list[Unignored] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -187,7 +210,7 @@ class Report:
         return self._elsewhere() or any(r.needs_action(strict) for r in self.resources)
 
     def _elsewhere(self) -> bool:
-        return bool(self.orphans or self.upstream_error or self.untracked)
+        return bool(self.orphans or self.upstream_error or self.untracked or self.unignored)
 
     def as_json(self, strict: bool = False) -> dict[str, Any]:
         """The ``--json`` document; paths are relative to the repository root."""
@@ -206,6 +229,7 @@ class Report:
             "untracked": [
                 {"path": u.local, "cached": u.cached, "fix": u.fix} for u in self.untracked
             ],
+            "unignored": [{"path": u.local, "name": u.name, "fix": u.fix} for u in self.unignored],
         }
 
 
@@ -354,6 +378,7 @@ def check(
             report.orphans.append(Orphan(local, stage.source, stage.name))
     owned = wanted.keys() | ours.keys() | foreign.keys()
     leftovers = git.unowned(owned)
+    report.unignored = [Unignored(local, ours[local].name) for local in git.exposed(ours.keys())]
     if leftovers:
         with open_repo(manifest.root) as repo:
             report.untracked = untracked.classify(repo, manifest.root, leftovers)

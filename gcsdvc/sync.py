@@ -27,7 +27,7 @@ from gcsdvc.errors import (
     RefusedNameError,
     StorageError,
 )
-from gcsdvc.manifest import Manifest
+from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
 from gcsdvc.storage import RemoteObject, Storage, describe
@@ -73,10 +73,13 @@ class SyncResult:
     staged: list[str] = field(default_factory=list)  # `git add`ed (DVC's core.autostage)
     # DVC cache files found not to hold their bytes, and where they were moved.
     warnings: list[str] = field(default_factory=list)
+    # Data files git saw for want of their .gitignore line: the line written now.
+    repaired: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # .gitignore files that could not be written
 
     @property
     def ok(self) -> bool:
-        return not self.failures
+        return not (self.failures or self.errors)
 
     def fail(self, item: Item, error: BaseException) -> None:
         scope = item.resource.url if isinstance(error, ListingError) and item.resource else None
@@ -109,8 +112,10 @@ def sync(
     holds their bytes, and reported otherwise.
     """
     selected = manifest.select(names)
+    refuse_untrackable(manifest, selected)
     storage = Storage(jobs)
     plan = build_plan(manifest, selected, storage, prune, names, force, watch=not dry_run)
+    _refuse_ignored_stages(manifest, plan)
     if dry_run or not (plan.has_work or plan.leftovers):
         result = _result(plan, storage)
         if plan.leftovers:
@@ -121,17 +126,52 @@ def sync(
         if plan.state is None or snapshot.state(manifest) != plan.state:
             # Another process synced while we planned or waited for the lock.
             plan = build_plan(manifest, selected, storage, prune, names, force)
+            _refuse_ignored_stages(manifest, plan)
         result = _result(plan, storage)
         with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
             try:
                 _Executor(ws, storage, result, download, reporter).run()
             finally:
                 result.warnings += ws.warnings
+        result.errors += ws.ignore_errors
         _track(repo, manifest.root, ws.changed, result)
         if download and result.ok:
             _remember(manifest, names, plan, ws)
     result.retries = storage.retries.retries
     return result
+
+
+def refuse_untrackable(manifest: Manifest, selected: Sequence[Resource]) -> None:
+    """Refuse, before anything is written, a data folder whose stages git or DVC would refuse.
+
+    Inside an output DVC tracks (``dvc add data``), ``dvc checkout`` of that
+    output would delete the synced data and stages; where git ignores the data
+    folder or a stage file, the stages could never be committed.
+    """
+    root, data = manifest.root, manifest.data_path
+    tracked = stages.tracking_output(root, data)
+    if tracked is not None:
+        dvcfile, out = tracked
+        raise DvcRepoError(
+            f"{manifest.data_dir}/ is inside {out}, an output DVC tracks ({dvcfile}): "
+            f"'dvc checkout' of it would delete the synced data and stages; choose a "
+            f"data_dir outside {out}, or stop tracking it ('dvc remove {dvcfile}')"
+        )
+    # A stage file per folder: rules for folders (data/, data/*) show on any one of them. The
+    # stage files a plan is about to write are asked each (see _refuse_ignored_stages).
+    first: dict[str, str] = {}
+    for res in selected:
+        for file in res.targets:
+            local = manifest.local(res, file)
+            first.setdefault(local.rpartition("/")[0], stages.stage_path(local))
+    untracked.refuse_ignored(root, data, list(first.values()))
+
+
+def _refuse_ignored_stages(manifest: Manifest, plan: Plan) -> None:
+    """Refuse the plan when git ignores one of the stage files it would write."""
+    new = [stages.stage_path(i.local) for i in plan.of(Action.ADD, Action.MOVE)]
+    if new:
+        untracked.refuse_ignored(manifest.root, manifest.data_path, new)
 
 
 def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspace) -> None:
@@ -195,6 +235,9 @@ def conflict(item: Item) -> LocalChangesError:
     return LocalChangesError(item.local, why, fix)
 
 
+_ADOPTED = (State.MISSING, State.UNTRACKED)  # a METADATA item that records a copy on disk
+
+
 class _Executor:
     """Runs a plan's items in a safe order: moves, prunes, stage rewrites, then transfers."""
 
@@ -212,6 +255,7 @@ class _Executor:
         self.plan = result.plan
         self.download = download
         self.files = Transfer(ws, storage, self.plan.pinned, reporter)
+        self.blocked: set[str] = set()  # files not placed: their .gitignore cannot be written
 
     def run(self) -> None:
         try:
@@ -224,14 +268,54 @@ class _Executor:
                 # `dvc push` would otherwise reuse a collection from before (issue 8, item 1).
                 forget_push_cache(self.ws.repo)
 
+    def _of(self, *actions: Action) -> list[Item]:
+        """The plan's items of ``actions`` that may go ahead (see :meth:`_protect`)."""
+        return [item for item in self.plan.of(*actions) if item.local not in self.blocked]
+
+    def _protect(self) -> None:
+        """Write the .gitignore line of every file this sync places, before it places any.
+
+        Also the lines git misses for files already in place (``plan.unignored``).
+        Files of a folder whose ``.gitignore`` cannot be written are not placed:
+        they fail, one line per folder.
+        """
+        placing = [
+            item
+            for item in self.plan.items
+            if item.file is not None
+            and (
+                item.action in (Action.ADD, Action.UPDATE, Action.RESTORE, Action.MOVE)
+                or (item.action is Action.METADATA and item.state in _ADOPTED)
+            )
+        ]
+        repairs = self.plan.unignored
+        failed = self.ws.protect([item.local for item in placing] + repairs)
+        again = "run the sync again once it can be written"
+        for item in placing:
+            folder = item.local.rpartition("/")[0]
+            if folder in failed:
+                self.blocked.add(item.local)
+                why = f"{failed[folder]}, so its files are not placed (git would see them); {again}"
+                error = DvcRepoError(why)
+                self.result.failures.append(Failure(item.name, item.source, error, f"{folder}/"))
+        exposed = Counter(p.rpartition("/")[0] for p in repairs)
+        for folder, count in exposed.items():
+            if folder in failed:
+                self.result.errors.append(
+                    f"{failed[folder]}: {count} data file(s) there stay visible to git "
+                    f"('git add -A' would commit them); {again}"
+                )
+        self.result.repaired += [p for p in repairs if p.rpartition("/")[0] not in failed]
+
     def _run_items(self) -> None:
-        for item in self.plan.of(Action.MOVE):
+        self._protect()
+        for item in self._of(Action.MOVE):
             assert item.stage is not None and item.old_local is not None
             moved = self._shaped(item, item.stage.with_out(stages.relative_out(item.local)))
             self._guard(item, self.ws.move, item.old_local, item.local, moved)
-        for item in self.plan.of(Action.PRUNE):
+        for item in self._of(Action.PRUNE):
             self._guard(item, self.ws.remove, item.local)
-        for item in self.plan.of(Action.METADATA):
+        for item in self._of(Action.METADATA):
             # A copy placed by `dvc pull`, or by a sync cut short before the stage.
             if item.state in (State.MISSING, State.UNTRACKED):
                 self._guard(item, self.files.adopt, item)
@@ -241,7 +325,7 @@ class _Executor:
             if item.obj is not None and item.state is State.METADATA_UPSTREAM:
                 stage = stage.recorded_as(item.obj)  # so that `dvc status` stays quiet
             self._guard(item, self.ws.write_stage, item.local, self._shaped(item, stage))
-        todo = self.plan.of(Action.ADD, Action.UPDATE, Action.RESTORE)
+        todo = self._of(Action.ADD, Action.UPDATE, Action.RESTORE)
         self._transfer([i for i in todo if i.file is not None])
         for item in todo:
             if item.file is None:

@@ -40,6 +40,12 @@ class GitView:
         """The untracked files that are none of ``owned`` (destinations, stages' data)."""
         return [local for local in self.others if local not in owned]
 
+    def exposed(self, ours: Collection[str]) -> list[str]:
+        """The data files of gcsdvc stages (``ours``) that git sees: their ``.gitignore``
+        line is missing (a sync killed before it wrote them, a line deleted by hand, a
+        merge that took the other side's file), so ``git add -A`` would commit them."""
+        return [local for local in self.others if local in ours]
+
 
 NOTHING = GitView()
 # No optional locks: a status must not take git's index lock from under a user's git.
@@ -91,6 +97,65 @@ def look(root: Path, data: Path) -> GitView:
         elif code == b"??" and name != ".gitignore":
             others.append(local)
     return GitView(frozenset(changed), tuple(others))
+
+
+def ignore_rules(root: Path, asked: list[str]) -> dict[str, str]:
+    """The rule that makes git ignore each of ``asked`` (paths below ``root``), as
+    ``FILE:LINE: PATTERN``; paths git does not ignore are left out. One ``git check-ignore``.
+
+    ``--no-index``: a tracked path counts too, as DVC's own check counts it.
+    """
+    if not asked:
+        return {}
+    try:
+        res = subprocess.run(
+            ["git", "check-ignore", "--no-index", "-v", "-z", "--stdin"],
+            cwd=root,
+            input="\0".join(asked).encode("utf-8", "surrogateescape") + b"\0",
+            capture_output=True,
+            check=False,
+        )
+    except OSError:  # no git: nothing is known to be ignored
+        return {}
+    if res.returncode not in (0, 1):  # not a git repository, or git failed
+        return {}
+    fields = res.stdout.decode("utf-8", "surrogateescape").split("\0")
+    rules: dict[str, str] = {}
+    for n in range(0, len(fields) - 3, 4):
+        source, line, pattern, path = fields[n : n + 4]
+        if pattern.startswith("!"):  # -v shows the negation a path matched: not ignored
+            continue
+        rules[path] = f"{source}:{line}: {pattern}"
+    return rules
+
+
+def refuse_ignored(root: Path, data: Path, stage_files: list[str]) -> None:
+    """Refuse a data folder, or stage files in it, that git ignores: their stages could
+    never be committed, and DVC refuses them ("bad DVC file name ... is git-ignored").
+
+    ``stage_files``: repo-relative POSIX paths of the stages a sync would keep.
+    """
+    from gcsdvc.errors import DvcRepoError
+
+    if _prefix_in_work_tree(root) is None:
+        return
+    folder = data.relative_to(root).as_posix()
+    rules = ignore_rules(root, [folder, f"{folder}/", *stage_files])
+    rule = rules.get(folder) or rules.get(f"{folder}/")
+    if rule is None and rules:
+        probe = f"{folder}/gcsdvc-probe"  # a rule for the folder's whole content (data/*)
+        rule = ignore_rules(root, [probe]).get(probe)
+    if rule is not None:
+        raise DvcRepoError(
+            f"{folder}/ is ignored by git ({rule}), so its stages could never be committed; "
+            "remove that line or choose another data_dir"
+        )
+    for path in stage_files:
+        if path in rules:
+            raise DvcRepoError(
+                f"{path} is ignored by git ({rules[path]}), so it could never be committed "
+                "(DVC refuses it too); remove that line or change the entry's destination"
+            )
 
 
 def _prefix_in_work_tree(root: Path) -> str | None:

@@ -316,6 +316,12 @@ class Workspace:
         self._made: dict[Path, bool] = {}
         self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
         self._placed: list[str] = []  # each needs its .gitignore line
+        self._protected: set[str] = set()  # files whose line was written before they were placed
+        from dvc.scm import NoSCM
+
+        # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.
+        self._git = not isinstance(repo.scm, NoSCM)
+        self.ignore_errors: list[str] = []  # .gitignore files that could not be written
         self._names = itertools.count()  # of links made in the work folder, new each sync
         # md5s whose cache file this sync wrote or read back whole: linked without a second look.
         self._intact: set[str] = set()
@@ -329,18 +335,57 @@ class Workspace:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            self.ignore.add(self.root, self._placed)
-            from dvc.scm import NoSCM
-
-            # `dvc init --no-scm`: DVC writes no .gitignore, nor do we.
-            git = not isinstance(self.repo.scm, NoSCM)
-            flushed = self.ignore.flush(self.data, self.root if git else None)
+            placed = set(self._placed)
+            self.ignore.add(self.root, [p for p in self._placed if p not in self._protected])
+            # A line written ahead for a file that was not placed and has no stage (its
+            # download failed) goes: a new line belongs with a new file. A stage's line
+            # stays whether its data is there or not, as DVC keeps it.
+            for local in self._protected - placed:
+                path = self.root / local
+                if not (os.path.lexists(path) or os.path.lexists(f"{path}{stages.STAGE_SUFFIX}")):
+                    self.ignore.drop(path)
+            flushed = self.ignore.flush(
+                self.data, self.root if self._git else None, self.ignore_errors.append
+            )
             self.changed |= {path.relative_to(self.root).as_posix() for path in flushed}
             self.hashes.save()
             self.stages_saved = self.stage_cache.save()
             self._save_state()
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
+
+    def protect(self, locals_: Sequence[str]) -> dict[str, str]:
+        """Write the ``.gitignore`` lines of files about to be placed, before any is placed.
+
+        One atomic write per folder for the whole batch, so that git never sees a
+        placed file without its line, whenever the sync stops. Also what repairs
+        a line that went missing (``locals_`` may be there already). Returns, by
+        folder (repo-relative), why a folder's lines could not be written: its
+        files must not be placed.
+        """
+        if not self._git or not locals_:
+            return {}
+        names: dict[str, list[str]] = {}
+        for local in locals_:
+            folder, _, name = local.rpartition("/")
+            names.setdefault(folder, []).append(name)
+        ignored = stages.ignored_by_git(self.root, list(locals_))  # DVC adds no line for these
+        failed: dict[str, str] = {}
+        for folder, found in names.items():
+            path = self.root / folder
+            try:
+                self._make(path)
+                # Sorted: two people's syncs of the same files write the same file.
+                added = sorted(n for n in found if f"{folder}/{n}" not in ignored)
+                if stages.update_gitignore(path, added):
+                    self.changed.add(f"{folder}/.gitignore")
+            except DvcRepoError as exc:
+                failed[folder] = str(exc)
+            except OSError as exc:
+                failed[folder] = stages.unwritable(f"{folder}/.gitignore", exc)
+            else:
+                self._protected.update(f"{folder}/{n}" for n in found)
+        return failed
 
     def copies(self) -> bool:
         """Whether files are copied out of the cache: DVC's first cache type that works here.
@@ -570,15 +615,19 @@ class Workspace:
         at unless this sync made the folder (``into_cache``: it may be a link into
         the DVC cache).
         """
-        folder = path.parent
+        if not self._make(path.parent):
+            self._guard.file(path, into_cache)
+
+    def _make(self, folder: Path) -> bool:
+        """Refuse a symlink out of the repository at ``folder`` and make it, once per sync;
+        whether this sync made it."""
         made = self._made.get(folder)
         if made is None:
             self._guard.folder(folder)
             made = not folder.is_dir()
             folder.mkdir(parents=True, exist_ok=True)
             self._made[folder] = made
-        if not made:
-            self._guard.file(path, into_cache)
+        return made
 
     def _checkout(
         self,

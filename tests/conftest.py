@@ -97,7 +97,7 @@ def _snapshots_agree_with_the_full_check(monkeypatch: pytest.MonkeyPatch) -> Non
 
     def plan_view(p: plan.Plan) -> Any:
         items = [(i.action, i.local, i.file, i.state, i.note, i.name) for i in p.items]
-        return items, p.unfrozen, p.leftovers, p.warnings, p.pinned
+        return items, p.unfrozen, p.leftovers, p.unignored, p.warnings, p.pinned
 
     def build_plan(*args: Any, **kwargs: Any) -> plan.Plan:
         got = real_plan(*args, **kwargs)
@@ -116,7 +116,8 @@ def _snapshots_agree_with_the_full_check(monkeypatch: pytest.MonkeyPatch) -> Non
             for f in s.files
         ]
         errors = [s.upstream_error for s in r.resources]
-        return files, errors, r.orphans, r.untracked, r.warnings, r.pinned, r.upstream_error
+        others = r.orphans, r.untracked, r.unignored, r.warnings, r.pinned, r.upstream_error
+        return files, errors, others
 
     def check(*args: Any, **kwargs: Any) -> status.Report:
         if not kwargs.get("offline") and kwargs.get("storage") is None:

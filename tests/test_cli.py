@@ -286,9 +286,10 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
     doc = json.loads(res.stdout)
     assert set(doc) == {
         "ok", "dry_run", "done", "items", "failures", "removed", "untracked", "to_git_add",
-        "staged", "warnings", "retries",
+        "staged", "warnings", "errors", "repaired", "retries",
     }  # fmt: skip
     assert (doc["removed"], doc["untracked"]) == ([], [])
+    assert (doc["errors"], doc["repaired"]) == ([], [])
     assert (doc["ok"], doc["dry_run"]) == (False, False)
     assert doc["done"]["added"] == 1
     (failure,) = doc["failures"]
