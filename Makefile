@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo emulator test test-bare lint bench bench-scale bench-listing bench-api bench-quick test-floor clean
+.PHONY: demo emulator test test-fast test-bare lint bench bench-scale bench-listing bench-api bench-quick test-floor clean
 # pytest-xdist workers, each with its own emulator. On 2 cores, 2 workers take 40 s where one
 # takes 60; 3 or 4 were no faster (each worker pays a few CPU seconds to start and collect).
 # `make test TEST_JOBS=0` runs serially, `TEST_JOBS=auto` one worker per core.
@@ -27,6 +27,10 @@ emulator: $(BIN)/.installed
 
 test: $(BIN)/.installed lint
 	$(PYTEST) --cov --cov-report=term
+
+# The inner loop: every test that needs no emulator (pure logic, manifests, stage text, git).
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -m "not e2e" -q
 
 # The suite against fake-gcs-server itself, without the layer that answers as Cloud Storage does.
 test-bare: $(BIN)/.installed

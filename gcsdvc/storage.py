@@ -1205,7 +1205,7 @@ def describe(exc: BaseException) -> str:
     if "Credentials" in name or "RefreshError" in name:
         return f"no usable Google Cloud credentials ({text})"
     if isinstance(code, int):
-        return f"HTTP {code}: {text}"
+        return f"HTTP {code}: {text.removesuffix(f', {code}')}"  # gcsfs's "message, 503"
     if name == "ClientPayloadError":
         return f"the download broke off before its end, after every retry ({text})"
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:

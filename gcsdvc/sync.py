@@ -213,7 +213,11 @@ def _track(repo: Repo, root: Path, changed: set[str], result: SyncResult) -> Non
 
     if not changed or isinstance(repo.scm, NoSCM):
         return
-    paths = sorted(changed)
+    # A file this sync made and removed again (a .gitignore written ahead for a download
+    # that failed) is nothing to tell git about: only tracked ones that are gone count.
+    paths = sorted(p for p in changed if (root / p).exists() or repo.scm.is_tracked(p))
+    if not paths:
+        return
     if repo.config["core"].get("autostage"):
         present = [str(root / p) for p in paths if (root / p).exists()]
         removed = [str(root / p) for p in paths if not (root / p).exists()]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from faultproxy import FaultProxy
 from gcslayer import GcsLayer
+from hypothesis import HealthCheck, settings
 
 from gcsdvc.emulator import GIT_IDENTITY, LEAKY_VARS, OFFLINE_ENV, Emulator, client_env, sandbox_env
 
@@ -23,6 +24,25 @@ from gcsdvc.emulator import GIT_IDENTITY, LEAKY_VARS, OFFLINE_ENV, Emulator, cli
 os.environ.update({**OFFLINE_ENV, **GIT_IDENTITY})
 for _var in LEAKY_VARS:
     os.environ.pop(_var, None)
+
+
+# Hypothesis: a small profile for the inner loop, a larger one in CI (CI=true).
+settings.register_profile(
+    "dev",
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("ci", settings.get_profile("dev"), max_examples=300)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that reach the emulator are the end-to-end tier (marker ``e2e``)."""
+    for item in items:
+        if {"emulator", "bare_emulator"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 # GCSDVC_TEST_BARE_EMULATOR=1 runs the suite against fake-gcs-server itself, without the

@@ -82,6 +82,8 @@ class GcsLayer:
         # Storage refuses it; the projects that requests named, to check who is billed.
         self.requester_pays: set[str] = set()
         self.billed: list[tuple[str, str]] = []  # (bucket, project)
+        # Objects (bucket, name) whose downloads always answer 503, as one sick object would.
+        self.unavailable: set[tuple[str, str]] = set()
         layer = self
 
         class Handler(_Handler):
@@ -270,6 +272,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, _NO_USER_PROJECT, "required")
             with layer.lock:
                 layer.billed.append((bucket, project))
+        media = _MEDIA.match(path)
+        if media and query.get("alt") == ["media"]:
+            wanted = tuple(urllib.parse.unquote(g) for g in media.group(1, 2))
+            if wanted in layer.unavailable:
+                return self._error(503, "Backend Error", "backendError")
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
         try:
             conn.request(self.command, self.path, body or None, headers)

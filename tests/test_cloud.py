@@ -250,7 +250,7 @@ def test_5_a_gzip_object_that_arrives_decoded_is_refused(
     finally:
         layer.decode_media = False
     assert res.returncode == 1
-    assert res.stdout.splitlines()[-1] == "sync: 0 unchanged, 1 failed"
+    assert res.stdout.splitlines() == ["exp1  failed 1", "sync: 0 unchanged, 1 failed"]
     assert res.stderr.splitlines()[-1] == (
         f"failed: exp1: gs://{bucket}/{PREFIX}/train.log: a gzip-encoded object arrived "
         "decoded (a proxy on the way decodes answers?), so its bytes cannot be checked "

@@ -211,7 +211,7 @@ def test_sigkill_mid_sync_then_rerun(repo: Path, many: str, proxy: FaultProxy) -
     proc = start_sync(repo, proxy)
     wait_for(lambda: downloading(repo))
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # reaps it and closes its pipes
     assert_consistent(repo)
     proxy.faults = Faults()
     res = cli("sync", cwd=repo, env=via(proxy))
@@ -389,18 +389,21 @@ def test_a_403_on_one_objects_metadata_fails_that_file_only(
     assert assert_consistent(repo) == 3
 
 
-def test_one_object_that_keeps_failing_is_no_outage(
-    repo: Path, many: str, proxy: FaultProxy
-) -> None:
+def test_one_object_that_keeps_failing_is_no_outage(repo: Path, many: str, layer: Any) -> None:
     """A persistent 503 for one object fails that object; the other eleven are downloaded."""
-    # One download at a time, in order: it fails first (one attempt), before any other starts.
-    proxy.faults = Faults(unavailable="part-00.bin?alt=media")
+    layer.unavailable.add((many, f"project1/{QUOTED}/part-00.bin"))
     write_manifest(repo, [many_entry(many)])
-    res = cli("sync", "-j", "1", cwd=repo, env={**via(proxy), "GCSDVC_RETRIES": "1"})
+    try:
+        # One download at a time, in order: it fails first (one attempt), before any other.
+        res = cli("sync", "-j", "1", cwd=repo, env={"GCSDVC_RETRIES": "1"})
+    finally:
+        layer.unavailable.clear()
     assert res.returncode == 1
     assert "not attempted" not in res.stderr
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
-    assert len(failed) == 1 and "part-00.bin: HTTP 503" in failed[0], res.stderr
+    assert failed == [
+        f"failed: exp1: gs://{many}/project1/{QUOTED}/part-00.bin: HTTP 503: Backend Error"
+    ], res.stderr
     assert assert_consistent(repo) == 11
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gcsdvc import Manifest, ManifestError
@@ -22,12 +22,7 @@ from gcsdvc.migrate import migrate_source
 FILE = Path("params.yaml")
 ROOT = Path("/repo")
 
-FUZZ = settings(
-    max_examples=300,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+FUZZ = settings()  # the loaded profile's (tests/conftest.py): small by default, larger in CI
 
 # -- strategies -----------------------------------------------------------------------
 

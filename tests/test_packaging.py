@@ -140,6 +140,9 @@ def test_emulator_runs_until_interrupted(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def test_google_python_version_warning_is_hidden_from_the_api(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_a_sync_killed_mid_transfer_leaves_no_placed_file_without_its_line(
     folder = repo / FOLDER
     wait_for(lambda: len(list(folder.glob("part-*.bin"))) >= 2)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # reaps it and closes its pipes
     placed = len(list(folder.glob("part-*.bin")))
     assert placed >= 2
     assert visible(repo) == []  # the lines of the whole batch came first
