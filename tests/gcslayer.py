@@ -272,9 +272,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, _NO_USER_PROJECT, "required")
             with layer.lock:
                 layer.billed.append((bucket, project))
-        media = _MEDIA.match(path)
-        if media and query.get("alt") == ["media"]:
-            wanted = tuple(urllib.parse.unquote(g) for g in media.group(1, 2))
+        download = _MEDIA.match(path)
+        if download and query.get("alt") == ["media"]:
+            wanted = tuple(urllib.parse.unquote(g) for g in download.group(1, 2))
             if wanted in layer.unavailable:
                 return self._error(503, "Backend Error", "backendError")
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
