@@ -1170,11 +1170,19 @@ def _timeout() -> Any:
     return aiohttp.ClientTimeout(sock_connect=30, sock_read=READ_TIMEOUT)
 
 
+def http_status(exc: BaseException) -> object:
+    """The HTTP status an exception carries: gcsfs's ``code``, aiohttp's ``status``
+    (whose ``code`` alias warns of its deprecation)."""
+    if type(exc).__module__.startswith("aiohttp"):
+        return getattr(exc, "status", None)
+    return getattr(exc, "code", None)
+
+
 def is_outage(exc: BaseException) -> bool:
     """Whether the error means storage is unreachable (after gcsfs's own retries)."""
     if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
         return True
-    code = getattr(exc, "code", None)
+    code = http_status(exc)
     return type(exc).__module__.startswith("aiohttp") or (isinstance(code, int) and code >= 500)
 
 
@@ -1187,7 +1195,8 @@ def describe(exc: BaseException) -> str:
         return local_fault(exc)  # this machine's file, not Cloud Storage
     if isinstance(exc, FileNotFoundError):
         return "not found"
-    if isinstance(exc, PermissionError) or text.startswith("Forbidden"):
+    forbidden = text.startswith("Forbidden") or http_status(exc) == 403
+    if isinstance(exc, PermissionError) or forbidden:
         # gcsfs: "Forbidden: <path>" then Cloud Storage's text, which names the principal
         # and the permission it lacks.
         said = " ".join(str(exc).strip().splitlines()[1:]).strip()
@@ -1199,7 +1208,7 @@ def describe(exc: BaseException) -> str:
             "bill (gcsfs and DVC read it too)"
         )
     name = type(exc).__name__
-    code = getattr(exc, "code", None)
+    code = http_status(exc)
     if code == 401 or "Anonymous caller" in text:
         return f"not signed in to Google Cloud ({text}); {credentials_hint()}"
     if "Credentials" in name or "RefreshError" in name:

@@ -40,6 +40,10 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "ho
 _OBJECT = re.compile(r"^/(?:upload/)?storage/v1/b/([^/]+)/o/([^/?]+)(/compose)?$")
 _BUCKET = re.compile(r"^/(?:upload/|download/)?storage/v1/b/([^/?]+)")
 _NO_USER_PROJECT = "Bucket is a requester pays bucket but no user project provided."
+_FORBIDDEN = (
+    "sandbox@example.invalid does not have storage.objects.get access to the Google Cloud "
+    "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist)."
+)
 _MEDIA = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/?]+)$")
 
 Key = tuple[str, str, str]  # bucket, object name, generation
@@ -82,8 +86,10 @@ class GcsLayer:
         # Storage refuses it; the projects that requests named, to check who is billed.
         self.requester_pays: set[str] = set()
         self.billed: list[tuple[str, str]] = []  # (bucket, project)
-        # Objects (bucket, name) whose downloads always answer 503, as one sick object would.
+        # Objects (bucket, name) whose downloads always answer 503, as one sick object would,
+        # or 403, as one the caller may not read.
         self.unavailable: set[tuple[str, str]] = set()
+        self.forbidden: set[tuple[str, str]] = set()
         layer = self
 
         class Handler(_Handler):
@@ -277,6 +283,8 @@ class _Handler(BaseHTTPRequestHandler):
             wanted = tuple(urllib.parse.unquote(g) for g in download.group(1, 2))
             if wanted in layer.unavailable:
                 return self._error(503, "Backend Error", "backendError")
+            if wanted in layer.forbidden:
+                return self._error(403, _FORBIDDEN, "forbidden")
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
         try:
             conn.request(self.command, self.path, body or None, headers)

@@ -408,14 +408,17 @@ def test_one_object_that_keeps_failing_is_no_outage(repo: Path, many: str, layer
 
 
 def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was(
-    repo: Path, seeded: str, proxy: FaultProxy
+    repo: Path, seeded: str, layer: Any
 ) -> None:
     """DVC's download of a whole prefix refused mid-way: no traceback, no partial files."""
     whole = entry(seeded, name="whole", destination="whole")
     del whole["files"]
     write_manifest(repo, [whole, entry(seeded)])
-    proxy.faults = Faults(forbid=("checkpoint.bin?alt=media",))  # one object of the folder
-    res = cli("sync", cwd=repo, env=via(proxy))
+    layer.forbidden.add((seeded, f"project1/{QUOTED}/checkpoint.bin"))  # one of the folder's
+    try:
+        res = cli("sync", cwd=repo)
+    finally:
+        layer.forbidden.clear()
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
@@ -424,8 +427,7 @@ def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was
     assert "sync: 3 added, 0 unchanged, 1 failed" in without_git_hint(res.stdout)
     assert not (repo / "data" / "whole").exists()
     assert not (repo / "data" / "whole.dvc").exists()
-    proxy.faults = Faults()
-    res = cli("sync", cwd=repo, env=via(proxy))  # no --force needed
+    res = cli("sync", cwd=repo)  # no --force needed
     assert res.returncode == 0, res.stderr
     assert (repo / "data" / "whole" / "checkpoint.bin").stat().st_size == 3 << 20
 
