@@ -446,7 +446,10 @@ class Workspace:
         place (through a hardlink or symlink) is moved aside and replaced.
         """
         cached = Path(self.odb.oid_to_path(md5))
-        if cached.exists() and (md5 in self._intact or self._check(cached, md5)):
+        intact = md5 in self._intact
+        if cached.exists() and (
+            intact or self._check(cached, md5, "a verified download replaces it")
+        ):
             tmp.unlink()  # two downloads of the same bytes: the first one is cached
         else:
             # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
@@ -471,27 +474,26 @@ class Workspace:
             if self.copies():
                 copy = self.work / f"link-{next(self._names)}"
             try:
-                got, _ = hash_file(cached, copy_to=copy)
+                if not self._check(cached, md5, f"{local} is fetched again", copy):
+                    return False
             except FileNotFoundError:
                 return False
-            if got != md5:
-                if copy is not None:
-                    copy.unlink()
-                self._set_aside(cached, md5, got, f"{local} is fetched again")
-                return False
-            self._intact.add(md5)
         elif not cached.exists():
             return False
         self._checkout(cached, local, md5, copy=copy)
         return True
 
-    def _check(self, cached: Path, md5: str) -> bool:
-        """Whether the cache file ``cached`` holds ``md5``'s bytes; a corrupt one is set aside."""
-        got = file_md5(cached)
-        if got == md5:
-            return True
-        self._set_aside(cached, md5, got, "a verified download replaces it")
-        return False
+    def _check(self, cached: Path, md5: str, then: str, copy: Path | None = None) -> bool:
+        """Whether the cache file ``cached`` holds ``md5``'s bytes; a corrupt one is set aside
+        (``then``: what happens next, for the warning). ``copy``: written from the bytes hashed."""
+        got, _ = hash_file(cached, copy_to=copy)
+        if got != md5:
+            if copy is not None:
+                copy.unlink()
+            self._set_aside(cached, md5, got, then)
+            return False
+        self._intact.add(md5)
+        return True
 
     def _set_aside(self, cached: Path, md5: str, got: str, then: str) -> None:
         """Move a cache file whose bytes are not ``md5`` out of the cache, and say so."""

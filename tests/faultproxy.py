@@ -71,7 +71,7 @@ class FaultProxy:
             if f.seen <= f.fail_first:
                 return _answer(client, f.status)
             if any(part in line for part in f.forbid):
-                return _answer(client, 403, _FORBIDDEN)
+                return _answer(client, 403, FORBIDDEN_TEXT)
             if f.unavailable and f.unavailable in line:
                 return _answer(client, 503)
             if f.anonymous and f.anonymous in line:
@@ -171,7 +171,7 @@ _ANONYMOUS = (
 
 
 # Cloud Storage's text for a 403: it names the principal and the permission it lacks.
-_FORBIDDEN = (
+FORBIDDEN_TEXT = (
     "sandbox@example.invalid does not have storage.objects.get access to the Google Cloud "
     "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist)."
 )

@@ -36,14 +36,12 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from faultproxy import FORBIDDEN_TEXT
+
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "host", "upgrade"}
 _OBJECT = re.compile(r"^/(?:upload/)?storage/v1/b/([^/]+)/o/([^/?]+)(/compose)?$")
 _BUCKET = re.compile(r"^/(?:upload/|download/)?storage/v1/b/([^/?]+)")
 _NO_USER_PROJECT = "Bucket is a requester pays bucket but no user project provided."
-_FORBIDDEN = (
-    "sandbox@example.invalid does not have storage.objects.get access to the Google Cloud "
-    "Storage object. Permission 'storage.objects.get' denied on resource (or it may not exist)."
-)
 _MEDIA = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/?]+)$")
 
 Key = tuple[str, str, str]  # bucket, object name, generation
@@ -284,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
             if wanted in layer.unavailable:
                 return self._error(503, "Backend Error", "backendError")
             if wanted in layer.forbidden:
-                return self._error(403, _FORBIDDEN, "forbidden")
+                return self._error(403, FORBIDDEN_TEXT, "forbidden")
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
         try:
             conn.request(self.command, self.path, body or None, headers)
