@@ -132,9 +132,12 @@ def in_cache(root: Path, files: dict[str, str]) -> set[str]:
     """
     if not files:
         return set()
-    with open_repo(root) as repo:
-        odb = repo.cache.local
-        return {local for local, md5 in files.items() if Path(odb.oid_to_path(md5)).is_file()}
+    try:
+        with open_repo(root) as repo:
+            odb = repo.cache.local
+            return {local for local, md5 in files.items() if Path(odb.oid_to_path(md5)).is_file()}
+    except DvcRepoError:  # no DVC repository: no cache either
+        return set()
 
 
 def read_folders(repo: Repo, root: Path, locals_: Iterable[str]) -> dict[str, Comparison]:
