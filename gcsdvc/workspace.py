@@ -641,7 +641,10 @@ class Workspace:
                 if isinstance(cause, OSError) and cause.filename is not None:
                     raise cause from None  # a local fault: the caller names the path
                 raise StorageError(describe(cause)) from None
-            raise DvcRepoError(str(exc).splitlines()[0]) from None
+            # DVC's messages run over lines ("Checkout failed for following targets:", then
+            # one line each): all of it, on one line.
+            lines = (line.strip() for line in str(exc).splitlines())
+            raise DvcRepoError(" ".join(line for line in lines if line)) from None
         stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")

@@ -31,6 +31,7 @@ from conftest import (
     load,
     new_repo,
     read_only,
+    run,
     snapshot,
     without_git_hint,
     write_manifest,
@@ -563,3 +564,24 @@ def test_a_read_only_data_folder_is_one_line_and_no_file_counts_done(
         f"{folder_shown}/parent_dir/.gitignore {why}",
         f"failed: exp1: {folder_shown}/: cannot write {folder_shown}/.gitignore {why} (2 files)",
     ]
+
+
+def test_a_folder_whose_source_and_cache_are_gone_is_one_whole_line(
+    repo: Path, seeded: str, gcs: Any, tmp_path: Path
+) -> None:
+    whole = entry(seeded, name="run")
+    del whole["files"]
+    write_manifest(repo, [whole])
+    cli("sync", cwd=repo, check=True)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "sync", cwd=repo)
+    bob = tmp_path / "bob"
+    run("git", "clone", "-q", str(repo), str(bob), cwd=tmp_path)
+    gcs.rm(f"{seeded}/project1/{QUOTED}", recursive=True)
+    res = cli("sync", cwd=bob)
+    assert res.returncode == 1
+    folder = f"data/project1/{QUOTED}"
+    assert res.stderr == (  # DVC's message runs over four lines: all of it, on one
+        f"failed: run: gs://{seeded}/project1/{QUOTED}: Checkout failed for following targets: "
+        f"{folder} Is your cache up to date? <https://error.dvc.org/missing-files>\n"
+    )
