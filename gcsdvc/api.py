@@ -124,7 +124,13 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     item = inspect(found, res, listed)
     command = f"gcsdvc sync {shlex.quote(name)}"
     why = f"run: {command}"
-    if sync and item.state in (State.NOT_SYNCED, State.MISSING, State.SOURCE_MOVED):
+    # What a sync brings without replacing anything of the user's.
+    if sync and item.state in (
+        State.NOT_SYNCED,
+        State.MISSING,
+        State.SOURCE_MOVED,
+        State.SUPERSEDED,
+    ):
         failures = _sync(found, res)
         item = inspect(found, res, listed)
         messages = failures.get(item.source) or [m for ms in failures.values() for m in ms]
@@ -138,6 +144,10 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
         )
     if item.state is State.MISSING:
         raise NotSyncedError(f"{name}: {item.local} is not on disk; {why}")
+    if item.state is State.SUPERSEDED:
+        raise NotSyncedError(
+            f"{name}: {item.local} is not the recorded version ({item.note}); {why}"
+        )
     if item.state is State.MODIFIED:
         raise ModifiedError(
             f"{name}: the local copy {item.local} differs from {item.stage_file} ({item.note}); "

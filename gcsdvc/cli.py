@@ -528,6 +528,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     states = {
         State.OK: f"current (the {'import' if info.inner else 'local copy'} matches the stage)",
         State.MISSING: f"missing (not on disk; 'gcsdvc sync {quote(info.name)}' restores it)",
+        State.SUPERSEDED: f"superseded ({item.note}); "
+        f"'gcsdvc sync {quote(info.name)}' puts the recorded version in place",
         State.MODIFIED: f"modified ({item.note}); "
         f"'rm {'' if item.file is not None else '-r '}{quote(rel(manifest.root, item.local))} "
         f"&& gcsdvc sync {quote(info.name)}' restores the recorded copy",

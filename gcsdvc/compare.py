@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from gcsdvc import stages
 from gcsdvc.errors import StorageError
+from gcsdvc.manifest import DEFAULT_MANIFEST
 from gcsdvc.stages import ImportStage
 
 if TYPE_CHECKING:
@@ -28,12 +29,15 @@ class State(str, Enum):
     OK = "ok"
     MISSING = "missing"  # the stage is there, the data is not
     MODIFIED = "modified"  # a local edit: the bytes differ from the stage's
+    # Other bytes than the stage's, safe elsewhere (an earlier version, in the DVC cache)
+    SUPERSEDED = "superseded"
     CHANGED_UPSTREAM = "changed-upstream"  # another object (generation or bytes) is listed
     DELETED_UPSTREAM = "deleted-upstream"  # the object is gone
     NOT_SYNCED = "not-synced"  # no stage yet, nothing at the destination
     NOT_FOUND = "not-found"  # the object to fetch is not in the bucket
     UNTRACKED = "untracked"  # no stage, but a file is at the destination
     FOREIGN = "foreign-stage"  # a stage gcsdvc did not write, for another source, is in the way
+    OTHER_MANIFEST = "other-manifest"  # a stage another manifest wrote is in the way
     SOURCE_MOVED = "source-moved"  # the stage records another object
     METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
     LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
@@ -61,6 +65,7 @@ class Wish:
 
     source: str  # the gs:// URL of the object or prefix
     is_folder: bool = False  # a whole-prefix import
+    manifest: str | None = None  # the manifest asking (see Resource.manifest)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Disk:
     size: int | None = None
     md5: str | None = None  # None: not hashed (or unreadable when ``unreadable``)
     unreadable: bool = False
+    cached: bool = False  # the DVC cache holds these bytes (``md5``) too
 
     @classmethod
     def from_stat(cls, mode: int, size: int) -> Disk:
@@ -108,6 +114,16 @@ def compare(
         return Comparison(State.BROKEN_STAGE, stage.broken)
     if stage is not None and stage.identity is None and stage.source != wish.source:
         return Comparison(State.FOREIGN, "a stage not written by gcsdvc is in the way")
+    if (
+        stage is not None
+        and stage.identity is not None
+        and stage.identity.manifest != wish.manifest
+    ):
+        owner = stage.identity.manifest or DEFAULT_MANIFEST
+        note = f"belongs to the manifest {owner} (entry {stage.identity.name}); "
+        return Comparison(
+            State.OTHER_MANIFEST, note + "give one of the entries another destination"
+        )
     if stage is None:
         if disk.exists:
             return Comparison(State.UNTRACKED, "no stage records it")
@@ -120,6 +136,11 @@ def compare(
         return Comparison(State.LISTING_FAILED, str(listed))
     edit = None if wish.is_folder else local_edit(stage, disk)
     if edit is not None:
+        if disk.cached or (
+            listed is not None and not isinstance(listed, Upstream) and _holds(disk, listed)
+        ):
+            where = "the DVC cache" if disk.cached else "the bucket's object"
+            return Comparison(State.SUPERSEDED, f"{edit}; those bytes are kept in {where}")
         return Comparison(State.MODIFIED, edit)
     if stage.source != wish.source:
         if listed is None:
@@ -170,6 +191,11 @@ def stale_stage(
     else:
         note = "not as a sync writes it (description, name, pinning or the object's record)"
     return Comparison(State.STALE_STAGE, note)
+
+
+def _holds(disk: Disk, obj: RemoteObject) -> bool:
+    """Whether the file at the destination is the listed object's bytes (so nothing is lost)."""
+    return disk.md5 is not None and not obj.transcoded and disk.md5 == obj.md5
 
 
 def local_edit(stage: ImportStage, disk: Disk) -> str | None:

@@ -140,7 +140,7 @@ def expand_offline(manifest: Manifest) -> Manifest:
     """The manifest with patterns replaced by the files already synced (no storage access)."""
     if not any(res.patterns for res in manifest.resources):
         return manifest
-    synced, _ = stages.scan(manifest.root, manifest.data_path)
+    synced, _ = stages.scan(manifest.root, manifest.data_path, manifest.owner)
     return expand_patterns(manifest, (), None, synced).manifest
 
 

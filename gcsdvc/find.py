@@ -126,5 +126,5 @@ def _which(manifest: Manifest, local: str, stage: ImportStage, asked: str, shown
         description, in_manifest = stage.description, False
     file = ((ident.file if ident else None) or posixpath.basename(local)) if is_file else None
     item = FileStatus(local, source, file, stage)
-    check_local(manifest.root, [item])
+    check_local(manifest.root, [item], ident.manifest if ident else None)  # as its manifest sees it
     return Which(item, name, description, in_manifest, inner)

@@ -9,6 +9,7 @@ naming the file, line, entry and field.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -96,6 +97,8 @@ class Resource:
     description: str
     index: int = 0
     line: int | None = None
+    # The manifest holding the entry, repo-relative; None: params.yaml at the root.
+    manifest: str | None = None
 
     # Cached: a sync asks for them several times per file.
     @functools.cached_property
@@ -143,6 +146,11 @@ class Manifest:
     @property
     def data_path(self) -> Path:
         return self.root / self.data_dir
+
+    @property
+    def owner(self) -> str | None:
+        """What this manifest's stages record of it (see :attr:`Resource.manifest`)."""
+        return _owner(self.path, self.root)
 
     def local(self, resource: Resource, file: str | None = None) -> str:
         """Repo-relative POSIX path of a file (or, without one, of the entry's folder)."""
@@ -351,6 +359,16 @@ def _conflict_line(text: str) -> int | None:
     return text.count("\n", 0, start.start()) + 1
 
 
+def _owner(file: Path, root: Path) -> str | None:
+    """What a stage records of the manifest that wrote it: its repo-relative path, or None
+    for the default one (stages written before manifests were told apart say nothing)."""
+    try:
+        rel = file.absolute().relative_to(root.absolute()).as_posix()
+    except ValueError:
+        rel = file.name
+    return None if rel == DEFAULT_MANIFEST else rel
+
+
 def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
     """Validate manifest text; ``file`` is only used to name it in messages."""
     checker = _Checker(_display(file), root)
@@ -362,6 +380,9 @@ def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
         resources = checker.resources(data, node, settings.get("data_dir", DEFAULT_DATA_DIR))
     if checker.problems:
         raise ManifestError(checker.problems)
+    owner = _owner(file, root)
+    if owner is not None:
+        resources = [dataclasses.replace(res, manifest=owner) for res in resources]
     return Manifest(
         path=file,
         root=root,

@@ -89,6 +89,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.UNTRACKED, None, None, True, None, Action.ADD, "replaces the local file (--force)"),
     (State.UNTRACKED, None, None, False, None, Action.CONFLICT, ""),
     (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
+    (State.OTHER_MANIFEST, None, None, None, None, Action.FAILED, "{stage_file} {note}"),
     (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
     (State.REFUSED, None, None, None, None, Action.FAILED, ""),
     (State.BROKEN_STAGE, None, None, None, None, Action.FAILED, _BROKEN),
@@ -97,6 +98,8 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
     (State.SOURCE_MOVED, None, None, None, None, Action.UPDATE, ""),
     (State.MISSING, None, None, None, None, Action.RESTORE, ""),
+    (State.SUPERSEDED, False, None, None, None, Action.UPDATE, ""),
+    (State.SUPERSEDED, True, None, None, None, Action.RESTORE, ""),
     (State.CHANGED_UPSTREAM, False, None, None, None, Action.UPDATE, "changed upstream"),
     (State.CHANGED_UPSTREAM, True, None, None, None, Action.UNCHANGED, _KEPT),
     (State.METADATA_UPSTREAM, None, None, None, None, Action.METADATA, ""),
@@ -207,7 +210,8 @@ class _Draft:
 
     @property
     def wish(self) -> Wish:
-        return Wish(self.resource.source(self.file), is_folder=self.file is None)
+        source = self.resource.source(self.file)
+        return Wish(source, is_folder=self.file is None, manifest=self.resource.manifest)
 
     @property
     def prefix(self) -> tuple[str, str]:
@@ -246,7 +250,7 @@ def build_plan(
         return plan
     if watch:
         plan.state = snapshot.state(manifest, walked)
-    ours, foreign = stages.scan(root, manifest.data_path)
+    ours, foreign = stages.scan(root, manifest.data_path, manifest.owner)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     wanted = desired(manifest)
     plan.wanted = wanted.keys()

@@ -96,6 +96,8 @@ def summary_lines(
             )
     if quiet:
         return
+    for local, md5 in result.saved:
+        yield f"saved {local} (md5 {md5}) to the DVC cache before replacing it"
     plan = result.plan
     if plan.unfrozen:
         yield (
@@ -269,6 +271,7 @@ def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
         "warnings": result.warnings,
         "errors": result.errors,
         "repaired": result.repaired,
+        "saved": [{"path": local, "md5": md5} for local, md5 in result.saved],
         "retries": result.retries,
     }
 

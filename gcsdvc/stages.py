@@ -76,22 +76,26 @@ class Identity:
     blob: str
     subblob: str
     file: str | None = None  # None: a whole-prefix import
+    manifest: str | None = None  # the manifest that wrote it (None: the default params.yaml)
 
     @classmethod
     def of(cls, resource: Resource, file: str | None) -> Identity:
-        return cls(resource.name, resource.bucket, resource.blob, resource.subblob, file)
+        return cls(
+            resource.name, resource.bucket, resource.blob, resource.subblob, file, resource.manifest
+        )
 
     @classmethod
     def from_dict(cls, value: Any) -> Identity | None:
         if not isinstance(value, dict):
             return None
-        file = value.get("file")
+        file, manifest = value.get("file"), value.get("manifest")
         return cls(
             name=str(value.get("name", "")),
             bucket=str(value.get("bucket", "")),
             blob=str(value.get("blob", "")),
             subblob=str(value.get("subblob", "")),
             file=None if file is None else str(file),
+            manifest=None if manifest is None else str(manifest),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,6 +107,8 @@ class Identity:
         }
         if self.file is not None:
             ident["file"] = self.file
+        if self.manifest is not None:
+            ident["manifest"] = self.manifest
         return ident
 
 
@@ -662,8 +668,11 @@ def read_json_cache(path: Path) -> dict[str, Any]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, ImportStage]]:
-    """Stages below ``folder``: (gcsdvc's, others), keyed by repo-relative data path."""
+def scan(
+    root: Path, folder: Path, owner: str | None = None
+) -> tuple[dict[str, ImportStage], dict[str, ImportStage]]:
+    """Stages below ``folder``: (those the manifest ``owner`` wrote, others), keyed by
+    repo-relative data path. ``owner``: as :attr:`Identity.manifest` records it."""
     ours: dict[str, ImportStage] = {}
     foreign: dict[str, ImportStage] = {}
     cache = StageCache(root)
@@ -675,7 +684,8 @@ def scan(root: Path, folder: Path) -> tuple[dict[str, ImportStage], dict[str, Im
         except DvcRepoError as exc:  # one bad stage file fails its own file, not the command
             stage = ImportStage.unreadable(str(exc).removeprefix(f"{path}: "))
         if stage is not None:
-            (ours if stage.identity is not None else foreign)[local] = stage
+            mine = stage.identity is not None and stage.identity.manifest == owner
+            (ours if mine else foreign)[local] = stage
     cache.save()
     return ours, foreign
 

@@ -101,7 +101,7 @@ class FileStatus:
         if self.state in (State.MODIFIED, State.UNTRACKED):
             # `dvc checkout` refuses pinned imports; sync restores them from the cache.
             return [("rm" if self.file is not None else "rm -r", self.local), sync]
-        if self.state in (State.MISSING, State.METADATA_UPSTREAM):
+        if self.state in (State.MISSING, State.METADATA_UPSTREAM, State.SUPERSEDED):
             return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
         if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
             return [sync, *push]
@@ -305,7 +305,7 @@ def check(
         locals_ = [manifest.local(res, file) for res in selected for file in res.targets]
         ours = stages.cached_stages(manifest.root, locals_, known.stage_cache)
     if not ours:
-        ours, foreign = stages.scan(manifest.root, manifest.data_path)
+        ours, foreign = stages.scan(manifest.root, manifest.data_path, manifest.owner)
     manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     items: list[FileStatus] = []
     for res in selected:
@@ -345,7 +345,7 @@ def check(
         if isinstance(listing, StorageError):
             status.upstream_error = str(listing)
         listed = listing if isinstance(listing, dict) else None
-        _assess(status.files, listed, disks, recorded)
+        _assess(status.files, listed, disks, recorded, status.resource.manifest)
         for f in status.files:
             obj = listed.get(f.file) if listed is not None and f.file is not None else None
             if isinstance(obj, RemoteObject):
@@ -429,13 +429,16 @@ def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileSta
     local = manifest.local(resource, file)
     stage = ImportStage.load(manifest.root / stages.stage_path(local))
     item = FileStatus(local, resource.source(file), file, stage)
-    check_local(manifest.root, [item])
+    check_local(manifest.root, [item], resource.manifest)
     return item
 
 
-def check_local(root: Path, items: Sequence[FileStatus]) -> None:
-    """Set each item's local state (upstream is not asked); folders are asked of DVC."""
-    _assess(items, None, read_disks(root, [(f.local, f.stage, f.file is None) for f in items]))
+def check_local(root: Path, items: Sequence[FileStatus], owner: str | None = None) -> None:
+    """Set each item's local state (upstream is not asked); folders are asked of DVC.
+
+    ``owner``: the items' manifest (see :attr:`gcsdvc.manifest.Resource.manifest`)."""
+    disks = read_disks(root, [(f.local, f.stage, f.file is None) for f in items])
+    _assess(items, None, disks, owner=owner)
     _note_cache_edits(root, items)
     _check_folders(root, items, upstream=False)
 
@@ -462,6 +465,7 @@ def _assess(
     listing: Looked | None,
     disks: dict[str, Disk],
     recorded: Mapping[str, ImportStage] | None = None,
+    owner: str | None = None,
 ) -> None:
     """Set each item's state by :func:`~gcsdvc.compare.compare`; ``listing`` None: not asked.
 
@@ -481,7 +485,8 @@ def _assess(
             ):
                 change = None if listed is None else object_change(stage, listed)
                 item.upstream = _UPSTREAM[change]
-        found = compare(Wish(item.source, item.file is None), stage, disks[item.local], listed)
+        wish = Wish(item.source, item.file is None, owner)
+        found = compare(wish, stage, disks[item.local], listed)
         item.state, item.note = found.state, found.note
         if found.state is State.METADATA_UPSTREAM:
             item.state = State.OK  # the data is the object's bytes; a sync records the new etag

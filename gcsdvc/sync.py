@@ -76,6 +76,8 @@ class SyncResult:
     # Data files git saw for want of their .gitignore line: the line written now.
     repaired: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # .gitignore files that could not be written
+    # Local bytes --force replaces, saved into the DVC cache first: (path, md5).
+    saved: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -330,10 +332,22 @@ class _Executor:
                 stage = stage.recorded_as(item.obj)  # so that `dvc status` stays quiet
             self._guard(item, self.ws.write_stage, item.local, self._shaped(item, stage))
         todo = self._of(Action.ADD, Action.UPDATE, Action.RESTORE)
+        todo = [item for item in todo if self._save_local(item)]
         self._transfer([i for i in todo if i.file is not None])
         for item in todo:
             if item.file is None:
                 self._guard(item, self._folder, item)
+
+    def _save_local(self, item: Item) -> bool:
+        """Save the bytes ``--force`` replaces into the DVC cache; False: they could not be."""
+        if item.state not in (State.MODIFIED, State.UNTRACKED):
+            return True
+        try:
+            self.result.saved += self.ws.save(item.local)
+        except (GcsdvcError, OSError) as exc:
+            self.result.fail(item, exc)
+            return False
+        return True
 
     def _shaped(self, item: Item, stage: stages.ImportStage) -> stages.ImportStage:
         assert item.resource is not None

@@ -85,12 +85,14 @@ def read_disks(
 ) -> dict[str, Disk]:
     """What is at each (local, stage, is_folder) destination, for :func:`gcsdvc.compare.compare`.
 
-    A file is hashed only when its stage records an md5, its size matches and
-    :class:`HashCache` does not know it unchanged.
+    A file is hashed only when its stage records an md5 and :class:`HashCache`
+    does not know it unchanged. A file that is not the stage's bytes is looked up
+    in the DVC cache: an earlier recorded version there is not a user's edit.
     """
     disks: dict[str, Disk] = {}
     sizes: dict[Path, int] = {}
     stats: dict[str, os.stat_result] = {}
+    recorded: dict[str, str] = {}  # local: the md5 its stage records
     cache = HashCache(root)
     for local, stage, is_folder in targets:
         try:
@@ -100,14 +102,15 @@ def read_disks(
             continue
         disk = Disk.from_stat(info.st_mode, info.st_size)
         disks[local] = disk
-        recorded = stage is not None and not is_folder and stage.md5 is not None
-        if recorded and disk.is_file and stage is not None and stage.size in (None, info.st_size):
-            known = cache.get(local, info)
-            if known is not None:
-                disks[local] = replace(disk, md5=known)
-            else:
-                sizes[root / local] = info.st_size
-                stats[local] = info
+        if stage is None or is_folder or stage.md5 is None or not disk.is_file:
+            continue
+        recorded[local] = stage.md5
+        known = cache.get(local, info)
+        if known is not None:
+            disks[local] = replace(disk, md5=known)
+        else:
+            sizes[root / local] = info.st_size
+            stats[local] = info
     md5s = local_md5s(root, sizes)
     for local, info in stats.items():
         md5 = md5s.get(root / local)
@@ -115,7 +118,26 @@ def read_disks(
         if md5 is not None:
             cache.put(local, info, md5)
     cache.save()
+    other = {local: disks[local].md5 for local in recorded if disks[local].md5 != recorded[local]}
+    for local in in_cache(root, {local: md5 for local, md5 in other.items() if md5}):
+        disks[local] = replace(disks[local], cached=True)
     return disks
+
+
+def in_cache(root: Path, files: dict[str, str]) -> set[str]:
+    """Which files (local: the md5 of its bytes) the DVC cache holds a copy of, under that md5.
+
+    DVC's cache is content-addressed: a cache file is trusted by its name here,
+    as DVC does; it is verified when it is restored (:meth:`Workspace.restore`).
+    """
+    if not files:
+        return set()
+    try:
+        with open_repo(root) as repo:
+            odb = repo.cache.local
+            return {local for local, md5 in files.items() if Path(odb.oid_to_path(md5)).is_file()}
+    except DvcRepoError:  # no DVC repository: no cache either
+        return set()
 
 
 def read_folders(repo: Repo, root: Path, locals_: Iterable[str]) -> dict[str, Comparison]:
@@ -439,6 +461,24 @@ class Workspace:
         self._remember(local, md5)
         return got
 
+    def save(self, local: str) -> list[tuple[str, str]]:
+        """Copy the regular files at ``local`` (a file or a folder) into the DVC cache.
+
+        What ``--force`` replaces is kept this way: ``dvc`` can bring it back by md5.
+        Returns (path, md5) of each file saved, repo-relative.
+        """
+        path = self.root / local
+        files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.is_file())
+        saved = []
+        for file in files:
+            if file.is_symlink() or not file.is_file():
+                continue  # a link into the cache: its bytes are there already
+            tmp = self.work / f"save-{next(self._names)}"
+            md5, _ = hash_file(file, copy_to=tmp)
+            self._cache(tmp, md5)
+            saved.append((file.relative_to(self.root).as_posix(), md5))
+        return saved
+
     def _cache(self, tmp: Path, md5: str) -> Path:
         """Move a verified file into the DVC cache (or drop it when the cache has it intact).
 
@@ -601,7 +641,10 @@ class Workspace:
                 if isinstance(cause, OSError) and cause.filename is not None:
                     raise cause from None  # a local fault: the caller names the path
                 raise StorageError(describe(cause)) from None
-            raise DvcRepoError(str(exc).splitlines()[0]) from None
+            # DVC's messages run over lines ("Checkout failed for following targets:", then
+            # one line each): all of it, on one line.
+            lines = (line.strip() for line in str(exc).splitlines())
+            raise DvcRepoError(" ".join(line for line in lines if line)) from None
         stage = ImportStage.load(stage_file)
         if stage is None:
             raise DvcRepoError(f"DVC wrote no stage for {local}")

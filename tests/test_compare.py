@@ -71,6 +71,18 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("unreadable", WISH, stage(), replace(FILE, md5=None, unreadable=True), NL, State.MODIFIED),
     ("edit beats upstream change", WISH, stage(), replace(FILE, md5=OTHER_MD5), obj(etag="e2"),
      State.MODIFIED),
+    ("an earlier version, in the DVC cache", WISH, stage(), replace(FILE, md5=OTHER_MD5,
+     cached=True), NL, State.SUPERSEDED),
+    ("other size, in the DVC cache", WISH, stage(), replace(FILE, size=6, md5=OTHER_MD5,
+     cached=True), obj(), State.SUPERSEDED),
+    ("the bucket's object now", WISH, stage(), replace(FILE, md5=OTHER_MD5),
+     obj(etag="e2", generation="200", md5=OTHER_MD5), State.SUPERSEDED),
+    ("a decoded copy is not the object's md5", WISH, stage(), replace(FILE, md5=OTHER_MD5),
+     replace(obj(etag="e2", md5=OTHER_MD5), content_encoding="gzip"), State.MODIFIED),
+    ("another manifest's stage", WISH, stage(identity=replace(stage().identity,
+     manifest="more.yaml")), FILE, obj(), State.OTHER_MANIFEST),
+    ("the default manifest's stage, asked by another", replace(WISH, manifest="more.yaml"),
+     stage(), FILE, obj(), State.OTHER_MANIFEST),
     ("source moved", WISH, stage(source="gs://bkt/old/a.txt"), FILE, obj(), State.SOURCE_MOVED),
     ("source moved, object gone", WISH, stage(source="gs://bkt/old/a.txt"), FILE, None,
      State.NOT_FOUND),
@@ -156,7 +168,8 @@ def expected(key: Key) -> Action:
         return Action.CONFLICT  # local files are never replaced silently
     if key.state is State.UNTRACKED:
         return Action.ADD
-    if key.state is State.MODIFIED:
+    if key.state in (State.MODIFIED, State.SUPERSEDED):
+        # An earlier version kept in the DVC cache is replaced as a forced edit is.
         return Action.RESTORE if key.skip_if_exist else Action.UPDATE
     if key.state is State.CHANGED_UPSTREAM:
         return Action.UNCHANGED if key.skip_if_exist else Action.UPDATE
@@ -164,6 +177,7 @@ def expected(key: Key) -> Action:
         State.NOT_SYNCED: Action.ADD,
         State.NOT_FOUND: Action.FAILED,
         State.FOREIGN: Action.FAILED,
+        State.OTHER_MANIFEST: Action.FAILED,
         State.LISTING_FAILED: Action.FAILED,
         State.REFUSED: Action.FAILED,
         State.BROKEN_STAGE: Action.FAILED,

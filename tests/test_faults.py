@@ -31,6 +31,7 @@ from conftest import (
     load,
     new_repo,
     read_only,
+    run,
     snapshot,
     without_git_hint,
     write_manifest,
@@ -531,3 +532,56 @@ def test_a_read_only_repository_is_one_line(
         lines = res.stderr.splitlines()
         assert len(lines) == 1, res.stderr
         assert lines[0].startswith("error: ") and "Read-only file system" in lines[0], lines
+
+
+def test_a_read_only_data_folder_is_one_line_and_no_file_counts_done(
+    small_disk: Any, seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = new_repo(small_disk("8m") / "repo")
+    monkeypatch.chdir(root)
+    write_manifest(root, [entry(seeded)])
+    folder = data(root, "file1").parent
+    folder.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=False
+    )
+    if mounted.returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        read_only(folder)
+        res = cli("sync", cwd=root)
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+    folder_shown = f"data/project1/{QUOTED}"
+    why = (
+        "(Read-only file system), so its files are not placed (git would see them); "
+        "run the sync again once it can be written"
+    )
+    assert res.returncode == 1
+    assert res.stdout == "exp1  failed 3\nsync: 0 unchanged, 3 failed\n"
+    assert res.stderr.splitlines() == [
+        f"failed: exp1: gs://{seeded}/project1/{QUOTED}/parent_dir/file1: cannot write "
+        f"{folder_shown}/parent_dir/.gitignore {why}",
+        f"failed: exp1: {folder_shown}/: cannot write {folder_shown}/.gitignore {why} (2 files)",
+    ]
+
+
+def test_a_folder_whose_source_and_cache_are_gone_is_one_whole_line(
+    repo: Path, seeded: str, gcs: Any, tmp_path: Path
+) -> None:
+    whole = entry(seeded, name="run")
+    del whole["files"]
+    write_manifest(repo, [whole])
+    cli("sync", cwd=repo, check=True)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "sync", cwd=repo)
+    bob = tmp_path / "bob"
+    run("git", "clone", "-q", str(repo), str(bob), cwd=tmp_path)
+    gcs.rm(f"{seeded}/project1/{QUOTED}", recursive=True)
+    res = cli("sync", cwd=bob)
+    assert res.returncode == 1
+    folder = f"data/project1/{QUOTED}"
+    assert res.stderr == (  # DVC's message runs over four lines: all of it, on one
+        f"failed: run: gs://{seeded}/project1/{QUOTED}: Checkout failed for following targets: "
+        f"{folder} Is your cache up to date? <https://error.dvc.org/missing-files>\n"
+    )

@@ -82,9 +82,9 @@ def test_status_takes_the_stages_from_the_cache_the_snapshot_signed(
     scans: list[Path] = []
     real = stages.scan
 
-    def scan(root: Path, folder: Path) -> Any:
+    def scan(root: Path, folder: Path, owner: str | None = None) -> Any:
         scans.append(folder)
-        return real(root, folder)
+        return real(root, folder, owner)
 
     monkeypatch.setattr(stages, "scan", scan)
     report = check(manifest, offline=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_read_disks_hashes_only_what_it_must(root: Path, hash_reads: list[Path])
     (root / "d" / "plain").write_text("x")
     targets = [
         ("d/a.txt", stage(), False),
-        ("d/long.txt", stage(), False),  # another size: not hashed
+        ("d/long.txt", stage(), False),  # another size: hashed, to look for it in the cache
         ("d/dir", None, True),
         ("d/plain", None, False),  # no stage: not hashed
         ("d/gone", stage(), False),
@@ -45,13 +46,19 @@ def test_read_disks_hashes_only_what_it_must(root: Path, hash_reads: list[Path])
     ]
     disks = workspace.read_disks(root, targets)
     assert disks["d/a.txt"].md5 == MD5 and disks["d/a.txt"].is_file
-    assert (disks["d/long.txt"].size, disks["d/long.txt"].md5) == (14, None)
+    long = disks["d/long.txt"]
+    assert (long.size, long.md5, long.cached) == (
+        14,
+        hashlib.md5(b"hello, longer\n").hexdigest(),
+        False,
+    )
     assert disks["d/dir"].exists and not disks["d/dir"].is_file
     assert disks["d/plain"].md5 is None
     assert disks["d/gone"] is ABSENT and disks["d/plain/under"] is ABSENT
-    assert hash_reads == [root / "d" / "a.txt"]
+    hashed = [root / "d" / "a.txt", root / "d" / "long.txt"]
+    assert hash_reads == hashed
     workspace.read_disks(root, targets)  # the hash cache answers now
-    assert hash_reads == [root / "d" / "a.txt"]
+    assert hash_reads == hashed
     (root / ".dvc" / "tmp" / "gcsdvc-hashes.json").write_text("[]")
     assert workspace.HashCache(root).known == {}
 
