@@ -21,9 +21,10 @@ and hashes and decompressed on download unless the request sends
 rewritten as any other, and an object larger than ``rewrite_chunk`` bytes takes
 several calls, each but the last answering ``done: false`` with a
 ``rewriteToken`` (fake-gcs-server copies in one call); ``rewrite_calls`` counts
-them. ``no_create`` buckets refuse a rewrite into them with Cloud Storage's
-403 text naming ``storage.objects.create``. ``media_bytes`` counts the object
-bytes downloaded through the layer.
+them, and ``most_rewriting`` is the most under way at once. ``no_create``
+buckets refuse a rewrite into them with Cloud Storage's 403 text naming
+``storage.objects.create``. ``media_bytes`` counts the object bytes downloaded
+through the layer.
 
 ``decode_media`` plays a proxy on the way that decodes gzip answers and drops
 their ``Content-Encoding``. Buckets in ``requester_pays`` refuse every request
@@ -90,6 +91,7 @@ class GcsLayer:
         self.media_requests = 0  # object downloads
         self.media_bytes = 0  # object bytes sent by those downloads
         self.rewrite_calls = 0  # rewriteTo requests
+        self.rewriting = self.most_rewriting = 0  # rewriteTo requests under way, and the most
         self.rewrite_chunk: int | None = None  # bytes one rewriteTo call copies (None: all)
         self.no_create: set[str] = set()  # buckets no rewrite may write into (403)
         self._rewrites: dict[str, int] = {}  # rewriteToken -> bytes rewritten so far
@@ -285,6 +287,19 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _proxy(self) -> None:
+        layer = self.owner
+        if self.command != "POST" or not _REWRITE.match(urllib.parse.urlsplit(self.path).path):
+            return self._forward()
+        with layer.lock:
+            layer.rewriting += 1
+            layer.most_rewriting = max(layer.most_rewriting, layer.rewriting)
+        try:
+            return self._forward()
+        finally:
+            with layer.lock:
+                layer.rewriting -= 1
+
+    def _forward(self) -> None:
         layer = self.owner
         body = self._body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}

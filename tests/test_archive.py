@@ -6,6 +6,7 @@ and the media bytes each run downloads.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -19,8 +20,9 @@ from conftest import QUOTED, cli, data, dvc_main, entry, load, without_progress,
 from gcslayer import GcsLayer
 from test_workflows import clone, commit_all
 
-from gcsdvc import archive
+from gcsdvc import api, archive
 from gcsdvc.archive import Method
+from gcsdvc.errors import NotSyncedError
 from gcsdvc.storage import RemoteObject
 
 PREFIX = f"project1/{QUOTED}"
@@ -145,6 +147,14 @@ def test_a_run_archived_into_the_remote_is_pulled_by_a_clone_after_the_source_is
         f"  state:       in the DVC remote 'team' only ('dvc pull {stage_file}' fetches it)",
     ]
 
+    with pytest.raises(NotSyncedError) as raised:
+        api.path("exp1", "file1", manifest=repo / "params.yaml")
+    local_file = f"data/{PREFIX}/file1"
+    assert str(raised.value) == (
+        f"exp1: {local_file} is archived, in the DVC remote 'team' only; "
+        f"'dvc pull {shlex.quote(local_file + '.dvc')}' fetches it"
+    )
+
     # A rerun copies nothing.
     calls, bytes_before = layer.rewrite_calls, layer.media_bytes
     again = cli("sync", cwd=repo)
@@ -264,6 +274,35 @@ def test_an_object_that_fails_to_stream_records_nothing(
         "archive into the DVC remote 'team': 0 object(s) (0) copied server-side, "
         "1 object(s) (23) streamed, 0 already there",
     ]
+
+
+def test_gzip_objects_stream_decoded_and_rewrites_keep_to_their_bound(
+    repo: Path, seeded: str, layer: GcsLayer, gcs: Any, tmp_path: Path
+) -> None:
+    """A gzip-encoded object's md5 is of its compressed bytes: it streams, and DVC gets the
+    decoded bytes, as ``dvc import-url`` records them; ``-j 2`` copies at most 2 at once."""
+    text = b"line\n" * 1000
+    layer.upload(seeded, f"{PREFIX}/log.txt", gzip.compress(text), content_encoding="gzip")
+    for n in range(6):
+        layer.upload(seeded, f"{PREFIX}/shard-{n}.bin", bytes([n]) * 100)
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    gcs.mkdir(name)
+    dvc_main("remote", "add", "-d", "team", f"gs://{name}/dvc", cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["log.txt", "shard-*.bin"])])
+    layer.most_rewriting = 0
+    res = cli("sync", "--to-remote", "-j", "2", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[1] == (
+        "archive into the DVC remote 'team': 6 object(s) (600) copied server-side, "
+        "1 object(s) (4.88k) streamed, 0 already there"
+    )
+    assert 1 <= layer.most_rewriting <= 2
+    assert load(data(repo, "log.txt.dvc"))["outs"][0]["md5"] == md5(text)
+    commit_all(repo)
+    gcs.rm(f"{seeded}/{PREFIX}/log.txt")
+    other = clone(repo, tmp_path)
+    dvc_main("pull", cwd=other)
+    assert data(other, "log.txt").read_bytes() == text
 
 
 def test_a_whole_prefix_entry_cannot_be_archived(repo: Path, seeded: str) -> None:
