@@ -412,7 +412,7 @@ def status(
     """Compare the local data with its stages and (unless --offline) with the bucket.
 
     Every file is in one state: ok, missing, modified, changed-upstream,
-    deleted-upstream or not-synced (rarer: untracked, source-moved, not-found,
+    deleted-upstream, not-synced or in-remote (rarer: untracked, source-moved, not-found,
     foreign-stage). Orphans are stages whose entry or file has
     left the manifest. NAMES are experiment names or shell globs. Outside a
     DVC repository this is an error (exit 2). -q prints nothing (use the exit

@@ -194,6 +194,13 @@ def test_dry_run_counts_what_goes_server_side_and_what_streams(
         "dry run: 7 change(s) planned, nothing written",
     ]
     assert layer.rewrite_calls == calls and not data(repo, "file1.dvc").exists()
+    doc = json.loads(cli("sync", "--to-remote", "--dry-run", "--json", cwd=repo).stdout)
+    assert doc["archived"] == {
+        "remote": "team",
+        "server_side": {"objects": 6, "bytes": sum(map(len, run_objects.values())) - 23},
+        "streamed": {"objects": 1, "bytes": 23},
+        "present": {"objects": 0, "bytes": 0},
+    }
 
 
 def test_failures_are_one_line_per_object(
