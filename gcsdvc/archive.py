@@ -52,10 +52,9 @@ class Target:
     """The DVC remote objects are archived into."""
 
     name: str
-    url: str  # as configured: gs://bucket/path, /a/local/folder, s3://...
     fs: Any = None  # DVC's file system of the remote
     odb: Any = None  # its object database (``files/md5``)
-    # Set for a gs:// remote: where server-side copies go ((bucket, path inside it)).
+    # Set for a gs:// remote: where server-side copies go ("bucket/path inside it").
     bucket: str | None = None
     own_credentials: str | None = None  # the remote's setting naming other credentials
 
@@ -72,7 +71,6 @@ class Copied:
     md5: str
     size: int
     method: Method
-    moved: int = 0  # bytes that passed through this machine
 
 
 def open_target(repo: Repo, name: str | None) -> Target:
@@ -96,10 +94,9 @@ def open_target(repo: Repo, name: str | None) -> Target:
                 f"path, not by md5, so it cannot hold imports; archive into a remote without "
                 f"'{setting}'"
             )
-    url = str(remote.fs.unstrip_protocol(remote.path))
     bucket = remote.path if remote.fs.protocol in ("gs", "gcs") else None
     own = next((f"{key} = {config[key]}" for key in _OWN_CREDENTIALS if config.get(key)), None)
-    return Target(remote.name, url, remote.fs, remote.odb, bucket, own)
+    return Target(remote.name, remote.fs, remote.odb, bucket, own)
 
 
 def file_url(root: Path, remote: str, md5: str) -> str:
@@ -288,4 +285,4 @@ def stream(
     finally:
         if fs.exists(tmp):
             fs.remove(tmp)
-    return Copied(got.md5, got.size, Method.STREAM, got.size)
+    return Copied(got.md5, got.size, Method.STREAM)

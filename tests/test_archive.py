@@ -323,8 +323,8 @@ def test_a_whole_prefix_entry_cannot_be_archived(repo: Path, seeded: str) -> Non
 
 def test_the_method_follows_what_cloud_storage_stores() -> None:
     """Server-side for a stored md5 into a gs:// remote; else streamed."""
-    gs = archive.Target("r", "gs://b/p", bucket="b/p")
-    folder = archive.Target("r", "/srv/dvc")
+    gs = archive.Target("r", bucket="b/p")
+    folder = archive.Target("r")
 
     def obj(md5: str | None, encoding: str | None = None) -> RemoteObject:
         return RemoteObject("src", "o", 3, md5, "AAAAAA==", {}, content_encoding=encoding)
