@@ -21,7 +21,8 @@ and hashes and decompressed on download unless the request sends
 rewritten as any other, and an object larger than ``rewrite_chunk`` bytes takes
 several calls, each but the last answering ``done: false`` with a
 ``rewriteToken`` (fake-gcs-server copies in one call); ``rewrite_calls`` counts
-them, and ``most_rewriting`` is the most under way at once. ``no_create``
+them, ``most_rewriting`` is the most under way at once, and the rewrites of
+``held`` objects wait until ``released`` is set. ``no_create``
 buckets refuse a rewrite into them with Cloud Storage's 403 text naming
 ``storage.objects.create``. ``media_bytes`` counts the object bytes downloaded
 through the layer.
@@ -94,6 +95,9 @@ class GcsLayer:
         self.rewriting = self.most_rewriting = 0  # rewriteTo requests under way, and the most
         self.rewrite_chunk: int | None = None  # bytes one rewriteTo call copies (None: all)
         self.no_create: set[str] = set()  # buckets no rewrite may write into (403)
+        # Objects (bucket, name) whose rewrites wait until ``released`` is set.
+        self.held: set[tuple[str, str]] = set()
+        self.released = threading.Event()
         self._rewrites: dict[str, int] = {}  # rewriteToken -> bytes rewritten so far
         self.objects_served = 0  # object resources answered (one per stat, one per listed item)
         self.stats = 0  # requests for one object's metadata
@@ -288,12 +292,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         layer = self.owner
-        if self.command != "POST" or not _REWRITE.match(urllib.parse.urlsplit(self.path).path):
+        match = _REWRITE.match(urllib.parse.urlsplit(self.path).path)
+        if self.command != "POST" or not match:
             return self._forward()
         with layer.lock:
             layer.rewriting += 1
             layer.most_rewriting = max(layer.most_rewriting, layer.rewriting)
         try:
+            if tuple(urllib.parse.unquote(g) for g in match.group(1, 2)) in layer.held:
+                layer.released.wait(120)
             return self._forward()
         finally:
             with layer.lock:

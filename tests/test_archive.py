@@ -11,7 +11,11 @@ import hashlib
 import json
 import os
 import shlex
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +314,44 @@ def test_gzip_objects_stream_decoded_and_rewrites_keep_to_their_bound(
     other = clone(repo, tmp_path)
     dvc_main("pull", cwd=other)
     assert data(other, "log.txt").read_bytes() == text
+
+
+def test_a_sync_killed_mid_archive_records_only_what_the_remote_holds(
+    repo: Path, seeded: str, layer: GcsLayer, gcs: Any
+) -> None:
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    gcs.mkdir(name)
+    dvc_main("remote", "add", "-d", "team", f"gs://{name}/dvc", cwd=repo)
+    files = ["file1", "metrics.json", "parent_dir/file1"]
+    write_manifest(repo, [entry(seeded, files=files, to_remote=True)])
+    layer.held = {(seeded, f"{PREFIX}/metrics.json"), (seeded, f"{PREFIX}/parent_dir/file1")}
+    layer.released.clear()
+    cmd = [sys.executable, "-m", "gcsdvc", "sync", "-q", "-j", "3"]
+    with subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as p:
+        try:
+            until(lambda: data(repo, "file1.dvc").exists() and layer.rewriting == 2)
+        finally:
+            p.kill()
+    stages = sorted(str(s.relative_to(data(repo, ""))) for s in data(repo, "").rglob("*.dvc"))
+    assert stages == ["file1.dvc"]
+    assert load(data(repo, "file1.dvc"))["outs"][0]["md5"] in remote_files(f"gs://{name}/dvc", gcs)
+    layer.released.set()  # the copies the killed sync asked for go on without it
+    until(lambda: layer.rewriting == 0)
+    layer.held = set()
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines()[:2] == [
+        "exp1  add 2, unchanged 1",
+        "archive into the DVC remote 'team': 0 object(s) (0) copied server-side, "
+        "0 object(s) (0) streamed, 2 already there",
+    ]
+
+
+def until(condition: Callable[[], bool], seconds: float = 60) -> None:
+    """Wait for ``condition`` (a state another process reaches, not a time)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
 
 
 def test_a_whole_prefix_entry_cannot_be_archived(repo: Path, seeded: str) -> None:
