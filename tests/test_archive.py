@@ -354,6 +354,24 @@ def until(condition: Callable[[], bool], seconds: float = 60) -> None:
         time.sleep(0.02)
 
 
+def test_a_remote_named_with_r_is_recorded_so_that_dvc_pull_uses_it(
+    repo: Path, seeded: str, gcs: Any, tmp_path: Path
+) -> None:
+    """``dvc import-url --to-remote -r NAME`` records no remote: a pull then asks the default."""
+    dvc_main("remote", "add", "-d", "main", str(tmp_path / "main"), cwd=repo)
+    dvc_main("remote", "add", "archive", str(tmp_path / "archive"), cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    res = cli("sync", "--to-remote", "-r", "archive", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert load(data(repo, "file1.dvc"))["outs"][0]["remote"] == "archive"
+    assert remote_files(str(tmp_path / "archive"), gcs) == {md5(b"top file1\n")}
+    commit_all(repo)
+    gcs.rm(f"{seeded}/{PREFIX}/file1")
+    other = clone(repo, tmp_path)
+    dvc_main("pull", cwd=other)
+    assert data(other, "file1").read_bytes() == b"top file1\n"
+
+
 def test_a_whole_prefix_entry_cannot_be_archived(repo: Path, seeded: str) -> None:
     doc = entry(seeded, to_remote=True)
     del doc["files"]
