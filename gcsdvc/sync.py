@@ -454,7 +454,7 @@ class _Executor:
         tally = self.result.archived = archive.Tally(target.name)
         reporter = self.reporter
         if reporter:
-            reporter.start(len(todo), sum(obj.size for _, obj in todo))
+            reporter.start(len(todo), sum(obj.size for _, obj in todo), "archiving")
 
         def done(index: int, got: archive.Copied | Exception) -> None:
             item, obj = todo[index]

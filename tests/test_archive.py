@@ -363,6 +363,7 @@ def test_a_remote_named_with_r_is_recorded_so_that_dvc_pull_uses_it(
     write_manifest(repo, [entry(seeded, files=["file1"])])
     res = cli("sync", "--to-remote", "-r", "archive", cwd=repo)
     assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[0] == "archiving: 0/1 files, 0/10"  # progress, then "done"
     assert load(data(repo, "file1.dvc"))["outs"][0]["remote"] == "archive"
     assert remote_files(str(tmp_path / "archive"), gcs) == {md5(b"top file1\n")}
     commit_all(repo)
