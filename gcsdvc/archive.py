@@ -142,10 +142,16 @@ def methods(objects: Sequence[RemoteObject], target: Target, jobs: int) -> list[
     """How each object would reach the remote now (one presence check for them all).
 
     A streamed object's md5 is known only once streamed: it is never found present here.
+    Raises :class:`StorageError` when the remote cannot be looked into.
     """
     ways = [method(obj, target) for obj in objects]
     known = [o.md5 for o, how in zip(objects, ways, strict=True) if how is Method.SERVER and o.md5]
-    held = present(target, known, jobs)
+    try:
+        held = present(target, known, jobs)
+    except Exception as exc:  # the remote's file system: any error of its own
+        raise StorageError(
+            f"cannot look into the DVC remote '{target.name}': {describe(exc)}"
+        ) from None
     return [
         Method.PRESENT if how is Method.SERVER and obj.md5 in held else how
         for obj, how in zip(objects, ways, strict=True)
@@ -174,8 +180,7 @@ def archive(
 
     try:
         ways = methods(objects, target, jobs)
-    except Exception as exc:  # the remote's file system: any error of its own
-        error = StorageError(f"cannot look into the DVC remote '{target.name}': {describe(exc)}")
+    except StorageError as error:
         for n in range(len(objects)):
             done(n, error)
         return

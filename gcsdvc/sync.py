@@ -193,8 +193,14 @@ def _preview_archive(repo: Repo, remote: str | None, jobs: int, result: SyncResu
             result.fail(item, exc)
         return
     objects = [item.obj for item in items if item.obj is not None]
+    try:
+        ways = archive.methods(objects, target, jobs)
+    except StorageError as exc:
+        for item in items:
+            result.fail(item, exc)
+        return
     result.archived = archive.Tally(target.name)
-    for obj, how in zip(objects, archive.methods(objects, target, jobs), strict=True):
+    for obj, how in zip(objects, ways, strict=True):
         result.archived.add(how, obj.size)
 
 
