@@ -166,6 +166,7 @@ def test_a_run_archived_into_the_remote_is_pulled_by_a_clone_after_the_source_is
     assert (layer.rewrite_calls, layer.media_bytes) == (calls, bytes_before)
 
     commit_all(repo)
+    assert "missing" not in dvc_main("status", "-c", cwd=repo).stdout  # in the remote only
     dvc_main("gc", "-w", "-c", "-f", cwd=repo)  # where nothing is pulled: the stages keep them
     assert remote_files(dvc_remote, gcs) == {md5(b) for b in run_objects.values()}
     for name in run_objects:
