@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo emulator test test-fast test-bare lint bench bench-scale bench-listing bench-api bench-quick test-floor clean
+.PHONY: demo emulator test test-fast test-bare lint bench bench-scale bench-listing bench-api bench-archive bench-quick test-floor clean
 # pytest-xdist workers, each with its own emulator. On 2 cores, 2 workers take 40 s where one
 # takes 60; 3 or 4 were no faster (each worker pays a few CPU seconds to start and collect).
 # `make test TEST_JOBS=0` runs serially, `TEST_JOBS=auto` one worker per core.
@@ -66,12 +66,16 @@ bench-listing: $(BIN)/.installed
 bench-api: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_api.py
 
+bench-archive: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_archive.py
+
 # CI's smoke test: small counts, one run, no targets; fails only when a benchmark breaks.
 bench-quick: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sync.py --quick
 	$(BIN)/python benchmarks/bench_scale.py --quick
 	$(BIN)/python benchmarks/bench_listing.py --quick
 	$(BIN)/python benchmarks/bench_api.py --quick
+	$(BIN)/python benchmarks/bench_archive.py --quick
 
 clean:
 	rm -rf $(VENV) $(FLOOR_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -148,6 +148,11 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
         raise NotSyncedError(
             f"{name}: {item.local} is not the recorded version ({item.note}); {why}"
         )
+    if item.state is State.IN_REMOTE:
+        pull = f"dvc pull {shlex.quote(item.stage_file)}"
+        raise NotSyncedError(
+            f"{name}: {item.local} is archived, {item.note} only; '{pull}' fetches it"
+        )
     if item.state is State.MODIFIED:
         raise ModifiedError(
             f"{name}: the local copy {item.local} differs from {item.stage_file} ({item.note}); "

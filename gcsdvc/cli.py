@@ -312,6 +312,14 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     show_default=True, metavar="SECONDS",
     help="Seconds between progress lines when standard error is not a terminal.",
 )  # fmt: skip
+@click.option(
+    "--to-remote", is_flag=True,
+    help="Archive into the DVC remote (server-side where Cloud Storage can); download nothing.",
+)  # fmt: skip
+@click.option(
+    "-r", "--remote", metavar="NAME",
+    help="The DVC remote archived entries go to (default: the default remote).",
+)  # fmt: skip
 @json_option
 def sync(
     names: tuple[str, ...],
@@ -322,6 +330,8 @@ def sync(
     force: bool,
     jobs: int,
     progress_interval: float,
+    to_remote: bool,
+    remote: str | None,
     as_json: bool,
 ) -> None:
     """Download the manifest's files and write one DVC import stage per file.
@@ -336,6 +346,7 @@ def sync(
       gcsdvc sync --dry-run -v    # what would change, per file
       gcsdvc sync 'bert-*' -j 32  # some experiments, more parallel downloads
       gcsdvc sync --prune         # also drop what left the manifest
+      gcsdvc sync --to-remote run-7   # into the DVC remote, not onto this disk
     """
     from gcsdvc.progress import make_reporter
     from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
@@ -352,6 +363,8 @@ def sync(
         force=force,
         jobs=jobs,
         reporter=make_reporter(quiet, progress_interval, sys.stderr),
+        to_remote=to_remote,
+        remote=remote,
     )
     if as_json:
         _echo_json(sync_json(result, dry_run=dry_run))
@@ -399,7 +412,7 @@ def status(
     """Compare the local data with its stages and (unless --offline) with the bucket.
 
     Every file is in one state: ok, missing, modified, changed-upstream,
-    deleted-upstream or not-synced (rarer: untracked, source-moved, not-found,
+    deleted-upstream, not-synced or in-remote (rarer: untracked, source-moved, not-found,
     foreign-stage). Orphans are stages whose entry or file has
     left the manifest. NAMES are experiment names or shell globs. Outside a
     DVC repository this is an error (exit 2). -q prints nothing (use the exit
@@ -543,6 +556,13 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
         click.echo(f"  md5:         {item.md5 or '(not recorded)'}")
         if item.size is not None:
             click.echo(f"  size:        {item.size} bytes")
+    remote = item.stage.remote if item.stage is not None else None
+    if remote is not None and item.md5:
+        from gcsdvc.archive import file_url
+
+        click.echo(f"  archived:    {file_url(manifest.root, remote, item.md5)}")
+        pull = f"dvc pull {quote(rel(manifest.root, item.stage_file))}"
+        states[State.IN_REMOTE] = f"in the DVC remote '{remote}' only ('{pull}' fetches it)"
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
 
 

@@ -45,9 +45,14 @@ class State(str, Enum):
     # The data is in place, the stage is not what a sync writes (see stale_stage)
     STALE_STAGE = "stale-stage"
     BROKEN_STAGE = "broken-stage"  # the stage file cannot be read (a merge conflict...)
+    IN_REMOTE = "in-remote"  # archived: the stage is there, the data is in the DVC remote
 
     def __str__(self) -> str:
         return self.value
+
+
+# States that need nothing done: in place, or archived in the DVC remote (gcsdvc.archive).
+SETTLED = frozenset({State.OK, State.IN_REMOTE})
 
 
 class Upstream(Enum):
@@ -147,6 +152,8 @@ def compare(
             return Comparison(State.NOT_FOUND, f"object not found: {wish.source}")
         return Comparison(State.SOURCE_MOVED, f"source changed from {stage.source}")
     if not disk.exists:
+        if stage.remote is not None:
+            return Comparison(State.IN_REMOTE, f"in the DVC remote '{stage.remote}'")
         if isinstance(listed, Upstream) or listed is None:
             return Comparison(State.MISSING)
         if object_change(stage, listed) is Change.CONTENT:

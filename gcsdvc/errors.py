@@ -87,6 +87,10 @@ class NotAttemptedError(StorageError):
     """Storage went away during a sync; this object was not tried (the cause is the message)."""
 
 
+class ArchiveError(GcsdvcError):
+    """The DVC remote cannot take archived objects: there is none, or it keeps files by path."""
+
+
 class RefusedNameError(GcsdvcError):
     """An object whose name DVC cannot carry (see :func:`gcsdvc.manifest.unsafe_name`)."""
 

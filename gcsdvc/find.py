@@ -70,6 +70,7 @@ class Which:
             "state": str(self.item.state),
             "current": self.item.state is State.OK,
             "note": self.item.note,
+            "remote": self.item.stage.remote if self.item.stage is not None else None,
         }
 
 

@@ -43,6 +43,7 @@ ENTRY_KEYS = (
     "destination",
     "skip_if_exist",
     "description",
+    "to_remote",
 )
 SETTING_KEYS = ("data_dir", "pin_generations")
 # The first, Python-list version of the manifest spelt this key wrongly.
@@ -95,6 +96,7 @@ class Resource:
     destination: str
     skip_if_exist: bool
     description: str
+    to_remote: bool = False  # archived into the DVC remote (gcsdvc.archive), never downloaded
     index: int = 0
     line: int | None = None
     # The manifest holding the entry, repo-relative; None: params.yaml at the root.
@@ -715,6 +717,8 @@ def _entry_fields(raw: dict[Any, Any]) -> tuple[dict[str, Any], _Found, _Found]:
                 problems.append((key, problem))
     if out.get("name") is None:
         out["name"] = out.get("destination")
+    if out.get("to_remote") is True and "files" not in values:
+        problems.append(("to_remote", _NO_FOLDER_ARCHIVE))
     return out, problems, warnings
 
 
@@ -805,7 +809,12 @@ _FIELDS: dict[str, _Check] = {
     "skip_if_exist": _flag,
     "files": _files,
     "name": _name,
+    "to_remote": _flag,
 }
+_NO_FOLDER_ARCHIVE = (
+    "needs 'files' (paths or globs): a whole-prefix import cannot be archived into the DVC "
+    "remote object by object"
+)
 _SETTINGS: dict[str, _Check] = {"data_dir": _data_dir, "pin_generations": _pin_generations}
 
 

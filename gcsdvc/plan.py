@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import (
+    SETTLED,
     Comparison,
     Disk,
     State,
@@ -106,6 +107,7 @@ _RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Ac
     (State.STALE_STAGE, False, None, None, True, Action.UPDATE, "follows upstream"),
     (State.STALE_STAGE, None, None, None, None, Action.METADATA, ""),
     (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, _GONE),
+    (State.IN_REMOTE, None, None, None, None, Action.UNCHANGED, ""),
 ]
 
 
@@ -311,7 +313,7 @@ def build_plan(
         stale = draft.stage and stale_stage(
             draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
         )
-        if found.state is State.OK and stale:
+        if found.state in SETTLED and stale:
             found = stale  # as status finds it
         state = _looked_up_as(found.state, disk.exists, draft)
         key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
@@ -410,7 +412,10 @@ def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> 
 def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
     stage = draft.recorded
     generation = stage is None or stage.generation is not None
-    return state is not State.OK or needs_listing(draft.resource.skip_if_exist, pinned, generation)
+    return state not in _IN_PLACE or needs_listing(draft.resource.skip_if_exist, pinned, generation)
+
+
+_IN_PLACE = (State.OK, State.IN_REMOTE)  # where a file wants no look-up but to follow upstream
 
 
 def _looked_up_as(state: State, on_disk: bool, draft: _Draft) -> State:

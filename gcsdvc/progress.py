@@ -29,7 +29,7 @@ class TerminalProgress:
         self.bar: Any = None
         self.files = self.total_files = 0
 
-    def start(self, files: int, nbytes: int) -> None:
+    def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
         from tqdm import tqdm
 
         with self.lock:
@@ -43,7 +43,7 @@ class TerminalProgress:
                 dynamic_ncols=True,  # follows the terminal's width, even when it changes
                 leave=False,
                 file=self.stream,
-                desc="Downloading",
+                desc=what.capitalize(),
                 mininterval=self.mininterval,
                 miniters=1,
             )
@@ -91,13 +91,13 @@ class PlainProgress:
         self.began = self.last = 0.0
         self.active = False
 
-    def start(self, files: int, nbytes: int) -> None:
+    def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
         with self.lock:
             self.files, self.nbytes = 0, 0
             self.total_files, self.total_bytes = files, nbytes
             self.began = self.last = self.clock()
             self.active = True
-            self._print("downloading")
+            self._print(what)
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None:
         with self.lock:

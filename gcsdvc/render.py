@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gcsdvc.plan import Action, Plan
 
 if TYPE_CHECKING:
+    from gcsdvc.archive import Tally
     from gcsdvc.errors import ManifestError
     from gcsdvc.manifest import Manifest
     from gcsdvc.status import Report, ResourceStatus
@@ -122,6 +123,8 @@ def summary_lines(
     orphans = len(plan.of(Action.ORPHAN))
     if orphans:
         yield f"{orphans} stage(s) no longer in the manifest; 'gcsdvc sync --prune' removes them"
+    if result.archived is not None:
+        yield archive_line(result.archived, dry_run)
     if dry_run:
         todo = sum(1 for i in plan.items if i.action in _PAST)
         yield f"dry run: {todo} change(s) planned, nothing written"
@@ -137,7 +140,7 @@ def summary_lines(
 
 
 def status_lines(report: Report, root: Path) -> Iterator[str]:
-    from gcsdvc.status import State
+    from gcsdvc.compare import SETTLED
 
     rows = report.resources
     width = max([len("experiment"), *(cells(r.resource.name) for r in rows)])
@@ -153,7 +156,7 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
         yield f"{r.resource.name}: {desc}" if desc else r.resource.name
         if r.upstream_error:
             yield f"  upstream not checked: {r.upstream_error}"
-        bad = [f for f in r.files if f.state is not State.OK]
+        bad = [f for f in r.files if f.state not in SETTLED]
         state_width = max((len(str(f.state)) for f in bad), default=0)
         for f in bad:
             note = f"  ({f.note})" if f.note else ""
@@ -179,7 +182,7 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
             yield f"  {rel(root, o.local)}  <- {o.source}  (was {o.name})"
         yield "  fix: gcsdvc sync --prune"
     total = sum(len(r.files) for r in rows)
-    not_ok = sum(1 for r in rows for f in r.files if f.state is not State.OK)
+    not_ok = sum(1 for r in rows for f in r.files if f.state not in SETTLED)
     errors = sum(1 for r in rows if r.upstream_error)
     problems = [
         f"{not_ok} of {total} file(s) need attention" if not_ok else "",
@@ -243,6 +246,32 @@ def git_hint_lines(result: SyncResult, root: Path) -> Iterator[str]:
     yield "\tdvc config core.autostage true"
 
 
+def archive_line(tally: Tally, dry_run: bool) -> str:
+    """Objects and bytes copied server-side, streamed through this machine, or already there."""
+    from gcsdvc.archive import Method
+
+    server, stream = ("to copy", "to stream") if dry_run else ("copied", "streamed")
+    parts = [
+        f"{tally.objects[how]} object(s) ({human_size(tally.nbytes[how])}) {verb}"
+        for how, verb in ((Method.SERVER, f"{server} server-side"), (Method.STREAM, stream))
+    ]
+    parts.append(f"{tally.objects[Method.PRESENT]} already there")
+    return f"archive into the DVC remote '{tally.remote}': {', '.join(parts)}"
+
+
+def _archive_json(tally: Tally | None) -> dict[str, Any] | None:
+    if tally is None:
+        return None
+    from gcsdvc.archive import Method
+
+    ways = {"server_side": Method.SERVER, "streamed": Method.STREAM, "present": Method.PRESENT}
+    counts = {
+        key: {"objects": tally.objects[how], "bytes": tally.nbytes[how]}
+        for key, how in ways.items()
+    }
+    return {"remote": tally.remote, **counts}
+
+
 def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
     """``gcsdvc sync --json``: the schema is in docs/reference.md ("JSON output")."""
     plan = result.plan
@@ -273,6 +302,7 @@ def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
         "repaired": result.repaired,
         "saved": [{"path": local, "md5": md5} for local, md5 in result.saved],
         "retries": result.retries,
+        "archived": _archive_json(result.archived),
     }
 
 

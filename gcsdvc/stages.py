@@ -134,6 +134,9 @@ class ImportStage:
     is_folder: bool  # a whole-prefix import: DVC records no etag for it
     raw: dict[str, Any] = field(repr=False)
     broken: str | None = None  # why the stage file cannot be read (a merge conflict...)
+    # outs[0].remote: the DVC remote the data was archived into (gcsdvc.archive), which
+    # `dvc push`/`dvc pull` then use for it; None: the default remote, if any
+    remote: str | None = None
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ImportStage:
@@ -155,6 +158,7 @@ class ImportStage:
             frozen=raw.get("frozen") is True,
             is_folder="etag" not in dep,
             raw=raw,
+            remote=_opt_str(out.get("remote")),
         )
 
     @classmethod
@@ -282,19 +286,24 @@ def file_stage(
     pinned: bool,
     frozen: bool = True,
     size: int | None = None,
+    remote: str | None = None,
 ) -> ImportStage:
     """An import stage for one object, as ``dvc import-url`` writes it.
 
     Without ``md5`` the out has no checksum yet, as with ``dvc import-url --no-download``.
     ``frozen``: False keeps a user's ``dvc unfreeze`` of the stage this one replaces.
     ``size`` is what was written (decoded, for a gzip-encoded object); the dependency
-    keeps the stored size.
+    keeps the stored size. ``remote``: the DVC remote the data was archived into
+    (``dvc import-url --to-remote``'s shape, unpinned, naming the remote).
     """
     outs: dict[str, Any] = {"md5": md5, "size": size or obj.size} if md5 else {}
+    out: dict[str, Any] = {**outs, "hash": "md5", "path": relative_out(local)}
+    if remote is not None:
+        out["remote"] = remote
     raw: dict[str, Any] = {
         "frozen": frozen,
         "deps": [{**obj.dep_info, "hash": "md5", "path": resource.source(file)}],
-        "outs": [{**outs, "hash": "md5", "path": relative_out(local)}],
+        "outs": [out],
     }
     return conform(ImportStage.from_dict(raw), resource, file, pinned)
 
@@ -316,9 +325,11 @@ def conform(
     skips it). Unpinned: no ``version_id``, so ``dvc push``/``dvc pull`` go
     through the DVC remote. ``obj`` (the object as listed now) supplies a
     missing generation when it is still the recorded object. Folder imports are
-    DVC's own and always stay pinned. ``committed``: see :func:`recommitted`.
+    DVC's own and always stay pinned. An archived stage (its output names a DVC
+    remote) is never pinned: DVC fetches a pinned import from its source, which
+    may be gone, not from the remote. ``committed``: see :func:`recommitted`.
     """
-    pinned = pinned or file is None
+    pinned = (pinned and stage.remote is None) or file is None
     deps = [dict(d) for d in recommitted(stage, committed).raw.get("deps") or [{}]]
     first = deps[0]
     if not pinned:

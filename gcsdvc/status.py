@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gcsdvc import snapshot, stages, untracked
 from gcsdvc.compare import (
+    SETTLED,
     Change,
     Disk,
     State,
@@ -117,7 +118,7 @@ class FileStatus:
         An upstream change or deletion is what ``skip_if_exist: true`` asked to
         ignore: it fails only with ``strict``.
         """
-        if self.state is State.OK:
+        if self.state in SETTLED:
             return False
         return strict or not (self.state in _KEPT_UPSTREAM and resource.skip_if_exist)
 
@@ -134,7 +135,7 @@ class ResourceStatus:
 
     @property
     def ok(self) -> bool:
-        return self.upstream_error is None and all(f.state is State.OK for f in self.files)
+        return self.upstream_error is None and all(f.state in SETTLED for f in self.files)
 
     def needs_action(self, strict: bool = False) -> bool:
         return self.upstream_error is not None or any(
@@ -364,7 +365,7 @@ def check(
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
         for f in status.files:
-            if f.state is State.OK and f.stage is not None and not quick:
+            if f.state in SETTLED and f.stage is not None and not quick:
                 pinned, obj, head = mode.pinned, objs.get(f.local), committed.get(f.local)
                 stale = stale_stage(f.stage, status.resource, f.file, pinned, obj, head)
                 if stale is not None:  # as the plan finds it: a sync rewrites the stage

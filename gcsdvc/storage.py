@@ -757,6 +757,33 @@ class Storage:
             ended.wait()  # no file is half placed when the caller goes on
             raise
 
+    def stream(
+        self,
+        obj: RemoteObject,
+        sink: Callable[[bytes], object],
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> Fetched:
+        """Read ``obj`` verified as :meth:`download` does, handing its bytes (decoded for a gzip
+        object) to ``sink`` as they come, never to a file; the result has no ``data``.
+
+        A private event loop in the calling thread, so that ``sink`` may block (an upload)
+        without holding up other transfers. One try: bytes handed on cannot be taken back.
+        """
+        fs = self.fs
+
+        async def run() -> Fetched:
+            import aiohttp
+
+            async with aiohttp.ClientSession(trust_env=True) as session:
+                with ThreadPoolExecutor(1) as pool:  # unused: no large file is written
+                    client = _Client(fs, session, asyncio.Semaphore(1), None, pool, False)
+                    url, headers = _media_request(fs, obj)
+                    return await _try(
+                        client, obj, url, headers, None, on_bytes or (lambda n: None), sink
+                    )
+
+        return asyncio.run(run())
+
 
 class _Outage:
     """Whether storage as a whole is gone: then the downloads not yet started are not tried.
@@ -956,7 +983,13 @@ async def _fetch(
     gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``),
     ``fs.retries`` attempts (:func:`attempts`).
     """
-    fs = client.fs
+    url, headers = _media_request(client.fs, obj)
+    result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
+    return result
+
+
+def _media_request(fs: Any, obj: RemoteObject) -> tuple[str, dict[str, str]]:
+    """The URL and headers that download one generation of ``obj`` as stored."""
     url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
     if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
@@ -964,8 +997,7 @@ async def _fetch(
     if project:
         url += f"&userProject={urllib.parse.quote(project, safe='')}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
-    result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
-    return result
+    return url, headers
 
 
 async def _attempt(
@@ -1003,6 +1035,7 @@ async def _try(
     headers: dict[str, str],
     dest: Path | None,
     on_bytes: Callable[[int], None],
+    sink: Callable[[bytes], object] | None = None,
 ) -> Fetched:
     from gcsfs.retry import validate_response
 
@@ -1049,7 +1082,7 @@ async def _try(
         decoded = hashlib.md5() if gunzip is not None else stored.md5  # noqa: S324
         assert decoded is not None
         size = 0
-        fobj: BinaryIO = io.BytesIO() if dest is None else dest.open("wb")
+        fobj: Any = _Sink(sink) if sink else io.BytesIO() if dest is None else dest.open("wb")
         with fobj:
             while chunk := await resp.content.read(CHUNK):
                 on_bytes(len(chunk))
@@ -1068,6 +1101,14 @@ async def _try(
         if gunzip is not None:
             gunzip.end(obj)
         return Fetched(decoded.hexdigest(), size, data)
+
+
+class _Sink(contextlib.nullcontext[None]):
+    """Where :meth:`Storage.stream` hands the bytes: a callable, as a file's ``write``."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        super().__init__()
+        self.write = write
 
 
 async def _stream(
@@ -1186,6 +1227,19 @@ def is_outage(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("aiohttp") or (isinstance(code, int) and code >= 500)
 
 
+def refusal(exc: BaseException) -> str | None:
+    """Cloud Storage's text of a 403 ("" when it gave none), or None for any other error.
+
+    gcsfs raises "Forbidden: <path>" then Cloud Storage's text, which names the
+    principal and the permission it lacks.
+    """
+    text = str(exc).strip()
+    forbidden = text.startswith("Forbidden") or http_status(exc) == 403
+    if not (isinstance(exc, PermissionError) or forbidden):
+        return None
+    return " ".join(text.splitlines()[1:]).strip()
+
+
 def describe(exc: BaseException) -> str:
     """One line for a storage exception, without a traceback."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -1195,11 +1249,8 @@ def describe(exc: BaseException) -> str:
         return local_fault(exc)  # this machine's file, not Cloud Storage
     if isinstance(exc, FileNotFoundError):
         return "not found"
-    forbidden = text.startswith("Forbidden") or http_status(exc) == 403
-    if isinstance(exc, PermissionError) or forbidden:
-        # gcsfs: "Forbidden: <path>" then Cloud Storage's text, which names the principal
-        # and the permission it lacks.
-        said = " ".join(str(exc).strip().splitlines()[1:]).strip()
+    said = refusal(exc)
+    if said is not None:
         said = f": {said}" if said else ""
         return f"permission denied{said} (check your credentials: {credentials_hint()})"
     if "requester pays" in text.lower():

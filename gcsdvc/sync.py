@@ -12,13 +12,14 @@ from __future__ import annotations
 import shlex
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import snapshot, stages, untracked
+from gcsdvc import archive, snapshot, stages, untracked
 from gcsdvc.compare import State
 from gcsdvc.errors import (
+    ArchiveError,
     DvcRepoError,
     GcsdvcError,
     ListingError,
@@ -26,6 +27,7 @@ from gcsdvc.errors import (
     NotAttemptedError,
     RefusedNameError,
     StorageError,
+    UsageError,
 )
 from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
@@ -78,6 +80,8 @@ class SyncResult:
     errors: list[str] = field(default_factory=list)  # .gitignore files that could not be written
     # Local bytes --force replaces, saved into the DVC cache first: (path, md5).
     saved: list[tuple[str, str]] = field(default_factory=list)
+    # Objects archived into the DVC remote (or, dry run, to archive), by how (gcsdvc.archive).
+    archived: archive.Tally | None = None
 
     @property
     def ok(self) -> bool:
@@ -105,24 +109,32 @@ def sync(
     force: bool = False,
     jobs: int = 16,
     reporter: Reporter | None = None,
+    to_remote: bool = False,
+    remote: str | None = None,
 ) -> SyncResult:
     """Bring the selected experiments (all when ``names`` is empty) in line with the manifest.
 
     A local file in the way (untracked, or edited since its stage was written) is
     kept and reported as a failure unless ``force``. Data files no stage owns
     (a teammate moved or pruned their entry) are removed when the DVC cache
-    holds their bytes, and reported otherwise.
+    holds their bytes, and reported otherwise. ``to_remote``: the selected entries
+    are archived into the DVC remote ``remote`` (None: the default), as entries
+    with ``to_remote: true`` always are.
     """
     selected = manifest.select(names)
+    if to_remote:
+        manifest, selected = _archiving(manifest, selected)
     refuse_untrackable(manifest, selected)
     storage = Storage(jobs)
     plan = build_plan(manifest, selected, storage, prune, names, force, watch=not dry_run)
     _refuse_ignored_stages(manifest, plan)
     if dry_run or not (plan.has_work or plan.leftovers):
         result = _result(plan, storage)
-        if plan.leftovers:
+        if plan.leftovers or (dry_run and _archived(plan.items)):
             with stages.open_repo(manifest.root) as repo:
                 result.untracked = untracked.classify(repo, manifest.root, plan.leftovers)
+                if dry_run:
+                    _preview_archive(repo, remote, jobs, result)
         return result
     with locked_repo(manifest.root) as repo:
         if plan.state is None or snapshot.state(manifest) != plan.state:
@@ -132,7 +144,7 @@ def sync(
         result = _result(plan, storage)
         with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
             try:
-                _Executor(ws, storage, result, download, reporter).run()
+                _Executor(ws, storage, result, download, reporter, remote).run()
             finally:
                 result.warnings += ws.warnings
         result.errors += ws.ignore_errors
@@ -141,6 +153,57 @@ def sync(
             _remember(manifest, names, plan, ws)
     result.retries = storage.retries.retries
     return result
+
+
+def _archiving(manifest: Manifest, selected: Sequence[Resource]) -> tuple[Manifest, list[Resource]]:
+    """The manifest with the selected entries archived (``--to-remote``), as ``to_remote: true``."""
+    folders = [res.name for res in selected if res.files is None]
+    if folders:
+        raise UsageError(
+            f"{', '.join(folders)}: --to-remote needs listed files or globs; a whole-prefix "
+            "import cannot be archived object by object"
+        )
+    chosen = {res.index for res in selected}
+    resources = tuple(
+        replace(res, to_remote=True) if res.index in chosen else res for res in manifest.resources
+    )
+    marked = replace(manifest, resources=resources)
+    return marked, [res for res in resources if res.index in chosen]
+
+
+def _archived(items: Sequence[Item]) -> list[Item]:
+    """The file items a sync archives into the DVC remote instead of downloading."""
+    return [
+        item
+        for item in items
+        if item.action in (Action.ADD, Action.UPDATE)
+        and item.file is not None
+        and item.resource is not None
+        and item.resource.to_remote
+    ]
+
+
+def _preview_archive(repo: Repo, remote: str | None, jobs: int, result: SyncResult) -> None:
+    """--dry-run: how many objects and bytes would be copied server-side, streamed, or found."""
+    items = [item for item in _archived(result.plan.items) if item.obj is not None]
+    if not items:
+        return
+    try:
+        target = archive.open_target(repo, remote)
+    except ArchiveError as exc:
+        for item in items:
+            result.fail(item, exc)
+        return
+    objects = [item.obj for item in items if item.obj is not None]
+    try:
+        ways = archive.methods(objects, target, jobs)
+    except StorageError as exc:
+        for item in items:
+            result.fail(item, exc)
+        return
+    result.archived = archive.Tally(target.name)
+    for obj, how in zip(objects, ways, strict=True):
+        result.archived.add(how, obj.size)
 
 
 def refuse_untrackable(manifest: Manifest, selected: Sequence[Resource]) -> None:
@@ -183,8 +246,8 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspac
     replaced one in git's HEAD is compared with HEAD's next time (see
     :func:`gcsdvc.stages.recommitted`), which only a full plan does.
     """
-    if not snapshot.applies(manifest):
-        return
+    if not snapshot.applies(manifest) or _archived(plan.items):
+        return  # an archived file is not in place: a snapshot would say it is
     added = [item.local for item in plan.items if item.action is Action.ADD]
     if not all(item.action is Action.ADD or unchanged(item) for item in plan.items):
         return
@@ -254,8 +317,12 @@ class _Executor:
         result: SyncResult,
         download: bool,
         reporter: Reporter | None,
+        remote: str | None = None,
     ) -> None:
         self.ws = ws
+        self.storage = storage
+        self.reporter = reporter
+        self.remote = remote  # the DVC remote archived entries go to (None: the default)
         self.jobs = storage.jobs
         self.result = result
         self.plan = result.plan
@@ -333,7 +400,9 @@ class _Executor:
             self._guard(item, self.ws.write_stage, item.local, self._shaped(item, stage))
         todo = self._of(Action.ADD, Action.UPDATE, Action.RESTORE)
         todo = [item for item in todo if self._save_local(item)]
-        self._transfer([i for i in todo if i.file is not None])
+        archived = _archived(todo)
+        self._archive(archived)
+        self._transfer([i for i in todo if i.file is not None and i not in archived])
         for item in todo:
             if item.file is None:
                 self._guard(item, self._folder, item)
@@ -386,6 +455,52 @@ class _Executor:
                 fetch.append((item, item.obj))
         if fetch:
             self.files.fetch(fetch, self.result.record)
+
+    def _archive(self, items: list[Item]) -> None:
+        """Archive into the DVC remote (:mod:`gcsdvc.archive`); each stage is written only
+        once the remote holds its copy, so an interruption records nothing it does not hold."""
+        if not items:
+            return
+        try:
+            target = archive.open_target(self.ws.repo, self.remote)
+        except ArchiveError as exc:
+            for item in items:
+                self.result.fail(item, exc)
+            return
+        todo = [(item, item.obj) for item in items if item.obj is not None]
+        for item in items:
+            if item.obj is None:
+                self.result.fail(item, StorageError(f"object not found: {item.source}"))
+        tally = self.result.archived = archive.Tally(target.name)
+        reporter = self.reporter
+        if reporter:
+            reporter.start(len(todo), sum(obj.size for _, obj in todo), "archiving")
+
+        def done(index: int, got: archive.Copied | Exception) -> None:
+            item, obj = todo[index]
+            if isinstance(got, Exception):
+                self.result.fail(item, got)
+            else:
+                tally.add(got.method, got.size)
+                self._guard(item, self._write_archived, item, obj, got, target.name)
+            if reporter:
+                reporter.advance(files=1, nbytes=obj.size)
+
+        try:
+            archive.archive([obj for _, obj in todo], target, self.storage, self.jobs, done)
+        finally:
+            if reporter:
+                reporter.finish()
+
+    def _write_archived(
+        self, item: Item, obj: RemoteObject, got: archive.Copied, remote: str
+    ) -> None:
+        assert item.resource is not None and item.file is not None
+        frozen = item.stage.frozen if item.stage is not None else True  # a user's unfreeze stays
+        stage = stages.file_stage(
+            item.resource, item.file, item.local, obj, got.md5, False, frozen, got.size, remote
+        )
+        self.ws.write_stage(item.local, stage)
 
     def _folder(self, item: Item) -> None:
         """Whole-prefix imports are DVC's own: import, update or check out, then describe."""

@@ -421,5 +421,5 @@ def without_progress(err: str) -> list[str]:
     return [
         line
         for line in err.splitlines()
-        if not line.startswith(("downloading: ", "progress: ", "done: "))
+        if not line.startswith(("downloading: ", "archiving: ", "progress: ", "done: "))
     ]

@@ -17,6 +17,16 @@ and hashes and decompressed on download unless the request sends
 ``Accept-Encoding: gzip`` (decompressive transcoding); versioned buckets
 (``versioning.enabled``) keep old generations, readable with ``generation=``.
 
+``rewriteTo`` answers as Cloud Storage does: the resource in the answer is
+rewritten as any other, and an object larger than ``rewrite_chunk`` bytes takes
+several calls, each but the last answering ``done: false`` with a
+``rewriteToken`` (fake-gcs-server copies in one call); ``rewrite_calls`` counts
+them, ``most_rewriting`` is the most under way at once, and the rewrites of
+``held`` objects wait until ``released`` is set. ``no_create``
+buckets refuse a rewrite into them with Cloud Storage's 403 text naming
+``storage.objects.create``. ``media_bytes`` counts the object bytes downloaded
+through the layer.
+
 ``decode_media`` plays a proxy on the way that decodes gzip answers and drops
 their ``Content-Encoding``. Buckets in ``requester_pays`` refuse every request
 that names no ``userProject`` (400, Cloud Storage's text); ``billed`` lists the
@@ -33,6 +43,7 @@ import json
 import re
 import threading
 import urllib.parse
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -43,6 +54,11 @@ _OBJECT = re.compile(r"^/(?:upload/)?storage/v1/b/([^/]+)/o/([^/?]+)(/compose)?$
 _BUCKET = re.compile(r"^/(?:upload/|download/)?storage/v1/b/([^/?]+)")
 _NO_USER_PROJECT = "Bucket is a requester pays bucket but no user project provided."
 _MEDIA = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/?]+)$")
+_REWRITE = re.compile(r"^/storage/v1/b/([^/]+)/o/([^/?]+)/rewriteTo/b/([^/]+)/o/([^/?]+)$")
+NO_CREATE_TEXT = (
+    "sandbox@example.invalid does not have storage.objects.create access to the Google Cloud "
+    "Storage object. Permission 'storage.objects.create' denied on resource (or it may not exist)."
+)
 
 Key = tuple[str, str, str]  # bucket, object name, generation
 
@@ -74,6 +90,15 @@ class GcsLayer:
         self.components: dict[Key, int] = {}  # composite objects and their componentCount
         # What clients asked for, to measure what a command costs.
         self.media_requests = 0  # object downloads
+        self.media_bytes = 0  # object bytes sent by those downloads
+        self.rewrite_calls = 0  # rewriteTo requests
+        self.rewriting = self.most_rewriting = 0  # rewriteTo requests under way, and the most
+        self.rewrite_chunk: int | None = None  # bytes one rewriteTo call copies (None: all)
+        self.no_create: set[str] = set()  # buckets no rewrite may write into (403)
+        # Objects (bucket, name) whose rewrites wait until ``released`` is set.
+        self.held: set[tuple[str, str]] = set()
+        self.released = threading.Event()
+        self._rewrites: dict[str, int] = {}  # rewriteToken -> bytes rewritten so far
         self.objects_served = 0  # object resources answered (one per stat, one per listed item)
         self.stats = 0  # requests for one object's metadata
         self.listings = 0  # listing pages
@@ -179,17 +204,22 @@ class GcsLayer:
             if doc.get("kind") == "storage#object":
                 self.count(objects=1, stats=1)
                 return self.rewrite_object(doc)
+            if doc.get("kind") == "storage#rewriteResponse" and doc.get("resource"):
+                doc["resource"] = self.rewrite_object(doc["resource"])
             if doc.get("kind") == "storage#objects":
                 doc["items"] = [self.rewrite_object(o) for o in doc.get("items", [])]
                 self.count(objects=len(doc["items"]), listings=1)
         return doc
 
-    def count(self, objects: int = 0, media: int = 0, stats: int = 0, listings: int = 0) -> None:
+    def count(
+        self, objects: int = 0, media: int = 0, stats: int = 0, listings: int = 0, nbytes: int = 0
+    ) -> None:
         with self.lock:
             self.objects_served += objects
             self.media_requests += media
             self.stats += stats
             self.listings += listings
+            self.media_bytes += nbytes
 
     def create_bucket(self, name: str, versioning: bool = False) -> None:
         """A bucket; with ``versioning`` it keeps overwritten and deleted generations."""
@@ -262,6 +292,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         layer = self.owner
+        match = _REWRITE.match(urllib.parse.urlsplit(self.path).path)
+        if self.command != "POST" or not match:
+            return self._forward()
+        with layer.lock:
+            layer.rewriting += 1
+            layer.most_rewriting = max(layer.most_rewriting, layer.rewriting)
+        try:
+            if tuple(urllib.parse.unquote(g) for g in match.group(1, 2)) in layer.held:
+                layer.released.wait(120)
+            return self._forward()
+        finally:
+            with layer.lock:
+                layer.rewriting -= 1
+
+    def _forward(self) -> None:
+        layer = self.owner
         body = self._body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
         headers["Host"] = "{}:{}".format(*layer.upstream)
@@ -276,6 +322,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(400, _NO_USER_PROJECT, "required")
             with layer.lock:
                 layer.billed.append((bucket, project))
+        rewrite = _REWRITE.match(path) if self.command == "POST" else None
+        if rewrite:
+            with layer.lock:
+                layer.rewrite_calls += 1
+            if urllib.parse.unquote(rewrite.group(3)) in layer.no_create:
+                return self._error(403, NO_CREATE_TEXT, "forbidden")
+            if self._rewrite_in_steps(rewrite, query):
+                return
         download = _MEDIA.match(path)
         if download and query.get("alt") == ["media"]:
             wanted = tuple(urllib.parse.unquote(g) for g in download.group(1, 2))
@@ -296,6 +350,39 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_rewritten(resp, path, query, body)
         finally:
             conn.close()
+
+    def _rewrite_in_steps(self, match: re.Match[str], query: dict[str, list[str]]) -> bool:
+        """Answer a step of a rewrite that is not the last (``done: false``); False for the last
+        step, which the emulator then does in one go (its own token handling is not Cloud
+        Storage's: it copies at once)."""
+        layer = self.owner
+        if layer.rewrite_chunk is None:
+            return False
+        bucket, name = (urllib.parse.unquote(g) for g in match.group(1, 2))
+        size = int(layer.current(bucket, name)["size"])
+        token = query.get("rewriteToken", [""])[0]
+        with layer.lock:
+            done = layer._rewrites.pop(token, 0) if token else 0
+        done += layer.rewrite_chunk
+        if done >= size:
+            return False
+        token = f"token-{uuid.uuid4().hex}"
+        with layer.lock:
+            layer._rewrites[token] = done
+        answer = {
+            "kind": "storage#rewriteResponse",
+            "totalBytesRewritten": str(done),
+            "objectSize": str(size),
+            "done": False,
+            "rewriteToken": token,
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     def _error(self, status: int, message: str, reason: str) -> None:
         """An error as Cloud Storage's JSON API words it."""
@@ -390,6 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         while chunk := resp.read(1 << 14):  # small writes, as the emulator makes them
+            layer.count(nbytes=len(chunk))
             if chunked:
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:

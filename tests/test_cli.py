@@ -286,8 +286,9 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
     doc = json.loads(res.stdout)
     assert set(doc) == {
         "ok", "dry_run", "done", "items", "failures", "removed", "untracked", "to_git_add",
-        "staged", "warnings", "errors", "repaired", "saved", "retries",
+        "staged", "warnings", "errors", "repaired", "saved", "retries", "archived",
     }  # fmt: skip
+    assert doc["archived"] is None  # no entry archived into the DVC remote
     assert (doc["removed"], doc["untracked"]) == ([], [])
     assert (doc["errors"], doc["repaired"]) == ([], [])
     assert (doc["ok"], doc["dry_run"]) == (False, False)

@@ -110,6 +110,11 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("folder in the way", FOLDER, None, Disk(True), NL, State.UNTRACKED),
     ("stage file unreadable", WISH, stages.ImportStage.unreadable("conflict"), FILE, obj(),
      State.BROKEN_STAGE),
+    ("archived, not on disk", WISH, stage(remote="team"), ABSENT, NL, State.IN_REMOTE),
+    ("archived, object gone", WISH, stage(remote="team"), ABSENT, None, State.IN_REMOTE),
+    ("archived and pulled", WISH, stage(remote="team"), FILE, obj(), State.OK),
+    ("archived, pulled and edited", WISH, stage(remote="team"), replace(FILE, md5=OTHER_MD5),
+     NL, State.MODIFIED),
 ]  # fmt: skip
 
 
@@ -185,6 +190,7 @@ def expected(key: Key) -> Action:
         State.MISSING: Action.RESTORE,
         State.METADATA_UPSTREAM: Action.METADATA,
         State.DELETED_UPSTREAM: Action.UNCHANGED,
+        State.IN_REMOTE: Action.UNCHANGED,  # archived: kept in the DVC remote, not fetched
     }
     return simple[key.state]
 

@@ -356,7 +356,7 @@ def test_library_sync_reports_progress(repo: Path, seeded: str) -> None:
     events: list[tuple[str, int, int]] = []
 
     class Recorder:
-        def start(self, files: int, nbytes: int) -> None:
+        def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
             events.append(("start", files, nbytes))
 
         def advance(self, files: int = 0, nbytes: int = 0) -> None:

@@ -83,7 +83,7 @@ class Interrupting:
     def __init__(self) -> None:
         self.sent = False
 
-    def start(self, files: int, nbytes: int) -> None:
+    def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
         pass
 
     def advance(self, files: int = 0, nbytes: int = 0) -> None:

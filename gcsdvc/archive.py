@@ -1,0 +1,293 @@
+"""Copies of objects into a DVC remote, by md5, without the bytes touching this machine's disk.
+
+A DVC 3 remote keeps a file at ``files/md5/ab/cdef...``. Cloud Storage stores
+the md5 of every object that is neither composite nor gzip-encoded, so such an
+object goes into a ``gs://`` remote by one server-side rewrite (``rewriteTo``,
+following ``rewriteToken`` until done), and the copy's md5 is checked from the
+answer. Any other object, or any other remote (a local folder, S3, Azure, SSH:
+DVC's own file systems), is streamed: read verified (:meth:`Storage.stream`),
+hashed as it passes, written to a temporary name in the remote and moved to its
+md5's path. A copy is skipped when the remote already holds that md5.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gcsdvc.errors import ArchiveError, ChecksumMismatch, StorageError
+from gcsdvc.storage import RemoteObject, Storage, describe, refusal
+
+if TYPE_CHECKING:
+    from dvc.repo import Repo
+
+# Settings of a DVC remote that name credentials or a project of its own: a server-side
+# copy runs as gcsdvc's (Google's default) credentials, not as those.
+_OWN_CREDENTIALS = ("credentialpath", "projectname", "allow_anonymous_login")
+# Remote kinds that keep files by path, not by md5: DVC refuses imports into them too
+# (``DataCloud.get_remote_odb``).
+_BY_PATH = ("worktree", "version_aware")
+REWRITE_PERMISSION = "storage.objects.create"
+
+
+class Method(str, Enum):
+    """How one object reaches the remote."""
+
+    SERVER = "server-side"  # one Cloud Storage rewrite: no byte through this machine
+    STREAM = "stream"  # read here, through memory, into DVC's file system of the remote
+    PRESENT = "present"  # the remote already holds that md5
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Target:
+    """The DVC remote objects are archived into."""
+
+    name: str
+    fs: Any = None  # DVC's file system of the remote
+    odb: Any = None  # its object database (``files/md5``)
+    # Set for a gs:// remote: where server-side copies go ("bucket/path inside it").
+    bucket: str | None = None
+    own_credentials: str | None = None  # the remote's setting naming other credentials
+
+    def path(self, md5: str) -> str:
+        """The remote's file for ``md5``: ``<remote>/files/md5/ab/cdef...``."""
+        path: str = self.odb.oid_to_path(md5)
+        return path
+
+
+@dataclass(frozen=True)
+class Copied:
+    """One object in the remote: the bytes' md5 and size (decoded, for a gzip object)."""
+
+    md5: str
+    size: int
+    method: Method
+
+
+def open_target(repo: Repo, name: str | None) -> Target:
+    """The remote ``name`` (None: the default remote), refused when it cannot hold imports."""
+    from dvc.config import NoRemoteError, RemoteNotFoundError
+
+    try:
+        remote = repo.cloud.get_remote(name, "gcsdvc sync --to-remote")
+    except NoRemoteError:
+        raise ArchiveError(
+            "no DVC remote to archive into: add one with 'dvc remote add -d NAME URL' "
+            "(or name one with -r NAME)"
+        ) from None
+    except RemoteNotFoundError as exc:
+        raise ArchiveError(f"{exc}") from None
+    config = repo.config["remote"].get(remote.name, {})
+    for setting in _BY_PATH:
+        if config.get(setting):
+            raise ArchiveError(
+                f"the DVC remote '{remote.name}' has '{setting} = true': it keeps files by "
+                f"path, not by md5, so it cannot hold imports; archive into a remote without "
+                f"'{setting}'"
+            )
+    bucket = remote.path if remote.fs.protocol in ("gs", "gcs") else None
+    own = next((f"{key} = {config[key]}" for key in _OWN_CREDENTIALS if config.get(key)), None)
+    return Target(remote.name, remote.fs, remote.odb, bucket, own)
+
+
+def file_url(root: Path, remote: str, md5: str) -> str:
+    """Where the remote ``remote`` of the repository at ``root`` keeps the file of ``md5``."""
+    from dvc.config import Config, ConfigError
+
+    try:
+        url = Config(dvc_dir=str(root / ".dvc"))["remote"].get(remote, {}).get("url")
+    except ConfigError:
+        url = None
+    shown = str(url).rstrip("/") if url else f"(the remote '{remote}' is not configured here)"
+    return f"{shown}/files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def method(obj: RemoteObject, target: Target) -> Method:
+    """Server-side where Cloud Storage's stored md5 is the md5 DVC records, else streamed."""
+    if target.bucket is not None and obj.md5 is not None and not obj.transcoded:
+        return Method.SERVER
+    return Method.STREAM
+
+
+def present(target: Target, md5s: Sequence[str], jobs: int) -> set[str]:
+    """The md5s among ``md5s`` the remote already holds (DVC's own check of a remote)."""
+    if not md5s:
+        return set()
+    return set(target.odb.oids_exist(list(md5s), jobs=jobs))
+
+
+@dataclass
+class Tally:
+    """Objects and bytes by how they reach the remote ``remote``."""
+
+    remote: str
+    objects: Counter[Method] = field(default_factory=Counter)
+    nbytes: Counter[Method] = field(default_factory=Counter)
+
+    def add(self, how: Method, size: int) -> None:
+        self.objects[how] += 1
+        self.nbytes[how] += size
+
+
+def methods(objects: Sequence[RemoteObject], target: Target, jobs: int) -> list[Method]:
+    """How each object would reach the remote now (one presence check for them all).
+
+    A streamed object's md5 is known only once streamed: it is never found present here.
+    Raises :class:`StorageError` when the remote cannot be looked into.
+    """
+    ways = [method(obj, target) for obj in objects]
+    known = [o.md5 for o, how in zip(objects, ways, strict=True) if how is Method.SERVER and o.md5]
+    try:
+        held = present(target, known, jobs)
+    except Exception as exc:  # the remote's file system: any error of its own
+        raise StorageError(
+            f"cannot look into the DVC remote '{target.name}': {describe(exc)}"
+        ) from None
+    return [
+        Method.PRESENT if how is Method.SERVER and obj.md5 in held else how
+        for obj, how in zip(objects, ways, strict=True)
+    ]
+
+
+def archive(
+    objects: Sequence[RemoteObject],
+    target: Target,
+    storage: Storage,
+    jobs: int,
+    done: Callable[[int, Copied | Exception], None],
+    on_bytes: Callable[[int], None] | None = None,
+) -> None:
+    """Copy each object into ``target``, at most ``jobs`` at a time; ``done(index, result)``
+    in the calling thread once its copy is confirmed (or failed), so that nothing is
+    recorded the remote does not hold."""
+
+    def one(obj: RemoteObject, how: Method) -> Copied:
+        if how is Method.PRESENT:
+            assert obj.md5 is not None
+            return Copied(obj.md5, obj.size, Method.PRESENT)
+        if how is Method.SERVER:
+            return rewrite(obj, target, storage)
+        return stream(obj, target, storage, on_bytes)
+
+    try:
+        ways = methods(objects, target, jobs)
+    except StorageError as error:
+        for n in range(len(objects)):
+            done(n, error)
+        return
+    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="gcsdvc-archive") as pool:
+        futures = {
+            pool.submit(one, obj, how): n
+            for n, (obj, how) in enumerate(zip(objects, ways, strict=True))
+        }
+        try:
+            for future in as_completed(futures):
+                failed = future.exception()
+                if failed is not None and not isinstance(failed, Exception):
+                    raise failed
+                done(futures[future], failed if failed is not None else future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def rewrite(obj: RemoteObject, target: Target, storage: Storage) -> Copied:
+    """One server-side copy into the remote, following the rewrite token until it is done."""
+    assert target.bucket is not None and obj.md5 is not None
+    bucket = target.bucket.partition("/")[0]
+    name = target.path(obj.md5).partition("/")[2]
+    fs = storage.fs
+    params: dict[str, Any] = {"sourceGeneration": obj.generation} if obj.generation else {}
+    try:
+        answer = _rewrite_call(fs, obj, bucket, name, params)
+        while answer.get("done") is not True:
+            params["rewriteToken"] = answer["rewriteToken"]
+            answer = _rewrite_call(fs, obj, bucket, name, params)
+    except Exception as exc:
+        raise _rewrite_error(exc, obj, target, bucket) from None
+    got = _md5_of(answer.get("resource") or {})
+    if got != obj.md5:
+        raise ChecksumMismatch(
+            f"{obj.url}: the copy in the remote has md5 {got}, the object {obj.md5}"
+        )
+    return Copied(obj.md5, obj.size, Method.SERVER)
+
+
+def _rewrite_call(
+    fs: Any, obj: RemoteObject, bucket: str, name: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    answer: dict[str, Any] = fs.call(
+        "POST",
+        "b/{}/o/{}/rewriteTo/b/{}/o/{}",
+        obj.bucket,
+        obj.name,
+        bucket,
+        name,
+        headers={"Content-Type": "application/json"},
+        json_out=True,
+        **params,
+    )
+    return answer
+
+
+def _md5_of(resource: dict[str, Any]) -> str | None:
+    import base64
+
+    md5 = resource.get("md5Hash")
+    return base64.b64decode(md5).hex() if md5 else None
+
+
+def _rewrite_error(exc: Exception, obj: RemoteObject, target: Target, bucket: str) -> Exception:
+    """One line: a refusal names the permission, and the remote's own credentials if it has."""
+    said = refusal(exc)
+    if said is not None:
+        why = f" ({said})" if said else ""
+        other = (
+            f"; the remote '{target.name}' is set up with other credentials "
+            f"({target.own_credentials}), but a server-side copy runs as gcsdvc's: give "
+            f"those {REWRITE_PERMISSION} on gs://{bucket}, or archive under one principal "
+            "that reads the source and writes the remote"
+            if target.own_credentials
+            else f"; the credentials need {REWRITE_PERMISSION} on gs://{bucket}"
+        )
+        return StorageError(f"permission denied writing the remote '{target.name}'{why}{other}")
+    return StorageError(describe(exc))
+
+
+def stream(
+    obj: RemoteObject,
+    target: Target,
+    storage: Storage,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Copied:
+    """Read ``obj`` verified into the remote through memory, hashed as it passes.
+
+    The bytes go to a temporary name beside the remote's files, as DVC's own
+    uploads do, and are moved to their md5's path only once complete and checked.
+    """
+    fs = target.fs
+    tmp = fs.join(target.odb.path, f".{uuid.uuid4().hex}.tmp")
+    fs.makedirs(target.odb.path, exist_ok=True)
+    try:
+        with fs.open(tmp, "wb") as out:
+            got = storage.stream(obj, out.write, on_bytes)
+        if not target.odb.exists(got.md5):
+            dest = target.path(got.md5)
+            fs.makedirs(fs.parent(dest), exist_ok=True)
+            fs.mv(tmp, dest)  # a rename, or a copy inside the remote's bucket
+    except Exception as exc:
+        raise StorageError(f"{obj.url}: {describe(exc)}") from None
+    finally:
+        if fs.exists(tmp):
+            fs.remove(tmp)
+    return Copied(got.md5, got.size, Method.STREAM)
