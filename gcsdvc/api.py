@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
 from gcsdvc.expand import expand_offline
+from gcsdvc.files import hash_cache_path, read_json_cache, stage_cache_path
 from gcsdvc.manifest import (
     DEFAULT_MANIFEST,
     Manifest,
@@ -37,14 +38,7 @@ from gcsdvc.manifest import (
     match_files,
     path_problem,
 )
-from gcsdvc.stages import (
-    STAGE_SUFFIX,
-    first_entry,
-    hash_cache_path,
-    read_json_cache,
-    stage_cache_path,
-    verified,
-)
+from gcsdvc.stages import STAGE_SUFFIX, first_entry, verified
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
 

@@ -19,25 +19,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import (
-    Comparison,
-    Disk,
-    State,
-    Upstream,
-    Wish,
-    compare,
-    needs_listing,
-    stale_stage,
-)
+from gcsdvc.compare import compare, needs_listing, stale_stage
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
+from gcsdvc.git import committed_where_changed
 from gcsdvc.manifest import Manifest, Resource, did_you_mean, join_path, matches
+from gcsdvc.model import Comparison, Disk, State, Upstream, Wish
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
 from gcsdvc.workspace import holding, read_disks, read_folders
 
 if TYPE_CHECKING:
-    from gcsdvc.storage import Looked, RemoteObject, Storage
+    from gcsdvc.listing import Looked
+    from gcsdvc.model import RemoteObject
+    from gcsdvc.storage import Storage
 
     Listing = Looked | StorageError
 
@@ -262,7 +257,7 @@ def build_plan(
         for local in (manifest.local(res, file),)
     ]
     staged = [d.local for d in drafts if d.file and d.stage]
-    committed = stages.committed_where_changed(root, staged, git.changed)
+    committed = committed_where_changed(root, staged, git.changed)
     for draft in drafts:
         draft.committed = committed.get(draft.local)
     disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])

@@ -17,27 +17,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import (
-    Change,
-    Disk,
-    State,
-    Upstream,
-    Wish,
-    compare,
-    object_change,
-    stale_stage,
-)
+from gcsdvc.cloud import describe
+from gcsdvc.compare import Change, compare, object_change, stale_stage
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
+from gcsdvc.git import committed_where_changed
 from gcsdvc.manifest import Manifest, Resource, matches
+from gcsdvc.model import Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.storage import Storage
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import cache_linked, holding, read_disks, read_folders
 
 if TYPE_CHECKING:
-    from gcsdvc.storage import Looked
+    from gcsdvc.listing import Looked
 
     _Listings = dict[tuple[str, str], Looked | StorageError]
 
@@ -327,7 +321,7 @@ def check(
     git = untracked.NOTHING if quick else untracked.look(manifest.root, manifest.data_path)
     recorded: dict[str, ImportStage] = {}
     staged = [f.local for f in items if f.file is not None and f.stage is not None]
-    committed = stages.committed_where_changed(manifest.root, staged, git.changed)
+    committed = committed_where_changed(manifest.root, staged, git.changed)
     if storage is not None:  # upstream is compared with the dependency as committed
         recorded = {
             f.local: stages.recommitted(f.stage, committed[f.local])

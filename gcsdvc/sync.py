@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import State
+from gcsdvc import git, snapshot, stages, untracked
+from gcsdvc.cloud import describe
 from gcsdvc.errors import (
     DvcRepoError,
     GcsdvcError,
@@ -28,9 +28,10 @@ from gcsdvc.errors import (
     StorageError,
 )
 from gcsdvc.manifest import Manifest, Resource
+from gcsdvc.model import RemoteObject, State
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
-from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.storage import Storage
 from gcsdvc.transfer import Transfer
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import Reporter as Reporter  # the CLI's progress implements it
@@ -186,7 +187,7 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspac
     added = [item.local for item in plan.items if item.action is Action.ADD]
     if not all(item.action is Action.ADD or unchanged(item) for item in plan.items):
         return
-    if stages.committed_stages(manifest.root, added):
+    if git.committed_stages(manifest.root, added):
         return
     # What the workspace verified and wrote, as it holds them (not the whole caches read back).
     ledger = snapshot.Ledger(ws.hashes.known.get, ws.stage_cache.entry, ws.stages_saved)

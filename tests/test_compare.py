@@ -9,20 +9,11 @@ from typing import Any
 import pytest
 
 from gcsdvc import stages
-from gcsdvc.compare import (
-    ABSENT,
-    Disk,
-    State,
-    Upstream,
-    Wish,
-    compare,
-    local_edit,
-    stale_stage,
-)
+from gcsdvc.compare import compare, local_edit, stale_stage
 from gcsdvc.errors import StorageError
 from gcsdvc.manifest import Resource
+from gcsdvc.model import ABSENT, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.plan import ACTIONS, Action, Key, decide
-from gcsdvc.storage import RemoteObject
 
 RES = Resource("exp1", "bkt", "proj", "run", ("a.txt",), "exp1", True, "desc")
 SOURCE = "gs://bkt/proj/run/a.txt"
