@@ -1,12 +1,11 @@
 """The plan: each destination's state (see :mod:`gcsdvc.compare`) mapped to an action.
 
-Planning reads every gcsdvc stage below the data folder once, looks at each
-destination, and lists each object prefix at most once, and only when an answer
-depends on it. The action comes from one table, :data:`ACTIONS`. Planning
-writes nothing but its caches in ``.dvc/tmp``: a plan that finds every file in
-place records a snapshot, and the next plan that the snapshot proves unchanged
-skips the per-file work (see :mod:`gcsdvc.snapshot`). :mod:`gcsdvc.sync` carries
-a plan out and ``--dry-run`` prints it.
+The facts come from one survey (:mod:`gcsdvc.survey`), which looks an object up
+only when an answer depends on it. The action comes from one table,
+:data:`ACTIONS`. Planning writes nothing but its caches in ``.dvc/tmp``: a plan
+that finds every file in place records a snapshot, and the next survey that the
+snapshot proves unchanged skips the per-file work (see :mod:`gcsdvc.snapshot`).
+:mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
 """
 
 from __future__ import annotations
@@ -15,19 +14,17 @@ import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import compare, needs_listing, stale_stage
+from gcsdvc import snapshot, stages
+from gcsdvc.compare import compare, stale_stage
 from gcsdvc.errors import StorageError
-from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
-from gcsdvc.git import committed_where_changed
+from gcsdvc.expand import PatternFailure, refused_folders
 from gcsdvc.manifest import Manifest, Resource, did_you_mean, join_path, matches
-from gcsdvc.model import Comparison, Disk, State, Upstream, Wish
-from gcsdvc.remote import pinning
+from gcsdvc.model import Comparison, State
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import holding, read_disks, read_folders
+from gcsdvc.survey import desired as desired
+from gcsdvc.survey import survey
 
 if TYPE_CHECKING:
     from gcsdvc.listing import Looked
@@ -172,41 +169,10 @@ class Plan:
         return bool(self.unignored) or any(item.action not in idle for item in self.items)
 
 
-def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
-    """Every data path the whole manifest asks for, with its entry and file."""
-    wanted: dict[str, tuple[Resource, str | None]] = {}
-    for res in manifest.resources:
-        for file in res.targets:
-            wanted[manifest.local(res, file)] = (res, file)
-    return wanted
-
-
 def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
     """The action for a comparison at ``local``, and the note to show with it."""
     action, note = ACTIONS[key]
     return action, note.format(stage_file=stages.stage_path(local), note=found.note) or found.note
-
-
-@dataclass
-class _Draft:
-    resource: Resource
-    file: str | None
-    local: str
-    stage: ImportStage | None
-    committed: ImportStage | None = None
-
-    @property
-    def recorded(self) -> ImportStage | None:
-        """The stage as compared: the committed dependency back (see stages.recommitted)."""
-        return self.stage and stages.recommitted(self.stage, self.committed)
-
-    @property
-    def wish(self) -> Wish:
-        return Wish(self.resource.source(self.file), is_folder=self.file is None)
-
-    @property
-    def prefix(self) -> tuple[str, str]:
-        return self.resource.bucket, self.resource.prefix
 
 
 def build_plan(
@@ -218,120 +184,66 @@ def build_plan(
     force: bool = False,
     watch: bool = False,
 ) -> Plan:
-    """Compare the selected entries with the disk (and, where needed, with storage).
+    """The action for each selected destination, from one :func:`~gcsdvc.survey.survey`.
 
     ``watch``: note in ``plan.state`` what the disk was before it was read
     (:func:`gcsdvc.snapshot.state`), so that a sync can tell, once it holds DVC's
     lock, whether the plan still stands.
     """
-    root = manifest.root
-    mode = pinning(root, manifest.pin_generations)
-    plan = Plan(mode.pinned, force, warnings=mode.warnings)
-    fast = snapshot.applies(manifest)  # of the manifest as given: patterns expand below
-    # With ``watch`` the data folder is walked once, for the snapshot and for plan.state.
-    walked = snapshot.tree(manifest.data_path) if watch else None
-    known = snapshot.unchanged(manifest, patterns, mode.pinned, walked)
-    if known is not None and (known.quiet or storage is None):
-        plan.unfrozen, plan.quick = known.unfrozen, True
+    fast = snapshot.applies(manifest)  # of the manifest as given: patterns expand in the survey
+    found = survey(manifest, selected, storage, names=patterns, detail=False, watch=watch)
+    plan = Plan(found.mode.pinned, force, warnings=found.mode.warnings)
+    if found.shallow:
+        assert found.known is not None
+        plan.unfrozen, plan.quick = found.known.unfrozen, True
         plan.items = [
-            Item(Action.UNCHANGED, manifest.local(res, file), res, file, state=State.OK)
-            for res in selected
-            for file in res.targets
+            Item(Action.UNCHANGED, f.local, f.resource, f.file, state=State.OK)
+            for f in found.findings
         ]
         return plan
-    if watch:
-        plan.state = snapshot.state(manifest, walked)
-    ours, foreign = stages.scan(root, manifest.data_path)
-    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
-    wanted = desired(manifest)
-    plan.wanted = wanted.keys()
-    git = untracked.look(root, manifest.data_path)
-    owned = wanted.keys() | ours.keys() | foreign.keys()
-    plan.leftovers = git.unowned(owned)
-    plan.unignored = git.exposed(ours.keys())
-    orphans = {local: stage for local, stage in ours.items() if local not in wanted}
-    drafts = [
-        _Draft(res, file, local, ours.get(local) or foreign.get(local))
-        for res in selected
-        for file in res.targets
-        for local in (manifest.local(res, file),)
-    ]
-    staged = [d.local for d in drafts if d.file and d.stage]
-    committed = committed_where_changed(root, staged, git.changed)
-    for draft in drafts:
-        draft.committed = committed.get(draft.local)
-    disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
-
-    moves: dict[str, str] = {}  # new local -> old local
-    to_list: dict[tuple[str, str], set[str]] = {}
-    in_place: list[str] = []  # folder imports whose folder is there: DVC reads their files
-    for draft in drafts:
-        found = compare(draft.wish, draft.recorded, disks[draft.local], Upstream.NOT_LISTED)
-        if draft.file is None and found.state is State.OK:
-            in_place.append(draft.local)
-        if found.state is State.NOT_SYNCED and draft.file is not None:
-            old = _take_orphan(draft, orphans, root)
-            if old is not None:
-                moves[draft.local] = old
-                continue
-        if draft.file is not None and _needs_listing(found.state, draft, plan.pinned):
-            to_list.setdefault(draft.prefix, set()).add(draft.file)
-            plan.looked_up |= found.state is State.OK
-    listings = _list(storage, to_list)
-    folders: dict[str, Comparison] = {}
-    if in_place:
-        with stages.open_repo(root) as repo:
-            folders = read_folders(repo, root, in_place)
-
-    stageless: dict[str, tuple[Disk, RemoteObject]] = {}  # files that may be their object
-    index: dict[str, int] = {}  # their items' places in the plan
-    for draft in drafts:
-        old = moves.get(draft.local)
-        if old is not None:
-            stage = ours[old]
+    manifest = found.manifest
+    plan.state, plan.looked_up, plan.wanted = found.state, found.looked_up, found.wanted.keys()
+    owned = found.wanted.keys() | found.ours.keys() | found.foreign.keys()
+    plan.leftovers = found.git.unowned(owned)
+    plan.unignored = found.git.exposed(found.ours.keys())
+    for f in found.findings:
+        if f.moved_from is not None:
+            stage = found.ours[f.moved_from]
             plan.items.append(
-                Item(Action.MOVE, draft.local, draft.resource, draft.file, stage, old_local=old)
+                Item(Action.MOVE, f.local, f.resource, f.file, stage, old_local=f.moved_from)
             )
             continue
-        listed = _listed(listings, to_list, draft)
-        disk = disks[draft.local]
-        obj = listed if not isinstance(listed, Upstream | StorageError) else None
-        found = compare(draft.wish, draft.recorded, disk, listed)
-        if found.state is State.OK and draft.local in folders:
-            found = folders[draft.local]  # as status reads it (see workspace.read_folders)
-        stale = draft.stage and stale_stage(
-            draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
-        )
-        if found.state is State.OK and stale:
-            found = stale  # as status finds it
-        state = _looked_up_as(found.state, disk.exists, draft)
-        key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
-        action, note = decide(key, found, draft.local)
-        if state is State.MISSING and disk.exists and draft.file is not None:
+        obj = f.obj
+        seen = compare(f.wish, f.recorded, f.disk, f.listed)
+        if seen.state is State.OK and f.folder is not None:
+            seen = f.folder  # as status reads it (see workspace.read_folders)
+        stale = f.stage and stale_stage(f.stage, f.resource, f.file, plan.pinned, obj, f.committed)
+        if seen.state is State.OK and stale:
+            seen = stale  # as status finds it
+        state = _looked_up_as(seen.state, f.disk.exists, f.resource)
+        key = Key(state, f.resource.skip_if_exist, plan.pinned, force, f.file is None)
+        action, note = decide(key, seen, f.local)
+        if state is State.MISSING and f.disk.exists and f.file is not None:
             # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
             action, note = Action.METADATA, _ADOPT
-        if state is State.UNTRACKED and draft.file is not None and obj is not None:
-            stageless[draft.local] = (disk, obj)
-            index[draft.local] = len(plan.items)
-        if found.state is State.NOT_FOUND:
-            note += _did_you_mean(storage, draft)
+        if seen.state is State.NOT_FOUND:
+            note += _did_you_mean(storage, f.resource, f.file)
         if action is Action.UNCHANGED and stale:
             action = Action.METADATA  # a change upstream kept, the stage rewritten all the same
-        item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
-        plan.items.append(replace(item, committed=draft.committed, note=note, state=found.state))
+        if f.holds_object:
+            action, note = Action.METADATA, _ADOPT
+        item = Item(action, f.local, f.resource, f.file, f.stage, obj)
+        plan.items.append(replace(item, committed=f.committed, note=note, state=seen.state))
 
-    for local in holding(root, stageless):
-        held = index[local]
-        plan.items[held] = replace(plan.items[held], action=Action.METADATA, note=_ADOPT)
     _refuse_folders(manifest, storage, plan.items)
-    plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
-    for local, stage in sorted(orphans.items()):
+    plan.items += [pattern_failure_item(manifest, failure) for failure in found.unmatched]
+    for local, stage in sorted(found.orphans.items()):
         if not patterns or matches(stage.name, patterns):
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     plan.unfrozen = sum(1 for i in plan.items if i.file and i.stage and not i.stage.frozen)
     if fast and not (plan.leftovers or plan.unignored) and all(map(unchanged, plan.items)):
-        remember(manifest, patterns, plan, wanted)
+        remember(manifest, patterns, plan, found.wanted)
     return plan
 
 
@@ -378,76 +290,24 @@ def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[Ite
         items[n] = replace(items[n], action=Action.FAILED, note=message, state=State.REFUSED)
 
 
-def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> str | None:
-    """An orphan stage of the same object whose data is still on disk; it is taken once.
-
-    When several entries import one object, the orphan that was this entry's is preferred.
-    """
-    source = draft.resource.source(draft.file)
-    candidates = [
-        local
-        for local, stage in orphans.items()
-        if stage.source == source and not stage.is_folder and (root / local).exists()
-    ]
-    if not candidates:
-        return None
-    mine = stages.Identity.of(draft.resource, draft.file)
-    candidates.sort(key=lambda local: orphans[local].identity != mine)
-    old = candidates[0]
-    del orphans[old]
-    return old
-
-
-def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
-    stage = draft.recorded
-    generation = stage is None or stage.generation is not None
-    return state is not State.OK or needs_listing(draft.resource.skip_if_exist, pinned, generation)
-
-
-def _looked_up_as(state: State, on_disk: bool, draft: _Draft) -> State:
+def _looked_up_as(state: State, on_disk: bool, resource: Resource) -> State:
     """The state the table is asked with: a missing file's changed object waits for its turn.
 
     With ``skip_if_exist: true`` a missing file is restored as recorded, whatever
     the bucket holds now (the table's "kept" is for a file that is there).
     """
-    if state is State.CHANGED_UPSTREAM and not on_disk and draft.resource.skip_if_exist:
+    if state is State.CHANGED_UPSTREAM and not on_disk and resource.skip_if_exist:
         return State.MISSING
     return state
 
 
-def _list(
-    storage: Storage | None, wanted: dict[tuple[str, str], set[str]]
-) -> dict[tuple[str, str], Listing]:
-    """Look up only the files that need it (see :meth:`gcsdvc.storage.Storage.lookup`)."""
-    if not wanted:
-        return {}
-    if storage is None:
-        return {key: StorageError("upstream not checked (offline)") for key in wanted}
-    return storage.lookup(wanted)
-
-
-def _listed(
-    listings: dict[tuple[str, str], Listing],
-    asked: dict[tuple[str, str], set[str]],
-    draft: _Draft,
-) -> RemoteObject | Upstream | StorageError | None:
-    if draft.file is None or draft.file not in asked.get(draft.prefix, ()):
-        return Upstream.NOT_LISTED  # DVC checks folder imports itself; the rest needed no answer
-    listing = listings[draft.prefix]
-    if isinstance(listing, dict):
-        return listing.get(draft.file)
-    return listing
-
-
-def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
+def _did_you_mean(storage: Storage | None, resource: Resource, file: str | None) -> str:
     """Close names in the missing object's folder (one listing, on this error path only)."""
-    if storage is None or draft.file is None:
+    if storage is None or file is None:
         return ""
-    folder, _, name = draft.file.rpartition("/")
+    folder, _, name = file.rpartition("/")
     try:
-        _, names = storage.list_folder(
-            draft.resource.bucket, join_path(draft.resource.prefix, folder)
-        )
+        _, names = storage.list_folder(resource.bucket, join_path(resource.prefix, folder))
     except StorageError:
         return ""
     close = did_you_mean(name, names, prefix=folder)
