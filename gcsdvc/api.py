@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from gcsdvc import fixes
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
 from gcsdvc.expand import expand_offline
 from gcsdvc.files import hash_cache_path, read_json_cache, stage_cache_path
@@ -116,7 +117,7 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     from gcsdvc.status import State, inspect  # the full check, off the quick path
 
     item = inspect(found, res, listed)
-    command = f"gcsdvc sync {shlex.quote(name)}"
+    command = fixes.shown([fixes.sync(item.subject(res))])
     why = f"run: {command}"
     if sync and item.state in (State.NOT_SYNCED, State.MISSING, State.SOURCE_MOVED):
         failures = _sync(found, res)
@@ -135,7 +136,7 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     if item.state is State.MODIFIED:
         raise ModifiedError(
             f"{name}: the local copy {item.local} differs from {item.stage_file} ({item.note}); "
-            f"'rm {shlex.quote(item.local)} && {command}' restores the recorded copy"
+            f"'{fixes.shown(item.fix(res))}' restores the recorded copy"
         )
     target = found.root.absolute() / item.local
     if listed is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -54,13 +54,15 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class Key:
-    """What decides an action: the state, the entry's ``skip_if_exist``, pinning, flags."""
+    """What decides an action: the state, the entry's ``skip_if_exist``, the flags, the facts."""
 
     state: State
     skip_if_exist: bool
-    pinned: bool
     force: bool
     folder: bool
+    on_disk: bool  # something is at the destination
+    stale: bool  # the stage is not what a sync writes (see compare.stale_stage)
+    holds: bool  # an untracked file holding the listed object's very bytes
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
@@ -71,49 +73,76 @@ _BROKEN = (
     "{stage_file} cannot be read ({note}): resolve the merge conflict in it, "
     "or delete it and sync again"
 )
-# Rules, first match wins; None matches either value. Expanded into ACTIONS below.
-_RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
-    # state, skip_if_exist, pinned, force, folder -> action, note (else the comparison's)
-    (State.OK, False, None, None, True, Action.UPDATE, "follows upstream (skip_if_exist: false)"),
-    (State.OK, None, None, None, None, Action.UNCHANGED, ""),
-    (State.NOT_SYNCED, None, None, None, None, Action.ADD, ""),
-    (State.NOT_FOUND, None, None, None, None, Action.FAILED, ""),
-    (State.UNTRACKED, None, None, True, None, Action.ADD, "replaces the local file (--force)"),
-    (State.UNTRACKED, None, None, False, None, Action.CONFLICT, ""),
-    (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
-    (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
-    (State.REFUSED, None, None, None, None, Action.FAILED, ""),
-    (State.BROKEN_STAGE, None, None, None, None, Action.FAILED, _BROKEN),
-    (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
-    (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
-    (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
-    (State.SOURCE_MOVED, None, None, None, None, Action.UPDATE, ""),
-    (State.MISSING, None, None, None, None, Action.RESTORE, ""),
-    (State.CHANGED_UPSTREAM, False, None, None, None, Action.UPDATE, "changed upstream"),
-    (State.CHANGED_UPSTREAM, True, None, None, None, Action.UNCHANGED, _KEPT),
-    (State.METADATA_UPSTREAM, None, None, None, None, Action.METADATA, ""),
-    (State.STALE_STAGE, False, None, None, True, Action.UPDATE, "follows upstream"),
-    (State.STALE_STAGE, None, None, None, None, Action.METADATA, ""),
-    (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, _GONE),
+_Rule = tuple[State, dict[str, bool], Action, str]
+
+
+def _rule(state: State, action: Action, note: str = "", **when: bool) -> _Rule:
+    """A rule: ``state`` and the flags in ``when`` (the others match either value)."""
+    return state, when, action, note
+
+
+# Rules, first match wins; note "": the comparison's. Expanded into ACTIONS below.
+_RULES: list[_Rule] = [
+    _rule(
+        State.OK,
+        Action.UPDATE,
+        "follows upstream (skip_if_exist: false)",
+        skip_if_exist=False,
+        folder=True,
+    ),
+    _rule(State.OK, Action.METADATA, stale=True),  # a stage a sync rewrites is rewritten
+    _rule(State.OK, Action.UNCHANGED),
+    _rule(State.NOT_SYNCED, Action.ADD),
+    _rule(State.NOT_FOUND, Action.FAILED),
+    _rule(State.UNTRACKED, Action.METADATA, _ADOPT, holds=True),  # hash it, check it, record it
+    _rule(State.UNTRACKED, Action.ADD, "replaces the local file (--force)", force=True),
+    _rule(State.UNTRACKED, Action.CONFLICT),
+    _rule(State.FOREIGN, Action.FAILED, _IN_THE_WAY),
+    _rule(State.LISTING_FAILED, Action.FAILED),
+    _rule(State.REFUSED, Action.FAILED),
+    _rule(State.BROKEN_STAGE, Action.FAILED, _BROKEN),
+    _rule(
+        State.MODIFIED,
+        Action.UPDATE,
+        "replaces the local edit (--force)",
+        skip_if_exist=False,
+        force=True,
+    ),
+    _rule(State.MODIFIED, Action.RESTORE, "replaces the local edit (--force)", force=True),
+    _rule(State.MODIFIED, Action.CONFLICT),
+    _rule(State.SOURCE_MOVED, Action.UPDATE),
+    # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
+    _rule(State.MISSING, Action.METADATA, _ADOPT, on_disk=True, folder=False),
+    _rule(State.MISSING, Action.RESTORE),
+    _rule(State.CHANGED_UPSTREAM, Action.UPDATE, "changed upstream", skip_if_exist=False),
+    # With skip_if_exist: true a missing file is restored as recorded, whatever the bucket
+    # holds now ("kept" is for a file that is there).
+    _rule(State.CHANGED_UPSTREAM, Action.RESTORE, on_disk=False),
+    # A change upstream kept, the stage rewritten all the same.
+    _rule(State.CHANGED_UPSTREAM, Action.METADATA, _KEPT, stale=True),
+    _rule(State.CHANGED_UPSTREAM, Action.UNCHANGED, _KEPT),
+    _rule(State.METADATA_UPSTREAM, Action.METADATA),
+    _rule(State.STALE_STAGE, Action.UPDATE, "follows upstream", skip_if_exist=False, folder=True),
+    _rule(State.STALE_STAGE, Action.METADATA),
+    _rule(State.DELETED_UPSTREAM, Action.METADATA, _GONE, stale=True),
+    _rule(State.DELETED_UPSTREAM, Action.UNCHANGED, _GONE),
 ]
 
 
 def _expand() -> dict[Key, tuple[Action, str]]:
     table: dict[Key, tuple[Action, str]] = {}
-    both = (False, True)
-    for state, skip, pinned, force, folder in itertools.product(State, both, both, both, both):
-        flags = (skip, pinned, force, folder)
-        for rule in _RULES:
-            if rule[0] is state and all(
-                want is None or want == got for want, got in zip(rule[1:5], flags, strict=True)
-            ):
-                table[Key(state, *flags)] = (rule[5], rule[6])
-                break
+    for state in State:
+        for flags in itertools.product((False, True), repeat=len(fields(Key)) - 1):
+            key = Key(state, *flags)
+            for rule_state, when, action, note in _RULES:
+                if rule_state is state and all(getattr(key, k) is v for k, v in when.items()):
+                    table[key] = (action, note)
+                    break
     return table
 
 
 ACTIONS: dict[Key, tuple[Action, str]] = _expand()
-"""Every (state, skip_if_exist, pinned, force, folder) and its action, with a note."""
+"""Every :class:`Key` and its action, with a note."""
 
 
 @dataclass(frozen=True)
@@ -220,18 +249,11 @@ def build_plan(
         stale = f.stage and stale_stage(f.stage, f.resource, f.file, plan.pinned, obj, f.committed)
         if seen.state is State.OK and stale:
             seen = stale  # as status finds it
-        state = _looked_up_as(seen.state, f.disk.exists, f.resource)
-        key = Key(state, f.resource.skip_if_exist, plan.pinned, force, f.file is None)
-        action, note = decide(key, seen, f.local)
-        if state is State.MISSING and f.disk.exists and f.file is not None:
-            # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
-            action, note = Action.METADATA, _ADOPT
+        folder, holds = f.file is None, f.holds_object
+        flags = (f.resource.skip_if_exist, force, folder, f.disk.exists, bool(stale), holds)
+        action, note = decide(Key(seen.state, *flags), seen, f.local)
         if seen.state is State.NOT_FOUND:
             note += _did_you_mean(storage, f.resource, f.file)
-        if action is Action.UNCHANGED and stale:
-            action = Action.METADATA  # a change upstream kept, the stage rewritten all the same
-        if f.holds_object:
-            action, note = Action.METADATA, _ADOPT
         item = Item(action, f.local, f.resource, f.file, f.stage, obj)
         plan.items.append(replace(item, committed=f.committed, note=note, state=seen.state))
 
@@ -288,17 +310,6 @@ def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[Ite
     for index, message in refused_folders(manifest, storage, chosen).items():
         n = todo[index]
         items[n] = replace(items[n], action=Action.FAILED, note=message, state=State.REFUSED)
-
-
-def _looked_up_as(state: State, on_disk: bool, resource: Resource) -> State:
-    """The state the table is asked with: a missing file's changed object waits for its turn.
-
-    With ``skip_if_exist: true`` a missing file is restored as recorded, whatever
-    the bucket holds now (the table's "kept" is for a file that is there).
-    """
-    if state is State.CHANGED_UPSTREAM and not on_disk and resource.skip_if_exist:
-        return State.MISSING
-    return state
 
 
 def _did_you_mean(storage: Storage | None, resource: Resource, file: str | None) -> str:

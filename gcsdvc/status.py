@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import stages, untracked
+from gcsdvc import fixes, stages, untracked
 from gcsdvc.cloud import describe
 from gcsdvc.compare import Change, compare, object_change, stale_stage
 from gcsdvc.errors import StorageError
@@ -78,31 +78,18 @@ class FileStatus:
             return 1
         return (self.stage.nfiles if self.stage is not None else None) or 0
 
-    def fix(self, resource: Resource, pinned: bool = True) -> list[tuple[str, str]]:
-        """The commands that fix this file, in order, as (command, argument) steps.
+    def fix(self, resource: Resource, pinned: bool = True) -> list[fixes.Step]:
+        """The commands that fix this file, in order (see :mod:`gcsdvc.fixes`)."""
+        return fixes.fix(self.state, self.subject(resource, pinned))
 
-        Unpinned stages are shared through the DVC remote, so a fix that fetches
-        new data ends with ``dvc push``; after ``dvc update`` (which pins the
-        stage again) ``gcsdvc sync`` puts it back into shape first.
-        """
-        sync = ("gcsdvc sync", resource.name)
-        push = [] if pinned else [("dvc push", "")]
-        if self.holds_object:
-            return [sync]  # recorded as it is: nothing is downloaded or replaced
-        if self.state is State.BROKEN_STAGE:
-            return [("rm", self.stage_file), sync]  # or resolve the conflict in it by hand
-        if self.state in (State.MODIFIED, State.UNTRACKED):
-            # `dvc checkout` refuses pinned imports; sync restores them from the cache.
-            return [("rm" if self.file is not None else "rm -r", self.local), sync]
-        if self.state in (State.MISSING, State.METADATA_UPSTREAM):
-            return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
-        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
-            return [sync, *push]
-        if self.state is State.CHANGED_UPSTREAM:
-            if not resource.skip_if_exist:
-                return [sync, *push]
-            return [("dvc update", self.stage_file), *([] if pinned else [sync, *push])]
-        return []
+    def subject(self, resource: Resource, pinned: bool = True) -> fixes.Subject:
+        """What a fix of this file names."""
+        folder = self.file is None
+        holds = self.holds_object
+        skip = resource.skip_if_exist
+        return fixes.Subject(
+            resource.name, self.local, self.stage_file, folder, skip, pinned, holds
+        )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
         """Whether ``status --check`` fails for this file.
@@ -256,7 +243,7 @@ def resource_json(status: ResourceStatus, with_files: bool, pinned: bool = True)
                 "size": f.size,
                 "upstream": f.upstream,
                 "note": f.note,
-                "fix": " && ".join(f"{c} {shlex.quote(a)}" if a else c for c, a in fix) or None,
+                "fix": fixes.shown(fix) or None,
             }
         )
     return out
