@@ -75,6 +75,11 @@ def stage_cache_path(root: Path) -> Path:
     return root / ".dvc" / "tmp" / "gcsdvc-stages.json"
 
 
+def stage_index_path(root: Path) -> Path:
+    """Where :class:`gcsdvc.stages.StageCache` keeps what ``gcsdvc.path`` checks of each stage."""
+    return root / ".dvc" / "tmp" / "gcsdvc-stage-index.json"
+
+
 def hash_cache_path(root: Path) -> Path:
     """Where :class:`gcsdvc.workspace.HashCache` keeps the data files' md5s."""
     return root / ".dvc" / "tmp" / "gcsdvc-hashes.json"
