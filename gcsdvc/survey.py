@@ -18,6 +18,7 @@ per object).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -100,12 +101,16 @@ class Survey:
     lookup_error: StorageError | None = None  # the look-up as a whole failed (Lookup.ALL)
     looked_up: bool = False  # a file in place had its object looked up all the same
     state: str | None = None  # the disk before it was read (``watch``)
-    # Every data path the whole manifest asks for, with its entry and file (see desired).
-    wanted: dict[str, tuple[Resource, str | None]] = field(default_factory=dict)
 
     @property
     def quick(self) -> bool:
         return self.known is not None
+
+    @functools.cached_property
+    def wanted(self) -> dict[str, tuple[Resource, str | None]]:
+        """Every data path the whole manifest asks for (see :func:`desired`); only what
+        asks for it pays for it (a no-op of 100,000 files does not)."""
+        return desired(self.manifest)
 
     @property
     def orphans(self) -> dict[str, ImportStage]:
@@ -166,7 +171,6 @@ def survey(
         found.ours, found.foreign = stages.scan(root, manifest.data_path)
     manifest, chosen, found.unmatched = expand_patterns(manifest, selected, storage, found.ours)
     found.manifest, found.selected = manifest, list(chosen)
-    found.wanted = desired(manifest)
     stage_of = {**found.foreign, **found.ours}
     found.findings = [
         Finding(res, file, local, stage_of.get(local))
@@ -225,11 +229,12 @@ def _proven(stage: ImportStage | None) -> Disk:
 def _take_orphans(found: Survey) -> None:
     """Note, for each destination not synced yet, an orphan stage of the same object whose
     data is still on disk; each is taken once, the one that was this entry's first."""
-    orphans = {k: s for k, s in found.ours.items() if k not in found.wanted}
+    new = [f for f in found.findings if f.file is not None and not (f.stage or f.disk.exists)]
+    orphans = {k: s for k, s in found.ours.items() if k not in found.wanted} if new else {}
+    if not orphans:
+        return
     root = found.manifest.root
-    for finding in found.findings:
-        if finding.file is None or finding.stage is not None or finding.disk.exists:
-            continue
+    for finding in new:
         source = finding.resource.source(finding.file)
         candidates = [
             local
