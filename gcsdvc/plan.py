@@ -159,6 +159,7 @@ class Item:
     committed: ImportStage | None = None  # the stage in git's HEAD, when the file differs from it
     note: str = ""  # why: an error for FAILED, a remark otherwise
     state: State | None = None  # what the comparison found (None for orphans)
+    cause: StorageError | None = None  # FAILED for a look-up: its error, as the survey met it
 
     @property
     def name(self) -> str:
@@ -254,7 +255,8 @@ def build_plan(
         action, note = decide(Key(seen.state, *flags), seen, f.local)
         if seen.state is State.NOT_FOUND:
             note += _did_you_mean(storage, f.resource, f.file)
-        item = Item(action, f.local, f.resource, f.file, f.stage, obj)
+        cause = f.listed if isinstance(f.listed, StorageError) else None
+        item = Item(action, f.local, f.resource, f.file, f.stage, obj, cause=cause)
         plan.items.append(replace(item, committed=f.committed, note=note, state=seen.state))
 
     _refuse_folders(manifest, storage, plan.items)

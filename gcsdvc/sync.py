@@ -202,7 +202,9 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
         State.BROKEN_STAGE: DvcRepoError,
     }
     for item in plan.of(Action.FAILED):
-        result.fail(item, errors.get(item.state, StorageError)(item.note))
+        error = errors.get(item.state, StorageError)(item.note)
+        error.__cause__ = item.cause  # the look-up's own error, type and all
+        result.fail(item, error)
     for item in plan.of(Action.CONFLICT):
         result.fail(item, conflict(item))
     return result

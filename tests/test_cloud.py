@@ -448,6 +448,22 @@ def test_8_a_failed_listing_is_one_line_per_entry(
     assert lines[0].endswith("(20 files)")
 
 
+def test_8_a_failed_listing_keeps_the_error_it_met(
+    repo: Path, seeded: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcsdvc.errors import ListingError, StorageError
+    from gcsdvc.manifest import load_manifest
+    from gcsdvc.sync import sync
+
+    proxy.faults = Faults(forbid=(f"/b/{seeded}/",))
+    write_manifest(repo, [entry(seeded, files=["shard-1", "shard-2"])])
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    failures = sync(load_manifest(repo / "params.yaml")).failures
+    assert [type(f.error) for f in failures] == [ListingError, ListingError]
+    cause = failures[0].error.__cause__
+    assert isinstance(cause, StorageError) and str(cause) == str(failures[0].error)
+
+
 def test_9_anonymous_caller_gets_the_credentials_hint(
     repo: Path, seeded: str, proxy: FaultProxy
 ) -> None:
