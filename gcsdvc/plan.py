@@ -227,8 +227,9 @@ def build_plan(
         assert found.known is not None
         plan.unfrozen, plan.quick = found.known.unfrozen, True
         plan.items = [
-            Item(Action.UNCHANGED, f.local, f.resource, f.file, state=State.OK)
-            for f in found.findings
+            Item(Action.UNCHANGED, manifest.local(res, file), res, file, state=State.OK)
+            for res in selected
+            for file in res.targets
         ]
         return plan
     manifest = found.manifest

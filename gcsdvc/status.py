@@ -278,13 +278,18 @@ def check(
     for res in found.selected:
         by_index[res.index] = ResourceStatus(res, manifest.local(res))
         report.resources.append(by_index[res.index])
+    if found.shallow:  # every file in place, as the snapshot proves: no stage read
+        for status in report.resources:
+            res = status.resource
+            status.files = [
+                FileStatus(manifest.local(res, f), res.source(f), f, None) for f in res.targets
+            ]
+        return report
     items: list[FileStatus] = []
     for f in found.findings:
         item = FileStatus(f.local, f.resource.source(f.file), f.file, f.stage)
         by_index[f.resource.index].files.append(item)
         items.append(item)
-    if found.shallow:
-        return report
     objs: dict[str, RemoteObject] = {}  # each file's object, as listed
     for status in report.resources:
         answer = found.lookups.get((status.resource.bucket, status.resource.prefix))

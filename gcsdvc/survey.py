@@ -52,7 +52,7 @@ class Lookup(Enum):
     ALL = "all"  # every listed file of the selected entries (status)
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
     """One destination (a file, or a whole-prefix folder) and every fact gathered about it."""
 
@@ -91,7 +91,8 @@ class Survey:
     selected: list[Resource]
     mode: Pinning
     known: snapshot.Snapshot | None = None  # a snapshot proved the data folder unchanged
-    shallow: bool = False  # the snapshot answered alone: no stage read, nothing else gathered
+    # The snapshot answered alone: every selected file is in place; nothing else is gathered.
+    shallow: bool = False
     findings: list[Finding] = field(default_factory=list)
     unmatched: list[PatternFailure] = field(default_factory=list)
     ours: dict[str, ImportStage] = field(default_factory=dict)  # gcsdvc's stages, by data path
@@ -155,12 +156,7 @@ def survey(
     quiet = lookup is Lookup.NONE or storage is None
     quiet |= lookup is Lookup.NEEDED and known is not None and known.quiet
     if known is not None and not detail and quiet:
-        found.shallow = True
-        found.findings = [
-            Finding(res, file, manifest.local(res, file), None, disk=_proven(None))
-            for res in selected
-            for file in res.targets
-        ]
+        found.shallow = True  # no finding either: a no-op of 100,000 files pays for none
         return found
     if watch:
         found.state = snapshot.state(manifest, walked)
@@ -218,12 +214,9 @@ def survey(
 
 def _proven(stage: ImportStage | None) -> Disk:
     """A file a snapshot proved to hold its stage's bytes."""
-    return Disk(
-        exists=True,
-        is_file=True,
-        size=stage.size if stage else None,
-        md5=stage.md5 if stage else None,
-    )
+    if stage is None:
+        return Disk(exists=True, is_file=True)
+    return Disk(exists=True, is_file=True, size=stage.size, md5=stage.md5)
 
 
 def _take_orphans(found: Survey) -> None:
