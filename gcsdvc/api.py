@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from gcsdvc import fixes
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
 from gcsdvc.expand import expand_offline
+from gcsdvc.files import hash_cache_path, read_json_cache, stage_index_path
 from gcsdvc.manifest import (
     DEFAULT_MANIFEST,
     Manifest,
@@ -37,14 +39,7 @@ from gcsdvc.manifest import (
     match_files,
     path_problem,
 )
-from gcsdvc.stages import (
-    STAGE_SUFFIX,
-    first_entry,
-    hash_cache_path,
-    read_json_cache,
-    stage_cache_path,
-    verified,
-)
+from gcsdvc.stages import STAGE_SUFFIX, vouched
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
 
@@ -122,7 +117,7 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     from gcsdvc.status import State, inspect  # the full check, off the quick path
 
     item = inspect(found, res, listed)
-    command = f"gcsdvc sync {shlex.quote(name)}"
+    command = fixes.shown([fixes.sync(item.subject(res))])
     why = f"run: {command}"
     # What a sync brings without replacing anything of the user's.
     if sync and item.state in (
@@ -156,7 +151,7 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
     if item.state is State.MODIFIED:
         raise ModifiedError(
             f"{name}: the local copy {item.local} differs from {item.stage_file} ({item.note}); "
-            f"'rm {shlex.quote(item.local)} && {command}' restores the recorded copy"
+            f"'{fixes.shown(item.fix(res))}' restores the recorded copy"
         )
     target = found.root.absolute() / item.local
     if listed is not None:
@@ -201,11 +196,11 @@ _ROOTS: dict[str, tuple[tuple[str, Path], ...]] = {}
 
 @dataclass(frozen=True)
 class _Survey:
-    """A repository's hash and stage caches as read, under their own files' signatures."""
+    """A repository's hash cache and stage index as read, under their own files' signatures."""
 
     key: tuple[Signature | None, Signature | None]
     hashes: dict[str, Any]  # data path -> [the file's signature, md5]
-    stages: dict[str, Any]  # data path -> [its stage file's signature, the stage's mapping]
+    stages: dict[str, Any]  # data path -> [its stage file's signature, out md5, source]
 
 
 class _Loaded:
@@ -215,7 +210,7 @@ class _Loaded:
         self.manifest = manifest
         self.root_path = manifest.root.absolute()
         self.root = str(self.root_path)
-        self.caches = (str(hash_cache_path(manifest.root)), str(stage_cache_path(manifest.root)))
+        self.caches = (str(hash_cache_path(manifest.root)), str(stage_index_path(manifest.root)))
         self.survey: _Survey | None = None
         self._by_name: dict[str, Resource] = {}
         for res in reversed(manifest.resources):  # the first of a name wins, as in get()
@@ -236,7 +231,7 @@ class _Loaded:
         return found
 
     def surveyed(self, again: bool = False) -> _Survey:
-        """The caches in ``.dvc/tmp`` as read; ``again``: read again if their files changed.
+        """The hash cache and stage index as read; ``again``: read again if their files changed.
 
         An entry vouches for a file only under the file's own stat, so entries read
         earlier are never wrong, at worst missing: the caller asks ``again`` then.
@@ -271,18 +266,17 @@ def _verified_signature(local: str) -> tuple[int, ...] | None:
 
 
 def _in_place(loaded: _Loaded, local: str, source: str, signature: tuple[int, ...]) -> bool:
-    """Whether the file at ``local`` is the synced copy of ``source``: the caches hold its
-    md5 and its stage under the very stats found now, and they agree
-    (:func:`gcsdvc.stages.verified`, the rule the no-op snapshot proves files by).
+    """Whether the file at ``local`` is the synced copy of ``source``: the hash cache and
+    the stage index vouch for it under the very stats found now
+    (:func:`gcsdvc.stages.vouched`, the rule the no-op snapshot proves files by).
 
     A file they do not vouch for is left to :func:`path`'s full check.
     """
     data, stage = [*signature[:3]], [*signature[3:]]
     for again in (False, True):
         survey = loaded.surveyed(again)
-        raw = verified(data, stage, survey.hashes.get(local), survey.stages.get(local))
-        if raw is not None:
-            return bool(first_entry(raw.get("deps")).get("path") == source)
+        if vouched(data, stage, survey.hashes.get(local), survey.stages.get(local)) == source:
+            return True
     return False
 
 

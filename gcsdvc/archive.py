@@ -21,8 +21,10 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gcsdvc.cloud import describe, refusal
 from gcsdvc.errors import ArchiveError, ChecksumMismatch, StorageError
-from gcsdvc.storage import RemoteObject, Storage, describe, refusal
+from gcsdvc.model import RemoteObject
+from gcsdvc.storage import Storage
 
 if TYPE_CHECKING:
     from dvc.repo import Repo

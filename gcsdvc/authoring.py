@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from gcsdvc.errors import ManifestError, StorageError, UsageError
+from gcsdvc.listing import PrefixStats
 from gcsdvc.manifest import (
     ENTRY_KEYS,
     Manifest,
@@ -29,7 +30,7 @@ from gcsdvc.manifest import (
     pattern_root,
 )
 from gcsdvc.manifest_edit import append_entries, write_atomic
-from gcsdvc.storage import PrefixStats, Storage
+from gcsdvc.storage import Storage
 
 
 @dataclass(frozen=True)

@@ -527,6 +527,7 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     Example:
       gcsdvc which data/mnist/lr-0.1/metrics.json
     """
+    from gcsdvc import fixes
     from gcsdvc.find import which as find
     from gcsdvc.status import State
 
@@ -538,14 +539,14 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     item = info.item
     name = info.name if info.in_manifest else f"{info.name} (no longer in the manifest)"
     inside = f" (in the whole-prefix import {rel(manifest.root, item.local)})" if info.inner else ""
+    shown = rel(manifest.root, item.local)  # the fix names the path as seen from here
+    subject = fixes.Subject(info.name, shown, item.stage_file, folder=item.file is None)
+    fix = fixes.shown(fixes.fix(item.state, subject))
     states = {
         State.OK: f"current (the {'import' if info.inner else 'local copy'} matches the stage)",
-        State.MISSING: f"missing (not on disk; 'gcsdvc sync {quote(info.name)}' restores it)",
-        State.SUPERSEDED: f"superseded ({item.note}); "
-        f"'gcsdvc sync {quote(info.name)}' puts the recorded version in place",
-        State.MODIFIED: f"modified ({item.note}); "
-        f"'rm {'' if item.file is not None else '-r '}{quote(rel(manifest.root, item.local))} "
-        f"&& gcsdvc sync {quote(info.name)}' restores the recorded copy",
+        State.MISSING: f"missing (not on disk; '{fix}' restores it)",
+        State.MODIFIED: f"modified ({item.note}); '{fix}' restores the recorded copy",
+        State.SUPERSEDED: f"superseded ({item.note}); '{fix}' puts the recorded version in place",
     }
     click.echo(f"{path}{inside}")
     click.echo(f"  experiment:  {name}")

@@ -8,94 +8,25 @@ these four relate lives here once.
 
 from __future__ import annotations
 
-import stat
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from gcsdvc import stages
 from gcsdvc.errors import StorageError
 from gcsdvc.manifest import DEFAULT_MANIFEST
+from gcsdvc.model import (
+    Comparison,
+    Disk,
+    RemoteObject,
+    State,
+    Upstream,
+    Wish,
+    etag_generation,
+)
 from gcsdvc.stages import ImportStage
 
 if TYPE_CHECKING:
     from gcsdvc.manifest import Resource
-    from gcsdvc.storage import RemoteObject
-
-
-class State(str, Enum):
-    """Summaries list states in this order."""
-
-    OK = "ok"
-    MISSING = "missing"  # the stage is there, the data is not
-    MODIFIED = "modified"  # a local edit: the bytes differ from the stage's
-    # Other bytes than the stage's, safe elsewhere (an earlier version, in the DVC cache)
-    SUPERSEDED = "superseded"
-    CHANGED_UPSTREAM = "changed-upstream"  # another object (generation or bytes) is listed
-    DELETED_UPSTREAM = "deleted-upstream"  # the object is gone
-    NOT_SYNCED = "not-synced"  # no stage yet, nothing at the destination
-    NOT_FOUND = "not-found"  # the object to fetch is not in the bucket
-    UNTRACKED = "untracked"  # no stage, but a file is at the destination
-    FOREIGN = "foreign-stage"  # a stage gcsdvc did not write, for another source, is in the way
-    OTHER_MANIFEST = "other-manifest"  # a stage another manifest wrote is in the way
-    SOURCE_MOVED = "source-moved"  # the stage records another object
-    METADATA_UPSTREAM = "metadata-upstream"  # same bytes and generation, another etag
-    LISTING_FAILED = "listing-failed"  # upstream was needed and could not be listed
-    REFUSED = "refused"  # an object name DVC cannot carry (see manifest.unsafe_name)
-    # The data is in place, the stage is not what a sync writes (see stale_stage)
-    STALE_STAGE = "stale-stage"
-    BROKEN_STAGE = "broken-stage"  # the stage file cannot be read (a merge conflict...)
-    IN_REMOTE = "in-remote"  # archived: the stage is there, the data is in the DVC remote
-
-    def __str__(self) -> str:
-        return self.value
-
-
-# States that need nothing done: in place, or archived in the DVC remote (gcsdvc.archive).
-SETTLED = frozenset({State.OK, State.IN_REMOTE})
-
-
-class Upstream(Enum):
-    """Stands in for the listed object when upstream was not asked (offline, or not needed).
-
-    A failed listing is passed as its :class:`StorageError`.
-    """
-
-    NOT_LISTED = "not listed"
-
-
-@dataclass(frozen=True)
-class Wish:
-    """What the manifest asks for at one destination."""
-
-    source: str  # the gs:// URL of the object or prefix
-    is_folder: bool = False  # a whole-prefix import
-    manifest: str | None = None  # the manifest asking (see Resource.manifest)
-
-
-@dataclass(frozen=True)
-class Disk:
-    """What is at a destination: the caller stats it and hashes it only when it must."""
-
-    exists: bool = False
-    is_file: bool = False  # a regular file (a cache symlink counts, as DVC links them)
-    size: int | None = None
-    md5: str | None = None  # None: not hashed (or unreadable when ``unreadable``)
-    unreadable: bool = False
-    cached: bool = False  # the DVC cache holds these bytes (``md5``) too
-
-    @classmethod
-    def from_stat(cls, mode: int, size: int) -> Disk:
-        return cls(exists=True, is_file=stat.S_ISREG(mode), size=size)
-
-
-ABSENT = Disk()
-
-
-@dataclass(frozen=True)
-class Comparison:
-    state: State
-    note: str = ""
 
 
 def compare(
@@ -265,7 +196,4 @@ def needs_listing(skip_if_exist: bool, pinned: bool, has_generation: bool) -> bo
 
 def recorded_generation(stage: ImportStage) -> str | None:
     """The generation a stage records: its pinned ``version_id``, else the one in a real etag."""
-    from gcsdvc.storage import etag_generation  # not at import: the API's quick path needs
-    # compare() without loading storage's asyncio (20 ms of a first gcsdvc.path call)
-
     return stage.generation or etag_generation(stage.etag)

@@ -12,8 +12,6 @@ no internet.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import shutil
 import subprocess
@@ -22,37 +20,12 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from gcsdvc.emulator import Emulator
+from gcsdvc.emulator import BUCKET, Emulator, seed_runs
 
-BUCKET = "gcsdvc-demo"
-RUNS = {"lr-0.1": 0.1, "lr-0.01": 0.01, "lr-0.001": 0.001}
-CHECKPOINT_BYTES = 8 << 20
 PLOTS_DIR = "dvc_plots"
 DEFAULT_DIR = "gcsdvc-demo"
 SAMPLE_FILES = ("params.yaml", "dvc.yaml")
 USAGE = "usage: python -m gcsdvc.demo [DIR]   (DIR: a new or empty folder; default ./gcsdvc-demo)"
-
-
-def seed_runs(seed: Path) -> None:
-    """Write the sample runs as files: one folder per bucket, one file per object."""
-    for run, lr in RUNS.items():
-        base = seed / BUCKET / "mnist-cnn" / run
-        (base / "checkpoints").mkdir(parents=True, exist_ok=True)
-        rows = ["epoch,loss,accuracy,val_loss,val_accuracy"]
-        speed = math.log10(lr) + 4  # 3, 2, 1: bigger steps learn faster here
-        for epoch in range(1, 21):
-            loss = 2.3 * math.exp(-0.15 * speed * epoch) + 0.05
-            acc = 1 - 0.9 * math.exp(-0.2 * speed * epoch)
-            rows.append(f"{epoch},{loss:.4f},{acc:.4f},{loss * 1.1:.4f},{acc * 0.98:.4f}")
-        (base / "history.csv").write_text("\n".join(rows) + "\n")
-        final = rows[-1].split(",")
-        metrics = {"lr": lr, "epochs": 20, "loss": float(final[1]), "accuracy": float(final[2])}
-        (base / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        block = (run.encode() * 4096)[:4096]
-        with (base / "checkpoints" / "model.ckpt").open("wb") as fobj:
-            for _ in range(CHECKPOINT_BYTES // len(block)):
-                fobj.write(block)
-        (base / "train.log").write_text(f"training {run}\n" * 1000)
 
 
 def sample(name: str) -> str:

@@ -12,6 +12,8 @@ until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import socket
 import subprocess
 import sys
@@ -25,6 +27,9 @@ from types import TracebackType
 HOST = "127.0.0.1"
 
 
+BUCKET = "gcsdvc-demo"  # the sample runs' bucket (the demo's and `make emulator`'s)
+RUNS = {"lr-0.1": 0.1, "lr-0.01": 0.01, "lr-0.001": 0.001}
+CHECKPOINT_BYTES = 8 << 20
 # What every process near the emulator needs, before gcsfs or DVC is imported.
 OFFLINE_ENV = {
     # Without this gcsfs probes the bucket type over gRPC for a minute per call.
@@ -166,6 +171,28 @@ class Emulator:
         self.stop()
 
 
+def seed_runs(seed: Path) -> None:
+    """Write the sample runs as files: one folder per bucket, one file per object."""
+    for run, lr in RUNS.items():
+        base = seed / BUCKET / "mnist-cnn" / run
+        (base / "checkpoints").mkdir(parents=True, exist_ok=True)
+        rows = ["epoch,loss,accuracy,val_loss,val_accuracy"]
+        speed = math.log10(lr) + 4  # 3, 2, 1: bigger steps learn faster here
+        for epoch in range(1, 21):
+            loss = 2.3 * math.exp(-0.15 * speed * epoch) + 0.05
+            acc = 1 - 0.9 * math.exp(-0.2 * speed * epoch)
+            rows.append(f"{epoch},{loss:.4f},{acc:.4f},{loss * 1.1:.4f},{acc * 0.98:.4f}")
+        (base / "history.csv").write_text("\n".join(rows) + "\n")
+        final = rows[-1].split(",")
+        metrics = {"lr": lr, "epochs": 20, "loss": float(final[1]), "accuracy": float(final[2])}
+        (base / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        block = (run.encode() * 4096)[:4096]
+        with (base / "checkpoints" / "model.ckpt").open("wb") as fobj:
+            for _ in range(CHECKPOINT_BYTES // len(block)):
+                fobj.write(block)
+        (base / "train.log").write_text(f"training {run}\n" * 1000)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m gcsdvc.emulator``: a seeded emulator that runs until Ctrl-C."""
     parser = argparse.ArgumentParser(
@@ -183,8 +210,6 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: the emulator needs: pip install 'gcsdvc[demo]'", file=sys.stderr)
         return 2
-    from gcsdvc.demo import BUCKET, seed_runs
-
     with tempfile.TemporaryDirectory(prefix="gcsdvc-emulator-") as tmp:
         seed = None
         if not args.empty:

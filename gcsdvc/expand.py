@@ -28,8 +28,8 @@ from gcsdvc.manifest import (
     room,
     unsafe_name,
 )
+from gcsdvc.model import RemoteObject
 from gcsdvc.stages import ImportStage
-from gcsdvc.storage import RemoteObject
 
 if TYPE_CHECKING:
     from gcsdvc.storage import Storage

@@ -105,7 +105,7 @@ def _self_and_parents(local: str, data_dir: str) -> Iterator[str]:
 
 
 def _which(manifest: Manifest, local: str, stage: ImportStage, asked: str, shown: str) -> Which:
-    from gcsdvc.plan import desired
+    from gcsdvc.survey import desired
 
     source = stage.source
     ident = stage.identity

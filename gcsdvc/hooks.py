@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from gcsdvc.compare import State
+from gcsdvc.model import State
 
 if TYPE_CHECKING:
     from gcsdvc.status import Report

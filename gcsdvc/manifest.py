@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from gcsdvc.errors import ManifestError, NotARepoError, UnknownResourceError
-from gcsdvc.stages import atomic_write
+from gcsdvc.files import atomic_write
 
 DEFAULT_MANIFEST = "params.yaml"
 DEFAULT_DATA_DIR = "data"

@@ -1,44 +1,35 @@
 """The plan: each destination's state (see :mod:`gcsdvc.compare`) mapped to an action.
 
-Planning reads every gcsdvc stage below the data folder once, looks at each
-destination, and lists each object prefix at most once, and only when an answer
-depends on it. The action comes from one table, :data:`ACTIONS`. Planning
-writes nothing but its caches in ``.dvc/tmp``: a plan that finds every file in
-place records a snapshot, and the next plan that the snapshot proves unchanged
-skips the per-file work (see :mod:`gcsdvc.snapshot`). :mod:`gcsdvc.sync` carries
-a plan out and ``--dry-run`` prints it.
+The facts come from one survey (:mod:`gcsdvc.survey`), which looks an object up
+only when an answer depends on it. The action comes from one table,
+:data:`ACTIONS`. Planning writes nothing but its caches in ``.dvc/tmp``: a plan
+that finds every file in place records a snapshot, and the next survey that the
+snapshot proves unchanged skips the per-file work (see :mod:`gcsdvc.snapshot`).
+:mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import (
-    SETTLED,
-    Comparison,
-    Disk,
-    State,
-    Upstream,
-    Wish,
-    compare,
-    needs_listing,
-    stale_stage,
-)
+from gcsdvc import snapshot, stages
+from gcsdvc.compare import compare, stale_stage
 from gcsdvc.errors import StorageError
-from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
+from gcsdvc.expand import PatternFailure, refused_folders
 from gcsdvc.manifest import Manifest, Resource, did_you_mean, join_path, matches
-from gcsdvc.remote import pinning
+from gcsdvc.model import SETTLED, Comparison, State
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import holding, read_disks, read_folders
+from gcsdvc.survey import desired as desired
+from gcsdvc.survey import survey
 
 if TYPE_CHECKING:
-    from gcsdvc.storage import Looked, RemoteObject, Storage
+    from gcsdvc.listing import Looked
+    from gcsdvc.model import RemoteObject
+    from gcsdvc.storage import Storage
 
     Listing = Looked | StorageError
 
@@ -63,13 +54,15 @@ class Action(str, Enum):
 
 @dataclass(frozen=True)
 class Key:
-    """What decides an action: the state, the entry's ``skip_if_exist``, pinning, flags."""
+    """What decides an action: the state, the entry's ``skip_if_exist``, the flags, the facts."""
 
     state: State
     skip_if_exist: bool
-    pinned: bool
     force: bool
     folder: bool
+    on_disk: bool  # something is at the destination
+    stale: bool  # the stage is not what a sync writes (see compare.stale_stage)
+    holds: bool  # an untracked file holding the listed object's very bytes
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
@@ -80,53 +73,81 @@ _BROKEN = (
     "{stage_file} cannot be read ({note}): resolve the merge conflict in it, "
     "or delete it and sync again"
 )
-# Rules, first match wins; None matches either value. Expanded into ACTIONS below.
-_RULES: list[tuple[State, bool | None, bool | None, bool | None, bool | None, Action, str]] = [
-    # state, skip_if_exist, pinned, force, folder -> action, note (else the comparison's)
-    (State.OK, False, None, None, True, Action.UPDATE, "follows upstream (skip_if_exist: false)"),
-    (State.OK, None, None, None, None, Action.UNCHANGED, ""),
-    (State.NOT_SYNCED, None, None, None, None, Action.ADD, ""),
-    (State.NOT_FOUND, None, None, None, None, Action.FAILED, ""),
-    (State.UNTRACKED, None, None, True, None, Action.ADD, "replaces the local file (--force)"),
-    (State.UNTRACKED, None, None, False, None, Action.CONFLICT, ""),
-    (State.FOREIGN, None, None, None, None, Action.FAILED, _IN_THE_WAY),
-    (State.OTHER_MANIFEST, None, None, None, None, Action.FAILED, "{stage_file} {note}"),
-    (State.LISTING_FAILED, None, None, None, None, Action.FAILED, ""),
-    (State.REFUSED, None, None, None, None, Action.FAILED, ""),
-    (State.BROKEN_STAGE, None, None, None, None, Action.FAILED, _BROKEN),
-    (State.MODIFIED, False, None, True, None, Action.UPDATE, "replaces the local edit (--force)"),
-    (State.MODIFIED, True, None, True, None, Action.RESTORE, "replaces the local edit (--force)"),
-    (State.MODIFIED, None, None, False, None, Action.CONFLICT, ""),
-    (State.SOURCE_MOVED, None, None, None, None, Action.UPDATE, ""),
-    (State.MISSING, None, None, None, None, Action.RESTORE, ""),
-    (State.SUPERSEDED, False, None, None, None, Action.UPDATE, ""),
-    (State.SUPERSEDED, True, None, None, None, Action.RESTORE, ""),
-    (State.CHANGED_UPSTREAM, False, None, None, None, Action.UPDATE, "changed upstream"),
-    (State.CHANGED_UPSTREAM, True, None, None, None, Action.UNCHANGED, _KEPT),
-    (State.METADATA_UPSTREAM, None, None, None, None, Action.METADATA, ""),
-    (State.STALE_STAGE, False, None, None, True, Action.UPDATE, "follows upstream"),
-    (State.STALE_STAGE, None, None, None, None, Action.METADATA, ""),
-    (State.DELETED_UPSTREAM, None, None, None, None, Action.UNCHANGED, _GONE),
-    (State.IN_REMOTE, None, None, None, None, Action.UNCHANGED, ""),
+_Rule = tuple[State, dict[str, bool], Action, str]
+
+
+def _rule(state: State, action: Action, note: str = "", **when: bool) -> _Rule:
+    """A rule: ``state`` and the flags in ``when`` (the others match either value)."""
+    return state, when, action, note
+
+
+# Rules, first match wins; note "": the comparison's. Expanded into ACTIONS below.
+_RULES: list[_Rule] = [
+    _rule(
+        State.OK,
+        Action.UPDATE,
+        "follows upstream (skip_if_exist: false)",
+        skip_if_exist=False,
+        folder=True,
+    ),
+    _rule(State.OK, Action.METADATA, stale=True),  # a stage a sync rewrites is rewritten
+    _rule(State.OK, Action.UNCHANGED),
+    _rule(State.NOT_SYNCED, Action.ADD),
+    _rule(State.NOT_FOUND, Action.FAILED),
+    _rule(State.UNTRACKED, Action.METADATA, _ADOPT, holds=True),  # hash it, check it, record it
+    _rule(State.UNTRACKED, Action.ADD, "replaces the local file (--force)", force=True),
+    _rule(State.UNTRACKED, Action.CONFLICT),
+    _rule(State.FOREIGN, Action.FAILED, _IN_THE_WAY),
+    _rule(State.OTHER_MANIFEST, Action.FAILED, "{stage_file} {note}"),
+    _rule(State.LISTING_FAILED, Action.FAILED),
+    _rule(State.REFUSED, Action.FAILED),
+    _rule(State.BROKEN_STAGE, Action.FAILED, _BROKEN),
+    _rule(
+        State.MODIFIED,
+        Action.UPDATE,
+        "replaces the local edit (--force)",
+        skip_if_exist=False,
+        force=True,
+    ),
+    _rule(State.MODIFIED, Action.RESTORE, "replaces the local edit (--force)", force=True),
+    _rule(State.MODIFIED, Action.CONFLICT),
+    _rule(State.SOURCE_MOVED, Action.UPDATE),
+    # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
+    _rule(State.MISSING, Action.METADATA, _ADOPT, on_disk=True, folder=False),
+    _rule(State.MISSING, Action.RESTORE),
+    # Bytes the DVC cache (or the bucket) keeps: replaced as a forced edit is, without --force.
+    _rule(State.SUPERSEDED, Action.UPDATE, skip_if_exist=False),
+    _rule(State.SUPERSEDED, Action.RESTORE),
+    _rule(State.CHANGED_UPSTREAM, Action.UPDATE, "changed upstream", skip_if_exist=False),
+    # With skip_if_exist: true a missing file is restored as recorded, whatever the bucket
+    # holds now ("kept" is for a file that is there).
+    _rule(State.CHANGED_UPSTREAM, Action.RESTORE, on_disk=False),
+    # A change upstream kept, the stage rewritten all the same.
+    _rule(State.CHANGED_UPSTREAM, Action.METADATA, _KEPT, stale=True),
+    _rule(State.CHANGED_UPSTREAM, Action.UNCHANGED, _KEPT),
+    _rule(State.METADATA_UPSTREAM, Action.METADATA),
+    _rule(State.STALE_STAGE, Action.UPDATE, "follows upstream", skip_if_exist=False, folder=True),
+    _rule(State.STALE_STAGE, Action.METADATA),
+    _rule(State.DELETED_UPSTREAM, Action.METADATA, _GONE, stale=True),
+    _rule(State.DELETED_UPSTREAM, Action.UNCHANGED, _GONE),
+    _rule(State.IN_REMOTE, Action.UNCHANGED),
 ]
 
 
 def _expand() -> dict[Key, tuple[Action, str]]:
     table: dict[Key, tuple[Action, str]] = {}
-    both = (False, True)
-    for state, skip, pinned, force, folder in itertools.product(State, both, both, both, both):
-        flags = (skip, pinned, force, folder)
-        for rule in _RULES:
-            if rule[0] is state and all(
-                want is None or want == got for want, got in zip(rule[1:5], flags, strict=True)
-            ):
-                table[Key(state, *flags)] = (rule[5], rule[6])
-                break
+    for state in State:
+        for flags in itertools.product((False, True), repeat=len(fields(Key)) - 1):
+            key = Key(state, *flags)
+            for rule_state, when, action, note in _RULES:
+                if rule_state is state and all(getattr(key, k) is v for k, v in when.items()):
+                    table[key] = (action, note)
+                    break
     return table
 
 
 ACTIONS: dict[Key, tuple[Action, str]] = _expand()
-"""Every (state, skip_if_exist, pinned, force, folder) and its action, with a note."""
+"""Every :class:`Key` and its action, with a note."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,7 @@ class Item:
     committed: ImportStage | None = None  # the stage in git's HEAD, when the file differs from it
     note: str = ""  # why: an error for FAILED, a remark otherwise
     state: State | None = None  # what the comparison found (None for orphans)
+    cause: StorageError | None = None  # FAILED for a look-up: its error, as the survey met it
 
     @property
     def name(self) -> str:
@@ -182,42 +204,10 @@ class Plan:
         return bool(self.unignored) or any(item.action not in idle for item in self.items)
 
 
-def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
-    """Every data path the whole manifest asks for, with its entry and file."""
-    wanted: dict[str, tuple[Resource, str | None]] = {}
-    for res in manifest.resources:
-        for file in res.targets:
-            wanted[manifest.local(res, file)] = (res, file)
-    return wanted
-
-
 def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
     """The action for a comparison at ``local``, and the note to show with it."""
     action, note = ACTIONS[key]
     return action, note.format(stage_file=stages.stage_path(local), note=found.note) or found.note
-
-
-@dataclass
-class _Draft:
-    resource: Resource
-    file: str | None
-    local: str
-    stage: ImportStage | None
-    committed: ImportStage | None = None
-
-    @property
-    def recorded(self) -> ImportStage | None:
-        """The stage as compared: the committed dependency back (see stages.recommitted)."""
-        return self.stage and stages.recommitted(self.stage, self.committed)
-
-    @property
-    def wish(self) -> Wish:
-        source = self.resource.source(self.file)
-        return Wish(source, is_folder=self.file is None, manifest=self.resource.manifest)
-
-    @property
-    def prefix(self) -> tuple[str, str]:
-        return self.resource.bucket, self.resource.prefix
 
 
 def build_plan(
@@ -229,120 +219,61 @@ def build_plan(
     force: bool = False,
     watch: bool = False,
 ) -> Plan:
-    """Compare the selected entries with the disk (and, where needed, with storage).
+    """The action for each selected destination, from one :func:`~gcsdvc.survey.survey`.
 
     ``watch``: note in ``plan.state`` what the disk was before it was read
     (:func:`gcsdvc.snapshot.state`), so that a sync can tell, once it holds DVC's
     lock, whether the plan still stands.
     """
-    root = manifest.root
-    mode = pinning(root, manifest.pin_generations)
-    plan = Plan(mode.pinned, force, warnings=mode.warnings)
-    fast = snapshot.applies(manifest)  # of the manifest as given: patterns expand below
-    # With ``watch`` the data folder is walked once, for the snapshot and for plan.state.
-    walked = snapshot.tree(manifest.data_path) if watch else None
-    known = snapshot.unchanged(manifest, patterns, mode.pinned, walked)
-    if known is not None and (known.quiet or storage is None):
-        plan.unfrozen, plan.quick = known.unfrozen, True
+    fast = snapshot.applies(manifest)  # of the manifest as given: patterns expand in the survey
+    found = survey(manifest, selected, storage, names=patterns, detail=False, watch=watch)
+    plan = Plan(found.mode.pinned, force, warnings=found.mode.warnings)
+    if found.shallow:
+        assert found.known is not None
+        plan.unfrozen, plan.quick = found.known.unfrozen, True
         plan.items = [
             Item(Action.UNCHANGED, manifest.local(res, file), res, file, state=State.OK)
             for res in selected
             for file in res.targets
         ]
         return plan
-    if watch:
-        plan.state = snapshot.state(manifest, walked)
-    ours, foreign = stages.scan(root, manifest.data_path, manifest.owner)
-    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
-    wanted = desired(manifest)
-    plan.wanted = wanted.keys()
-    git = untracked.look(root, manifest.data_path)
-    owned = wanted.keys() | ours.keys() | foreign.keys()
-    plan.leftovers = git.unowned(owned)
-    plan.unignored = git.exposed(ours.keys())
-    orphans = {local: stage for local, stage in ours.items() if local not in wanted}
-    drafts = [
-        _Draft(res, file, local, ours.get(local) or foreign.get(local))
-        for res in selected
-        for file in res.targets
-        for local in (manifest.local(res, file),)
-    ]
-    staged = [d.local for d in drafts if d.file and d.stage]
-    committed = stages.committed_where_changed(root, staged, git.changed)
-    for draft in drafts:
-        draft.committed = committed.get(draft.local)
-    disks = read_disks(root, [(d.local, d.stage, d.file is None) for d in drafts])
-
-    moves: dict[str, str] = {}  # new local -> old local
-    to_list: dict[tuple[str, str], set[str]] = {}
-    in_place: list[str] = []  # folder imports whose folder is there: DVC reads their files
-    for draft in drafts:
-        found = compare(draft.wish, draft.recorded, disks[draft.local], Upstream.NOT_LISTED)
-        if draft.file is None and found.state is State.OK:
-            in_place.append(draft.local)
-        if found.state is State.NOT_SYNCED and draft.file is not None:
-            old = _take_orphan(draft, orphans, root)
-            if old is not None:
-                moves[draft.local] = old
-                continue
-        if draft.file is not None and _needs_listing(found.state, draft, plan.pinned):
-            to_list.setdefault(draft.prefix, set()).add(draft.file)
-            plan.looked_up |= found.state is State.OK
-    listings = _list(storage, to_list)
-    folders: dict[str, Comparison] = {}
-    if in_place:
-        with stages.open_repo(root) as repo:
-            folders = read_folders(repo, root, in_place)
-
-    stageless: dict[str, tuple[Disk, RemoteObject]] = {}  # files that may be their object
-    index: dict[str, int] = {}  # their items' places in the plan
-    for draft in drafts:
-        old = moves.get(draft.local)
-        if old is not None:
-            stage = ours[old]
+    manifest = found.manifest
+    plan.state, plan.looked_up, plan.wanted = found.state, found.looked_up, found.wanted.keys()
+    owned = found.wanted.keys() | found.ours.keys() | found.foreign.keys()
+    plan.leftovers = found.git.unowned(owned)
+    plan.unignored = found.git.exposed(found.ours.keys())
+    for f in found.findings:
+        if f.moved_from is not None:
+            stage = found.ours[f.moved_from]
             plan.items.append(
-                Item(Action.MOVE, draft.local, draft.resource, draft.file, stage, old_local=old)
+                Item(Action.MOVE, f.local, f.resource, f.file, stage, old_local=f.moved_from)
             )
             continue
-        listed = _listed(listings, to_list, draft)
-        disk = disks[draft.local]
-        obj = listed if not isinstance(listed, Upstream | StorageError) else None
-        found = compare(draft.wish, draft.recorded, disk, listed)
-        if found.state is State.OK and draft.local in folders:
-            found = folders[draft.local]  # as status reads it (see workspace.read_folders)
-        stale = draft.stage and stale_stage(
-            draft.stage, draft.resource, draft.file, plan.pinned, obj, draft.committed
-        )
-        if found.state in SETTLED and stale:
-            found = stale  # as status finds it
-        state = _looked_up_as(found.state, disk.exists, draft)
-        key = Key(state, draft.resource.skip_if_exist, plan.pinned, force, draft.file is None)
-        action, note = decide(key, found, draft.local)
-        if state is State.MISSING and disk.exists and draft.file is not None:
-            # Recorded with --no-download, then placed (dvc pull): hash it, check it, record it.
-            action, note = Action.METADATA, _ADOPT
-        if state is State.UNTRACKED and draft.file is not None and obj is not None:
-            stageless[draft.local] = (disk, obj)
-            index[draft.local] = len(plan.items)
-        if found.state is State.NOT_FOUND:
-            note += _did_you_mean(storage, draft)
-        if action is Action.UNCHANGED and stale:
-            action = Action.METADATA  # a change upstream kept, the stage rewritten all the same
-        item = Item(action, draft.local, draft.resource, draft.file, draft.stage, obj)
-        plan.items.append(replace(item, committed=draft.committed, note=note, state=found.state))
+        obj = f.obj
+        seen = compare(f.wish, f.recorded, f.disk, f.listed)
+        if seen.state is State.OK and f.folder is not None:
+            seen = f.folder  # as status reads it (see workspace.read_folders)
+        stale = f.stage and stale_stage(f.stage, f.resource, f.file, plan.pinned, obj, f.committed)
+        if seen.state in SETTLED and stale:
+            seen = stale  # as status finds it
+        folder, holds = f.file is None, f.holds_object
+        flags = (f.resource.skip_if_exist, force, folder, f.disk.exists, bool(stale), holds)
+        action, note = decide(Key(seen.state, *flags), seen, f.local)
+        if seen.state is State.NOT_FOUND:
+            note += _did_you_mean(storage, f.resource, f.file)
+        cause = f.listed if isinstance(f.listed, StorageError) else None
+        item = Item(action, f.local, f.resource, f.file, f.stage, obj, cause=cause)
+        plan.items.append(replace(item, committed=f.committed, note=note, state=seen.state))
 
-    for local in holding(root, stageless):
-        held = index[local]
-        plan.items[held] = replace(plan.items[held], action=Action.METADATA, note=_ADOPT)
     _refuse_folders(manifest, storage, plan.items)
-    plan.items += [pattern_failure_item(manifest, failure) for failure in unmatched]
-    for local, stage in sorted(orphans.items()):
+    plan.items += [pattern_failure_item(manifest, failure) for failure in found.unmatched]
+    for local, stage in sorted(found.orphans.items()):
         if not patterns or matches(stage.name, patterns):
             action = Action.PRUNE if prune else Action.ORPHAN
             plan.items.append(Item(action, local, stage=stage, note="not in the manifest"))
     plan.unfrozen = sum(1 for i in plan.items if i.file and i.stage and not i.stage.frozen)
     if fast and not (plan.leftovers or plan.unignored) and all(map(unchanged, plan.items)):
-        remember(manifest, patterns, plan, wanted)
+        remember(manifest, patterns, plan, found.wanted)
     return plan
 
 
@@ -389,79 +320,13 @@ def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[Ite
         items[n] = replace(items[n], action=Action.FAILED, note=message, state=State.REFUSED)
 
 
-def _take_orphan(draft: _Draft, orphans: dict[str, ImportStage], root: Path) -> str | None:
-    """An orphan stage of the same object whose data is still on disk; it is taken once.
-
-    When several entries import one object, the orphan that was this entry's is preferred.
-    """
-    source = draft.resource.source(draft.file)
-    candidates = [
-        local
-        for local, stage in orphans.items()
-        if stage.source == source and not stage.is_folder and (root / local).exists()
-    ]
-    if not candidates:
-        return None
-    mine = stages.Identity.of(draft.resource, draft.file)
-    candidates.sort(key=lambda local: orphans[local].identity != mine)
-    old = candidates[0]
-    del orphans[old]
-    return old
-
-
-def _needs_listing(state: State, draft: _Draft, pinned: bool) -> bool:
-    stage = draft.recorded
-    generation = stage is None or stage.generation is not None
-    return state not in _IN_PLACE or needs_listing(draft.resource.skip_if_exist, pinned, generation)
-
-
-_IN_PLACE = (State.OK, State.IN_REMOTE)  # where a file wants no look-up but to follow upstream
-
-
-def _looked_up_as(state: State, on_disk: bool, draft: _Draft) -> State:
-    """The state the table is asked with: a missing file's changed object waits for its turn.
-
-    With ``skip_if_exist: true`` a missing file is restored as recorded, whatever
-    the bucket holds now (the table's "kept" is for a file that is there).
-    """
-    if state is State.CHANGED_UPSTREAM and not on_disk and draft.resource.skip_if_exist:
-        return State.MISSING
-    return state
-
-
-def _list(
-    storage: Storage | None, wanted: dict[tuple[str, str], set[str]]
-) -> dict[tuple[str, str], Listing]:
-    """Look up only the files that need it (see :meth:`gcsdvc.storage.Storage.lookup`)."""
-    if not wanted:
-        return {}
-    if storage is None:
-        return {key: StorageError("upstream not checked (offline)") for key in wanted}
-    return storage.lookup(wanted)
-
-
-def _listed(
-    listings: dict[tuple[str, str], Listing],
-    asked: dict[tuple[str, str], set[str]],
-    draft: _Draft,
-) -> RemoteObject | Upstream | StorageError | None:
-    if draft.file is None or draft.file not in asked.get(draft.prefix, ()):
-        return Upstream.NOT_LISTED  # DVC checks folder imports itself; the rest needed no answer
-    listing = listings[draft.prefix]
-    if isinstance(listing, dict):
-        return listing.get(draft.file)
-    return listing
-
-
-def _did_you_mean(storage: Storage | None, draft: _Draft) -> str:
+def _did_you_mean(storage: Storage | None, resource: Resource, file: str | None) -> str:
     """Close names in the missing object's folder (one listing, on this error path only)."""
-    if storage is None or draft.file is None:
+    if storage is None or file is None:
         return ""
-    folder, _, name = draft.file.rpartition("/")
+    folder, _, name = file.rpartition("/")
     try:
-        _, names = storage.list_folder(
-            draft.resource.bucket, join_path(draft.resource.prefix, folder)
-        )
+        _, names = storage.list_folder(resource.bucket, join_path(resource.prefix, folder))
     except StorageError:
         return ""
     close = did_you_mean(name, names, prefix=folder)

@@ -140,7 +140,7 @@ def summary_lines(
 
 
 def status_lines(report: Report, root: Path) -> Iterator[str]:
-    from gcsdvc.compare import SETTLED
+    from gcsdvc.model import SETTLED
 
     rows = report.resources
     width = max([len("experiment"), *(cells(r.resource.name) for r in rows)])

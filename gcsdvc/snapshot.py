@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcsdvc import stages
+from gcsdvc import files, stages
 from gcsdvc.compare import needs_listing
 from gcsdvc.manifest import Manifest
 from gcsdvc.workspace import HashCache
@@ -151,7 +151,7 @@ def unchanged(
     path = _file(manifest.root)
     if not applies(manifest) or not path.is_file():
         return None
-    found = stages.read_json_cache(path)
+    found = files.read_json_cache(path)
     if found.get("key") != fingerprint(manifest, names, pinned):
         return None
     if found.get("tree") != (walked or tree(manifest.data_path)):
@@ -224,23 +224,23 @@ def record(
         }
     )
     with contextlib.suppress(OSError):  # only an optimisation
-        stages.atomic_write(_file(root), text, make_parent=False)
+        files.atomic_write(_file(root), text, make_parent=False)
         return True
     return False
 
 
 def _cached_ledger(root: Path) -> Ledger:
     """The ledger as the hash and stage caches in ``.dvc/tmp`` hold it."""
-    stage_cache = stages.stage_cache_path(root)
+    stage_cache = files.stage_cache_path(root)
     before = _signature(stage_cache)
-    parsed = stages.read_json_cache(stage_cache)
+    parsed = files.read_json_cache(stage_cache)
     same = before is not None and before == _signature(stage_cache)
     return Ledger(HashCache(root).known.get, parsed.get, before if same else None)
 
 
 def _signature(path: Path) -> list[int] | None:
     try:
-        return stages.file_signature(path.stat())
+        return files.file_signature(path.stat())
     except OSError:
         return None
 

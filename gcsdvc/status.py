@@ -16,29 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import (
-    SETTLED,
-    Change,
-    Disk,
-    State,
-    Upstream,
-    Wish,
-    compare,
-    object_change,
-    stale_stage,
-)
+from gcsdvc import fixes, stages, untracked
+from gcsdvc.cloud import describe
+from gcsdvc.compare import Change, compare, object_change, stale_stage
 from gcsdvc.errors import StorageError
-from gcsdvc.expand import PatternFailure, expand_patterns, refused_folders
+from gcsdvc.expand import PatternFailure, refused_folders
 from gcsdvc.manifest import Manifest, Resource, matches
-from gcsdvc.remote import pinning
+from gcsdvc.model import SETTLED, Comparison, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.storage import Storage
+from gcsdvc.survey import Lookup, survey
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import cache_linked, holding, read_disks, read_folders
+from gcsdvc.workspace import cache_linked, read_disks, read_folders
 
 if TYPE_CHECKING:
-    from gcsdvc.storage import Looked
+    from gcsdvc.listing import Looked
 
     _Listings = dict[tuple[str, str], Looked | StorageError]
 
@@ -86,31 +78,18 @@ class FileStatus:
             return 1
         return (self.stage.nfiles if self.stage is not None else None) or 0
 
-    def fix(self, resource: Resource, pinned: bool = True) -> list[tuple[str, str]]:
-        """The commands that fix this file, in order, as (command, argument) steps.
+    def fix(self, resource: Resource, pinned: bool = True) -> list[fixes.Step]:
+        """The commands that fix this file, in order (see :mod:`gcsdvc.fixes`)."""
+        return fixes.fix(self.state, self.subject(resource, pinned))
 
-        Unpinned stages are shared through the DVC remote, so a fix that fetches
-        new data ends with ``dvc push``; after ``dvc update`` (which pins the
-        stage again) ``gcsdvc sync`` puts it back into shape first.
-        """
-        sync = ("gcsdvc sync", resource.name)
-        push = [] if pinned else [("dvc push", "")]
-        if self.holds_object:
-            return [sync]  # recorded as it is: nothing is downloaded or replaced
-        if self.state is State.BROKEN_STAGE:
-            return [("rm", self.stage_file), sync]  # or resolve the conflict in it by hand
-        if self.state in (State.MODIFIED, State.UNTRACKED):
-            # `dvc checkout` refuses pinned imports; sync restores them from the cache.
-            return [("rm" if self.file is not None else "rm -r", self.local), sync]
-        if self.state in (State.MISSING, State.METADATA_UPSTREAM, State.SUPERSEDED):
-            return [sync]  # the same bytes: from the DVC cache, else the bucket; nothing to push
-        if self.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
-            return [sync, *push]
-        if self.state is State.CHANGED_UPSTREAM:
-            if not resource.skip_if_exist:
-                return [sync, *push]
-            return [("dvc update", self.stage_file), *([] if pinned else [sync, *push])]
-        return []
+    def subject(self, resource: Resource, pinned: bool = True) -> fixes.Subject:
+        """What a fix of this file names."""
+        folder = self.file is None
+        holds = self.holds_object
+        skip = resource.skip_if_exist
+        return fixes.Subject(
+            resource.name, self.local, self.stage_file, folder, skip, pinned, holds
+        )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
         """Whether ``status --check`` fails for this file.
@@ -264,7 +243,7 @@ def resource_json(status: ResourceStatus, with_files: bool, pinned: bool = True)
                 "size": f.size,
                 "upstream": f.upstream,
                 "note": f.note,
-                "fix": " && ".join(f"{c} {shlex.quote(a)}" if a else c for c, a in fix) or None,
+                "fix": fixes.shown(fix) or None,
             }
         )
     return out
@@ -280,119 +259,83 @@ def check(
 ) -> Report:
     """The state of every file of the selected experiments (all when ``names`` is empty).
 
-    When a snapshot proves the data folder unchanged since the last sync (see
-    :mod:`gcsdvc.snapshot`), no file is read, the stages come from the stage
-    cache and git is not asked; ``detail=False`` with ``offline`` leaves the
-    stages out too (files come without them).
+    The facts come from one survey (:mod:`gcsdvc.survey`): when a snapshot proves
+    the data folder unchanged since the last sync, no file is read, the stages come
+    from the stage cache and git is not asked; ``detail=False`` with ``offline``
+    leaves the stages out too (files come without them).
     """
-    from gcsdvc.plan import desired
-
-    selected = manifest.select(names)
-    mode = pinning(manifest.root, manifest.pin_generations)
-    known = snapshot.unchanged(manifest, names, mode.pinned)
-    quick = known is not None
+    storage = None if offline else storage or Storage()
+    lookup = Lookup.ALL if storage is not None else Lookup.NONE
+    found = survey(
+        manifest, manifest.select(names), storage, names=names, lookup=lookup, detail=detail
+    )
+    mode, quick = found.mode, found.quick
     report = Report([], [], not offline, pinned=mode.pinned, warnings=mode.warnings, quick=quick)
-    if quick and offline and not detail:
-        for res in selected:
-            files = [
+    if found.lookup_error is not None:
+        report.upstream_error = str(found.lookup_error)
+    manifest = found.manifest
+    by_index: dict[int, ResourceStatus] = {}
+    for res in found.selected:
+        by_index[res.index] = ResourceStatus(res, manifest.local(res))
+        report.resources.append(by_index[res.index])
+    if found.shallow:  # every file in place, as the snapshot proves: no stage read
+        for status in report.resources:
+            res = status.resource
+            status.files = [
                 FileStatus(manifest.local(res, f), res.source(f), f, None) for f in res.targets
             ]
-            report.resources.append(ResourceStatus(res, manifest.local(res), files))
         return report
-    storage = None if offline else storage or Storage()
-    ours: dict[str, ImportStage] = {}
-    foreign: dict[str, ImportStage] = {}
-    if known is not None and known.stage_cache is not None:
-        locals_ = [manifest.local(res, file) for res in selected for file in res.targets]
-        ours = stages.cached_stages(manifest.root, locals_, known.stage_cache)
-    if not ours:
-        ours, foreign = stages.scan(manifest.root, manifest.data_path, manifest.owner)
-    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
     items: list[FileStatus] = []
-    for res in selected:
-        status = ResourceStatus(res, manifest.local(res))
-        for file in res.targets:
-            local = manifest.local(res, file)
-            stage = ours.get(local) or foreign.get(local)
-            status.files.append(FileStatus(local, res.source(file), file, stage))
-        items += status.files
-        report.resources.append(status)
-
-    listings: _Listings = {}
-    if storage is not None:
-        try:
-            listings = storage.lookup(_asked(selected))
-        except StorageError as exc:
-            report.upstream_error = str(exc)
-    # Under a snapshot HEAD's record is the stages' own (else the plan would re-describe them).
-    git = untracked.NOTHING if quick else untracked.look(manifest.root, manifest.data_path)
-    recorded: dict[str, ImportStage] = {}
-    staged = [f.local for f in items if f.file is not None and f.stage is not None]
-    committed = stages.committed_where_changed(manifest.root, staged, git.changed)
-    if storage is not None:  # upstream is compared with the dependency as committed
-        recorded = {
-            f.local: stages.recommitted(f.stage, committed[f.local])
-            for f in items
-            if f.local in committed and f.stage is not None
-        }
-    if quick:  # every file is proven to hold the bytes its stage records
-        disks = {f.local: Disk(exists=True, is_file=True, size=f.size, md5=f.md5) for f in items}
-    else:
-        disks = read_disks(manifest.root, [(f.local, f.stage, f.file is None) for f in items])
-    stageless: dict[str, tuple[Disk, RemoteObject]] = {}
+    for f in found.findings:
+        item = FileStatus(f.local, f.resource.source(f.file), f.file, f.stage)
+        by_index[f.resource.index].files.append(item)
+        items.append(item)
     objs: dict[str, RemoteObject] = {}  # each file's object, as listed
     for status in report.resources:
-        listing = listings.get((status.resource.bucket, status.resource.prefix))
-        if isinstance(listing, StorageError):
-            status.upstream_error = str(listing)
-        listed = listing if isinstance(listing, dict) else None
-        _assess(status.files, listed, disks, recorded, status.resource.manifest)
-        for f in status.files:
-            obj = listed.get(f.file) if listed is not None and f.file is not None else None
-            if isinstance(obj, RemoteObject):
-                objs[f.local] = obj
-            if f.state is State.UNTRACKED and isinstance(obj, RemoteObject):
-                stageless[f.local] = (disks[f.local], obj)
+        answer = found.lookups.get((status.resource.bucket, status.resource.prefix))
+        if isinstance(answer, StorageError):
+            status.upstream_error = str(answer)
+    for f, item in zip(found.findings, items, strict=True):
+        answer = found.lookups.get(f.prefix)
+        listed = Upstream.NOT_LISTED if isinstance(answer, StorageError) else f.listed
+        # Upstream is compared with the dependency as committed.
+        stage = f.recorded if storage is not None else f.stage
+        _assess_one(item, stage, f.disk, listed, f.resource.manifest)
+        if f.obj is not None:
+            objs[f.local] = f.obj
+        if f.holds_object:
+            item.holds_object = True
+            item.note = "holds the listed object's bytes; a sync records it"
     _note_cache_edits(manifest.root, items)
-    held = holding(manifest.root, stageless)  # as the plan finds them: a sync records them
-    for f in items:
-        if f.local in held:
-            f.holds_object, f.note = True, "holds the listed object's bytes; a sync records it"
-    _add_pattern_failures(manifest, report.resources, unmatched)
+    _add_pattern_failures(manifest, report.resources, found.unmatched)
     _refuse_folders(manifest, storage, items)
     upstream = not offline and report.upstream_error is None
-    errors = _check_folders(manifest.root, items, upstream=upstream)
+    folders = {f.local: f.folder for f in found.findings if f.folder is not None}
+    errors = _check_folders(manifest.root, items, upstream=upstream, read=folders)
+    committed = {f.local: f.committed for f in found.findings if f.committed is not None}
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
-        for f in status.files:
-            if f.state in SETTLED and f.stage is not None and not quick:
-                pinned, obj, head = mode.pinned, objs.get(f.local), committed.get(f.local)
-                stale = stale_stage(f.stage, status.resource, f.file, pinned, obj, head)
+        for item in status.files:
+            if item.state in SETTLED and item.stage is not None and not quick:
+                pinned, obj, head = mode.pinned, objs.get(item.local), committed.get(item.local)
+                stale = stale_stage(item.stage, status.resource, item.file, pinned, obj, head)
                 if stale is not None:  # as the plan finds it: a sync rewrites the stage
-                    f.state, f.note = stale.state, stale.note
+                    item.state, item.note = stale.state, stale.note
 
     if quick:
         return report  # a snapshot is only taken of a data folder with no orphan or leftover
-    wanted = desired(manifest)
-    for local, stage in sorted(ours.items()):
-        if local not in wanted and (not names or matches(stage.name, names)):
+    for local, stage in sorted(found.ours.items()):
+        if local not in found.wanted and (not names or matches(stage.name, names)):
             report.orphans.append(Orphan(local, stage.source, stage.name))
-    owned = wanted.keys() | ours.keys() | foreign.keys()
-    leftovers = git.unowned(owned)
-    report.unignored = [Unignored(local, ours[local].name) for local in git.exposed(ours.keys())]
+    owned = found.wanted.keys() | found.ours.keys() | found.foreign.keys()
+    leftovers = found.git.unowned(owned)
+    report.unignored = [
+        Unignored(local, found.ours[local].name) for local in found.git.exposed(found.ours.keys())
+    ]
     if leftovers:
         with open_repo(manifest.root) as repo:
             report.untracked = untracked.classify(repo, manifest.root, leftovers)
     return report
-
-
-def _asked(selected: Sequence[Resource]) -> dict[tuple[str, str], list[str]]:
-    """The files to look up, by (bucket, prefix)."""
-    asked: dict[tuple[str, str], list[str]] = {}
-    for res in selected:
-        if res.files:
-            asked.setdefault((res.bucket, res.prefix), []).extend(res.files)
-    return asked
 
 
 def _add_pattern_failures(
@@ -438,8 +381,7 @@ def check_local(root: Path, items: Sequence[FileStatus], owner: str | None = Non
     """Set each item's local state (upstream is not asked); folders are asked of DVC.
 
     ``owner``: the items' manifest (see :attr:`gcsdvc.manifest.Resource.manifest`)."""
-    disks = read_disks(root, [(f.local, f.stage, f.file is None) for f in items])
-    _assess(items, None, disks, owner=owner)
+    _assess(items, read_disks(root, [(f.local, f.stage, f.file is None) for f in items]), owner)
     _note_cache_edits(root, items)
     _check_folders(root, items, upstream=False)
 
@@ -461,36 +403,38 @@ def _note_cache_edits(root: Path, items: Sequence[FileStatus]) -> None:
         )
 
 
-def _assess(
-    items: Sequence[FileStatus],
-    listing: Looked | None,
-    disks: dict[str, Disk],
-    recorded: Mapping[str, ImportStage] | None = None,
-    owner: str | None = None,
-) -> None:
-    """Set each item's state by :func:`~gcsdvc.compare.compare`; ``listing`` None: not asked.
-
-    ``disks``: what :func:`~gcsdvc.workspace.read_disks` found, read once for all items;
-    ``recorded``: a stage as compared where it is not the file's (see stages.recommitted),
-    as :func:`gcsdvc.plan.build_plan` compares it.
-    """
+def _assess(items: Sequence[FileStatus], disks: dict[str, Disk], owner: str | None) -> None:
+    """Set each item's local state (nothing listed); ``disks``: what
+    :func:`~gcsdvc.workspace.read_disks` found, read once for all items."""
     for item in items:
-        stage = recorded.get(item.local, item.stage) if recorded else item.stage
-        listed: RemoteObject | Upstream | StorageError | None = Upstream.NOT_LISTED
-        if listing is not None and item.file is not None:
-            listed = listing.get(item.file)
-            if (
-                stage is not None
-                and stage.source == item.source
-                and not isinstance(listed, StorageError)
-            ):
-                change = None if listed is None else object_change(stage, listed)
-                item.upstream = _UPSTREAM[change]
-        wish = Wish(item.source, item.file is None, owner)
-        found = compare(wish, stage, disks[item.local], listed)
-        item.state, item.note = found.state, found.note
-        if found.state is State.METADATA_UPSTREAM:
-            item.state = State.OK  # the data is the object's bytes; a sync records the new etag
+        _assess_one(item, item.stage, disks[item.local], Upstream.NOT_LISTED, owner)
+
+
+def _assess_one(
+    item: FileStatus,
+    stage: ImportStage | None,
+    disk: Disk,
+    listed: RemoteObject | Upstream | StorageError | None,
+    owner: str | None,
+) -> None:
+    """Set the item's state by :func:`~gcsdvc.compare.compare`, and what upstream holds.
+
+    ``stage``: the stage as compared, which may not be the file's (see
+    stages.recommitted), as :func:`gcsdvc.plan.build_plan` compares it.
+    """
+    if (
+        item.file is not None
+        and listed is not Upstream.NOT_LISTED
+        and stage is not None
+        and stage.source == item.source
+        and not isinstance(listed, StorageError | Upstream)
+    ):
+        change = None if listed is None else object_change(stage, listed)
+        item.upstream = _UPSTREAM[change]
+    found = compare(Wish(item.source, item.file is None, owner), stage, disk, listed)
+    item.state, item.note = found.state, found.note
+    if found.state is State.METADATA_UPSTREAM:
+        item.state = State.OK  # the data is the object's bytes; a sync records the new etag
 
 
 _UPSTREAM = {
@@ -501,9 +445,15 @@ _UPSTREAM = {
 }
 
 
-def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> dict[str, str]:
+def _check_folders(
+    root: Path,
+    items: Sequence[FileStatus],
+    upstream: bool,
+    read: Mapping[str, Comparison] | None = None,
+) -> dict[str, str]:
     """Ask DVC about whole-prefix imports still OK: their data (as the plan reads it, see
-    :func:`gcsdvc.workspace.read_folders`) and (``upstream``) their source.
+    :func:`gcsdvc.workspace.read_folders`; ``read``: as a survey read it) and
+    (``upstream``) their source.
 
     Returns the upstream errors, by local path.
     """
@@ -511,10 +461,14 @@ def _check_folders(root: Path, items: Sequence[FileStatus], upstream: bool) -> d
     errors: dict[str, str] = {}
     if not todo:
         return errors
+    if read is not None and not upstream:
+        for item in todo:
+            item.state, item.note = read[item.local].state, read[item.local].note
+        return errors
     from dvc.exceptions import DvcException
 
     with open_repo(root) as repo:
-        found = read_folders(repo, root, [item.local for item in todo])
+        found = read if read is not None else read_folders(repo, root, [i.local for i in todo])
         for item in todo:
             item.state, item.note = found[item.local].state, found[item.local].note
             if not upstream:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import archive, snapshot, stages, untracked
-from gcsdvc.compare import State
+from gcsdvc import archive, git, snapshot, stages, untracked
+from gcsdvc.cloud import describe
 from gcsdvc.errors import (
     ArchiveError,
     DvcRepoError,
@@ -30,9 +30,10 @@ from gcsdvc.errors import (
     UsageError,
 )
 from gcsdvc.manifest import Manifest, Resource
+from gcsdvc.model import RemoteObject, State
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
-from gcsdvc.storage import RemoteObject, Storage, describe
+from gcsdvc.storage import Storage
 from gcsdvc.transfer import Transfer
 from gcsdvc.untracked import Untracked
 from gcsdvc.workspace import Reporter as Reporter  # the CLI's progress implements it
@@ -251,7 +252,7 @@ def _remember(manifest: Manifest, names: Sequence[str], plan: Plan, ws: Workspac
     added = [item.local for item in plan.items if item.action is Action.ADD]
     if not all(item.action is Action.ADD or unchanged(item) for item in plan.items):
         return
-    if stages.committed_stages(manifest.root, added):
+    if git.committed_stages(manifest.root, added):
         return
     # What the workspace verified and wrote, as it holds them (not the whole caches read back).
     ledger = snapshot.Ledger(ws.hashes.known.get, ws.stage_cache.entry, ws.stages_saved)
@@ -266,7 +267,9 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
         State.BROKEN_STAGE: DvcRepoError,
     }
     for item in plan.of(Action.FAILED):
-        result.fail(item, errors.get(item.state, StorageError)(item.note))
+        error = errors.get(item.state, StorageError)(item.note)
+        error.__cause__ = item.cause  # the look-up's own error, type and all
+        result.fail(item, error)
     for item in plan.of(Action.CONFLICT):
         result.fail(item, conflict(item))
     return result

@@ -21,9 +21,11 @@ from pathlib import Path
 from gcsdvc import stages
 from gcsdvc.collector import heap_frozen
 from gcsdvc.compare import Change, object_change, recorded_generation
+from gcsdvc.download import Fetched
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, StorageError
+from gcsdvc.model import RemoteObject
 from gcsdvc.plan import Action, Item
-from gcsdvc.storage import Fetched, RemoteObject, Storage
+from gcsdvc.storage import Storage
 from gcsdvc.workspace import Reporter, Workspace
 
 # Told once per fetched item: None when it is done, else its failure, type kept.

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gcsdvc.hashes import file_md5
 from gcsdvc.stages import STAGE_SUFFIX
-from gcsdvc.storage import file_md5
 
 if TYPE_CHECKING:
     from dvc.repo import Repo

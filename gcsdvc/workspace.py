@@ -26,11 +26,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gcsdvc import stages
-from gcsdvc.compare import ABSENT, Comparison, Disk, State
+from gcsdvc import files, git, stages
+from gcsdvc.cloud import describe
+from gcsdvc.download import Fetched
 from gcsdvc.errors import DvcRepoError, StorageError
+from gcsdvc.hashes import file_md5, hash_file
+from gcsdvc.model import ABSENT, Comparison, Disk, RemoteObject, State
 from gcsdvc.stages import ImportStage, open_repo
-from gcsdvc.storage import Fetched, RemoteObject, describe, file_md5, hash_file
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -60,24 +62,24 @@ class HashCache:
     """
 
     def __init__(self, root: Path) -> None:
-        self.path = stages.hash_cache_path(root)
-        self.known = stages.read_json_cache(self.path)
+        self.path = files.hash_cache_path(root)
+        self.known = files.read_json_cache(self.path)
         self.changed = False
 
     def get(self, local: str, info: os.stat_result) -> str | None:
         hit = self.known.get(local)
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == stages.file_signature(info):
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == files.file_signature(info):
             return str(hit[1])
         return None
 
     def put(self, local: str, info: os.stat_result, md5: str) -> None:
-        self.known[local] = [stages.file_signature(info), md5]
+        self.known[local] = [files.file_signature(info), md5]
         self.changed = True
 
     def save(self) -> None:
         if self.changed and self.path.parent.is_dir():
             with contextlib.suppress(OSError):  # only an optimisation
-                stages.atomic_write(self.path, json.dumps(self.known, ensure_ascii=False))
+                files.atomic_write(self.path, json.dumps(self.known, ensure_ascii=False))
 
 
 def read_disks(
@@ -325,7 +327,7 @@ class Workspace:
         self.changed: set[str] = set()
         self.odb = repo.cache.local
         self.work = root / WORK_DIR
-        self.ignore = stages.IgnoreBatch()
+        self.ignore = git.IgnoreBatch()
         self.hashes = HashCache(root)
         # Stages written now are what the next run reads: it finds them parsed.
         self.stage_cache = stages.StageCache(root, keep=True)
@@ -391,7 +393,7 @@ class Workspace:
         for local in locals_:
             folder, _, name = local.rpartition("/")
             names.setdefault(folder, []).append(name)
-        ignored = stages.ignored_by_git(self.root, list(locals_))  # DVC adds no line for these
+        ignored = git.ignored_by_git(self.root, list(locals_))  # DVC adds no line for these
         failed: dict[str, str] = {}
         for folder, found in names.items():
             path = self.root / folder
@@ -399,12 +401,12 @@ class Workspace:
                 self._make(path)
                 # Sorted: two people's syncs of the same files write the same file.
                 added = sorted(n for n in found if f"{folder}/{n}" not in ignored)
-                if stages.update_gitignore(path, added):
+                if git.update_gitignore(path, added):
                     self.changed.add(f"{folder}/.gitignore")
             except DvcRepoError as exc:
                 failed[folder] = str(exc)
             except OSError as exc:
-                failed[folder] = stages.unwritable(f"{folder}/.gitignore", exc)
+                failed[folder] = files.unwritable(f"{folder}/.gitignore", exc)
             else:
                 self._protected.update(f"{folder}/{n}" for n in found)
         return failed
@@ -435,7 +437,7 @@ class Workspace:
         A small object comes as bytes (``got.data``): they are written to ``tmp`` here.
         """
         if got.data is not None:
-            stages.write_new(tmp, got.data)
+            files.write_new(tmp, got.data)
         self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data, got.copy)
 
     def adopt(self, local: str, obj: RemoteObject) -> Fetched:
@@ -694,7 +696,7 @@ class Workspace:
         if copy is not None and self.link_type == "copy":
             tmp = copy
         elif data is not None and self.link_type == "copy":
-            info = stages.write_new(tmp, data)
+            info = files.write_new(tmp, data)
         else:
             if copy is not None:
                 copy.unlink()

@@ -373,7 +373,7 @@ def seeded(bucket: str, put: Any) -> str:
 
 def looked_up(client: Any, bucket: str, prefix: str, names: Any) -> dict[str, Any]:
     """``Storage.lookup`` of ``names``, each of them found (a ``RemoteObject``)."""
-    from gcsdvc.storage import RemoteObject
+    from gcsdvc.model import RemoteObject
 
     found = client.lookup({(bucket, prefix): names})[(bucket, prefix)]
     assert isinstance(found, dict)

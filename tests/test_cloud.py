@@ -32,7 +32,7 @@ from faultproxy import FaultProxy, Faults
 from gcslayer import GcsLayer, real_etag
 from test_workflows import clone, commit_all
 
-from gcsdvc import api, storage
+from gcsdvc import api, cloud, download, hashes, listing, model, storage
 from gcsdvc.errors import ChecksumMismatch
 
 PREFIX = f"project1/{QUOTED}"
@@ -64,7 +64,7 @@ def test_layer_answers_as_cloud_storage(layer: GcsLayer, seeded: str, gcs: Any) 
     info = layer.current(seeded, f"{PREFIX}/file1")
     assert info["etag"] == real_etag(info["generation"], 1)
     assert (
-        storage.etag_generation(bytes(__import__("base64").b64decode(info["etag"])).hex())
+        model.etag_generation(bytes(__import__("base64").b64decode(info["etag"])).hex())
         == (info["generation"])
     )
     layer.patch_metadata(seeded, f"{PREFIX}/file1", {"owner": "me"})
@@ -77,10 +77,10 @@ def test_layer_answers_as_cloud_storage(layer: GcsLayer, seeded: str, gcs: Any) 
 
 def test_etag_generation_reads_real_etags_only() -> None:
     etag = __import__("base64").b64decode("CKishJ+i+/ICEAE=").hex()
-    assert storage.etag_generation(etag) == "1631512648816168"
+    assert model.etag_generation(etag) == "1631512648816168"
     assert real_etag(1631512648816168, 1) == "CKishJ+i+/ICEAE="
-    assert storage.etag_generation(hashlib.md5(b"x").hexdigest()) is None
-    assert storage.etag_generation(None) is None
+    assert model.etag_generation(hashlib.md5(b"x").hexdigest()) is None
+    assert model.etag_generation(None) is None
 
 
 # -- 1: composite objects ---------------------------------------------------
@@ -348,7 +348,7 @@ def test_7_status_and_sync_ask_only_for_listed_files(
     write_manifest(repo, [entry(seeded)])
     # Per wanted file: a first page of at most two entries of the prefix (its files lie in
     # two folders), another of its folder, and one stat; never the 400 beside them.
-    most = 3 * (2 * storage.PEEK_FACTOR + 1)
+    most = 3 * (2 * listing.PEEK_FACTOR + 1)
     before = layer.objects_served
     assert cli("sync", cwd=repo).returncode == 0
     assert layer.objects_served - before <= most
@@ -395,7 +395,7 @@ def test_7_listed_files_and_nothing_else_are_one_request(
 def test_7_more_files_than_a_page_holds_are_asked_folder_by_folder(
     repo: Path, bucket: str, layer: GcsLayer, gcs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage, "MAX_PAGE", 10)  # a page of the prefix could not answer
+    monkeypatch.setattr(listing, "MAX_PAGE", 10)  # a page of the prefix could not answer
     listed_entry(repo, bucket, gcs, [f"metrics/step-{n}.json" for n in range(12)] + ["out.txt"])
     # metrics/ in two pages of 10, a stat for out.txt: no page of the whole prefix first.
     assert requests_of_status(repo, layer) == (1, 2)
@@ -448,6 +448,22 @@ def test_8_a_failed_listing_is_one_line_per_entry(
     assert lines[0].endswith("(20 files)")
 
 
+def test_8_a_failed_listing_keeps_the_error_it_met(
+    repo: Path, seeded: str, proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gcsdvc.errors import ListingError, StorageError
+    from gcsdvc.manifest import load_manifest
+    from gcsdvc.sync import sync
+
+    proxy.faults = Faults(forbid=(f"/b/{seeded}/",))
+    write_manifest(repo, [entry(seeded, files=["shard-1", "shard-2"])])
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+    failures = sync(load_manifest(repo / "params.yaml")).failures
+    assert [type(f.error) for f in failures] == [ListingError, ListingError]
+    cause = failures[0].error.__cause__
+    assert isinstance(cause, StorageError) and str(cause) == str(failures[0].error)
+
+
 def test_9_anonymous_caller_gets_the_credentials_hint(
     repo: Path, seeded: str, proxy: FaultProxy
 ) -> None:
@@ -480,22 +496,22 @@ def test_9_metadata_server_wait_is_skipped_only_where_it_cannot_answer(
     dmi = tmp_path / "product_name"
     if product is not None:
         dmi.write_text(product + "\n")
-    monkeypatch.setattr(storage, "_DMI_PRODUCT", dmi)
+    monkeypatch.setattr(cloud, "_DMI_PRODUCT", dmi)
     for var in ("STORAGE_EMULATOR_HOST", "NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS"):
         monkeypatch.delenv(var, raising=False)
     if credentials:
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "key.json"))
-    storage.prepare_environment()
+    cloud.prepare_environment()
     import os
 
     assert (os.environ.get("NO_GCE_CHECK") == "true") is skipped
 
 
 def fetched(
-    client: storage.Storage, items: list[tuple[storage.RemoteObject, Path]], copies: bool = False
-) -> dict[int, storage.Fetched | Exception]:
+    client: storage.Storage, items: list[tuple[model.RemoteObject, Path]], copies: bool = False
+) -> dict[int, download.Fetched | Exception]:
     """Each item's result, as ``Storage.download`` hands it over."""
-    got: dict[int, storage.Fetched | Exception] = {}
+    got: dict[int, download.Fetched | Exception] = {}
     client.download(items, got.__setitem__, copies=copies)
     return got
 
@@ -515,10 +531,10 @@ def test_small_objects_come_in_memory_others_to_their_file(seeded: str, tmp_path
     listed = looked_up(client, seeded, PREFIX, names)
     got = fetched(client, [(listed[n], tmp_path / n) for n in names])
     small, json_file, big = (got[i] for i in range(3))
-    assert isinstance(small, storage.Fetched) and small.data == b"top file1\n"
-    assert isinstance(json_file, storage.Fetched) and json_file.data == b'{"acc": 0.9}'
+    assert isinstance(small, download.Fetched) and small.data == b"top file1\n"
+    assert isinstance(json_file, download.Fetched) and json_file.data == b'{"acc": 0.9}'
     assert not (tmp_path / "file1").exists() and not (tmp_path / "metrics.json").exists()
-    assert isinstance(big, storage.Fetched) and big.data is None and big.size == 3 << 20
+    assert isinstance(big, download.Fetched) and big.data is None and big.size == 3 << 20
     assert (tmp_path / "checkpoint.bin").stat().st_size == 3 << 20
 
 
@@ -529,7 +545,7 @@ def test_what_then_raises_stops_the_downloads(seeded: str, tmp_path: Path) -> No
     listed = looked_up(client, seeded, PREFIX, names)
     seen: list[int] = []
 
-    def then(index: int, got: storage.Fetched | Exception) -> None:
+    def then(index: int, got: download.Fetched | Exception) -> None:
         seen.append(index)
         raise RuntimeError("a bug in placing")
 
@@ -541,8 +557,8 @@ def test_what_then_raises_stops_the_downloads(seeded: str, tmp_path: Path) -> No
 @pytest.fixture
 def large(monkeypatch: pytest.MonkeyPatch) -> None:
     """Objects from 1 MiB take the large-object path, handed over 256 KiB at a time."""
-    monkeypatch.setattr(storage, "LARGE", 1 << 20)
-    monkeypatch.setattr(storage, "BATCH", 256 << 10)
+    monkeypatch.setattr(download, "LARGE", 1 << 20)
+    monkeypatch.setattr(download, "BATCH", 256 << 10)
 
 
 @pytest.mark.parametrize(
@@ -571,11 +587,11 @@ def test_a_large_object_streams_to_its_file_and_its_copy(
     assert (obj.md5 is None) is composite and obj.crc32c
     dest = tmp_path / "0.part"
     got = fetched(client, [(obj, dest)], copies)[0]
-    assert isinstance(got, storage.Fetched) and got.data is None
+    assert isinstance(got, download.Fetched) and got.data is None
     assert (got.md5, got.size) == (hashlib.md5(expected).hexdigest(), len(expected))
     assert dest.read_bytes() == expected
-    assert got.copy == (storage.twin(dest) if copies else None)
-    assert storage.twin(dest).exists() is copies
+    assert got.copy == (download.twin(dest) if copies else None)
+    assert download.twin(dest).exists() is copies
     if got.copy is not None:
         assert got.copy.read_bytes() == expected
 
@@ -609,13 +625,13 @@ def test_hasher_checks_by_crc32c_and_records_the_stored_md5() -> None:
     body = b"stored bytes" * 1000
     crc = base64.b64encode(google_crc32c.Checksum(body).digest()).decode()  # type: ignore[no-untyped-call]
     md5 = hashlib.md5(body).hexdigest()
-    obj = storage.RemoteObject("b", "o", len(body), md5, crc, {})
+    obj = model.RemoteObject("b", "o", len(body), md5, crc, {})
     for md5_too in (False, True):
-        hasher = storage._Hasher(crc=True, md5=md5_too)
+        hasher = hashes.Hasher(crc=True, md5=md5_too)
         hasher.update(body)
         hasher.check(obj)
         assert hasher.hexdigest(obj) == md5
-    wrong = storage._Hasher(crc=True, md5=False)
+    wrong = hashes.Hasher(crc=True, md5=False)
     wrong.update(body[:-1] + b"!")
     with pytest.raises(ChecksumMismatch, match=r"crc32c .* does not match"):
         wrong.check(obj)
@@ -627,8 +643,8 @@ def test_hasher_checks_by_crc32c_and_records_the_stored_md5() -> None:
 def test_gunzip_decodes_every_member_in_any_pieces(body: str, piece: int, padding: bytes) -> None:
     """As Python's gzip module: zero bytes between members are padding."""
     stored = _gzip_members(GZIP_BODIES[body], padding)
-    obj = storage.RemoteObject("b", "o", len(stored), None, None, {})
-    gunzip = storage._Gunzip()
+    obj = model.RemoteObject("b", "o", len(stored), None, None, {})
+    gunzip = hashes.Gunzip()
     out = b"".join(
         gunzip.decompress(stored[i : i + piece], obj) for i in range(0, len(stored), piece)
     )
@@ -646,10 +662,10 @@ def test_gunzip_decodes_every_member_in_any_pieces(body: str, piece: int, paddin
     ids=["cut inside a member", "a zip after a member", "no gzip at all"],
 )
 def test_gunzip_refuses_what_python_gzip_refuses(stored: bytes, error: str) -> None:
-    obj = storage.RemoteObject("b", "o", len(stored), None, None, {})
+    obj = model.RemoteObject("b", "o", len(stored), None, None, {})
     with pytest.raises((OSError, EOFError, gzip.BadGzipFile)):  # Python's own reading fails
         gzip.decompress(stored)
-    gunzip = storage._Gunzip()
+    gunzip = hashes.Gunzip()
     with pytest.raises(ChecksumMismatch, match=error):
         gunzip.decompress(stored, obj)
         gunzip.end(obj)
@@ -670,7 +686,7 @@ def test_downloads_take_the_proxy_from_the_environment_once(
     fs = storage.Storage().fs
 
     async def proxy() -> str | None:
-        async with storage._Client.open(fs, 1) as client:
+        async with download._Client.open(fs, 1) as client:
             return None if client.proxy is None else str(client.proxy)
 
     assert asyncio.run_coroutine_threadsafe(proxy(), fs.loop).result() == expected
@@ -681,7 +697,7 @@ def _etag_hex(generation: int, metageneration: int = 1) -> str:
 
 
 def _obj(generation: int, meta: int = 1, md5: str | None = "aa", enc: str | None = None) -> Any:
-    return storage.RemoteObject(
+    return model.RemoteObject(
         bucket="b",
         name="n",
         size=3,

@@ -9,20 +9,11 @@ from typing import Any
 import pytest
 
 from gcsdvc import stages
-from gcsdvc.compare import (
-    ABSENT,
-    Disk,
-    State,
-    Upstream,
-    Wish,
-    compare,
-    local_edit,
-    stale_stage,
-)
+from gcsdvc.compare import compare, local_edit, stale_stage
 from gcsdvc.errors import StorageError
 from gcsdvc.manifest import Resource
+from gcsdvc.model import ABSENT, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.plan import ACTIONS, Action, Key, decide
-from gcsdvc.storage import RemoteObject
 
 RES = Resource("exp1", "bkt", "proj", "run", ("a.txt",), "exp1", True, "desc")
 SOURCE = "gs://bkt/proj/run/a.txt"
@@ -165,10 +156,15 @@ def test_notes_name_the_cause() -> None:
 
 def expected(key: Key) -> Action:
     """The plan's rules, written out as a reader would state them."""
+    if key.state is State.UNTRACKED and key.holds:
+        return Action.METADATA  # the file is the object's bytes: recorded as it is
+    if key.state is State.MISSING and key.on_disk and not key.folder:
+        return Action.METADATA  # placed since (dvc pull): checked and recorded
     if key.state in (State.OK, State.STALE_STAGE):
         if key.folder and not key.skip_if_exist:
             return Action.UPDATE
-        return Action.UNCHANGED if key.state is State.OK else Action.METADATA
+        stale = key.state is State.STALE_STAGE or key.stale
+        return Action.METADATA if stale else Action.UNCHANGED
     if key.state in (State.UNTRACKED, State.MODIFIED) and not key.force:
         return Action.CONFLICT  # local files are never replaced silently
     if key.state is State.UNTRACKED:
@@ -177,7 +173,13 @@ def expected(key: Key) -> Action:
         # An earlier version kept in the DVC cache is replaced as a forced edit is.
         return Action.RESTORE if key.skip_if_exist else Action.UPDATE
     if key.state is State.CHANGED_UPSTREAM:
-        return Action.UNCHANGED if key.skip_if_exist else Action.UPDATE
+        if not key.skip_if_exist:
+            return Action.UPDATE
+        if not key.on_disk:
+            return Action.RESTORE  # kept means the recorded copy: restored as recorded
+        return Action.METADATA if key.stale else Action.UNCHANGED
+    if key.state is State.DELETED_UPSTREAM:
+        return Action.METADATA if key.stale else Action.UNCHANGED
     simple = {
         State.NOT_SYNCED: Action.ADD,
         State.NOT_FOUND: Action.FAILED,
@@ -189,22 +191,22 @@ def expected(key: Key) -> Action:
         State.SOURCE_MOVED: Action.UPDATE,
         State.MISSING: Action.RESTORE,
         State.METADATA_UPSTREAM: Action.METADATA,
-        State.DELETED_UPSTREAM: Action.UNCHANGED,
         State.IN_REMOTE: Action.UNCHANGED,  # archived: kept in the DVC remote, not fetched
     }
     return simple[key.state]
 
 
 BOTH = (False, True)
-KEYS = [Key(*cell) for cell in itertools.product(State, BOTH, BOTH, BOTH, BOTH)]
+KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=6)]
 
 
 @pytest.mark.parametrize(
     "key",
     KEYS,
     ids=[
-        f"{k.state}-skip{int(k.skip_if_exist)}-pin{int(k.pinned)}-force{int(k.force)}"
-        f"-{'folder' if k.folder else 'file'}"
+        f"{k.state}-skip{int(k.skip_if_exist)}-force{int(k.force)}"
+        f"-{'folder' if k.folder else 'file'}-disk{int(k.on_disk)}-stale{int(k.stale)}"
+        f"-holds{int(k.holds)}"
         for k in KEYS
     ],
 )
@@ -217,14 +219,14 @@ def test_table_has_every_cell_once() -> None:
 
 
 def test_decide_prefers_the_table_note() -> None:
-    key = Key(State.CHANGED_UPSTREAM, True, True, False, False)
+    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False)
     found = compare(WISH, stage(), FILE, obj(etag="e2", generation="2"))
     assert decide(key, found, "d/a.txt") == (
         Action.UNCHANGED,
         "changed upstream; kept (skip_if_exist: true)",
     )
     gone = compare(WISH, None, ABSENT, None)
-    assert decide(Key(gone.state, True, True, False, False), gone, "d/a.txt") == (
+    assert decide(Key(gone.state, True, False, False, False, False, False), gone, "d/a.txt") == (
         Action.FAILED,
         f"object not found: {SOURCE}",
     )

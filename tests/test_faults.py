@@ -38,9 +38,9 @@ from conftest import (
 )
 from faultproxy import FaultProxy, Faults
 
-from gcsdvc import storage
+from gcsdvc import cloud, download
+from gcsdvc.cloud import CREDENTIALS_HINT, RETRIES_VAR, attempts
 from gcsdvc.emulator import free_port
-from gcsdvc.storage import CREDENTIALS_HINT, RETRIES_VAR, attempts
 
 
 def via(proxy: FaultProxy) -> dict[str, str]:
@@ -116,7 +116,7 @@ def test_corrupt_download_is_never_recorded(
 ) -> None:
     """Small objects are checked by md5; large ones (checkpoint.bin here) by crc32c."""
     if large:
-        monkeypatch.setattr(storage, "LARGE", 1 << 20)
+        monkeypatch.setattr(download, "LARGE", 1 << 20)
     files = ["file1", "metrics.json", "checkpoint.bin"] if large else ["file1", "metrics.json"]
     proxy.faults = Faults(corrupt_media=True)
     write_manifest(repo, [entry(seeded, files=files)])
@@ -491,7 +491,7 @@ def test_a_download_cut_off_for_good_reads_as_such() -> None:
     import aiohttp
 
     exc = aiohttp.ClientPayloadError("Response payload is not completed")
-    assert storage.describe(exc) == (
+    assert cloud.describe(exc) == (
         "the download broke off before its end, after every retry "
         "(Response payload is not completed)"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import run
 
-from gcsdvc import demo
+from gcsdvc import demo, emulator
 from gcsdvc.manifest import parse_manifest
 
 ROOT = Path(__file__).parents[1]
@@ -123,7 +123,7 @@ def test_emulator_runs_until_interrupted(tmp_path: Path) -> None:
         (export,) = [line for line in lines if line.startswith("export ")]
         url = export.strip().removeprefix("export STORAGE_EMULATOR_HOST=")
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
-        listing = f"{url}/storage/v1/b/{demo.BUCKET}/o?prefix=mnist-cnn/lr-0.1/"
+        listing = f"{url}/storage/v1/b/{emulator.BUCKET}/o?prefix=mnist-cnn/lr-0.1/"
         with urllib.request.urlopen(listing, timeout=10) as resp:
             names = sorted(item["name"] for item in json.load(resp)["items"])
         assert names == [

@@ -9,10 +9,10 @@ import pytest
 
 from gcsdvc import stages
 from gcsdvc.manifest import Resource
+from gcsdvc.model import RemoteObject
 from gcsdvc.remote import pinning
 from gcsdvc.stages import ImportStage
 from gcsdvc.status import FileStatus, State
-from gcsdvc.storage import RemoteObject
 
 IDENT = {"name": "e", "bucket": "b", "blob": "p", "subblob": "", "file": "a"}
 DEP = {"etag": "e1", "size": 3, "hash": "md5", "path": "gs://b/p/a"}

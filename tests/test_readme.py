@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from gcsdvc.cli import main
-from gcsdvc.demo import BUCKET, sample, seed_runs
+from gcsdvc.demo import sample
+from gcsdvc.emulator import BUCKET, seed_runs
 
 ROOT = Path(__file__).parents[1]
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import QUOTED, cli, data, dvc_main, entry, write_manifest
 
-from gcsdvc.storage import file_md5
+from gcsdvc.hashes import file_md5
 
 GOOD = b"top file1\n"
 EDIT = b"TOP FILE1\n"  # same size: only the md5 tells

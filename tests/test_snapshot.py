@@ -19,7 +19,7 @@ import pytest
 from conftest import QUOTED, cli, data, dvc_main, entry, write_manifest
 from test_workflows import commit_all
 
-from gcsdvc import snapshot, stages
+from gcsdvc import files, snapshot, stages
 from gcsdvc.manifest import load_manifest
 from gcsdvc.plan import build_plan
 from gcsdvc.remote import pinning
@@ -91,7 +91,7 @@ def test_status_takes_the_stages_from_the_cache_the_snapshot_signed(
     assert report.quick and not scans  # no walk, no stat, no parse: the cache's entries
     assert all(f.md5 and f.stage for r in report.resources for f in r.files)
     # Another run rewrote the cache since: the stages are scanned, and the answer is the same.
-    cache = stages.stage_cache_path(repo)
+    cache = files.stage_cache_path(repo)
     cache.write_text(cache.read_text())
     again = check(manifest, offline=True)
     assert again.quick and scans

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from gcsdvc import stages
+from gcsdvc import files, stages
 from gcsdvc.errors import DvcRepoError
+from gcsdvc.git import IgnoreBatch
 from gcsdvc.manifest import Resource
-from gcsdvc.stages import IgnoreBatch, ImportStage, StageCache
-from gcsdvc.storage import RemoteObject
+from gcsdvc.model import RemoteObject
+from gcsdvc.stages import ImportStage, StageCache
 
 RES = Resource("exp1", "bkt", "proj", "run", ("sub/a.txt",), "exp1", True, "学習率 0.01")
 DEP = {"etag": "abc", "size": 5, "version_id": "1700000000000001"}
@@ -188,12 +189,43 @@ def test_a_written_stage_is_recorded_so_the_next_run_parses_nothing(tmp_path: Pa
     assert not (tmp_path / ".dvc" / "tmp" / "gcsdvc-stages.json").exists()
     first = StageCache(tmp_path, keep=True)
     written = pinned().write(path, make_parent=False)
-    assert stages.file_signature(written) == stages.file_signature(path.stat())  # as renamed
+    assert files.file_signature(written) == files.file_signature(path.stat())  # as renamed
     first.record("a.txt", pinned(), written)
     first.save()
     kept = StageCache(tmp_path, keep=True)
     assert kept.new == kept.old and "a.txt" in kept.old
     assert kept.read(path, "a.txt") == ImportStage.load(path) == pinned()
+
+
+def test_the_stage_index_holds_what_the_api_checks(tmp_path: Path) -> None:
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    path = tmp_path / "a.txt.dvc"
+    cache = StageCache(tmp_path, keep=True)
+    written = pinned().write(path, make_parent=False)
+    cache.record("a.txt", pinned(), written)
+    cache.save()
+    sig = files.file_signature(written)
+    index = files.read_json_cache(files.stage_index_path(tmp_path))
+    assert index == {"a.txt": [sig, MD5, pinned().source]}
+    files.stage_index_path(tmp_path).unlink()
+    read = StageCache(tmp_path)  # the cache unchanged, the index gone: written again
+    assert read.read(path, "a.txt") == pinned()
+    read.save()
+    assert files.read_json_cache(files.stage_index_path(tmp_path)) == index
+
+
+@pytest.mark.parametrize(
+    ("data", "stage", "hashed", "source"),
+    [
+        ([1, 2, 3], [4, 5, 6], [[1, 2, 3], MD5], "gs://b/a"),
+        ([1, 2, 9], [4, 5, 6], [[1, 2, 3], MD5], None),  # the file changed since it was hashed
+        ([1, 2, 3], [4, 5, 9], [[1, 2, 3], MD5], None),  # the stage changed since
+        ([1, 2, 3], [4, 5, 6], [[1, 2, 3], "f" * 32], None),  # other bytes than recorded
+        ([1, 2, 3], [4, 5, 6], None, None),  # never hashed
+    ],
+)
+def test_vouched(data: list[int], stage: list[int], hashed: Any, source: str | None) -> None:
+    assert stages.vouched(data, stage, hashed, [[4, 5, 6], MD5, "gs://b/a"]) == source
 
 
 def test_a_new_stage_is_one_write_an_old_one_is_replaced_and_empty_is_none(
@@ -202,7 +234,7 @@ def test_a_new_stage_is_one_write_an_old_one_is_replaced_and_empty_is_none(
     path = tmp_path / "d" / "a.txt.dvc"
     first = pinned().write(path)
     assert path.read_text() == pinned().dump()
-    assert stages.file_signature(first) == stages.file_signature(path.stat())
+    assert files.file_signature(first) == files.file_signature(path.stat())
     path.write_text("")  # what a kill while creating it leaves
     assert ImportStage.load(path) is None
     again = pinned().write(path)  # over an existing file: through a rename

@@ -20,8 +20,9 @@ from conftest import looked_up
 from gcsdvc import stages
 from gcsdvc.errors import ChecksumMismatch, StorageError
 from gcsdvc.manifest import Resource
+from gcsdvc.model import RemoteObject
 from gcsdvc.plan import Action, Item
-from gcsdvc.storage import RemoteObject, Storage
+from gcsdvc.storage import Storage
 from gcsdvc.transfer import Transfer
 from gcsdvc.workspace import Workspace, locked_repo
 

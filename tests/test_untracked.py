@@ -10,6 +10,7 @@ from conftest import cli, data, entry, run, write_manifest
 from test_workflows import commit_all
 
 from gcsdvc import stages, untracked
+from gcsdvc.git import committed_stages
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_nothing_to_see_without_git_or_data(tmp_path: Path, case: str) -> None:
 
 def test_committed_stage_is_read_from_head(git: Path) -> None:
     def committed_stage(root: Path, local: str) -> stages.ImportStage | None:
-        return stages.committed_stages(root, [local]).get(local)
+        return committed_stages(root, [local]).get(local)
 
     (git / "data" / "e" / "a.dvc").write_text("deps: [{path: gs://b/new}]\n")
     committed = committed_stage(git, "data/e/a")
@@ -72,7 +73,7 @@ def test_no_stage_is_committed_before_the_first_commit(tmp_path: Path) -> None:
     run("git", "init", "-q", cwd=tmp_path)
     (tmp_path / "a.dvc").write_text("outs: []\n")
     run("git", "add", "-A", cwd=tmp_path)  # staged is not committed
-    assert stages.committed_stages(tmp_path, ["a"]) == {}
+    assert committed_stages(tmp_path, ["a"]) == {}
 
 
 def test_leftovers_in_dry_run_sync_and_status(repo: Path, seeded: str) -> None:

@@ -10,10 +10,9 @@ import pytest
 from conftest import dvc_main, run
 
 from gcsdvc import stages, workspace
-from gcsdvc.compare import ABSENT, Disk
 from gcsdvc.errors import DvcRepoError
 from gcsdvc.manifest import Resource
-from gcsdvc.storage import RemoteObject
+from gcsdvc.model import ABSENT, Disk, RemoteObject
 
 RES = Resource("exp1", "bkt", "proj", "", ("a.txt",), "exp1", True, "")
 MD5 = "b1946ac92492d2347c6235b4d2611184"  # of b"hello\n"

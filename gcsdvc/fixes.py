@@ -1,0 +1,81 @@
+"""What the user is told to do in each state: one table, read by status, the API, ``which``
+and the renderers (:mod:`gcsdvc.plan` decides what a sync does; this only says it).
+
+A fix is a list of steps, (command, argument), in the order to run them.
+Unpinned stages are shared through the DVC remote, so a fix that fetches new data
+ends with ``dvc push``; after ``dvc update`` (which pins the stage again)
+``gcsdvc sync`` puts it back into shape first.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gcsdvc.model import State
+
+Step = tuple[str, str]  # (command, argument); "" for none
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a fix names: the experiment, the paths, and the facts it depends on."""
+
+    name: str  # the experiment
+    local: str  # the data path, as it is to be shown
+    stage_file: str  # the stage file, as it is to be shown
+    folder: bool = False  # a whole-prefix import
+    skip_if_exist: bool = True
+    pinned: bool = True
+    holds_object: bool = False  # untracked, with the listed object's very bytes
+
+
+def sync(subject: Subject) -> Step:
+    return ("gcsdvc sync", subject.name)
+
+
+def _push(subject: Subject) -> list[Step]:
+    return [] if subject.pinned else [("dvc push", "")]
+
+
+def _remove(subject: Subject) -> list[Step]:
+    # `dvc checkout` refuses pinned imports; sync restores them from the cache.
+    return [("rm -r" if subject.folder else "rm", subject.local), sync(subject)]
+
+
+def _changed_upstream(subject: Subject) -> list[Step]:
+    if not subject.skip_if_exist:
+        return [sync(subject), *_push(subject)]
+    again = [] if subject.pinned else [sync(subject), *_push(subject)]
+    return [("dvc update", subject.stage_file), *again]
+
+
+FIXES: dict[State, Callable[[Subject], list[Step]]] = {
+    # Or resolve the conflict in it by hand.
+    State.BROKEN_STAGE: lambda s: [("rm", s.stage_file), sync(s)],
+    State.MODIFIED: _remove,
+    State.UNTRACKED: _remove,
+    # The same bytes: from the DVC cache, else the bucket; nothing to push.
+    State.MISSING: lambda s: [sync(s)],
+    State.SUPERSEDED: lambda s: [sync(s)],
+    State.METADATA_UPSTREAM: lambda s: [sync(s)],
+    State.NOT_SYNCED: lambda s: [sync(s), *_push(s)],
+    State.SOURCE_MOVED: lambda s: [sync(s), *_push(s)],
+    State.STALE_STAGE: lambda s: [sync(s), *_push(s)],
+    State.CHANGED_UPSTREAM: _changed_upstream,
+}
+"""Each state a command fixes, and the steps; a state not here has none."""
+
+
+def fix(state: State, subject: Subject) -> list[Step]:
+    """The steps that fix ``subject`` in ``state``."""
+    if subject.holds_object:
+        return [sync(subject)]  # recorded as it is: nothing is downloaded or replaced
+    rule = FIXES.get(state)
+    return rule(subject) if rule is not None else []
+
+
+def shown(steps: list[Step]) -> str:
+    """The steps as one shell line."""
+    return " && ".join(f"{c} {shlex.quote(a)}" if a else c for c, a in steps)

@@ -1,0 +1,281 @@
+"""The one survey: every fact about the selected destinations, gathered once per command.
+
+A survey holds, per destination (one :class:`Finding` each), the manifest's wish,
+the stage on disk and the one committed in git's HEAD, what is on disk, the
+object as listed (when an answer depends on it), where an orphan stage of the
+same object left its data, the folder as DVC reads it, and whether an untracked
+file holds the listed object's bytes; and, for the whole data folder, the stages
+no entry asks for, git's view and the patterns that matched nothing.
+
+The plan (:mod:`gcsdvc.plan`) and the status (:mod:`gcsdvc.status`) are functions
+of it. The shortcuts that make a no-op fast (the snapshot, the stage cache and,
+through :func:`gcsdvc.workspace.read_disks`, the hash cache) are taken here and
+nowhere else: when a snapshot proves the data folder unchanged
+(:mod:`gcsdvc.snapshot`), the stages come from the stage cache and no file is read.
+Errors met while gathering keep their types (a :class:`StorageError` per prefix or
+per object).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from gcsdvc import snapshot, stages, untracked
+from gcsdvc.compare import compare, needs_listing
+from gcsdvc.errors import StorageError
+from gcsdvc.expand import PatternFailure, expand_patterns
+from gcsdvc.git import committed_where_changed
+from gcsdvc.manifest import Manifest, Resource
+from gcsdvc.model import ABSENT, Comparison, Disk, RemoteObject, State, Upstream, Wish
+from gcsdvc.remote import Pinning, pinning
+from gcsdvc.stages import ImportStage
+from gcsdvc.workspace import holding, read_disks, read_folders
+
+if TYPE_CHECKING:
+    from gcsdvc.listing import Looked
+    from gcsdvc.storage import Storage
+
+    Lookups = dict[tuple[str, str], Looked | StorageError]
+
+Listed = RemoteObject | Upstream | StorageError | None
+
+
+class Lookup(Enum):
+    """Which objects a survey looks up in the bucket."""
+
+    NONE = "none"  # none (status offline)
+    NEEDED = "needed"  # only where an answer depends on it (a sync's plan; offline: failed)
+    ALL = "all"  # every listed file of the selected entries (status)
+
+
+@dataclass(slots=True)
+class Finding:
+    """One destination (a file, or a whole-prefix folder) and every fact gathered about it."""
+
+    resource: Resource
+    file: str | None  # None: a whole-prefix import
+    local: str  # repo-relative POSIX path of the data
+    stage: ImportStage | None  # the stage on disk now, gcsdvc's or not
+    committed: ImportStage | None = None  # HEAD's stage, when the stage file differs from it
+    disk: Disk = ABSENT
+    listed: Listed = Upstream.NOT_LISTED  # the object as listed (None: listed and absent)
+    moved_from: str | None = None  # an orphan stage of the same object, its data on disk
+    folder: Comparison | None = None  # a folder import in place, as DVC reads its files
+    holds_object: bool = False  # untracked, and its bytes are the listed object's
+
+    @property
+    def wish(self) -> Wish:
+        source = self.resource.source(self.file)
+        return Wish(source, is_folder=self.file is None, manifest=self.resource.manifest)
+
+    @property
+    def recorded(self) -> ImportStage | None:
+        """The stage as compared: the committed dependency back (see stages.recommitted)."""
+        return self.stage and stages.recommitted(self.stage, self.committed)
+
+    @property
+    def obj(self) -> RemoteObject | None:
+        return self.listed if isinstance(self.listed, RemoteObject) else None
+
+    @property
+    def prefix(self) -> tuple[str, str]:
+        return self.resource.bucket, self.resource.prefix
+
+
+@dataclass
+class Survey:
+    manifest: Manifest  # with the patterns expanded
+    selected: list[Resource]
+    mode: Pinning
+    known: snapshot.Snapshot | None = None  # a snapshot proved the data folder unchanged
+    # The snapshot answered alone: every selected file is in place; nothing else is gathered.
+    shallow: bool = False
+    findings: list[Finding] = field(default_factory=list)
+    unmatched: list[PatternFailure] = field(default_factory=list)
+    ours: dict[str, ImportStage] = field(default_factory=dict)  # gcsdvc's stages, by data path
+    foreign: dict[str, ImportStage] = field(default_factory=dict)
+    git: untracked.GitView = untracked.NOTHING
+    lookups: Lookups = field(default_factory=dict)  # what the bucket answered, per prefix
+    lookup_error: StorageError | None = None  # the look-up as a whole failed (Lookup.ALL)
+    looked_up: bool = False  # a file in place had its object looked up all the same
+    state: str | None = None  # the disk before it was read (``watch``)
+
+    @property
+    def quick(self) -> bool:
+        return self.known is not None
+
+    @functools.cached_property
+    def wanted(self) -> dict[str, tuple[Resource, str | None]]:
+        """Every data path the whole manifest asks for (see :func:`desired`); only what
+        asks for it pays for it (a no-op of 100,000 files does not)."""
+        return desired(self.manifest)
+
+    @property
+    def orphans(self) -> dict[str, ImportStage]:
+        """gcsdvc's stages no entry of the whole manifest asks for, but those taken by a move."""
+        moved = {f.moved_from for f in self.findings}
+        return {k: s for k, s in self.ours.items() if k not in self.wanted and k not in moved}
+
+
+def desired(manifest: Manifest) -> dict[str, tuple[Resource, str | None]]:
+    """Every data path the whole manifest asks for, with its entry and file."""
+    wanted: dict[str, tuple[Resource, str | None]] = {}
+    for res in manifest.resources:
+        for file in res.targets:
+            wanted[manifest.local(res, file)] = (res, file)
+    return wanted
+
+
+def survey(
+    manifest: Manifest,
+    selected: Sequence[Resource],
+    storage: Storage | None,
+    *,
+    names: Sequence[str] = (),
+    lookup: Lookup = Lookup.NEEDED,
+    detail: bool = True,
+    watch: bool = False,
+) -> Survey:
+    """Gather every fact about ``selected`` once (``storage`` None: offline).
+
+    ``names``: the selection as given (part of a snapshot's key). ``detail``: False
+    lets a snapshot answer alone when no object needs a look-up: no stage is read.
+    ``watch``: note in ``state`` what the disk was before it was read
+    (:func:`gcsdvc.snapshot.state`), so that a sync can tell, once it holds DVC's
+    lock, whether its plan still stands.
+    """
+    root = manifest.root
+    mode = pinning(root, manifest.pin_generations)
+    # With ``watch`` the data folder is walked once, for the snapshot and for the state.
+    walked = snapshot.tree(manifest.data_path) if watch else None
+    known = snapshot.unchanged(manifest, names, mode.pinned, walked)
+    found = Survey(manifest, list(selected), mode, known)
+    quiet = lookup is Lookup.NONE or storage is None
+    quiet |= lookup is Lookup.NEEDED and known is not None and known.quiet
+    if known is not None and not detail and quiet:
+        found.shallow = True  # no finding either: a no-op of 100,000 files pays for none
+        return found
+    if watch:
+        found.state = snapshot.state(manifest, walked)
+    if known is not None and known.stage_cache is not None:
+        locals_ = [manifest.local(res, file) for res in selected for file in res.targets]
+        found.ours = stages.cached_stages(root, locals_, known.stage_cache)
+    if not found.ours:
+        found.ours, found.foreign = stages.scan(root, manifest.data_path, manifest.owner)
+    manifest, chosen, found.unmatched = expand_patterns(manifest, selected, storage, found.ours)
+    found.manifest, found.selected = manifest, list(chosen)
+    stage_of = {**found.foreign, **found.ours}
+    found.findings = [
+        Finding(res, file, local, stage_of.get(local))
+        for res in found.selected
+        for file in res.targets
+        for local in (manifest.local(res, file),)
+    ]
+    # Under a snapshot HEAD's record is the stages' own, and the data folder holds
+    # nothing git would report (a snapshot is only taken of such a folder).
+    if known is None:
+        found.git = untracked.look(root, manifest.data_path)
+    staged = [f.local for f in found.findings if f.file is not None and f.stage is not None]
+    committed = committed_where_changed(root, staged, found.git.changed)
+    for finding in found.findings:
+        finding.committed = committed.get(finding.local)
+    if known is not None:  # every file is proven to hold the bytes its stage records
+        for finding in found.findings:
+            finding.disk = _proven(finding.stage)
+    else:
+        disks = read_disks(root, [(f.local, f.stage, f.file is None) for f in found.findings])
+        for finding in found.findings:
+            finding.disk = disks[finding.local]
+    _take_orphans(found)
+    _look_up(found, storage, lookup)
+    in_place = [
+        f.local
+        for f in found.findings
+        if f.file is None and compare(f.wish, f.recorded, f.disk, f.listed).state is State.OK
+    ]
+    if in_place:
+        with stages.open_repo(root) as repo:
+            folders = read_folders(repo, root, in_place)
+        for finding in found.findings:
+            finding.folder = folders.get(finding.local)
+    stageless: dict[str, tuple[Disk, RemoteObject]] = {}  # untracked files that may be theirs
+    for f in found.findings:
+        obj = f.obj
+        if f.file is not None and obj is not None and f.stage is None and f.disk.exists:
+            stageless[f.local] = (f.disk, obj)
+    held = holding(root, stageless)
+    for finding in found.findings:
+        finding.holds_object = finding.local in held
+    return found
+
+
+def _proven(stage: ImportStage | None) -> Disk:
+    """A file a snapshot proved to hold its stage's bytes."""
+    if stage is None:
+        return Disk(exists=True, is_file=True)
+    return Disk(exists=True, is_file=True, size=stage.size, md5=stage.md5)
+
+
+def _take_orphans(found: Survey) -> None:
+    """Note, for each destination not synced yet, an orphan stage of the same object whose
+    data is still on disk; each is taken once, the one that was this entry's first."""
+    new = [f for f in found.findings if f.file is not None and not (f.stage or f.disk.exists)]
+    orphans = {k: s for k, s in found.ours.items() if k not in found.wanted} if new else {}
+    if not orphans:
+        return
+    root = found.manifest.root
+    for finding in new:
+        source = finding.resource.source(finding.file)
+        candidates = [
+            local
+            for local, stage in orphans.items()
+            if stage.source == source and not stage.is_folder and (root / local).exists()
+        ]
+        if not candidates:
+            continue
+        mine = stages.Identity.of(finding.resource, finding.file)
+        candidates.sort(key=lambda local: orphans[local].identity != mine)
+        finding.moved_from = candidates[0]
+        del orphans[candidates[0]]
+
+
+def _look_up(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
+    """Ask the bucket about the objects the answer depends on (``lookup``), once per prefix."""
+    asked: dict[tuple[str, str], set[str]] = {}
+    for f in found.findings:
+        if f.file is None or lookup is Lookup.NONE:
+            continue
+        if lookup is Lookup.ALL:
+            if storage is not None:
+                asked.setdefault(f.prefix, set()).add(f.file)
+            continue
+        if f.moved_from is not None:
+            continue
+        state = compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state
+        stage = f.recorded
+        generation = stage is None or stage.generation is not None
+        skip = f.resource.skip_if_exist
+        in_place = state in (State.OK, State.IN_REMOTE)  # wants no look-up, but to follow upstream
+        if not in_place or needs_listing(skip, found.mode.pinned, generation):
+            asked.setdefault(f.prefix, set()).add(f.file)
+            found.looked_up |= state is State.OK
+    if not asked:
+        return
+    if storage is None:
+        found.lookups = {key: StorageError("upstream not checked (offline)") for key in asked}
+    elif lookup is Lookup.ALL:
+        try:
+            found.lookups = storage.lookup(asked)
+        except StorageError as exc:
+            found.lookup_error = exc
+            return
+    else:
+        found.lookups = storage.lookup(asked)
+    for f in found.findings:
+        if f.file is not None and f.file in asked.get(f.prefix, ()):
+            answer = found.lookups[f.prefix]
+            f.listed = answer.get(f.file) if isinstance(answer, dict) else answer

@@ -1,0 +1,58 @@
+"""The one table of what the user is told to run, cell by cell (pure, in process)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from gcsdvc import fixes
+from gcsdvc.model import State
+
+SYNC = ("gcsdvc sync", "exp 1")
+PUSH = ("dvc push", "")
+
+
+def subject(folder: bool, skip: bool, pinned: bool, holds: bool) -> fixes.Subject:
+    return fixes.Subject("exp 1", "data/a b", "data/a b.dvc", folder, skip, pinned, holds)
+
+
+def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
+    """The fixes, as a reader would state them."""
+    push = [] if s.pinned else [PUSH]
+    if s.holds_object:
+        return [SYNC]  # the file is the object's bytes: a sync records it as it is
+    if state is State.BROKEN_STAGE:
+        return [("rm", s.stage_file), SYNC]
+    if state in (State.MODIFIED, State.UNTRACKED):
+        return [("rm -r" if s.folder else "rm", s.local), SYNC]
+    if state in (State.MISSING, State.METADATA_UPSTREAM):
+        return [SYNC]  # the same bytes come back: nothing to push
+    if state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
+        return [SYNC, *push]
+    if state is State.CHANGED_UPSTREAM:
+        if not s.skip_if_exist:
+            return [SYNC, *push]
+        return [("dvc update", s.stage_file), *([] if s.pinned else [SYNC, *push])]
+    return []
+
+
+FLAGS = list(itertools.product((False, True), repeat=4))
+CELLS = [(state, *flags) for state in State for flags in FLAGS]
+
+
+@pytest.mark.parametrize(
+    ("state", "folder", "skip", "pinned", "holds"),
+    CELLS,
+    ids=[f"{state}-{''.join(str(int(b)) for b in flags)}" for state in State for flags in FLAGS],
+)
+def test_fix_table(state: State, folder: bool, skip: bool, pinned: bool, holds: bool) -> None:
+    s = subject(folder, skip, pinned, holds)
+    assert fixes.fix(state, s) == expected(state, s)
+
+
+def test_shown_is_one_shell_line() -> None:
+    steps = fixes.fix(State.MODIFIED, subject(False, True, False, False))
+    assert fixes.shown(steps) == "rm 'data/a b' && gcsdvc sync 'exp 1'"
+    assert fixes.shown([SYNC, PUSH]) == "gcsdvc sync 'exp 1' && dvc push"
+    assert fixes.shown([]) == ""
