@@ -58,7 +58,8 @@ FIXES: dict[State, Callable[[Subject], list[Step]]] = {
     State.UNTRACKED: _remove,
     # The same bytes: from the DVC cache, else the bucket; nothing to push.
     State.MISSING: lambda s: [sync(s)],
-    State.SUPERSEDED: lambda s: [sync(s)],
+    # An earlier version the DVC cache keeps: the recorded one comes back, or upstream's.
+    State.SUPERSEDED: lambda s: [sync(s), *([] if s.skip_if_exist else _push(s))],
     State.METADATA_UPSTREAM: lambda s: [sync(s)],
     State.NOT_SYNCED: lambda s: [sync(s), *_push(s)],
     State.SOURCE_MOVED: lambda s: [sync(s), *_push(s)],

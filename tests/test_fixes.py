@@ -28,6 +28,8 @@ def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
         return [("rm -r" if s.folder else "rm", s.local), SYNC]
     if state in (State.MISSING, State.METADATA_UPSTREAM):
         return [SYNC]  # the same bytes come back: nothing to push
+    if state is State.SUPERSEDED:  # the recorded bytes come back, or upstream's are taken
+        return [SYNC] if s.skip_if_exist else [SYNC, *push]
     if state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
         return [SYNC, *push]
     if state is State.CHANGED_UPSTREAM:
