@@ -27,6 +27,7 @@ from gcsdvc.errors import (
     RefusedNameError,
     StorageError,
 )
+from gcsdvc.folders import sync_folder
 from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
@@ -128,7 +129,7 @@ def sync(
             plan = build_plan(manifest, selected, storage, prune, names, force)
             _refuse_ignored_stages(manifest, plan)
         result = _result(plan, storage)
-        with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
+        with Workspace(repo, manifest.root, manifest.data_path) as ws:
             try:
                 _Executor(ws, storage, result, download, reporter).run()
             finally:
@@ -254,7 +255,8 @@ class _Executor:
         reporter: Reporter | None,
     ) -> None:
         self.ws = ws
-        self.jobs = storage.jobs
+        self.storage = storage
+        self.reporter = reporter
         self.result = result
         self.plan = result.plan
         self.download = download
@@ -374,15 +376,6 @@ class _Executor:
             self.files.fetch(fetch, self.result.record)
 
     def _folder(self, item: Item) -> None:
-        """Whole-prefix imports are DVC's own: import, update or check out, then describe."""
-        ws, jobs = self.ws, self.jobs
-        if item.action is Action.ADD:
-            force = self.plan.force and item.state is State.UNTRACKED
-            stage = ws.import_folder(
-                item.source, item.local, download=self.download, jobs=jobs, force=force
-            )
-        elif item.action is Action.RESTORE:
-            stage = ws.restore_folder(item.local, jobs)
-        else:
-            stage = ws.update_folder(item.local, jobs)
-        ws.write_stage(item.local, self._shaped(item, stage))
+        """Whole-prefix imports: import, update or restore the folder, then write its stage."""
+        stage = sync_folder(self.ws, self.storage, item, self.download, self.reporter)
+        self.ws.write_stage(item.local, self._shaped(item, stage))
