@@ -140,21 +140,26 @@ def _fetch(
     def done(index: int, got: Fetched | Exception) -> None:
         rel, obj = todo[index]
         tmp = pairs[index][1]
-        try:
-            if isinstance(got, Exception):
-                raise got
-            want = recorded[rel] if recorded is not None else None
-            if want is not None and got.md5 != want:
-                for path in (tmp, got.copy):
-                    if path is not None:
-                        path.unlink(missing_ok=True)
-                raise ChecksumMismatch(f"{obj.url}: the bytes are not the recorded ones")
-            ws.cache(tmp, got)
-            files[rel] = (got.md5, got.size)
-        except (GcsdvcError, OSError) as exc:
-            failed[rel] = exc
+        if isinstance(got, Exception):
+            failed[rel] = got
+        else:
+            try:
+                keep(rel, obj, tmp, got)
+            except (GcsdvcError, OSError) as exc:
+                failed[rel] = exc
         if reporter:
             reporter.advance(files=1)
+
+    def keep(rel: str, obj: RemoteObject, tmp: Path, got: Fetched) -> None:
+        """Into the cache; a restore's file only with its recorded bytes."""
+        want = recorded[rel] if recorded is not None else None
+        if want is not None and got.md5 != want:
+            for path in (tmp, got.copy):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+            raise ChecksumMismatch(f"{obj.url}: the bytes are not the recorded ones")
+        ws.cache(tmp, got)
+        files[rel] = (got.md5, got.size)
 
     try:
         storage.download(pairs, done, on_bytes)

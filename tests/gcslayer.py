@@ -33,6 +33,7 @@ import json
 import re
 import threading
 import urllib.parse
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -88,6 +89,7 @@ class GcsLayer:
         # or 403, as one the caller may not read.
         self.unavailable: set[tuple[str, str]] = set()
         self.forbidden: set[tuple[str, str]] = set()
+        self.downloads: Counter[tuple[str, str]] = Counter()  # download requests per object
         layer = self
 
         class Handler(_Handler):
@@ -279,6 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
         download = _MEDIA.match(path)
         if download and query.get("alt") == ["media"]:
             wanted = tuple(urllib.parse.unquote(g) for g in download.group(1, 2))
+            with layer.lock:
+                layer.downloads[(wanted[0], wanted[1])] += 1
             if wanted in layer.unavailable:
                 return self._error(503, "Backend Error", "backendError")
             if wanted in layer.forbidden:
