@@ -247,7 +247,7 @@ def build_plan(
     if watch:
         plan.state = snapshot.state(manifest, walked)
     ours, foreign = stages.scan(root, manifest.data_path)
-    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours, mode.pinned)
     wanted = desired(manifest)
     plan.wanted = wanted.keys()
     git = untracked.look(root, manifest.data_path)

@@ -306,7 +306,7 @@ def check(
         ours = stages.cached_stages(manifest.root, locals_, known.stage_cache)
     if not ours:
         ours, foreign = stages.scan(manifest.root, manifest.data_path)
-    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours)
+    manifest, selected, unmatched = expand_patterns(manifest, selected, storage, ours, mode.pinned)
     items: list[FileStatus] = []
     for res in selected:
         status = ResourceStatus(res, manifest.local(res))

@@ -456,7 +456,12 @@ class Workspace:
         aside = self.work / f"aside-{next(self._names)}"
         if os.path.lexists(dest):
             os.replace(dest, aside)
-        os.replace(built, dest)
+        try:
+            os.replace(built, dest)
+        except OSError:
+            if os.path.lexists(aside):
+                os.replace(aside, dest)
+            raise
         if aside.is_dir() and not aside.is_symlink():
             shutil.rmtree(aside)
         else:

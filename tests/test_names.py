@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, snapshot, write_manifest
+from conftest import QUOTED, cli, data, dvc_main, entry, run, snapshot, write_manifest
 from test_cloud import status_of
 from test_workflows import clone, commit_all
 
@@ -131,3 +131,39 @@ def test_an_object_named_like_the_folder_is_an_error_naming_both(
     )
     assert snapshot(repo) == before
     assert status_of(repo)[f"data/{PREFIX}"] == "refused"
+
+
+def test_a_hash_mark_is_refused_in_pinned_mode_only(
+    repo: Path, bucket: str, put: Any, tmp_path: Path
+) -> None:
+    """A pinned stage's URL gets '#<generation>' from DVC, and gcsfs splits the name at the
+    first '#': a fresh clone's `dvc pull` of DVC's own pinned import fails. Unpinned, it works."""
+    url = f"gs://{bucket}/{PREFIX}/hash#1.txt"
+    put(f"{bucket}/{PREFIX}/hash#1.txt", "hashed\n")
+    put(f"{bucket}/{PREFIX}/ok.txt", "ok\n")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    run("git", "init", "-q", cwd=plain)
+    dvc_main("init", "-q", cwd=plain)
+    dvc_main("import-url", url, "hash.txt", cwd=plain)
+    assert "version_id" in (plain / "hash.txt.dvc").read_text()  # DVC pins it
+    commit_all(plain)
+    (tmp_path / "c").mkdir()
+    assert dvc_main("pull", cwd=clone(plain, tmp_path / "c"), check=False).returncode != 0
+
+    write_manifest(repo, [entry(bucket, files=["ok.txt", "hash#1.txt"])])  # auto: pinned
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 1
+    assert [line for line in res.stderr.splitlines() if line.startswith("failed: ")] == [
+        f"failed: exp1: {url}: the object has a '#': DVC adds '#<generation>' to a pinned "
+        "stage's URL, and gcsfs then splits the name at the first '#', so a fresh clone's "
+        "'dvc pull' fails (unpinned stages carry it); rename the object, or unpin the stages "
+        "(a default DVC remote in .dvc/config, or pin_generations: false)"
+    ]
+    assert not data(repo, "hash#1.txt").exists() and data(repo, "ok.txt").exists()
+    assert status_of(repo)[f"data/{PREFIX}/hash#1.txt"] == "refused"
+
+    write_manifest(repo, [entry(bucket, files=["ok.txt", "hash#1.txt"])], pin_generations=False)
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert data(repo, "hash#1.txt").read_text() == "hashed\n"
