@@ -226,6 +226,8 @@ class RemoteObject:
     # Looked up by generation number (it may be an older one): downloads ask for that
     # number. A listed object is the live generation: its download checks the one served.
     by_generation: bool = False
+    # Stored with a customer-supplied encryption key (CSEK): neither gcsdvc nor DVC sends one.
+    encrypted: bool = False
 
     @property
     def url(self) -> str:
@@ -415,6 +417,7 @@ class Storage:
             metageneration=str(info["metageneration"]) if info.get("metageneration") else None,
             content_encoding=info.get("contentEncoding") or None,
             component_count=int(count) if count else None,
+            encrypted="customerEncryption" in info,
         )
 
     def list_prefix(self, bucket: str, prefix: str) -> list[str]:

@@ -17,6 +17,7 @@ and hashes and decompressed on download unless the request sends
 ``Accept-Encoding: gzip`` (decompressive transcoding); versioned buckets
 (``versioning.enabled``) keep old generations, readable with ``generation=``.
 
+``encrypted`` objects are stored with a customer-supplied encryption key (CSEK).
 ``decode_media`` plays a proxy on the way that decodes gzip answers and drops
 their ``Content-Encoding``. Buckets in ``requester_pays`` refuse every request
 that names no ``userProject`` (400, Cloud Storage's text); ``billed`` lists the
@@ -43,6 +44,8 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "ho
 _OBJECT = re.compile(r"^/(?:upload/)?storage/v1/b/([^/]+)/o/([^/?]+)(/compose)?$")
 _BUCKET = re.compile(r"^/(?:upload/|download/)?storage/v1/b/([^/?]+)")
 _NO_USER_PROJECT = "Bucket is a requester pays bucket but no user project provided."
+_CSEK_TEXT = "The target object is encrypted by a customer-supplied encryption key."
+_KEY_SHA = "H8DqAC1k9J1sK2aY1hV9u6bI3u5n0i6QxRkZ0s0Ppqg="
 _MEDIA = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/?]+)$")
 
 Key = tuple[str, str, str]  # bucket, object name, generation
@@ -90,6 +93,9 @@ class GcsLayer:
         self.unavailable: set[tuple[str, str]] = set()
         self.forbidden: set[tuple[str, str]] = set()
         self.downloads: Counter[tuple[str, str]] = Counter()  # download requests per object
+        # Objects (bucket, name) stored with a customer-supplied encryption key (CSEK): listed
+        # with ``customerEncryption`` and without hashes, their downloads refused (no key sent).
+        self.encrypted: set[tuple[str, str]] = set()
         layer = self
 
         class Handler(_Handler):
@@ -174,6 +180,10 @@ class GcsLayer:
         if components:
             obj.pop("md5Hash", None)
             obj["componentCount"] = components
+        if key[:2] in self.encrypted:
+            obj.pop("md5Hash", None)
+            obj.pop("crc32c", None)
+            obj["customerEncryption"] = {"encryptionAlgorithm": "AES256", "keySha256": _KEY_SHA}
         return obj
 
     def rewrite(self, doc: Any) -> Any:
@@ -287,6 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(503, "Backend Error", "backendError")
             if wanted in layer.forbidden:
                 return self._error(403, FORBIDDEN_TEXT, "forbidden")
+            if wanted in layer.encrypted:
+                return self._error(400, _CSEK_TEXT, "resourceIsEncryptedWithCustomerEncryptionKey")
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
         try:
             conn.request(self.command, self.path, body or None, headers)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import QUOTED, cli, data, dvc_main, entry, run, snapshot, write_manifest
+from gcslayer import GcsLayer
 from test_cloud import status_of
 from test_workflows import clone, commit_all
 
@@ -167,3 +168,32 @@ def test_a_hash_mark_is_refused_in_pinned_mode_only(
     res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert data(repo, "hash#1.txt").read_text() == "hashed\n"
+
+
+def test_an_object_with_a_customer_supplied_key_is_refused_with_a_fix_that_works(
+    repo: Path, bucket: str, put: Any, layer: GcsLayer
+) -> None:
+    """No sync can fetch a CSEK object (no key is sent): refused in one line, no 'gcsdvc sync'."""
+    put(f"{bucket}/{PREFIX}/ok.txt", "ok\n")
+    put(f"{bucket}/{PREFIX}/secret.bin", "sealed\n")
+    layer.encrypted.add((bucket, f"{PREFIX}/secret.bin"))
+    url = f"gs://{bucket}/{PREFIX}/secret.bin"
+    write_manifest(repo, [entry(bucket, files=["*"])])
+    try:
+        res = cli("sync", cwd=repo)
+        doc = json.loads(cli("status", "--json", cwd=repo).stdout)
+    finally:
+        layer.encrypted.clear()
+    assert res.returncode == 1
+    why = (
+        "it is encrypted with a customer-supplied key (CSEK), which neither gcsdvc nor DVC "
+        "sends, so no sync can fetch it; rewrite it with Google-managed encryption "
+        f"('gcloud storage objects update {url} --decryption-keys=YOUR_KEY "
+        "--clear-encryption-key'), or leave it out of the entry"
+    )
+    assert [line for line in res.stderr.splitlines() if line.startswith("failed: ")] == [
+        f"failed: exp1: {url}: {why}"
+    ]
+    assert data(repo, "ok.txt").read_text() == "ok\n"
+    (found,) = [f for f in doc["resources"][0]["files"] if f["source"] == url]
+    assert (found["state"], found["note"], found["fix"]) == ("refused", why, None)
