@@ -18,7 +18,7 @@ from test_workflows import clone, commit_all
 
 PREFIX = f"project1/{QUOTED}"
 LONG = "n" * 229  # with DVC's NAME.<22 characters>.tmp beside it: 256 bytes
-REFUSED = ["dvc.yaml", ".dvcignore", "sub/.dvcignore", "x#12", "a?b", LONG]
+REFUSED = ["dvc.yaml", ".dvcignore", "sub/.dvcignore", "x#12", "a?b", "a//b", LONG]
 KEPT = ["ok.txt", "a b%20.txt", "sub/fine.csv"]
 
 
@@ -59,6 +59,8 @@ def test_a_glob_leaves_out_each_refused_object_in_one_line(
     assert cli("status", "--check", cwd=repo).returncode == 1
     shown = cli("status", cwd=repo).stdout
     assert f"refused  data/{PREFIX}/x#12  (matched by '**', but DVC cannot carry it" in shown
+    # Shown as the object is named: 'a/b' would be another object's file.
+    assert f"refused  data/{PREFIX}/a//b  (matched by '**', but DVC cannot carry it: the " in shown
     # Offline, only synced files are known: a glob's refused objects were never synced.
     assert cli("status", "--offline", "--check", cwd=repo).returncode == 0
     assert cli("sync", cwd=repo).returncode == 1  # again: the same lines, no crash
