@@ -378,4 +378,5 @@ class _Executor:
     def _folder(self, item: Item) -> None:
         """Whole-prefix imports: import, update or restore the folder, then write its stage."""
         stage = sync_folder(self.ws, self.storage, item, self.download, self.reporter)
-        self.ws.write_stage(item.local, self._shaped(item, stage))
+        # With its .gitignore line, as DVC writes it for --no-download too.
+        self.ws.write_stage(item.local, self._shaped(item, stage), ignore=True)

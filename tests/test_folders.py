@@ -157,3 +157,18 @@ def test_a_persistent_503_on_one_object_of_a_folder_is_tried_as_configured(
     res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     assert (repo / "data" / "whole" / "checkpoint.bin").stat().st_size == 3 << 20
+
+
+def test_a_folder_import_without_download_is_what_dvc_import_url_no_download_writes(
+    repo: Path, seeded: str, tmp_path: Path
+) -> None:
+    write_manifest(repo, [whole(seeded)])
+    res = cli("sync", "--no-download", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    plain = plain_import(tmp_path, f"gs://{seeded}/{PREFIX}", "--no-download")
+    ours = (repo / "data" / "whole.dvc").read_text()
+    assert without_ours(ours) == (plain / "whole.dvc").read_text().split("\n", 1)[1]
+    assert dir_objects(repo) == dir_objects(plain)
+    assert not (repo / "data" / "whole").exists()
+    dvc_main("pull", cwd=repo)  # DVC fetches it from the bucket
+    assert (repo / "data/whole/parent_dir/file1").read_text() == "nested file1\n"
