@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import snapshot, stages, untracked
+from gcsdvc import folders, snapshot, stages, untracked
 from gcsdvc.compare import State
 from gcsdvc.errors import (
     DvcRepoError,
@@ -27,7 +27,6 @@ from gcsdvc.errors import (
     RefusedNameError,
     StorageError,
 )
-from gcsdvc.folders import sync_folder
 from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.plan import Action, Item, Plan, build_plan, remember, unchanged
 from gcsdvc.remote import forget_push_cache
@@ -377,6 +376,6 @@ class _Executor:
 
     def _folder(self, item: Item) -> None:
         """Whole-prefix imports: import, update or restore the folder, then write its stage."""
-        stage = sync_folder(self.ws, self.storage, item, self.download, self.reporter)
+        stage = folders.sync_folder(self.ws, self.storage, item, self.download, self.reporter)
         # With its .gitignore line, as DVC writes it for --no-download too.
         self.ws.write_stage(item.local, self._shaped(item, stage), ignore=True)

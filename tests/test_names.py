@@ -77,16 +77,16 @@ def test_a_glob_leaves_out_each_refused_object_in_one_line(
 def test_a_whole_prefix_holding_a_refused_name_is_refused_before_dvc_is_called(
     repo: Path, bucket: str, put: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gcsdvc import sync
+    from gcsdvc import folders
 
     imported: list[str] = []
-    real = sync.sync_folder
+    real = folders.sync_folder
 
     def sync_folder(ws: Any, storage: Any, item: Any, *args: Any) -> Any:
         imported.append(item.source)
         return real(ws, storage, item, *args)
 
-    monkeypatch.setattr(sync, "sync_folder", sync_folder)
+    monkeypatch.setattr(folders, "sync_folder", sync_folder)
     put(f"{bucket}/{PREFIX}/ok.txt", "ok\n")
     put(f"{bucket}/{PREFIX}/deep/.dvcignore", "*\n")
     put(f"{bucket}/{PREFIX}/x#3", "x\n")
