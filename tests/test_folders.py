@@ -24,8 +24,11 @@ from conftest import (
     without_git_hint,
     write_manifest,
 )
+from faultproxy import FORBIDDEN_TEXT
 from gcslayer import GcsLayer
 from test_workflows import clone, commit_all
+
+from gcsdvc.storage import CREDENTIALS_HINT
 
 PREFIX = f"project1/{QUOTED}"
 
@@ -172,3 +175,42 @@ def test_a_folder_import_without_download_is_what_dvc_import_url_no_download_wri
     assert not (repo / "data" / "whole").exists()
     dvc_main("pull", cwd=repo)  # DVC fetches it from the bucket
     assert (repo / "data/whole/parent_dir/file1").read_text() == "nested file1\n"
+
+
+def test_a_failed_folder_update_leaves_the_folder_and_its_stage_as_they_were(
+    repo: Path, seeded: str, layer: GcsLayer, put: Any
+) -> None:
+    write_manifest(repo, [whole(seeded, skip_if_exist=False)])
+    cli("sync", cwd=repo, check=True)
+    before = snapshot(repo)
+    put(f"{seeded}/{PREFIX}/added.txt", "added\n")
+    layer.forbidden.add((seeded, f"{PREFIX}/added.txt"))
+    try:
+        res = cli("sync", cwd=repo)
+    finally:
+        layer.forbidden.clear()
+    assert res.returncode == 1
+    assert [line for line in res.stderr.splitlines() if line.startswith("failed: ")] == [
+        f"failed: whole: gs://{seeded}/{PREFIX}: gs://{seeded}/{PREFIX}/added.txt: "
+        f"permission denied: {FORBIDDEN_TEXT} (check your credentials: {CREDENTIALS_HINT})"
+    ]
+    assert snapshot(repo) == before
+    res = cli("sync", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert (repo / "data/whole/added.txt").read_text() == "added\n"
+
+
+def test_a_fresh_clone_syncs_a_folder_import_from_the_bucket_without_a_dvc_remote(
+    repo: Path, seeded: str, tmp_path: Path
+) -> None:
+    """Pinned, with no DVC remote: the clone's sync fetches the files and checks that they
+    make the recorded folder (DVC 3.67's own `dvc pull` cannot, see docs/dvc.md)."""
+    write_manifest(repo, [whole(seeded)])
+    cli("sync", cwd=repo, check=True)
+    commit_all(repo)
+    fresh = clone(repo, tmp_path)
+    res = cli("sync", cwd=fresh)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == "whole  restore 1"
+    assert snapshot(fresh / "data") == snapshot(repo / "data")
+    assert json.loads(dvc_main("status", "--json", cwd=fresh).stdout) == {}
