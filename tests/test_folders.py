@@ -204,7 +204,7 @@ def test_a_fresh_clone_syncs_a_folder_import_from_the_bucket_without_a_dvc_remot
     repo: Path, seeded: str, tmp_path: Path
 ) -> None:
     """Pinned, with no DVC remote: the clone's sync fetches the files and checks that they
-    make the recorded folder (DVC 3.67's own `dvc pull` cannot, see docs/dvc.md)."""
+    make the recorded folder (DVC 3.67's own `dvc pull` of a folder import needs a DVC remote)."""
     write_manifest(repo, [whole(seeded)])
     cli("sync", cwd=repo, check=True)
     commit_all(repo)
