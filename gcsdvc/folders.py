@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gcsdvc import stages
+from gcsdvc.compare import State
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
 from gcsdvc.plan import Action, Item
 from gcsdvc.stages import ImportStage
@@ -47,26 +48,33 @@ def sync_folder(
     objects = storage.list_objects(item.resource.bucket, item.resource.prefix)
     if not objects:
         raise StorageError(f"object not found: nothing below {item.source}/")
+    sources = _tree("etag", {rel: obj.etag for rel, obj in objects.items()})
+    if item.state is State.OK and stage is not None and stage.md5 is not None:
+        recorded = stages.first_entry(stage.raw.get("deps")).get("md5")
+        if recorded == sources.oid:
+            return stage  # following upstream, which has not changed (as `dvc update` skips)
     files = _fetch(ws, storage, objects, reporter) if download else None
     frozen = stage.frozen if stage is not None else True  # a user's unfreeze stays
-    return folder_stage(ws, item, objects, files, frozen)
+    return _folder_stage(ws, item, objects, sources, files, frozen)
 
 
-def folder_stage(
+def _folder_stage(
     ws: Workspace,
     item: Item,
     objects: Mapping[str, RemoteObject],
+    sources: Any,
     files: Mapping[str, tuple[str, int]] | None,
     frozen: bool = True,
 ) -> ImportStage:
     """The stage ``dvc import-url`` writes for the prefix, the folder laid out when downloaded.
 
-    ``files``: (md5, size) by path below the folder; None: ``--no-download``, the
-    output has no hash yet. The ``.dir`` objects go into the DVC cache as DVC puts them.
+    ``sources``: the objects' tree of etags (:func:`_tree`), DVC's record of the
+    dependency. ``files``: (md5, size) by path below the folder; None:
+    ``--no-download``, the output has no hash yet. The ``.dir`` objects go into the
+    DVC cache as DVC puts them.
     """
-    sources = {rel: obj.etag for rel, obj in objects.items()}
     dep = {
-        "md5": _save_tree(ws, _tree("etag", sources)),
+        "md5": _save_tree(ws, sources),
         "size": sum(obj.size for obj in objects.values()),
         "nfiles": len(objects),
         "hash": "md5",
