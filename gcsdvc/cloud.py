@@ -123,6 +123,46 @@ def credentials_hint() -> str:
     return CREDENTIALS_HINT
 
 
+def _sign_in(fs: Any) -> None:
+    """Get a token once, before any request: credentials Google refuses for good (a revoked
+    or deleted key) fail in one line with Google's reason, not after gcsfs's retries of
+    "Invalid Credentials" (about 34 s). Anything else is left to the requests."""
+    try:
+        fs.credentials.maybe_refresh()
+    except Exception as exc:
+        refused = refresh_error(exc)
+        if refused is not None and not getattr(refused, "retryable", False):
+            raise StorageError(describe(refused)) from None
+
+
+def refresh_error(exc: BaseException) -> BaseException | None:
+    """google-auth's ``RefreshError`` behind ``exc`` (gcsfs raises "Invalid Credentials"
+    from it), or None."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if type(seen).__name__ == "RefreshError":
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def refused_credentials(refused: BaseException) -> str:
+    """One line for credentials Google's token endpoint refused, with its reason."""
+    said = refused.args[0] if refused.args and isinstance(refused.args[0], str) else str(refused)
+    path = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if path:
+        fix = (
+            f"the key in GOOGLE_APPLICATION_CREDENTIALS={path} is no longer valid (revoked or "
+            "deleted?): create a new key, or unset it and run "
+            "'gcloud auth application-default login'"
+        )
+    else:
+        fix = "run 'gcloud auth application-default login' again"
+    return f"Google refused the credentials ({said}); {fix}"
+
+
 def surely_off_gcp() -> bool:
     """Whether this Linux machine says it is no Google machine (google-auth's own fallback test).
 
@@ -209,6 +249,7 @@ class Connection:
                 self._fs = fs
             except Exception as exc:
                 raise StorageError(f"cannot set up Cloud Storage access: {describe(exc)}") from None
+            _sign_in(self._fs)
         return self._fs
 
     def _check_reachable(self, timeout: float = 10.0) -> None:
@@ -304,6 +345,9 @@ def describe(exc: BaseException) -> str:
             "the bucket is requester pays: set FSSPEC_GS_REQUESTER_PAYS to the project to "
             "bill (gcsfs and DVC read it too)"
         )
+    refused = refresh_error(exc)
+    if refused is not None:
+        return refused_credentials(refused)
     name = type(exc).__name__
     code = http_status(exc)
     if code == 401 or "Anonymous caller" in text:

@@ -67,6 +67,8 @@ def compare(
             return Comparison(State.LISTING_FAILED, str(listed))
         if listed is None:
             return Comparison(State.NOT_FOUND, f"object not found: {wish.source}")
+        if not isinstance(listed, Upstream) and listed.encrypted:
+            return Comparison(State.REFUSED, encrypted_note(listed))
         return Comparison(State.NOT_SYNCED)
     if isinstance(listed, StorageError):
         return Comparison(State.LISTING_FAILED, str(listed))
@@ -103,6 +105,16 @@ def compare(
     if change is Change.METADATA:
         return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
     return Comparison(State.CHANGED_UPSTREAM)
+
+
+def encrypted_note(obj: RemoteObject) -> str:
+    """Why an object with a customer-supplied key cannot be synced, and what works."""
+    return (
+        "it is encrypted with a customer-supplied key (CSEK), which neither gcsdvc nor DVC "
+        "sends, so no sync can fetch it; rewrite it with Google-managed encryption "
+        f"('gcloud storage objects update {obj.url} --decryption-keys=YOUR_KEY "
+        "--clear-encryption-key'), or leave it out of the entry"
+    )
 
 
 def stale_stage(

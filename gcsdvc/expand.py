@@ -56,6 +56,7 @@ def expand_patterns(
     selected: Sequence[Resource],
     storage: Storage | None,
     synced: Mapping[str, ImportStage],
+    pinned: bool = False,
 ) -> Expansion:
     """Replace the glob patterns of every entry by the files they match.
 
@@ -63,7 +64,50 @@ def expand_patterns(
     ``storage`` is None) and against their synced stages (``synced``: gcsdvc's
     stages by local path); the others against their stages only, so that what
     they synced is still theirs. Failures are reported for selected entries only.
+    ``pinned``: also refuse the names a pinned stage cannot carry, listed ones too.
     """
+    expansion = _expand(manifest, selected, storage, synced, pinned)
+    return _refuse_unpinnable(expansion) if pinned else expansion
+
+
+def _refuse_unpinnable(expansion: Expansion) -> Expansion:
+    """Leave out the listed files of the selected entries that a pinned stage cannot carry
+    (a glob's were left out as it was matched), one refused failure each."""
+    manifest, selected, failures = expansion
+    changed: dict[int, Resource] = {}
+    for res in selected:
+        bad = {f: why for f in res.files or () if (why := unsafe_name(f, res.prefix, pinned=True))}
+        if not bad:
+            continue
+        new = dataclasses.replace(res, files=tuple(f for f in res.files or () if f not in bad))
+        changed[res.index] = new
+        failures = failures + [
+            PatternFailure(
+                new,
+                file,
+                f"the object {why}; rename the object, or unpin the stages (a default DVC "
+                "remote in .dvc/config, or pin_generations: false)",
+                refused=True,
+            )
+            for file, why in bad.items()
+        ]
+    if not changed:
+        return expansion
+    resources = tuple(changed.get(res.index, res) for res in manifest.resources)
+    return Expansion(
+        dataclasses.replace(manifest, resources=resources),
+        [changed.get(res.index, res) for res in selected],
+        failures,
+    )
+
+
+def _expand(
+    manifest: Manifest,
+    selected: Sequence[Resource],
+    storage: Storage | None,
+    synced: Mapping[str, ImportStage],
+    pinned: bool,
+) -> Expansion:
     if not any(res.patterns for res in manifest.resources):
         return Expansion(manifest, list(selected), [])
     chosen = {res.index for res in selected}
@@ -104,7 +148,7 @@ def expand_patterns(
                     continue
                 if file in files or file in named:
                     pass
-                elif why := unsafe_name(file, res.prefix, space):
+                elif why := unsafe_name(file, res.prefix, space, pinned):
                     refused[file] = (
                         f"matched by {item!r}, but DVC cannot carry it: the object {why}; "
                         "rename the object, or narrow the pattern to leave it out"

@@ -72,6 +72,7 @@ class Listing(Connection):
             metageneration=str(info["metageneration"]) if info.get("metageneration") else None,
             content_encoding=info.get("contentEncoding") or None,
             component_count=int(count) if count else None,
+            encrypted="customerEncryption" in info,
         )
 
     def list_prefix(self, bucket: str, prefix: str) -> list[str]:
@@ -91,6 +92,34 @@ class Listing(Connection):
             for path, info in found.items()
             if info.get("type") == "file" and path.startswith(root) and not path.endswith("/")
         ]
+
+    def list_objects(self, bucket: str, prefix: str) -> dict[str, RemoteObject]:
+        """Every object below ``gs://bucket/prefix/``, by name relative to the prefix, in order.
+
+        As :meth:`list_prefix`, with what a download needs (one listing, page by page).
+        """
+        root = f"{prefix}/" if prefix else ""
+
+        async def pages() -> dict[str, RemoteObject]:
+            found: dict[str, RemoteObject] = {}
+            token = None
+            while True:
+                page = await self._list_page(bucket, root, MAX_PAGE, token, recursive=True)
+                for info in page.get("items", []):
+                    name = str(info["name"])
+                    if name.startswith(root) and not name.endswith("/"):
+                        found[name[len(root) :]] = self.object_from_info(bucket, info)
+                token = page.get("nextPageToken")
+                if not token:
+                    return dict(sorted(found.items()))
+
+        fs = self.fs
+        try:
+            return asyncio.run_coroutine_threadsafe(pages(), fs.loop).result()
+        except FileNotFoundError:
+            raise StorageError(f"bucket '{bucket}' not found") from None
+        except Exception as exc:
+            raise StorageError(f"cannot list gs://{bucket}/{root}: {describe(exc)}") from None
 
     def list_folder(self, bucket: str, prefix: str) -> tuple[list[str], list[str]]:
         """One delimiter listing of ``gs://bucket/prefix/``: (its folders, its objects), by name.

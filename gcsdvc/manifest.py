@@ -903,19 +903,40 @@ def _room(folder: str) -> Room:
     return Room(limits[0], max(0, limits[1] - 1 - used))
 
 
-def unsafe_name(file: str, prefix: str = "", space: Room = Room()) -> str | None:
+def unsafe_name(
+    file: str, prefix: str = "", space: Room = Room(), pinned: bool = False
+) -> str | None:
     """Why DVC cannot carry the object ``gs://BUCKET/PREFIX/FILE`` as ``FILE`` below its folder.
 
     None when it can. The reason reads after the object's name ("'x#12' ends with ...");
     callers add what to do, which depends on how the name came in. ``space`` is the
-    file system's limits below the entry's data folder (see :func:`room`).
+    file system's limits below the entry's data folder (see :func:`room`); ``pinned``:
+    the file's stage will pin the object generation.
     """
+    key = join_path(prefix, file)
     return (
         path_problem(file, trailing_slash=False)
         or _local_problem(file)
-        or _url_problem(join_path(prefix, file))
+        or _url_problem(key)
+        or (_pinned_problem(key) if pinned else None)
         or _length_problem(file, space)
     )
+
+
+def _pinned_problem(key: str) -> str | None:
+    """Why a pinned stage of the object ``key`` cannot be pulled, or None.
+
+    DVC records a pinned object as ``gs://BUCKET/KEY`` with ``version_id`` and asks
+    gcsfs for ``gs://BUCKET/KEY#<generation>``: gcsfs splits at the first ``#``
+    (dvc 3.67, gcsfs 2026.10), so a fresh clone's ``dvc pull`` fetches nothing.
+    """
+    if "#" in key:
+        return (
+            "has a '#': DVC adds '#<generation>' to a pinned stage's URL, and gcsfs then "
+            "splits the name at the first '#', so a fresh clone's 'dvc pull' fails "
+            "(unpinned stages carry it)"
+        )
+    return None
 
 
 def _url_problem(key: str) -> str | None:

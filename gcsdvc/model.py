@@ -29,6 +29,8 @@ class RemoteObject:
     # Looked up by generation number (it may be an older one): downloads ask for that
     # number. A listed object is the live generation: its download checks the one served.
     by_generation: bool = False
+    # Stored with a customer-supplied encryption key (CSEK): neither gcsdvc nor DVC sends one.
+    encrypted: bool = False
 
     @property
     def url(self) -> str:

@@ -7,6 +7,7 @@ cells), through rich's ``cell_len``.
 from __future__ import annotations
 
 import os
+import posixpath
 import shlex
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -359,7 +360,14 @@ def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterat
 
 
 def rel(root: Path, local: str) -> str:
-    """A repo-relative path as seen from the current folder."""
+    """A repo-relative path as seen from the current folder.
+
+    A path a refused object gave (``a//b``) is shown as spelled: normalized, it
+    would name another object's file.
+    """
+    if posixpath.normpath(local) != local:
+        base = os.path.relpath(root)
+        return local if base == "." else f"{base}{os.sep}{local}"
     return os.path.relpath(root / local)
 
 

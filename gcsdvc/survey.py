@@ -166,7 +166,9 @@ def survey(
         found.ours = stages.cached_stages(root, locals_, known.stage_cache)
     if not found.ours:
         found.ours, found.foreign = stages.scan(root, manifest.data_path, manifest.owner)
-    manifest, chosen, found.unmatched = expand_patterns(manifest, selected, storage, found.ours)
+    manifest, chosen, found.unmatched = expand_patterns(
+        manifest, selected, storage, found.ours, mode.pinned
+    )
     found.manifest, found.selected = manifest, list(chosen)
     stage_of = {**found.foreign, **found.ours}
     found.findings = [

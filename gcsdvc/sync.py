@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gcsdvc import archive, git, snapshot, stages, untracked
+from gcsdvc import archive, folders, git, snapshot, stages, untracked
 from gcsdvc.cloud import describe
 from gcsdvc.errors import (
     ArchiveError,
@@ -143,7 +143,7 @@ def sync(
             plan = build_plan(manifest, selected, storage, prune, names, force)
             _refuse_ignored_stages(manifest, plan)
         result = _result(plan, storage)
-        with Workspace(repo, manifest.root, manifest.data_path, reporter) as ws:
+        with Workspace(repo, manifest.root, manifest.data_path) as ws:
             try:
                 _Executor(ws, storage, result, download, reporter, remote).run()
             finally:
@@ -506,15 +506,7 @@ class _Executor:
         self.ws.write_stage(item.local, stage)
 
     def _folder(self, item: Item) -> None:
-        """Whole-prefix imports are DVC's own: import, update or check out, then describe."""
-        ws, jobs = self.ws, self.jobs
-        if item.action is Action.ADD:
-            force = self.plan.force and item.state is State.UNTRACKED
-            stage = ws.import_folder(
-                item.source, item.local, download=self.download, jobs=jobs, force=force
-            )
-        elif item.action is Action.RESTORE:
-            stage = ws.restore_folder(item.local, jobs)
-        else:
-            stage = ws.update_folder(item.local, jobs)
-        ws.write_stage(item.local, self._shaped(item, stage))
+        """Whole-prefix imports: import, update or restore the folder, then write its stage."""
+        stage = folders.sync_folder(self.ws, self.storage, item, self.download, self.reporter)
+        # With its .gitignore line, as DVC writes it for --no-download too.
+        self.ws.write_stage(item.local, self._shaped(item, stage), ignore=True)

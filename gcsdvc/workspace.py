@@ -17,19 +17,17 @@ import contextlib
 import itertools
 import json
 import os
-import posixpath
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gcsdvc import files, git, stages
-from gcsdvc.cloud import describe
 from gcsdvc.download import Fetched
-from gcsdvc.errors import DvcRepoError, StorageError
+from gcsdvc.errors import DvcRepoError
 from gcsdvc.hashes import file_md5, hash_file
 from gcsdvc.model import ABSENT, Comparison, Disk, RemoteObject, State
 from gcsdvc.stages import ImportStage, open_repo
@@ -315,13 +313,10 @@ class Workspace:
     thread, while the other downloads go on.
     """
 
-    def __init__(
-        self, repo: Repo, root: Path, data: Path, reporter: Reporter | None = None
-    ) -> None:
+    def __init__(self, repo: Repo, root: Path, data: Path) -> None:
         self.repo = repo
         self.root = root
         self.data = data
-        self.reporter = reporter  # progress of folder imports, which DVC downloads
         # Stage and .gitignore files written or removed, repo-relative POSIX paths (strings:
         # a sync of 100,000 files would hold as many Path objects).
         self.changed: set[str] = set()
@@ -439,6 +434,66 @@ class Workspace:
         if got.data is not None:
             files.write_new(tmp, got.data)
         self._checkout(self._cache(tmp, got.md5), local, got.md5, got.data, got.copy)
+
+    def cache(self, tmp: Path, got: Fetched) -> None:
+        """Move a verified download into the DVC cache only (a folder import's file).
+
+        A small object comes as bytes (``got.data``): they are written to ``tmp`` here.
+        """
+        if got.data is not None:
+            files.write_new(tmp, got.data)
+        if got.copy is not None:
+            got.copy.unlink()
+        self._cache(tmp, got.md5)
+
+    def cached(self, md5: str, then: str) -> bool:
+        """Whether the DVC cache holds ``md5``'s bytes; a corrupt file there is set aside
+        (``then``: what happens next, for the warning)."""
+        path = Path(self.odb.oid_to_path(md5))
+        if md5 in self._intact:
+            return path.exists()
+        try:
+            return self._check(path, md5, then)
+        except FileNotFoundError:
+            return False
+
+    def place_folder(self, local: str, files: Mapping[str, str]) -> None:
+        """Lay out a folder import at ``local`` from the DVC cache, replacing what is there.
+
+        ``files``: md5 by path below the folder, each in the cache. The folder is built
+        in the work folder with DVC's link type, its ``.gitignore`` line written, then
+        renamed into place: a failure on the way leaves the data folder as it was.
+        """
+        dest = self.root / local
+        self._folder(dest, into_cache=False)
+        built = self.work / f"folder-{next(self._names)}"
+        built.mkdir()
+        for rel, md5 in files.items():
+            path = built / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cached = Path(self.odb.oid_to_path(md5))
+            self.link_type = _link(cached, path, self.odb.cache_types, self.link_type)
+        failed = self.protect([local])
+        if failed:
+            raise DvcRepoError(f"{next(iter(failed.values()))}, so the folder is not placed")
+        aside = self.work / f"aside-{next(self._names)}"
+        if os.path.lexists(dest):
+            os.replace(dest, aside)
+        try:
+            os.replace(built, dest)
+        except OSError:
+            if os.path.lexists(aside):
+                os.replace(aside, dest)
+            raise
+        if aside.is_dir() and not aside.is_symlink():
+            shutil.rmtree(aside)
+        else:
+            aside.unlink(missing_ok=True)
+        for rel, md5 in files.items():
+            path = dest / rel
+            info = path.stat()
+            self._state.append((str(path), md5, info.st_ino, info.st_mtime, info.st_size))
+        self._placed.append(local)
 
     def adopt(self, local: str, obj: RemoteObject) -> Fetched:
         """Check a copy placed without us against ``obj`` and cache exactly the bytes checked.
@@ -599,62 +654,6 @@ class Workspace:
         path.unlink()
         self.ignore.drop(path)  # it has no line to drop: only its folder is looked at
 
-    def import_folder(
-        self, source: str, local: str, *, download: bool, jobs: int, force: bool
-    ) -> ImportStage:
-        """``dvc import-url`` of a whole prefix; the stage DVC wrote."""
-        path = self.root / local
-        options = {"jobs": jobs} if download else {"no_download": True}
-        return self._dvc(
-            local, lambda: self.repo.imp_url(source, out=str(path), force=force, **options)
-        )
-
-    def update_folder(self, local: str, jobs: int) -> ImportStage:
-        """``dvc update`` of a folder import; the stage DVC wrote."""
-        target = str(self.root / stages.stage_path(local))
-        return self._dvc(local, lambda: self.repo.update(targets=[target], jobs=jobs))
-
-    def restore_folder(self, local: str, jobs: int) -> ImportStage:
-        """``dvc pull`` of a folder import: from the cache, else fetched as DVC fetches it."""
-        target = str(self.root / stages.stage_path(local))
-        return self._dvc(local, lambda: self.repo.pull(targets=[target], force=True, jobs=jobs))
-
-    def _dvc(self, local: str, call: Callable[[], object]) -> ImportStage:
-        """Run one of DVC's folder operations; any failure is one line, typed by its cause.
-
-        A folder DVC was making (none was there) is removed when it fails, with
-        the stage it may have written: the data folder is left as it was.
-        """
-        from dvc.exceptions import DvcException
-
-        path = self.root / local
-        stage_file = self.root / stages.stage_path(local)
-        self._folder(path, into_cache=False)
-        new = not path.exists() and not stage_file.exists()
-        try:
-            with _dvc_quietly(self.reporter):
-                call()
-        except Exception as exc:
-            if new:
-                shutil.rmtree(path, ignore_errors=True)
-                stage_file.unlink(missing_ok=True)
-            cause = exc.__cause__ if isinstance(exc, DvcException) else exc
-            if isinstance(cause, Exception) and not isinstance(cause, DvcException):
-                if isinstance(cause, OSError) and cause.filename is not None:
-                    raise cause from None  # a local fault: the caller names the path
-                raise StorageError(describe(cause)) from None
-            # DVC's messages run over lines ("Checkout failed for following targets:", then
-            # one line each): all of it, on one line.
-            lines = (line.strip() for line in str(exc).splitlines())
-            raise DvcRepoError(" ".join(line for line in lines if line)) from None
-        stage = ImportStage.load(stage_file)
-        if stage is None:
-            raise DvcRepoError(f"DVC wrote no stage for {local}")
-        self.changed.add(stages.stage_path(local))
-        if (path.parent / ".gitignore").exists():  # DVC's line for the folder
-            self.changed.add(posixpath.join(posixpath.dirname(local), ".gitignore"))
-        return stage
-
     def _folder(self, path: Path, into_cache: bool) -> None:
         """Refuse a symlink out of the repository at ``path``; make its folder.
 
@@ -739,64 +738,6 @@ class Workspace:
         (self.root / stages.stage_path(local)).unlink(missing_ok=True)
         self.changed.add(stages.stage_path(local))
         self.ignore.drop(self.root / local)
-
-
-@contextlib.contextmanager
-def _dvc_quietly(reporter: Reporter | None) -> Iterator[None]:
-    """Run DVC with none of its own output, its download progress sent to ``reporter``.
-
-    DVC's "Importing ..." line and its tqdm bars follow the ``dvc`` logger's
-    level; its hints ("To track the changes with git ...") go through ``dvc.ui``.
-    ``dvc.fs.download`` takes its progress callback from
-    ``dvc.fs.callbacks.TqdmCallback`` at call time.
-    """
-    import logging
-
-    from dvc.fs import callbacks
-    from dvc.ui import ui
-    from fsspec.callbacks import Callback
-
-    class Forward(Callback):  # type: ignore[misc]
-        """A download's file count, and (through its branches) the bytes of each file.
-
-        DVC makes these callbacks for hashing and checkout too: only downloads report.
-        """
-
-        def __init__(self, *_: Any, bytes: bool = False, **kwargs: Any) -> None:
-            super().__init__()
-            self.bytes, self.seen, self.started = bytes, 0, False
-            self.report = bytes or str(kwargs.get("desc", "")).startswith("Downloading")
-
-        def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
-            if reporter is None or not self.report:
-                return
-            if not self.bytes and not self.started and self.size is not None:
-                self.started = True
-                reporter.start(self.size, 0)
-            step, self.seen = self.value - self.seen, self.value
-            if step:
-                reporter.advance(nbytes=step) if self.bytes else reporter.advance(files=step)
-
-        def branched(self, path_1: Any, path_2: Any, **kwargs: Any) -> Forward:
-            child = Forward(bytes=True)
-            child.report = self.report
-            return child
-
-        def close(self) -> None:
-            if reporter and self.started:
-                reporter.finish()
-
-    log = logging.getLogger("dvc")
-    level, tqdm_callback, enabled = log.level, callbacks.TqdmCallback, ui._enabled
-    log.setLevel(logging.WARNING)
-    ui._enabled = False
-    callbacks.TqdmCallback = Forward
-    try:
-        yield
-    finally:
-        callbacks.TqdmCallback = tqdm_callback
-        ui._enabled = enabled
-        log.setLevel(level)
 
 
 def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:

@@ -27,6 +27,7 @@ buckets refuse a rewrite into them with Cloud Storage's 403 text naming
 ``storage.objects.create``. ``media_bytes`` counts the object bytes downloaded
 through the layer.
 
+``encrypted`` objects are stored with a customer-supplied encryption key (CSEK).
 ``decode_media`` plays a proxy on the way that decodes gzip answers and drops
 their ``Content-Encoding``. Buckets in ``requester_pays`` refuse every request
 that names no ``userProject`` (400, Cloud Storage's text); ``billed`` lists the
@@ -44,6 +45,7 @@ import re
 import threading
 import urllib.parse
 import uuid
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -53,6 +55,8 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "ho
 _OBJECT = re.compile(r"^/(?:upload/)?storage/v1/b/([^/]+)/o/([^/?]+)(/compose)?$")
 _BUCKET = re.compile(r"^/(?:upload/|download/)?storage/v1/b/([^/?]+)")
 _NO_USER_PROJECT = "Bucket is a requester pays bucket but no user project provided."
+_CSEK_TEXT = "The target object is encrypted by a customer-supplied encryption key."
+_KEY_SHA = "H8DqAC1k9J1sK2aY1hV9u6bI3u5n0i6QxRkZ0s0Ppqg="
 _MEDIA = re.compile(r"^/(?:download/)?storage/v1/b/([^/]+)/o/([^/?]+)$")
 _REWRITE = re.compile(r"^/storage/v1/b/([^/]+)/o/([^/?]+)/rewriteTo/b/([^/]+)/o/([^/?]+)$")
 NO_CREATE_TEXT = (
@@ -113,6 +117,10 @@ class GcsLayer:
         # or 403, as one the caller may not read.
         self.unavailable: set[tuple[str, str]] = set()
         self.forbidden: set[tuple[str, str]] = set()
+        self.downloads: Counter[tuple[str, str]] = Counter()  # download requests per object
+        # Objects (bucket, name) stored with a customer-supplied encryption key (CSEK): listed
+        # with ``customerEncryption`` and without hashes, their downloads refused (no key sent).
+        self.encrypted: set[tuple[str, str]] = set()
         layer = self
 
         class Handler(_Handler):
@@ -197,6 +205,10 @@ class GcsLayer:
         if components:
             obj.pop("md5Hash", None)
             obj["componentCount"] = components
+        if key[:2] in self.encrypted:
+            obj.pop("md5Hash", None)
+            obj.pop("crc32c", None)
+            obj["customerEncryption"] = {"encryptionAlgorithm": "AES256", "keySha256": _KEY_SHA}
         return obj
 
     def rewrite(self, doc: Any) -> Any:
@@ -333,10 +345,14 @@ class _Handler(BaseHTTPRequestHandler):
         download = _MEDIA.match(path)
         if download and query.get("alt") == ["media"]:
             wanted = tuple(urllib.parse.unquote(g) for g in download.group(1, 2))
+            with layer.lock:
+                layer.downloads[(wanted[0], wanted[1])] += 1
             if wanted in layer.unavailable:
                 return self._error(503, "Backend Error", "backendError")
             if wanted in layer.forbidden:
                 return self._error(403, FORBIDDEN_TEXT, "forbidden")
+            if wanted in layer.encrypted:
+                return self._error(400, _CSEK_TEXT, "resourceIsEncryptedWithCustomerEncryptionKey")
         conn = http.client.HTTPConnection(*layer.upstream, timeout=120)
         try:
             conn.request(self.command, self.path, body or None, headers)

@@ -106,7 +106,7 @@ def test_at_exit_the_heap_is_left_to_the_os(hold: bool, finalized: bool) -> None
 
 def test_a_library_sync_leaves_the_process_as_it_found_it(repo: Path, seeded: str) -> None:
     """gcsdvc.sync.sync() as a library: the caller's collector, frozen heap and thresholds,
-    DVC's UI switch and its logger's level are what they were (a folder import runs DVC)."""
+    DVC's UI switch and its logger's level are what they were."""
     import logging
     import shutil
 

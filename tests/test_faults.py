@@ -16,7 +16,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -330,14 +332,15 @@ def test_symlink_out_of_the_repository_is_refused(repo: Path, seeded: str, tmp_p
     assert list(outside.iterdir()) == []
 
 
-# 'q?.txt' is refused: DVC reads the '?' as a URL query (see tests/test_names.py).
+# 'q?.txt' is refused: DVC reads the '?' as a URL query (see tests/test_names.py); 'hash#1.txt'
+# only unpinned (see tests/test_names.py::test_a_hash_mark_is_refused_in_pinned_mode_only).
 ODD_NAMES = ["a b.txt", "it's here.txt", "ünïcode-日本.txt", "hash#1.txt", "pct%20.txt"]
 
 
 def test_odd_object_names_round_trip(repo: Path, bucket: str, put: Any) -> None:
     for name in ODD_NAMES:
         put(f"{bucket}/project1/{QUOTED}/{name}", f"content of {name}\n")
-    write_manifest(repo, [entry(bucket, files=ODD_NAMES)])
+    write_manifest(repo, [entry(bucket, files=ODD_NAMES)], pin_generations=False)
     res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     for name in ODD_NAMES:
@@ -406,6 +409,70 @@ def test_one_object_that_keeps_failing_is_no_outage(repo: Path, many: str, layer
         f"failed: exp1: gs://{many}/project1/{QUOTED}/part-00.bin: HTTP 503: Backend Error"
     ], res.stderr
     assert assert_consistent(repo) == 11
+
+
+@pytest.fixture
+def refusing_token_endpoint() -> Iterator[str]:
+    """Google's token endpoint as it answers for a revoked or deleted service-account key."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'{"error":"invalid_grant","error_description":"Invalid JWT Signature."}'
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/token"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_revoked_key_shows_googles_reason_at_once(
+    repo: Path, seeded: str, tmp_path: Path, refusing_token_endpoint: str
+) -> None:
+    """invalid_grant is shown, not dropped after gcsfs's retries of "Invalid Credentials"."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    key = tmp_path / "key.json"
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "p",
+                "private_key_id": "k1",
+                "private_key": pem.decode(),
+                "client_email": "sync@p.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": refusing_token_endpoint,
+            }
+        )
+    )
+    write_manifest(repo, [entry(seeded)])
+    before = snapshot(repo)
+    res = cli("sync", cwd=repo, env={"GOOGLE_APPLICATION_CREDENTIALS": str(key)})
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        "error: Google refused the credentials (invalid_grant: Invalid JWT Signature.); "
+        f"the key in GOOGLE_APPLICATION_CREDENTIALS={key} is no longer valid (revoked or "
+        "deleted?): create a new key, or unset it and run 'gcloud auth application-default login'"
+    ]
+    assert snapshot(repo) == before
 
 
 def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was(

@@ -572,6 +572,17 @@ def test_names_dvc_carries(name: str) -> None:
     assert unsafe_name(name, "project1/run1") is None
 
 
+@pytest.mark.parametrize("name", SAFE_NAMES)
+def test_a_pinned_stage_cannot_carry_any_hash_mark(name: str) -> None:
+    """DVC appends '#<generation>' to a pinned stage's URL; gcsfs splits at the first '#'."""
+    found = unsafe_name(name, "project1/run1", pinned=True)
+    if "#" in name:
+        assert found is not None and found.startswith("has a '#': DVC adds '#<generation>'")
+    else:
+        assert found is None
+    assert unsafe_name("x", "run#1", pinned=True) is not None  # the prefix is in the URL too
+
+
 def test_the_url_rules_read_the_whole_object_key() -> None:
     assert unsafe_name("x", "a?b") == "has a '?', which DVC reads as the start of a URL query"
     assert unsafe_name("x", "run#1") is None  # fragment '1/x': no generation

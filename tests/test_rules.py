@@ -311,6 +311,7 @@ def test_folder_import_update_restore_and_no_download(repo: Path, seeded: str, p
     assert res.returncode == 0, res.stderr
     assert (repo / "data" / "whole.dvc").exists()
     assert not (repo / "data" / "whole").exists()
+    assert (repo / "data" / ".gitignore").read_text() == "/whole\n"  # as DVC writes it
 
     res = cli("sync", cwd=repo)  # the data is not there: restored (fetched by DVC)
     assert res.stdout.splitlines()[0] == "whole  restore 1", res.stderr
