@@ -835,9 +835,9 @@ def rm(
     """Remove experiments: their manifest entries, stages, data and .gitignore lines.
 
     Every other byte of the manifest stays. Data goes only when the DVC cache
-    holds its bytes, so 'git checkout' of the stages and 'dvc checkout' bring it
-    back; a file edited since it was synced stops the command before anything
-    changes.
+    holds its bytes, so 'git checkout' of the manifest and stages, then 'gcsdvc
+    sync NAME', bring it back without a download; a file edited since it was
+    synced stops the command before anything changes.
 
     \b
     Examples:
@@ -877,8 +877,10 @@ def rm(
     tops = [f for f in folders if not any(f.startswith(f"{o}/") for o in folders)]
     shown = " ".join(quote(rel(manifest.root, p)) for p in (str(done.manifest), *tops))
     if not keep_data and tops:
+        again = " ".join(quote(r.name) for r in done.removed)
         click.echo(
-            f"the bytes stay in the DVC cache; undo: git checkout HEAD -- {shown} && dvc checkout"
+            f"the bytes stay in the DVC cache; undo: git checkout HEAD -- {shown} "
+            f"&& gcsdvc sync {again}"
         )
     if done.to_git_add:
         click.echo(f"to commit: git add {shown}")

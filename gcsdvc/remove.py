@@ -2,7 +2,10 @@
 
 The manifest keeps every other byte (:func:`gcsdvc.manifest_edit.remove_entries`).
 Data is deleted only when the DVC cache holds exactly its bytes, so the removal
-can be undone: the stages come back from git, the data with ``dvc checkout``.
+can be undone: the manifest and stages come back from git, the data from the
+cache with ``gcsdvc sync NAME`` (``dvc checkout`` looks for a pinned import's
+bytes in DVC's cache of versioned objects, ``.dvc/cache/fs``, which a sync
+does not fill).
 A file edited since it was synced, or whose bytes the cache lacks, stops the
 command before anything is written. ``keep_data`` removes the stages only and
 keeps the data's ``.gitignore`` lines, so git goes on ignoring the kept files.
@@ -145,6 +148,6 @@ def _folder_cached(odb: Any, md5: str | None) -> bool:
 def _unrecoverable(local: str, why: str) -> LocalChangesError:
     return LocalChangesError(
         local,
-        f"{why}, so 'dvc checkout' could not bring it back",
+        f"{why}, so the DVC cache could not bring it back",
         "Move it out of the data folder first, or pass --keep-data (nothing was removed)",
     )
