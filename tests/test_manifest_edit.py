@@ -433,7 +433,8 @@ train:
         (
             [0],
             "# the runs\ngcsdvc:\n  data_dir: data\nresources:   # one per run\n# before b\n"
-            "- name: b\n  bucket: b\n\n-\n  name: c\n  bucket: b\ntrain:\n  lr: 0.1   # DVC's own param\n",
+            "- name: b\n  bucket: b\n\n-\n  name: c\n  bucket: b\n"
+            "train:\n  lr: 0.1   # DVC's own param\n",
         ),
         (
             [2],
