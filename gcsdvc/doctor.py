@@ -160,12 +160,6 @@ def _credentials() -> Check:
 
     pays = os.environ.get("FSSPEC_GS_REQUESTER_PAYS")
     billed = f"; requester-pays requests bill {pays} (FSSPEC_GS_REQUESTER_PAYS)" if pays else ""
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if emulator:
-        return Check(
-            "credentials",
-            f"none needed: the emulator at {emulator} (STORAGE_EMULATOR_HOST){billed}",
-        )
     key = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
     if key:
         try:
@@ -173,6 +167,12 @@ def _credentials() -> Check:
         except GcsdvcError as exc:
             return _split("credentials", f"GOOGLE_APPLICATION_CREDENTIALS={key}", str(exc))
         return Check("credentials", f"the key file GOOGLE_APPLICATION_CREDENTIALS={key}{billed}")
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        return Check(
+            "credentials",
+            f"none needed: the emulator at {emulator} (STORAGE_EMULATOR_HOST){billed}",
+        )
     adc = gcloud_credentials_file()
     if adc.is_file():
         return Check("credentials", f"gcloud's application-default login ({adc}){billed}")
@@ -202,7 +202,8 @@ def _storage(manifest: Manifest | None) -> Check:
         except GcsdvcError as exc:
             return _split("storage", f"gs://{bucket}/{prefix} does not answer", str(exc), _ASK)
     if not asked:
-        return Check("storage", "reachable (no bucket to ask: the manifest names none)")
+        why = "the manifest names none" if manifest is not None else "no valid manifest names one"
+        return Check("storage", f"reachable (no bucket asked: {why})")
     return Check("storage", f"answers for {', '.join(f'gs://{b}' for b in asked)}")
 
 
