@@ -89,8 +89,7 @@ class FileStatus:
         """The commands that fix this file, in order, as (command, argument) steps.
 
         Unpinned stages are shared through the DVC remote, so a fix that fetches
-        new data ends with ``dvc push``; after ``dvc update`` (which pins the
-        stage again) ``gcsdvc sync`` puts it back into shape first.
+        new data ends with ``dvc push``.
         """
         sync = ("gcsdvc sync", resource.name)
         push = [] if pinned else [("dvc push", "")]
@@ -108,7 +107,7 @@ class FileStatus:
         if self.state is State.CHANGED_UPSTREAM:
             if not resource.skip_if_exist:
                 return [sync, *push]
-            return [("dvc update", self.stage_file), *([] if pinned else [sync, *push])]
+            return [("gcsdvc update", resource.name), *push]
         return []
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
