@@ -85,13 +85,15 @@ def remove(
     with locked_repo(root) as repo:
         if not keep_data:
             _refuse_unrecoverable(repo, root, targets)
+        # The manifest first: when it cannot be written nothing has changed; a stage that
+        # cannot be removed after it is an orphan, which status names with its fix.
+        write_atomic(manifest.path, new_text)
         with Workspace(repo, root, manifest.data_path) as ws:
             for local in targets:
                 if keep_data:
                     ws.unstage(local)
                 else:
                     ws.remove(local)
-        write_atomic(manifest.path, new_text)
         changed = ws.changed | {manifest.path.relative_to(root).as_posix()}
         result.staged, result.to_git_add = track(repo, root, changed)
         if targets:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import cli, dvc_main, run, snapshot
+from conftest import Ran, cli, dvc_main, run, snapshot
 from gcslayer import GcsLayer
 from test_team import git_status
 from test_workflows import clone, commit_all
@@ -207,3 +207,32 @@ def test_rm_keep_data_keeps_the_files_ignored_by_git(repo: Path, synced: str) ->
     cli("sync", cwd=repo, check=True)
     assert (repo / GONE / "eval/history.csv").read_text() == "epoch,loss\n1,0.3\n"
     assert dvc_main("status", cwd=repo).stdout == "Data and pipelines are up to date.\n"
+
+
+def test_rm_of_a_whole_prefix_entry_removes_its_folder_import(
+    repo: Path, bucket: str, put: Any, layer: GcsLayer
+) -> None:
+    put(f"{bucket}/runs/r1/a.txt", "a\n")
+    put(f"{bucket}/runs/r1/sub/b.txt", "b\n")
+    (repo / "params.yaml").write_text(
+        f"resources:\n- name: r1\n  bucket: {bucket}\n  blob: runs\n  subblob: r1\n"
+        "  destination: runs/r1\n"
+    )
+    cli("sync", cwd=repo, check=True)
+    commit_all(repo)
+    assert cli("rm", "r1", "-q", cwd=repo) == Ran(0, "", "")
+    assert (repo / "params.yaml").read_text() == "resources: []\n"
+    assert not (repo / "data/runs").exists()
+    assert sorted(git_status(repo)) == [
+        " D data/runs/.gitignore",
+        " D data/runs/r1.dvc",
+        " M params.yaml",
+    ]
+    assert "no data or pipelines tracked" in dvc_main("status", cwd=repo).stdout
+
+    downloads = layer.media_requests
+    run("git", "checkout", "HEAD", "--", "params.yaml", "data/runs", cwd=repo)
+    cli("sync", "r1", cwd=repo, check=True)
+    assert (repo / "data/runs/r1/sub/b.txt").read_text() == "b\n"
+    assert layer.media_requests == downloads
+    assert git_status(repo) == []
