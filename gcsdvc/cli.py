@@ -870,6 +870,9 @@ def rm(
         else:
             what = f"{len(r.locals)} file(s) with their stages and .gitignore lines"
         click.echo(f"{r.name}: {verb} the entry and {what}")
+        if _flag("verbose"):
+            for local in r.locals:
+                click.echo(f"  {rel(manifest.root, local)}")
     if dry_run:
         click.echo("dry run: nothing written")
         return

@@ -177,6 +177,11 @@ def test_rm_dry_run_says_what_would_go_and_changes_nothing(repo: Path, synced: s
         "lr-0.01: would remove the entry and 1 file(s) with their stages and .gitignore lines",
         "dry run: nothing written",
     ]
+    res = cli("rm", "lr-0.1", "-n", "-v", cwd=repo)
+    assert res.stdout.splitlines()[1:3] == [
+        f"  {GONE}/eval/history.csv",
+        f"  {GONE}/metrics.json",
+    ]
     res = cli("rm", "lr-0.01", "--dry-run", "--json", cwd=repo)
     assert json.loads(res.stdout) == {
         "dry_run": True,
