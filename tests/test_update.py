@@ -18,6 +18,8 @@ from test_rm import FILES, MANIFEST
 from test_team import git_status
 from test_workflows import clone, commit_all
 
+from gcsdvc.storage import etag_generation
+
 KEPT = "data/mnist/lr-0.1"
 
 
@@ -108,3 +110,32 @@ def test_update_dry_run_and_unknown_names_change_nothing(repo: Path, synced: str
     assert "Missing argument 'NAMES...'" in res.stderr
     assert snapshot(repo) == before
     run("git", "diff", "--quiet", cwd=repo)
+
+
+def test_update_unpinned_records_the_new_etag_and_push_shares_it(
+    repo: Path, bucket: str, put: Any, layer: GcsLayer, tmp_path: Path
+) -> None:
+    dvc_main("remote", "add", "-d", "store", str(tmp_path / "store"), cwd=repo)
+    for name, text in FILES.items():
+        put(f"{bucket}/{name}", text)
+    (repo / "params.yaml").write_text(MANIFEST.format(bucket=bucket))
+    cli("sync", cwd=repo, check=True)
+    dvc_main("push", cwd=repo)
+    commit_all(repo)
+    put(f"{bucket}/mnist/lr-0.1/metrics.json", '{"acc": 0.93}')
+
+    res = cli("status", "lr-0.1", cwd=repo)
+    assert "  fix: gcsdvc update lr-0.1\n       dvc push\n" in res.stdout
+    cli("update", "lr-0.1", cwd=repo, check=True)
+    dep = load(repo / KEPT / "metrics.json.dvc")["deps"][0]
+    assert "version_id" not in dep  # unpinned: shared through the DVC remote
+    newest = layer.current(bucket, "mnist/lr-0.1/metrics.json")["generation"]
+    assert etag_generation(dep["etag"]) == str(newest)  # the etag DVC records holds it
+    assert "1 file pushed" in dvc_main("push", cwd=repo).stdout
+    assert dvc_main("status", cwd=repo).stdout == "Data and pipelines are up to date.\n"
+    commit_all(repo)
+
+    put(f"{bucket}/mnist/lr-0.1/metrics.json", "overwritten again")  # the remote has the bytes
+    other = clone(repo, tmp_path)
+    dvc_main("pull", cwd=other)
+    assert (other / KEPT / "metrics.json").read_text() == '{"acc": 0.93}'
