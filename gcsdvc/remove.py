@@ -107,7 +107,7 @@ def _of(stage: ImportStage, name: str, local: str, wanted: Collection[str]) -> b
 
 
 def _refuse_unrecoverable(repo: Repo, root: Path, targets: dict[str, ImportStage]) -> None:
-    """Refuse to delete data that ``dvc checkout`` could not bring back: edited, or not cached."""
+    """Refuse to delete data the DVC cache could not bring back: edited, or not cached."""
     files = [(local, stage, False) for local, stage in targets.items() if not stage.is_folder]
     disks = read_disks(root, files)
     odb = repo.cache.local
