@@ -98,15 +98,12 @@ def _repository_and_manifest(
     try:
         manifest = load_manifest(path)
     except ManifestError as exc:
-        more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
-        report.checks.append(
-            Check(
-                "manifest",
-                str(path),
-                exc.problems[0] + more,
-                "'gcsdvc validate' lists every problem",
-            )
-        )
+        validate = "'gcsdvc validate' lists every problem"
+        if len(exc.problems) == 1:  # its own fix, if it names one
+            report.checks.append(_split("manifest", str(path), exc.problems[0], validate))
+        else:
+            more = f"{exc.problems[0]} (and {len(exc.problems) - 1} more)"
+            report.checks.append(Check("manifest", str(path), more, validate))
         return None
     count = len(manifest.resources)
     shown = path.relative_to(root) if root is not None and path.is_relative_to(root) else path

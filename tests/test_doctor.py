@@ -111,6 +111,14 @@ def test_doctor_outside_a_repository_with_storage_down(tmp_path: Path) -> None:
 
 
 def test_doctor_points_an_invalid_manifest_to_validate(repo: Path) -> None:
+    res = cli("doctor", cwd=repo)
+    assert res.returncode == 1
+    assert res.stdout.splitlines()[2:5] == [
+        "manifest:     " + str(repo / "params.yaml"),
+        "              problem: params.yaml: manifest not found",
+        "              fix: 'gcsdvc add gs://BUCKET/PATH' or 'gcsdvc discover gs://BUCKET/PATH "
+        "--add' creates it",
+    ]
     (repo / "params.yaml").write_text("resources:\n- name: a\n  bucket: B\n")
     res = cli("doctor", cwd=repo)
     assert res.returncode == 1
