@@ -110,7 +110,7 @@ def test_doctor_outside_a_repository_with_storage_down(tmp_path: Path) -> None:
     assert res.stderr == "2 problem(s) found\n"
 
 
-def test_doctor_points_an_invalid_manifest_to_validate(repo: Path) -> None:
+def test_doctor_points_an_invalid_manifest_to_validate(repo: Path, emulator: Any) -> None:
     res = cli("doctor", cwd=repo)
     assert res.returncode == 1
     assert res.stdout.splitlines()[2:5] == [
