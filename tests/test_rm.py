@@ -241,3 +241,22 @@ def test_rm_of_a_whole_prefix_entry_removes_its_folder_import(
     assert (repo / "data/runs/r1/sub/b.txt").read_text() == "b\n"
     assert layer.media_requests == downloads
     assert git_status(repo) == []
+
+
+def test_rm_under_autostage_stages_the_removal(repo: Path, synced: str) -> None:
+    dvc_main("config", "core.autostage", "true", cwd=repo)
+    res = cli("rm", "lr-0.01", "--json", cwd=repo)
+    assert (res.returncode, res.stderr) == (0, "")
+    gone = "data/mnist/lr-0.01"
+    assert json.loads(res.stdout)["staged"] == [
+        f"{gone}/.gitignore",
+        f"{gone}/metrics.json.dvc",
+        "params.yaml",
+    ]
+    assert sorted(git_status(repo)) == [
+        " M .dvc/config",
+        f"D  {gone}/.gitignore",
+        f"D  {gone}/metrics.json.dvc",
+        "M  params.yaml",
+    ]
+    assert "to commit" not in cli("rm", "lr-0.1", cwd=repo).stdout
