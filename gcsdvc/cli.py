@@ -782,36 +782,25 @@ def doctor(manifest_file: Path | None, as_json: bool) -> None:
 
     report = examine(manifest_file)
     if as_json:
-        _echo_json(
-            {
-                "ok": report.ok,
-                "versions": report.versions,
-                "checks": [
-                    {"topic": c.topic, "found": c.found, "problem": c.problem, "fix": c.fix}
-                    for c in report.checks
-                ],
-            }
-        )
-    elif not _flag("quiet"):
-        click.echo(
-            ", ".join(f"{name} {v or '(not installed)'}" for name, v in report.versions.items())
-        )
+        _echo_json(report.as_json())
+    elif _flag("quiet"):
+        for c in report.problems:
+            click.echo(f"error: {c.topic}: {c.problem}" + (f"; {c.fix}" if c.fix else ""), err=True)
+    else:
+        click.echo(", ".join(f"{n} {v or '(not installed)'}" for n, v in report.versions.items()))
         width = max(cells(c.topic) for c in report.checks) + 2
         for c in report.checks:
             click.echo(f"{pad(c.topic + ':', width)} {c.found}")
             if c.problem is not None:
                 click.echo(f"{pad('', width)} problem: {c.problem}")
-                if c.fix is not None:
-                    click.echo(f"{pad('', width)} fix: {c.fix}")
-    for c in report.problems:
-        if _flag("quiet") and not as_json:
-            click.echo(f"error: {c.topic}: {c.problem}" + (f"; {c.fix}" if c.fix else ""), err=True)
-    if not report.ok:
-        if not as_json and not _flag("quiet"):
+            if c.fix is not None:
+                click.echo(f"{pad('', width)} fix: {c.fix}")
+        if report.problems:
             click.echo(f"{len(report.problems)} problem(s) found", err=True)
+        else:
+            click.echo("no problem found")
+    if not report.ok:
         sys.exit(EXIT_FAILED)
-    if not as_json and not _flag("quiet"):
-        click.echo("no problem found")
 
 
 @command("rm")
@@ -851,15 +840,7 @@ def rm(
     _require_repo(manifest)
     done = remove(manifest, names, keep_data=keep_data, dry_run=dry_run)
     if as_json:
-        _echo_json(
-            {
-                "dry_run": done.dry_run,
-                "keep_data": done.keep_data,
-                "removed": [{"name": r.name, "paths": list(r.locals)} for r in done.removed],
-                "to_git_add": done.to_git_add,
-                "staged": done.staged,
-            }
-        )
+        _echo_json(done.as_json())
         return
     if _flag("quiet"):
         return

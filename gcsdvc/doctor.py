@@ -9,11 +9,13 @@ manifest (one delimiter listing of an entry's prefix).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from gcsdvc.errors import GcsdvcError, ManifestError
 from gcsdvc.manifest import Manifest, find_root, init_hint, load_manifest, manifest_path
@@ -43,6 +45,11 @@ class Report:
     @property
     def problems(self) -> list[Check]:
         return [c for c in self.checks if c.problem is not None]
+
+    def as_json(self) -> dict[str, Any]:
+        """``gcsdvc doctor --json`` (docs/reference.md)."""
+        checks = [dataclasses.asdict(c) for c in self.checks]
+        return {"ok": self.ok, "versions": self.versions, "checks": checks}
 
 
 def doctor(manifest_file: str | os.PathLike[str] | None = None) -> Report:

@@ -51,6 +51,16 @@ class Removal:
     to_git_add: list[str] = field(default_factory=list)  # the user should `git add` them
     staged: list[str] = field(default_factory=list)  # `git add`ed (DVC's core.autostage)
 
+    def as_json(self) -> dict[str, Any]:
+        """``gcsdvc rm --json`` (docs/reference.md)."""
+        return {
+            "dry_run": self.dry_run,
+            "keep_data": self.keep_data,
+            "removed": [{"name": r.name, "paths": list(r.locals)} for r in self.removed],
+            "to_git_add": self.to_git_add,
+            "staged": self.staged,
+        }
+
 
 def remove(
     manifest: Manifest, names: Sequence[str], *, keep_data: bool = False, dry_run: bool = False
