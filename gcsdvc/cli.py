@@ -63,6 +63,15 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (one documented schema per command)."
 )
 names_argument = click.argument("names", nargs=-1, shell_complete=_complete_names)
+jobs_option = click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
+    help="Parallel downloads.",
+)  # fmt: skip
+progress_option = click.option(
+    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
+    show_default=True, metavar="SECONDS",
+    help="Seconds between progress lines when standard error is not a terminal.",
+)  # fmt: skip
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -300,19 +309,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
 @click.option(
     "--no-download", is_flag=True, help="Write the stages without data, for a later `dvc pull`."
 )
-@click.option(
-    "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
-    help="Parallel downloads.",
-)  # fmt: skip
+@jobs_option
 @click.option(
     "--force", is_flag=True,
     help="Replace local files in the way (untracked, or edited since synced).",
 )  # fmt: skip
-@click.option(
-    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
-    show_default=True, metavar="SECONDS",
-    help="Seconds between progress lines when standard error is not a terminal.",
-)  # fmt: skip
+@progress_option
 @json_option
 def sync(
     names: tuple[str, ...],
@@ -875,15 +877,8 @@ def rm(
 @manifest_option
 @click.option("--dry-run", "-n", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Replace local files edited since they were synced.")
-@click.option(
-    "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
-    help="Parallel downloads.",
-)  # fmt: skip
-@click.option(
-    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
-    show_default=True, metavar="SECONDS",
-    help="Seconds between progress lines when standard error is not a terminal.",
-)  # fmt: skip
+@jobs_option
+@progress_option
 @json_option
 def update(
     names: tuple[str, ...],
