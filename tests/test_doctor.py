@@ -12,6 +12,8 @@ from conftest import Ran, cli, dvc_main
 from gcslayer import GcsLayer
 from test_rm import FILES, MANIFEST
 
+from gcsdvc.doctor import doctor
+
 PINNED = (
     "no default remote in .dvc/config; pin_generations: auto, so stages pinned: "
     "'dvc pull' fetches each object's generation from the bucket"
@@ -52,6 +54,20 @@ def test_doctor_reports_every_topic_of_a_synced_repository(
         "fix": None,
     }
     assert cli("doctor", "-q", cwd=repo) == Ran(0, "", "")
+
+    report = doctor(repo / "params.yaml")  # the library call the command prints
+    assert report.ok
+    assert [(c.topic, c.problem) for c in report.checks] == [
+        (topic, None)
+        for topic in (
+            "repository",
+            "manifest",
+            "data folder",
+            "DVC remote",
+            "credentials",
+            "storage",
+        )
+    ]
 
 
 def test_doctor_names_each_problem_with_its_fix(
