@@ -57,17 +57,8 @@ def test_doctor_reports_every_topic_of_a_synced_repository(
 
     report = doctor(repo / "params.yaml")  # the library call the command prints
     assert report.ok
-    assert [(c.topic, c.problem) for c in report.checks] == [
-        (topic, None)
-        for topic in (
-            "repository",
-            "manifest",
-            "data folder",
-            "DVC remote",
-            "credentials",
-            "storage",
-        )
-    ]
+    topics = ["repository", "manifest", "data folder", "DVC remote", "credentials", "storage"]
+    assert [(c.topic, c.problem) for c in report.checks] == [(t, None) for t in topics]
 
 
 def test_doctor_names_each_problem_with_its_fix(
