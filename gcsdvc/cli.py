@@ -31,6 +31,7 @@ from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
 if TYPE_CHECKING:
     from gcsdvc.authoring import Added
     from gcsdvc.storage import Storage
+    from gcsdvc.sync import SyncResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +63,15 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (one documented schema per command)."
 )
 names_argument = click.argument("names", nargs=-1, shell_complete=_complete_names)
+jobs_option = click.option(
+    "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
+    help="Parallel downloads.",
+)  # fmt: skip
+progress_option = click.option(
+    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
+    show_default=True, metavar="SECONDS",
+    help="Seconds between progress lines when standard error is not a terminal.",
+)  # fmt: skip
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -299,19 +309,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
 @click.option(
     "--no-download", is_flag=True, help="Write the stages without data, for a later `dvc pull`."
 )
-@click.option(
-    "-j", "--jobs", type=click.IntRange(1, 256), default=16, show_default=True,
-    help="Parallel downloads.",
-)  # fmt: skip
+@jobs_option
 @click.option(
     "--force", is_flag=True,
     help="Replace local files in the way (untracked, or edited since synced).",
 )  # fmt: skip
-@click.option(
-    "--progress-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
-    show_default=True, metavar="SECONDS",
-    help="Seconds between progress lines when standard error is not a terminal.",
-)  # fmt: skip
+@progress_option
 @click.option(
     "--to-remote", is_flag=True,
     help="Archive into the DVC remote (server-side where Cloud Storage can); download nothing.",
@@ -349,10 +352,8 @@ def sync(
       gcsdvc sync --to-remote run-7   # into the DVC remote, not onto this disk
     """
     from gcsdvc.progress import make_reporter
-    from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
     from gcsdvc.sync import sync as run_sync
 
-    quiet, verbose = _flag("quiet"), _flag("verbose")
     manifest = _load(manifest_file)
     result = run_sync(
         manifest,
@@ -362,10 +363,18 @@ def sync(
         download=not no_download,
         force=force,
         jobs=jobs,
-        reporter=make_reporter(quiet, progress_interval, sys.stderr),
+        reporter=make_reporter(_flag("quiet"), progress_interval, sys.stderr),
         to_remote=to_remote,
         remote=remote,
     )
+    _report_sync(result, manifest.root, dry_run, as_json)
+
+
+def _report_sync(result: SyncResult, root: Path, dry_run: bool, as_json: bool) -> None:
+    """Print what a sync (or an update) did, and exit 1 when something failed."""
+    from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
+
+    quiet, verbose = _flag("quiet"), _flag("verbose")
     if as_json:
         _echo_json(sync_json(result, dry_run=dry_run))
     else:
@@ -376,7 +385,7 @@ def sync(
         for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
             click.echo(line, err=line.startswith(("failed", "warning", "leftover")))
         if not quiet:
-            for line in git_hint_lines(result, manifest.root):
+            for line in git_hint_lines(result, root):
                 click.echo(line)
     if not result.ok:
         sys.exit(EXIT_FAILED)
@@ -777,6 +786,157 @@ def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
             err=True,
         )
         sys.exit(EXIT_FAILED)
+
+
+# -- doctor, rm, update -----------------------------------------------------------
+
+
+@command()
+@manifest_option
+@json_option
+def doctor(manifest_file: Path | None, as_json: bool) -> None:
+    """Report the versions, repository, manifest, data folder, DVC remote, credentials and
+    storage a sync depends on; exit 1 with the fix of each problem found.
+
+    \b
+    Examples:
+      gcsdvc doctor
+      gcsdvc doctor --json -m vision/params.yaml
+    """
+    from gcsdvc.doctor import doctor as examine
+
+    report = examine(manifest_file)
+    if as_json:
+        _echo_json(report.as_json())
+    elif _flag("quiet"):
+        for c in report.problems:
+            click.echo(f"error: {c.topic}: {c.problem}" + (f"; {c.fix}" if c.fix else ""), err=True)
+    else:
+        click.echo(", ".join(f"{n} {v or '(not installed)'}" for n, v in report.versions.items()))
+        width = max(cells(c.topic) for c in report.checks) + 2
+        for c in report.checks:
+            click.echo(f"{pad(c.topic + ':', width)} {c.found}")
+            if c.problem is not None:
+                click.echo(f"{pad('', width)} problem: {c.problem}")
+            if c.fix is not None:
+                click.echo(f"{pad('', width)} fix: {c.fix}")
+        if report.problems:
+            click.echo(f"{len(report.problems)} problem(s) found", err=True)
+        else:
+            click.echo("no problem found")
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+@command("rm")
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete_names)
+@manifest_option
+@click.option(
+    "--keep-data", is_flag=True,
+    help="Keep the data files (and their .gitignore lines, so git keeps ignoring them); only "
+    "the entries and their stages go. Nothing tracks those files any more: delete them, and "
+    "their lines, when done.",
+)  # fmt: skip
+@click.option("--dry-run", "-n", is_flag=True, help="Print what would go; change nothing.")
+@json_option
+def rm(
+    names: tuple[str, ...],
+    manifest_file: Path | None,
+    keep_data: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Remove experiments: their manifest entries, stages, data and .gitignore lines.
+
+    Every other byte of the manifest stays. Data goes only when the DVC cache
+    holds its bytes, so 'git checkout' of the manifest and stages, then 'gcsdvc
+    sync NAME', bring it back without a download; a file edited since it was
+    synced stops the command before anything changes.
+
+    \b
+    Examples:
+      gcsdvc rm mnist-lr-0.1
+      gcsdvc rm mnist-lr-0.1 mnist-lr-0.01 --dry-run
+      gcsdvc rm mnist-lr-0.1 --keep-data
+    """
+    from gcsdvc.remove import remove
+
+    manifest = _load(manifest_file)
+    _require_repo(manifest)
+    done = remove(manifest, names, keep_data=keep_data, dry_run=dry_run)
+    if as_json:
+        _echo_json(done.as_json())
+        return
+    if _flag("quiet"):
+        return
+    verb = "would remove" if dry_run else "removed"
+    for r in done.removed:
+        if keep_data:
+            what = f"{len(r.locals)} stage(s); the data stays, still ignored by git"
+        else:
+            what = f"{len(r.locals)} file(s) with their stages and .gitignore lines"
+        click.echo(f"{r.name}: {verb} the entry and {what}")
+        if _flag("verbose"):
+            for local in r.locals:
+                click.echo(f"  {rel(manifest.root, local)}")
+    if dry_run:
+        click.echo("dry run: nothing written")
+        return
+    folders = sorted({p.rpartition("/")[0] for r in done.removed for p in r.locals})
+    tops = [f for f in folders if not any(f.startswith(f"{o}/") for o in folders)]
+    shown = " ".join(quote(rel(manifest.root, p)) for p in (str(done.manifest), *tops))
+    if not keep_data and tops:
+        again = " ".join(quote(r.name) for r in done.removed)
+        click.echo(
+            f"the bytes stay in the DVC cache; undo: git checkout HEAD -- {shown} "
+            f"&& gcsdvc sync {again}"
+        )
+    if done.to_git_add:
+        click.echo(f"to commit: git add {shown}")
+
+
+@command()
+@click.argument("names", nargs=-1, required=True, shell_complete=_complete_names)
+@manifest_option
+@click.option("--dry-run", "-n", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--force", is_flag=True, help="Replace local files edited since they were synced.")
+@jobs_option
+@progress_option
+@json_option
+def update(
+    names: tuple[str, ...],
+    manifest_file: Path | None,
+    dry_run: bool,
+    force: bool,
+    jobs: int,
+    progress_interval: float,
+    as_json: bool,
+) -> None:
+    """Take upstream for kept copies (skip_if_exist: true) without editing the manifest.
+
+    NAMES are experiment names or shell globs. Each file whose object changed
+    is fetched and its stage records the newest object (its generation, when
+    stages are pinned); an unchanged object is left alone. A local edit is kept
+    unless --force, as with sync. Output and JSON are sync's.
+
+    \b
+    Examples:
+      gcsdvc update mnist-lr-0.1
+      gcsdvc update 'mnist-*' --dry-run
+    """
+    from gcsdvc.progress import make_reporter
+    from gcsdvc.update import update as run_update
+
+    manifest = _load(manifest_file)
+    result = run_update(
+        manifest,
+        names,
+        dry_run=dry_run,
+        force=force,
+        jobs=jobs,
+        reporter=make_reporter(_flag("quiet"), progress_interval, sys.stderr),
+    )
+    _report_sync(result, manifest.root, dry_run, as_json)
 
 
 def _storage() -> Storage:

@@ -180,8 +180,13 @@ def has_credentials_file() -> bool:
     """Whether google-auth finds credentials before it would ask the metadata server."""
     if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
         return True
+    return gcloud_credentials_file().is_file()
+
+
+def gcloud_credentials_file() -> Path:
+    """Where ``gcloud auth application-default login`` keeps its credentials."""
     config = os.environ.get("CLOUDSDK_CONFIG") or str(Path.home() / ".config" / "gcloud")
-    return (Path(config) / "application_default_credentials.json").is_file()
+    return Path(config) / "application_default_credentials.json"
 
 
 class RetryCounter:

@@ -3,8 +3,7 @@ and the renderers (:mod:`gcsdvc.plan` decides what a sync does; this only says i
 
 A fix is a list of steps, (command, argument), in the order to run them.
 Unpinned stages are shared through the DVC remote, so a fix that fetches new data
-ends with ``dvc push``; after ``dvc update`` (which pins the stage again)
-``gcsdvc sync`` puts it back into shape first.
+ends with ``dvc push``.
 """
 
 from __future__ import annotations
@@ -47,8 +46,7 @@ def _remove(subject: Subject) -> list[Step]:
 def _changed_upstream(subject: Subject) -> list[Step]:
     if not subject.skip_if_exist:
         return [sync(subject), *_push(subject)]
-    again = [] if subject.pinned else [sync(subject), *_push(subject)]
-    return [("dvc update", subject.stage_file), *again]
+    return [("gcsdvc update", subject.name), *_push(subject)]
 
 
 FIXES: dict[State, Callable[[Subject], list[Step]]] = {

@@ -22,7 +22,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,60 @@ def replace_resources(text: str, block: str, shown: str = "manifest") -> str:
     if _loaded(new, shown) != wanted:
         raise ManifestError([f"{shown}: cannot merge without rewriting other lines"])
     return new
+
+
+def remove_entries(text: str, indexes: Collection[int], shown: str = "manifest") -> str:
+    """``text`` without the ``resources`` entries at ``indexes``; every other byte stays.
+
+    An entry goes with its own lines (its comments indented below its ``-``) and
+    the blank lines that separated it from its neighbour; comments at the list's
+    column stay. With no entry left the list is written ``[]``. Raises
+    :class:`ManifestError` when the result would not read back as exactly that.
+    """
+    if not indexes:
+        return text
+    key, seq = _find(_compose(text, shown), "resources")
+    if key is None or not isinstance(seq, SequenceNode) or seq.flow_style:
+        raise ManifestError(
+            [f"{shown}: cannot remove entries from a 'resources' that is not a block list; "
+             "please remove them by hand"]
+        )  # fmt: skip
+    column = seq.start_mark.column
+    spans: list[tuple[int, int]] = []
+    for index in sorted(set(indexes)):
+        item = seq.value[index]
+        start = _line_start(text, item.start_mark.index)
+        while "-" not in text[start : item.start_mark.index] and start > 0:
+            start = _line_start(text, start - 1)  # '-' alone on the line above
+        end = _after_comments(text, _after_line(text, _content_end(item, text)), column)
+        if index > 0:  # the blank lines above it separated it from the entry before
+            while start > 0 and not text[_line_start(text, start - 1) : start].strip():
+                start = _line_start(text, start - 1)
+        else:  # the first entry: the blank lines below it go
+            while end < len(text) and not text[end : _after_line(text, end + 1)].strip():
+                end = _after_line(text, end + 1)
+        spans.append((start, end))
+    new, at = [], 0
+    for start, end in spans:
+        new.append(text[at : max(at, start)])
+        at = max(at, end)
+    new.append(text[at:])
+    result = "".join(new)
+    if len(set(indexes)) == len(seq.value):
+        end = _after_line(text, key.end_mark.index)
+        line = result[key.start_mark.index : end]  # 'resources:' and maybe a comment
+        colon = line.index(":") + 1
+        result = result[: key.start_mark.index] + line[:colon] + " []" + line[colon:] + result[end:]
+    before = _loaded(text, shown)
+    kept = [e for n, e in enumerate(before["resources"]) if n not in set(indexes)]
+    wanted = {**before, "resources": kept}
+    after = _loaded(result, shown)
+    if after != wanted or list(after) != list(wanted):
+        raise ManifestError(
+            [f"{shown}: cannot remove the entries without rewriting other lines; "
+             "please remove them by hand"]
+        )  # fmt: skip
+    return result
 
 
 def write_atomic(path: Path, text: str) -> None:

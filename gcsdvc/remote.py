@@ -41,6 +41,11 @@ def _default(level: dict[str, Any]) -> str | None:
     return str(value) if value else None
 
 
+def default_remote(root: Path) -> str | None:
+    """The default DVC remote the committed ``.dvc/config`` names, if any."""
+    return _default(_levels(root)["repo"])
+
+
 def pinning(root: Path, setting: bool | None) -> Pinning:
     """The pinning mode for ``pin_generations: setting`` (None: auto).
 

@@ -345,13 +345,13 @@ def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterat
     merged: dict[str, list[str]] = {
         "rm": [],
         "rm -r": [],
-        "dvc update": [],
+        "gcsdvc update": [],
         "gcsdvc sync": [],
         "dvc push": [],
     }
     for f in status.files:
         for command, arg in f.fix(status.resource, pinned):
-            shown = arg if command == "gcsdvc sync" or not arg else rel(root, arg)
+            shown = arg if command.startswith("gcsdvc") or not arg else rel(root, arg)
             if shown not in merged[command]:
                 merged[command].append(shown)
     lines = [" ".join([c, *(quote(a) for a in args if a)]) for c, args in merged.items() if args]

@@ -149,7 +149,7 @@ def sync(
             finally:
                 result.warnings += ws.warnings
         result.errors += ws.ignore_errors
-        _track(repo, manifest.root, ws.changed, result)
+        result.staged, result.to_git_add = track(repo, manifest.root, ws.changed)
         if download and result.ok:
             _remember(manifest, names, plan, ws)
     result.retries = storage.retries.retries
@@ -275,17 +275,20 @@ def _result(plan: Plan, storage: Storage) -> SyncResult:
     return result
 
 
-def _track(repo: Repo, root: Path, changed: set[str], result: SyncResult) -> None:
-    """Stage the changed files with git under ``core.autostage``, as DVC does; else list them."""
+def track(repo: Repo, root: Path, changed: set[str]) -> tuple[list[str], list[str]]:
+    """Stage the changed files with git under ``core.autostage``, as DVC does; else list them.
+
+    Returns (the files staged, the files the user should ``git add``).
+    """
     from dvc.scm import NoSCM
 
     if not changed or isinstance(repo.scm, NoSCM):
-        return
+        return [], []
     # A file this sync made and removed again (a .gitignore written ahead for a download
     # that failed) is nothing to tell git about: only tracked ones that are gone count.
     paths = sorted(p for p in changed if (root / p).exists() or repo.scm.is_tracked(p))
     if not paths:
-        return
+        return [], []
     if repo.config["core"].get("autostage"):
         present = [str(root / p) for p in paths if (root / p).exists()]
         removed = [str(root / p) for p in paths if not (root / p).exists()]
@@ -294,9 +297,8 @@ def _track(repo: Repo, root: Path, changed: set[str], result: SyncResult) -> Non
             repo.scm.add(present)
         if removed:
             repo.scm.add(removed, update=True)
-        result.staged = paths
-    else:
-        result.to_git_add = paths
+        return paths, []
+    return [], paths
 
 
 def conflict(item: Item) -> LocalChangesError:

@@ -15,6 +15,7 @@ items to transfer, and when, is :mod:`gcsdvc.sync`'s.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,7 +80,7 @@ class Transfer:
             )
         else:
             fix = (
-                f"take the current object with 'dvc update {stages.stage_path(item.local)}' "
+                f"take the current object with 'gcsdvc update {shlex.quote(item.name)}' "
                 "or skip_if_exist: false"
             )
         raise StorageError(f"{gone} and not in the DVC cache; {fix}")

@@ -648,6 +648,11 @@ class Workspace:
             path.unlink(missing_ok=True)
         self._forget(local)
 
+    def unstage(self, local: str) -> None:
+        """Delete the stage of ``local`` only: the data and its .gitignore line stay."""
+        (self.root / stages.stage_path(local)).unlink(missing_ok=True)
+        self.changed.add(stages.stage_path(local))
+
     def remove_leftover(self, local: str) -> None:
         """Delete a data file no stage owns (its folder goes at the end if left empty)."""
         path = self.root / local

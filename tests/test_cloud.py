@@ -138,9 +138,11 @@ def test_2_gone_generation_names_the_fix_for_this_repository(
     res = cli("sync", cwd=other)
     assert res.returncode == 1
     assert "is gone from the bucket" in res.stderr
-    assert f"'dvc update {local('file1')}.dvc' or skip_if_exist: false" in res.stderr
+    assert "'gcsdvc update exp1' or skip_if_exist: false" in res.stderr
     assert "dvc pull" not in res.stderr  # there is no DVC remote to pull from
     assert not data(other, "file1").exists()
+    cli("update", "exp1", cwd=other, check=True)  # the fix named works
+    assert data(other, "file1").read_text() == "overwritten\n"
 
 
 # -- 3: --no-download, then the object changes ------------------------------

@@ -35,7 +35,7 @@ def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
     if state is State.CHANGED_UPSTREAM:
         if not s.skip_if_exist:
             return [SYNC, *push]
-        return [("dvc update", s.stage_file), *([] if s.pinned else [SYNC, *push])]
+        return [("gcsdvc update", s.name), *push]
     return []
 
 

@@ -400,3 +400,116 @@ def test_a_string_ruamel_reads_as_a_number_is_quoted(value: str) -> None:
     assert f"subblob: '{value}'" in text
     assert _dvc_round_trip(text) == text
     assert yaml.safe_load(text)["resources"][0]["subblob"] == value
+
+
+# -- removing entries ----------------------------------------------------------
+
+THREE = """\
+# the runs
+gcsdvc:
+  data_dir: data
+resources:   # one per run
+- name: a
+  bucket: b
+  # about a
+  files:
+  - x
+
+# before b
+- name: b
+  bucket: b
+
+-
+  name: c
+  bucket: b
+train:
+  lr: 0.1   # DVC's own param
+"""
+
+
+@pytest.mark.parametrize(
+    ("indexes", "after"),
+    [
+        (
+            [0],
+            "# the runs\ngcsdvc:\n  data_dir: data\nresources:   # one per run\n# before b\n"
+            "- name: b\n  bucket: b\n\n-\n  name: c\n  bucket: b\n"
+            "train:\n  lr: 0.1   # DVC's own param\n",
+        ),
+        (
+            [2],
+            "# the runs\ngcsdvc:\n  data_dir: data\nresources:   # one per run\n- name: a\n"
+            "  bucket: b\n  # about a\n  files:\n  - x\n\n# before b\n- name: b\n  bucket: b\n"
+            "train:\n  lr: 0.1   # DVC's own param\n",
+        ),
+        (
+            [0, 2],
+            "# the runs\ngcsdvc:\n  data_dir: data\nresources:   # one per run\n# before b\n"
+            "- name: b\n  bucket: b\ntrain:\n  lr: 0.1   # DVC's own param\n",
+        ),
+        (
+            [0, 1, 2],
+            "# the runs\ngcsdvc:\n  data_dir: data\nresources: []   # one per run\n# before b\n"
+            "train:\n  lr: 0.1   # DVC's own param\n",
+        ),
+        ([], THREE),
+    ],
+    ids=["first", "last", "first and last", "all", "none"],
+)
+def test_remove_entries_takes_out_only_their_lines(indexes: list[int], after: str) -> None:
+    from gcsdvc.manifest_edit import remove_entries
+
+    assert remove_entries(THREE, indexes) == after
+
+
+@pytest.mark.parametrize(
+    ("text", "indexes", "after"),
+    [
+        # indented list, CRLF line ends
+        (
+            "resources:\r\n  - name: a\r\n    bucket: b\r\n  - name: b\r\n    bucket: b\r\n",
+            [0],
+            "resources:\r\n  - name: b\r\n    bucket: b\r\n",
+        ),
+        # no final newline, a block scalar in the entry removed
+        (
+            "resources:\n- name: a\n  description: |\n    two\n    lines\n- name: b",
+            [0],
+            "resources:\n- name: b",
+        ),
+        (
+            "resources:\n- name: a\n- name: b\n  description: >\n    folded\n",
+            [1],
+            "resources:\n- name: a\n",
+        ),
+    ],
+    ids=["indented, CRLF", "block scalar first", "block scalar last"],
+)
+def test_remove_entries_keeps_the_layout_around_them(
+    text: str, indexes: list[int], after: str
+) -> None:
+    from gcsdvc.manifest_edit import remove_entries
+
+    assert remove_entries(text, indexes) == after
+
+
+def test_remove_entries_refuses_a_flow_list() -> None:
+    from gcsdvc.manifest_edit import remove_entries
+
+    with pytest.raises(ManifestError, match="not a block list; please remove them by hand"):
+        remove_entries("resources: [{name: a}, {name: b}]\n", [0], "params.yaml")
+
+
+@FUZZ
+@given(entries=valid_entries(), data=st.data())
+def test_any_manifest_minus_rm_is_that_manifest_without_those_entries(
+    entries: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    from gcsdvc.manifest_edit import remove_entries, resources_text
+
+    if not entries:
+        return
+    text = "train:\n  lr: 0.1\n" + resources_text(entries)
+    gone = data.draw(st.sets(st.integers(0, len(entries) - 1)))
+    kept = [e for n, e in enumerate(yaml.safe_load(text)["resources"]) if n not in gone]
+    assert yaml.safe_load(remove_entries(text, gone)) == {"train": {"lr": 0.1}, "resources": kept}

@@ -132,13 +132,8 @@ def test_check_fails_only_when_action_is_needed(
 @pytest.mark.parametrize(
     ("state", "skip", "pinned", "fix"),
     [
-        (State.CHANGED_UPSTREAM, True, True, ["dvc update data/e/a.dvc"]),
-        (
-            State.CHANGED_UPSTREAM,
-            True,
-            False,
-            ["dvc update data/e/a.dvc", "gcsdvc sync e", "dvc push "],
-        ),
+        (State.CHANGED_UPSTREAM, True, True, ["gcsdvc update e"]),
+        (State.CHANGED_UPSTREAM, True, False, ["gcsdvc update e", "dvc push "]),
         (State.CHANGED_UPSTREAM, False, False, ["gcsdvc sync e", "dvc push "]),
         (State.MODIFIED, True, False, ["rm data/e/a", "gcsdvc sync e"]),
         (State.DELETED_UPSTREAM, True, False, []),

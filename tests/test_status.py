@@ -105,7 +105,7 @@ def test_every_state(repo: Path, synced: str, put: Any, gcs: Any) -> None:
         "  changed-upstream  data/exp1/moved.txt",
         "  deleted-upstream  data/exp1/dropped.txt  (the local copy is kept)",
         "  fix: rm data/exp1/edited.txt",
-        "       dvc update data/exp1/moved.txt.dvc",
+        "       gcsdvc update exp1",
         "       gcsdvc sync exp1",
         "",
         f"fresh: {DESC}",

@@ -121,7 +121,7 @@ def test_an_interrupted_fetch_records_nothing_half_placed(ws: Workspace, res: Re
 def test_a_gone_generation_names_a_fix_that_can_work(
     ws: Workspace, res: Resource, deleted: bool
 ) -> None:
-    """'dvc update' takes the current object: no fix when there is none."""
+    """'gcsdvc update' takes the current object: no fix when there is none."""
     obj = listed(Storage(), res)["a.txt"]
     gone = item(Action.RESTORE, res, "a.txt", obj, md5="1" * 32)  # other bytes than listed
     assert gone.stage is not None
@@ -137,7 +137,7 @@ def test_a_gone_generation_names_a_fix_that_can_work(
         )
     else:
         assert str(raised.value).endswith(
-            f"; take the current object with 'dvc update {stage_file}' or skip_if_exist: false"
+            f"; take the current object with 'gcsdvc update {res.name}' or skip_if_exist: false"
         )
 
 
