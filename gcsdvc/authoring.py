@@ -264,7 +264,7 @@ class Run:
     def as_json(self) -> dict[str, Any]:
         stats = self.stats
         return {
-            "run": self.name,
+            "name": self.name,
             "source": f"gs://{self.source.bucket}/{self.source.prefix}",
             "tracked_by": list(self.tracked_by),
             "objects": stats.objects if stats else None,

@@ -8,12 +8,15 @@ from __future__ import annotations
 import functools
 import sqlite3
 import sys
+import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from gcsdvc import collector
 from gcsdvc.errors import (
@@ -26,7 +29,7 @@ from gcsdvc.errors import (
 )
 from gcsdvc.manifest import Manifest, init_hint, load_manifest, manifest_path
 from gcsdvc.progress import DEFAULT_INTERVAL
-from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
+from gcsdvc.render import amount, cells, elapsed, one_line, pad, quote, rel, status_lines
 
 if TYPE_CHECKING:
     from gcsdvc.authoring import Added
@@ -64,41 +67,66 @@ json_option = click.option(
 names_argument = click.argument("names", nargs=-1, shell_complete=_complete_names)
 
 
-def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    # ctx.meta is shared by the whole command chain: `gcsdvc --debug sync` and
-    # `gcsdvc sync --debug` set the same flag.
+@dataclass
+class Options:
+    """The options every command takes before or after its name, on ``ctx.obj``.
+
+    ``gcsdvc -q sync`` and ``gcsdvc sync -q`` set the same field; a command's own
+    ``--json``/``-m`` are merged in before it runs (see :func:`command`).
+    """
+
+    quiet: bool = False
+    verbose: bool = False
+    debug: bool = False
+    json: bool = False
+    manifest: Path | None = None  # -m given before the command name
+    storages: list[Storage] = field(default_factory=list)  # for -v's retry count
+
+
+pass_options = click.make_pass_decorator(Options, ensure=True)
+
+
+def _options() -> Options:
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(Options) if ctx is not None else None
+    return found if found is not None else Options()
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value and param.name:
-        ctx.meta[f"gcsdvc.{param.name}"] = True
+        setattr(ctx.ensure_object(Options), param.name, value)
 
 
 def _flag(name: str) -> bool:
-    return bool(click.get_current_context().meta.get(f"gcsdvc.{name}", False))
+    return bool(getattr(_options(), name))
+
+
+_QUIET = click.option(
+    "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
+    help="Print only errors.",
+)  # fmt: skip
+_VERBOSE = click.option(
+    "-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
+    help="Print more detail (per-file decisions, retries, timings).",
+)  # fmt: skip
+_DEBUG = click.option(
+    "--debug", is_flag=True, expose_value=False, callback=_remember,
+    help="Show tracebacks for errors.",
+)  # fmt: skip
 
 
 def output_options(func: F) -> F:
     """``-q``/``-v``/``--debug``, accepted by every command; read them with ``_flag``."""
-    for decorator in reversed(
-        [
-            click.option(
-                "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
-                help="Print only errors.",
-            ),
-            click.option(
-                "-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
-                help="Print more detail.",
-            ),
-            click.option(
-                "--debug", is_flag=True, expose_value=False, callback=_remember,
-                help="Show tracebacks for errors.",
-            ),
-        ]
-    ):  # fmt: skip
+    for decorator in reversed([_QUIET, _VERBOSE, _DEBUG]):
         func = decorator(func)
     return func
 
 
 def _handle_errors(func: F) -> F:
-    """Turn gcsdvc errors into one message per line and an exit code, without a traceback."""
+    """Turn gcsdvc errors into one message per line and an exit code, without a traceback.
+
+    With ``--json`` the error is also one JSON document on standard output.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -108,24 +136,19 @@ def _handle_errors(func: F) -> F:
         except ManifestError as exc:
             if debug:
                 raise
-            for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(exc.problems, exc.exit_code)
         except GcsdvcError as exc:
             if debug:
                 raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail([str(exc)], exc.exit_code)
         except OSError as exc:  # a fault of this machine's files, met outside a per-file step
             if debug:
                 raise
-            click.echo(f"error: {local_fault(exc)}", err=True)
-            sys.exit(EXIT_FAILED)
+            _fail([local_fault(exc)], EXIT_FAILED)
         except sqlite3.Error as exc:  # DVC's state and link databases, under .dvc/tmp
             if debug:
                 raise
-            click.echo(f"error: DVC's database in .dvc/tmp: {exc}", err=True)
-            sys.exit(EXIT_FAILED)
+            _fail([f"DVC's database in .dvc/tmp: {exc}"], EXIT_FAILED)
         except KeyboardInterrupt:
             if debug:
                 raise
@@ -135,11 +158,51 @@ def _handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _fail(problems: list[str], exit_code: int) -> None:
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if _flag("json"):
+        from gcsdvc.render import error_json
+
+        _echo_json(error_json(problems, exit_code))
+    sys.exit(exit_code)
+
+
+def _merge_options(func: F) -> F:
+    """Merge the options given before the command name with the command's own."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        opts = ctx.ensure_object(Options)
+        name = ctx.command.name
+        if "as_json" in kwargs:
+            kwargs["as_json"] = opts.json = bool(kwargs["as_json"] or opts.json)
+        elif opts.json:
+            raise click.UsageError(f"'gcsdvc {name}' has no --json output")
+        if "manifest_file" in kwargs:
+            given = ctx.get_parameter_source("manifest_file") is ParameterSource.COMMANDLINE
+            if opts.manifest is not None and not given:
+                kwargs["manifest_file"] = opts.manifest
+        elif opts.manifest is not None:
+            raise click.UsageError(f"'gcsdvc {name}' takes no --manifest")
+        began = time.monotonic()
+        done = func(*args, **kwargs)
+        if opts.verbose and not opts.json:
+            retries = sum(s.retries.retries for s in opts.storages)
+            took = f"{name}: took {elapsed(time.monotonic() - began)}"
+            click.echo(took + (f", {retries} storage retries" if opts.storages else ""), err=True)
+        return done
+
+    return wrapper  # type: ignore[return-value]
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
     """``@main.command`` with the options and error handling every command shares."""
 
     def decorate(func: F) -> click.Command:
-        made: click.Command = main.command(*args, **kwargs)(output_options(_handle_errors(func)))
+        wrapped = output_options(_handle_errors(_merge_options(func)))
+        made: click.Command = main.command(*args, **kwargs)(wrapped)
         return made
 
     return decorate
@@ -161,27 +224,58 @@ def quiet_google_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\.|$)")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Commands listed in the order of the workflow, each with its whole summary."""
+
+    ORDER = ("add", "discover", "migrate", "validate", "sync", "status", "list", "show", "which")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {name: n for n, name in enumerate(self.ORDER)}
+        return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands[name]
+            if not cmd.hidden:
+                # The first sentence, never cut: click would cut it to the terminal's width.
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_QUIET
+@_VERBOSE
+@_DEBUG
 @click.option(
-    "--debug", is_flag=True, expose_value=False, callback=_remember,
-    help="Show tracebacks for errors.",
+    "--json", is_flag=True, expose_value=False, callback=_remember,
+    help="Print JSON (one documented schema per command).",
+)  # fmt: skip
+@click.option(
+    "--manifest", "-m", "manifest", type=click.Path(dir_okay=False, path_type=Path),
+    expose_value=False, callback=_remember,
+    help=f"Manifest file [default: ${MANIFEST_ENV}, else params.yaml at the DVC root].",
 )  # fmt: skip
 @click.version_option(package_name="gcsdvc")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Bring experiment outputs from Google Cloud Storage into a DVC repository.
 
     Every experiment is one entry of the resources manifest (params.yaml, or
     $GCSDVC_MANIFEST); `gcsdvc sync` turns each listed file into a DVC import stage.
+    -q, -v, --debug, --json and -m work before or after the command name.
 
     \b
     Examples:
       gcsdvc validate
       gcsdvc sync --dry-run
-      gcsdvc sync 'exp-*'
+      gcsdvc -q sync 'exp-*'
       gcsdvc migrate old_resources.py -o params.yaml
       gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json'
       gcsdvc install
     """
+    ctx.ensure_object(Options)
     quiet_google_warnings()
 
 
@@ -209,7 +303,7 @@ def validate(
       gcsdvc validate params.yaml other/params.yaml --json
     """
     from gcsdvc.hooks import is_manifest
-    from gcsdvc.render import validate_json, validate_line
+    from gcsdvc.render import entry_lines, validate_json, validate_line
 
     results: list[tuple[Path, Manifest | ManifestError]] = []
     skipped: list[Path] = []  # not manifests (--manifests-only)
@@ -238,6 +332,9 @@ def validate(
             for warning in outcome.warnings:
                 click.echo(f"warning: {warning}", err=True)
             click.echo(validate_line(_shown(path), outcome))
+            if _flag("verbose"):
+                for line in entry_lines(outcome):
+                    click.echo(line)
     if any(isinstance(outcome, ManifestError) for _, outcome in results):
         sys.exit(EXIT_USAGE)
 
@@ -253,7 +350,8 @@ def validate(
 @click.option(
     "--force", is_flag=True, help="Replace the 'resources' OUTPUT already has (only that key)."
 )
-def migrate(old: Path, output: Path | None, force: bool) -> None:
+@json_option
+def migrate(old: Path, output: Path | None, force: bool, as_json: bool) -> None:
     """Convert an old Python manifest (resources = [...]) to YAML.
 
     The file is parsed, never run: anything but literal data is refused.
@@ -275,11 +373,16 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     text = migrate_source(source, str(old))
     target = output or Path("params.yaml")
     manifest = parse_manifest(text, target, target.absolute().parent)
-    if not _flag("quiet"):
+    if not _flag("quiet") and not as_json:
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
+    names = [r.name for r in manifest.resources]
+    doc = {"output": None, "names": names, "warnings": list(manifest.warnings)}
     if output is None:
-        click.echo(text, nl=False)
+        if as_json:
+            _echo_json({**doc, "yaml": text})
+        else:
+            click.echo(text, nl=False)
         return
     from gcsdvc.authoring import read_manifest_text
     from gcsdvc.manifest_edit import merge_resources, write_atomic
@@ -287,7 +390,12 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     text = merge_resources(read_manifest_text(output), text, force=force, shown=str(output))
     parse_manifest(text, output, output.absolute().parent)
     write_atomic(output, text)
-    if not _flag("quiet"):
+    if as_json:
+        _echo_json({**doc, "output": str(output), "yaml": None})
+    elif not _flag("quiet"):
+        if _flag("verbose"):
+            for name in names:
+                click.echo(f"  {name}", err=True)
         click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
 
 
@@ -343,6 +451,7 @@ def sync(
 
     quiet, verbose = _flag("quiet"), _flag("verbose")
     manifest = _load(manifest_file)
+    tally = make_reporter(quiet, progress_interval, sys.stderr)
     result = run_sync(
         manifest,
         names,
@@ -351,16 +460,19 @@ def sync(
         download=not no_download,
         force=force,
         jobs=jobs,
-        reporter=make_reporter(quiet, progress_interval, sys.stderr),
+        reporter=tally,
     )
     if as_json:
-        _echo_json(sync_json(result, dry_run=dry_run))
+        _echo_json(sync_json(result, dry_run, tally.nbytes, tally.elapsed))
     else:
         if not quiet:
             failed = {(f.name, f.source) for f in result.failures}
             for line in plan_lines(result.plan, verbose=verbose, failed=failed):
                 click.echo(line)
-        for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
+        summary = summary_lines(
+            result, dry_run, verbose, quiet, nbytes=tally.nbytes, seconds=tally.elapsed
+        )
+        for line in summary:
             click.echo(line, err=line.startswith(("failed", "warning", "leftover")))
         if not quiet:
             for line in git_hint_lines(result, manifest.root):
@@ -420,14 +532,15 @@ def status(
         return
     manifest = _load(manifest_file)
     _require_repo(manifest)
-    report = check(manifest, names, offline=offline, detail=as_json)
+    storage = None if offline else _storage()
+    report = check(manifest, names, offline=offline, storage=storage, detail=as_json)
     if not _flag("quiet"):
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json(report.as_json(strict))
     elif not _flag("quiet"):
-        for line in status_lines(report, manifest.root):
+        for line in status_lines(report, manifest.root, verbose=_flag("verbose")):
             click.echo(line)
     if check_only and pre_commit:
         from gcsdvc.hooks import blocks_commit, unsynced_count
@@ -469,7 +582,9 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
     if as_json:
         _echo_json({"resources": [resource_json(s, with_files=False) for s in statuses]})
         return
-    for line in list_lines(statuses, manifest.root):
+    if _flag("quiet"):
+        return
+    for line in list_lines(statuses, manifest.root, verbose=_flag("verbose")):
         click.echo(line)
     if grep is not None and not statuses:
         click.echo(f"no experiment matches {grep!r}", err=True)
@@ -497,8 +612,9 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(resource_json(s, with_files=True, pinned=report.pinned))
         return
-    for line in show_lines(s, manifest.root, report.pinned):
-        click.echo(line)
+    if not _flag("quiet"):
+        for line in show_lines(s, manifest.root, report.pinned, verbose=_flag("verbose")):
+            click.echo(line)
 
 
 @command()
@@ -522,6 +638,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(info.as_json())
         return
+    if _flag("quiet"):
+        return
     item = info.item
     name = info.name if info.in_manifest else f"{info.name} (no longer in the manifest)"
     inside = f" (in the whole-prefix import {rel(manifest.root, item.local)})" if info.inner else ""
@@ -542,6 +660,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
         if item.size is not None:
             click.echo(f"  size:        {item.size} bytes")
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
+    if _flag("verbose") and item.note:
+        click.echo(f"  note:        {item.note}")
 
 
 # -- authoring: add and discover -------------------------------------------------
@@ -682,7 +802,8 @@ def discover(
                 "written": bool(added and added.written),
             }
         )
-    else:
+    elif not _flag("quiet"):
+        verbose = _flag("verbose")
         width = max((cells(r.name) for r in runs), default=0)
         for r in runs:
             state = f"tracked ({', '.join(r.tracked_by)})" if r.tracked_by else "new"
@@ -691,6 +812,8 @@ def discover(
                 when = (r.stats.updated or "")[:16].replace("T", " ")
                 extra = f"  {amount(r.stats.objects, r.stats.size)}  {when}".rstrip()
             click.echo(f"{pad(r.name, width)}  {state}{extra}")
+            if verbose:
+                click.echo(f"    gs://{r.source.bucket}/{r.source.prefix}/")
         new = sum(1 for r in runs if not r.tracked_by)
         hint = f"; 'gcsdvc discover {quote(url)} --add' adds them" if new and not add_new else ""
         click.echo(f"{len(runs)} run(s), {len(runs) - new} tracked, {new} new{hint}")
@@ -729,6 +852,9 @@ def install(manifest_file: Path | None, as_json: bool) -> None:
         already = f"the manifest merge driver is already installed for {_shown(path)}"
         for line in installed.done or [already]:
             click.echo(line)
+        if _flag("verbose"):
+            click.echo(f"  driver:    {installed.driver}")
+            click.echo(f"  attribute: {installed.attribute}")
 
 
 @command("merge-manifest", hidden=True)
@@ -759,7 +885,9 @@ def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
 def _storage() -> Storage:
     from gcsdvc.storage import Storage
 
-    return Storage()
+    storage = Storage()
+    _options().storages.append(storage)
+    return storage
 
 
 def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = False) -> None:
@@ -767,8 +895,9 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
     from gcsdvc.manifest_edit import entry_text
 
     names = [str(e["name"]) for e in added.entries]
-    for skipped in added.skipped:
-        click.echo(f"skipped {skipped}", err=True)
+    if not quiet:
+        for skipped in added.skipped:
+            click.echo(f"skipped {skipped}", err=True)
     if not names:
         return
     if dry_run:
@@ -782,6 +911,8 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
         for entry in added.entries:
             prefix = "/".join(p for p in (entry["blob"], entry.get("subblob")) if p)
             click.echo(f"added {entry['name']}: gs://{entry['bucket']}/{prefix}")
+            if _flag("verbose"):
+                click.echo(entry_text(entry), nl=False)
         if not then_sync:
             click.echo(
                 f"wrote {_shown(added.path)}; 'gcsdvc sync {' '.join(map(quote, names))}' downloads"
@@ -789,7 +920,7 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
     if then_sync:
         ctx = click.get_current_context()
         if quiet:
-            ctx.meta["gcsdvc.quiet"] = True  # keeps --json output one document
+            ctx.ensure_object(Options).quiet = True  # keeps --json output one document
         ctx.invoke(sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path)
 
 
@@ -815,10 +946,12 @@ def _require_repo(manifest: Manifest) -> None:
         )
 
 
-def _echo_json(data: object) -> None:
+def _echo_json(data: dict[str, Any]) -> None:
     import json
 
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    from gcsdvc.render import JSON_SCHEMA
+
+    click.echo(json.dumps({"schema": JSON_SCHEMA, **data}, indent=2, ensure_ascii=False))
 
 
 def _shown(path: Path) -> str:

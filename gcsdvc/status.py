@@ -217,7 +217,7 @@ class Report:
         return {
             "ok": self.ok,
             "needs_action": self.needs_action(strict),
-            "upstream_checked": self.upstream_checked,
+            "upstream_checked": self.upstream_checked and self.upstream_error is None,
             "upstream_error": self.upstream_error,
             "resources": [
                 resource_json(r, with_files=True, pinned=self.pinned) for r in self.resources
@@ -240,15 +240,15 @@ def resource_json(status: ResourceStatus, with_files: bool, pinned: bool = True)
         "name": res.name,
         "description": res.description,
         "source": res.url,
-        "local": status.local,
+        "path": status.local,
         "skip_if_exist": res.skip_if_exist,
         "state": status.summary,
         "counts": {str(s): counts[s] for s in State if counts[s]},
         "size": status.size,
         "upstream_error": status.upstream_error,
+        "file_count": status.file_count,
     }
     if not with_files:
-        out["file_count"] = status.file_count
         return out
     out["files"] = []
     for f in status.files:

@@ -247,7 +247,10 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     repo = params.parent
     result = cli("add", f"gs://{runs}/mnist/run-2", "-f", "*.json", "-f", "eval/**", "--sync")
     assert result.exit_code == 0, result.output
-    assert without_git_hint(result.stdout)[-2:] == ["run-2  add 3", "sync: 3 added, 0 unchanged"]
+    assert without_git_hint(result.stdout)[-2:] == [
+        "run-2  add 3",
+        "sync: 3 added, 0 unchanged; 24 bytes downloaded in <t>, 0 retries",
+    ]
     local = repo / "data" / "mnist" / "run-2"
     assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*.dvc")) == [
         "eval/deep/val.csv.dvc",
@@ -321,7 +324,7 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
     assert without_git_hint(result.stdout) == [
         "good  add 1",
         "bad   add 1, failed 1",
-        "sync: 2 added, 0 unchanged, 1 failed",
+        "sync: 2 added, 0 unchanged, 1 failed; 31 bytes downloaded in <t>, 0 retries",
     ]
     assert without_progress(result.stderr) == [
         f"failed: bad: gs://{runs}/mnist/run-2/*.parquet: pattern '*.parquet' matched nothing "
@@ -482,7 +485,7 @@ def test_discover_add_appends_the_new_runs_in_one_write(params: Path, runs: str)
         f"added run-3: {url}/run-3",
         "run-2  add 1",
         "run-3  add 1",
-        "sync: 2 added, 0 unchanged",
+        "sync: 2 added, 0 unchanged; 32 bytes downloaded in <t>, 0 retries",
     ]
     after = params.read_text(encoding="utf-8")
     cut = before.index("\n# evaluation")

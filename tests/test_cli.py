@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -16,14 +17,14 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import cli, dvc_main, entry, run, write_manifest
+from conftest import cli, dvc_main, entry, run, timeless, write_manifest
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc.cli import main, quiet_google_warnings
 from gcsdvc.manifest import parse_manifest
 from gcsdvc.plan import Action, Item, Plan
-from gcsdvc.progress import PlainProgress, TerminalProgress, make_reporter
-from gcsdvc.render import human_size, pad, plan_lines
+from gcsdvc.progress import PlainProgress, Tally, TerminalProgress, make_reporter
+from gcsdvc.render import elapsed, human_size, pad, plan_lines
 
 GOOD = {
     "resources": [
@@ -88,15 +89,68 @@ def test_plain_progress_with_unknown_total_bytes() -> None:
     ]
 
 
-def test_terminal_progress_shows_files_bytes_rate() -> None:
+def test_terminal_progress_shows_files_bytes_rate_and_stays() -> None:
     out = io.StringIO()
     progress = TerminalProgress(out, mininterval=0)
     progress.start(2, 2048)
     progress.advance(files=2)
     progress.advance(nbytes=2048)
     progress.finish()
-    text = out.getvalue()
-    assert "Downloading" in text and "2/2 files" in text and "B/s" in text
+    last = out.getvalue().split("\r")[-1]
+    assert last.endswith("\n")  # the bar's last state stays on the terminal
+    assert last.startswith("Downloading: 100%") and "2/2 files" in last
+    # One unit style: the plain lines' (DVC's `dvc du`), never tqdm's "kB" or "MB/s".
+    assert f"{human_size(2048)}/{human_size(2048)}" in last
+    assert re.search(r", \d+(\.\d+)?[kMGT]?/s,", last), last
+
+
+def interrupt(progress: PlainProgress | TerminalProgress) -> None:
+    try:
+        raise KeyboardInterrupt
+    finally:
+        progress.finish()  # as the transfer's ``finally`` calls it under Ctrl-C
+
+
+def test_an_interrupted_sync_ends_its_progress_with_interrupted_not_done() -> None:
+    out, clock = io.StringIO(), Clock()
+    plain = PlainProgress(out, interval=5, clock=clock)
+    plain.start(454, 1 << 20)
+    clock.now += 2
+    plain.advance(files=128, nbytes=1 << 19)
+    with pytest.raises(KeyboardInterrupt):
+        interrupt(plain)
+    assert out.getvalue().splitlines()[-1] == "interrupted: 128/454 files, 512k/1.00M, 256k/s"
+    out = io.StringIO()
+    bar = TerminalProgress(out, mininterval=0)
+    bar.start(454, 1 << 20)
+    bar.advance(files=128, nbytes=1 << 19)
+    with pytest.raises(KeyboardInterrupt):
+        interrupt(bar)
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("Interrupted:  50%") and "128/454 files" in last and last.endswith("\n")
+
+
+def test_the_tally_counts_every_phase_with_or_without_a_display() -> None:
+    clock = Clock()
+    for display in (None, PlainProgress(io.StringIO(), clock=clock)):
+        tally = Tally(display, clock=clock)
+        tally.start(2, 100)
+        tally.advance(files=2, nbytes=100)
+        tally.finish()
+        tally.start(1, 0)  # a whole-prefix import
+        tally.advance(files=1, nbytes=50)
+        tally.finish()
+        clock.now += 3
+        assert (tally.files, tally.nbytes, tally.elapsed) == (3, 150, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.04, "0.0s"), (1.25, "1.2s"), (9.96, "10.0s"), (12.4, "12s"), (59.6, "1m00s"),
+     (185, "3m05s"), (3725, "1h02m")],
+)  # fmt: skip
+def test_elapsed_time_reads_as_rclone_prints_it(seconds: float, shown: str) -> None:
+    assert elapsed(seconds) == shown
 
 
 class Tty(io.StringIO):
@@ -105,9 +159,9 @@ class Tty(io.StringIO):
 
 
 def test_reporter_choice() -> None:
-    assert make_reporter(quiet=True, stream=Tty()) is None
-    assert isinstance(make_reporter(quiet=False, stream=Tty()), TerminalProgress)
-    plain = make_reporter(quiet=False, interval=2.5, stream=io.StringIO())
+    assert make_reporter(quiet=True, stream=Tty()).display is None
+    assert isinstance(make_reporter(quiet=False, stream=Tty()).display, TerminalProgress)
+    plain = make_reporter(quiet=False, interval=2.5, stream=io.StringIO()).display
     assert isinstance(plain, PlainProgress) and plain.interval == 2.5
 
 
@@ -276,7 +330,10 @@ def test_piped_progress_shows_before_the_sync_ends(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert err.splitlines()[-1].startswith("done: 3/3 files, ")
-    assert out.splitlines()[:2] == ["exp1  add 3", "sync: 3 added, 0 unchanged"]
+    assert timeless(out)[:2] == [
+        "exp1  add 3",
+        "sync: 3 added, 0 unchanged; 35 bytes downloaded in <t>, 0 retries",
+    ]
 
 
 def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
@@ -285,13 +342,15 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
     assert res.exit_code == 1
     doc = json.loads(res.stdout)
     assert set(doc) == {
-        "ok", "dry_run", "done", "items", "failures", "removed", "untracked", "to_git_add",
-        "staged", "warnings", "errors", "repaired", "retries",
+        "schema", "ok", "dry_run", "done", "bytes", "elapsed", "items", "failures", "removed",
+        "untracked", "to_git_add", "staged", "warnings", "errors", "repaired", "retries",
     }  # fmt: skip
+    assert (doc["schema"], doc["bytes"]) == (1, 10)
+    assert isinstance(doc["elapsed"], float) and doc["elapsed"] >= 0
     assert (doc["removed"], doc["untracked"]) == ([], [])
     assert (doc["errors"], doc["repaired"]) == ([], [])
     assert (doc["ok"], doc["dry_run"]) == (False, False)
-    assert doc["done"]["added"] == 1
+    assert doc["done"]["add"] == 1
     (failure,) = doc["failures"]
     assert failure["message"].endswith("metric.json; did you mean 'metrics.json'?")
     assert [i["action"] for i in doc["items"]] == ["add", "failed"]
@@ -366,7 +425,10 @@ def test_whole_prefix_shows_our_progress_and_none_of_dvcs(
     assert len(lines) == 2 and lines[0] == "downloading: 0/2 files, 0"
     assert lines[1].startswith("done: 2/2 files, 5, ")
     assert "Importing" not in res.stdout + res.stderr
-    assert res.stdout.splitlines()[:2] == ["whole  add 1", "sync: 1 added, 0 unchanged"]
+    assert timeless(res.stdout)[:2] == [
+        "whole  add 1",
+        "sync: 1 added, 0 unchanged; 5 bytes downloaded in <t>, 0 retries",
+    ]
     (repo / "data" / "whole" / "a.txt").unlink()
     write_manifest(repo, [whole, gone])
     res = run(sys.executable, "-m", "gcsdvc", "sync", "-q", cwd=repo, check=False)
