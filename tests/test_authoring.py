@@ -447,8 +447,8 @@ def test_discover_lists_runs_and_marks_the_tracked_ones(params: Path, runs: str,
     stats = json.loads(cli("discover", url, "--stats", "--json").stdout)
     assert stats["added"] == [] and stats["written"] is False
     first = stats["runs"][0]
-    assert {k: first[k] for k in ("run", "source", "tracked_by", "objects", "size")} == {
-        "run": "run-1",
+    assert {k: first[k] for k in ("name", "source", "tracked_by", "objects", "size")} == {
+        "name": "run-1",
         "source": f"{url}/run-1",
         "tracked_by": ["run-1"],
         "objects": 4,
@@ -521,7 +521,7 @@ def test_an_empty_run_made_in_the_console_is_skipped_not_a_block(
     put(f"{runs}/mnist/run-4/", b"")
     put(f"{runs}/mnist/run-2/eval/", b"")
     stats = json.loads(cli("discover", f"gs://{runs}/mnist", "--stats", "--json").stdout)
-    counted = {run["run"]: run["objects"] for run in stats["runs"]}
+    counted = {run["name"]: run["objects"] for run in stats["runs"]}
     assert (counted["run-2"], counted["run-4"]) == (4, 0)  # placeholders are no files
     result = cli("discover", f"gs://{runs}/mnist", "--add")
     assert result.exit_code == 0, result.output

@@ -197,11 +197,11 @@ def test_validate_files_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "ok": True,
         "problems": [],
         "warnings": [],
-        "experiments": 1,
-        "files": 2,
-        "prefixes": 0,
+        "experiment_count": 1,
+        "file_count": 2,
+        "prefix_count": 0,
     }
-    assert bad["ok"] is False and bad["problems"] and bad["experiments"] is None
+    assert bad["ok"] is False and bad["problems"] and bad["experiment_count"] is None
     assert invoke("validate", "-q", "params.yaml").output == ""
 
 
