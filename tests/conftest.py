@@ -8,8 +8,9 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -284,7 +285,29 @@ def cli(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None =
             _fresh_gcsfs()
     if check and res.exit_code:
         pytest.fail(f"gcsdvc {' '.join(args)} exited {res.exit_code}:\n{res.stdout}\n{res.stderr}")
+    if "--json" in args and res.stdout:
+        conforms(args, res.stdout)
     return Ran(res.exit_code, res.stdout, res.stderr)
+
+
+COMMANDS = ("validate", "migrate", "sync", "status", "list", "show", "which", "add", "discover")
+COMMANDS += ("install",)
+
+
+def conforms(args: Sequence[str], out: str) -> dict[str, Any]:
+    """The ``--json`` document in ``out``, checked against its command's shipped JSON Schema.
+
+    Every test that runs a command with ``--json`` through :func:`cli` checks its
+    document so; a failed command's document is checked against ``error.json``.
+    """
+    import jsonschema
+
+    doc = json.loads(out)
+    assert isinstance(doc, dict), out
+    name = "error" if "exit_code" in doc else next(a for a in args if a in COMMANDS)
+    schema = json.loads((files("gcsdvc") / "schemas" / f"{name}.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(doc)
+    return doc
 
 
 def _fresh_gcsfs() -> None:

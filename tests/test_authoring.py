@@ -266,7 +266,7 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     result = cli("sync", "run-2")
     assert without_git_hint(result.stdout) == [
         "run-2  add 1, unchanged 3",
-        "sync: 1 added, 3 unchanged",
+        "sync: 1 added, 3 unchanged; 4 bytes downloaded in <t>, 0 retries",
     ]
     assert (local / "eval" / "extra.csv").read_text() == "new\n"
     assert json.loads((local / "metrics.json").read_text()) == {"run": "run-2"}
