@@ -8,6 +8,7 @@ name) and checks it (against the manifest, then against the bucket);
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,12 +78,15 @@ def new_entry(
     destination: str | None = None,
     description: str = "",
     follow_upstream: bool = False,
+    destinations: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A manifest entry for ``source``, with defaults for everything not given.
 
     ``names`` are the names already taken: the default name (the SUBBLOB, else
     the last part of the BLOB) is made unique with the folder above it, then a
-    number. An explicit ``name`` is kept as given (validation refuses a duplicate).
+    number. ``destinations`` are the folders taken: the default destination
+    (BLOB/SUBBLOB) is made unique with the bucket in front, then a number. An
+    explicit ``name`` or ``destination`` is kept as given (validation refuses a clash).
     """
     entry: dict[str, Any] = {
         "name": name if name is not None else unique_name(source, set(names)),
@@ -93,12 +97,33 @@ def new_entry(
         entry["subblob"] = source.subblob
     if files:
         entry["files"] = list(dict.fromkeys(files))
-    entry["destination"] = destination if destination is not None else source.prefix
+    if destination is None:
+        destination = unique_destination(source, set(destinations))
+    entry["destination"] = destination
     entry["skip_if_exist"] = not follow_upstream
     if description:
         entry["description"] = description
     assert list(entry) == [k for k in ENTRY_KEYS if k in entry]  # the manual's key order
     return entry
+
+
+def unique_destination(source: Source, taken: set[str]) -> str:
+    """BLOB/SUBBLOB, else BUCKET/BLOB/SUBBLOB, else that with a number: the first clear of
+    ``taken`` (a folder clashes with one equal to it, inside it or holding it)."""
+
+    def clear(folder: str) -> bool:
+        return not any(
+            t == folder or t.startswith(f"{folder}/") or folder.startswith(f"{t}/") for t in taken
+        )
+
+    plain, with_bucket = source.prefix, f"{source.bucket}/{source.prefix}"
+    for candidate in (plain, with_bucket):
+        if clear(candidate):
+            return candidate
+    number = 2
+    while not clear(f"{with_bucket}-{number}"):
+        number += 1
+    return f"{with_bucket}-{number}"
 
 
 def unique_name(source: Source, taken: set[str]) -> str:
@@ -170,7 +195,10 @@ def add_entries(
     text = read_manifest_text(path)
     new_text = append_entries(text, entries, str(path))
     root = find_root(path.parent) or path.parent
-    manifest = parse_manifest(new_text, path, root)
+    try:
+        manifest = parse_manifest(new_text, path, root)
+    except ManifestError as exc:
+        raise ManifestError([_of_new_entry(p, text) for p in exc.problems]) from None
     added = list(manifest.resources[len(manifest.resources) - len(entries) :])
     empty = check_sources(storage, added, skip_empty) if storage is not None else {}
     if empty:  # the others were checked: only the text changes
@@ -180,6 +208,24 @@ def add_entries(
         write_atomic(path, new_text)
     skipped = [f"{name}: {why}; not added" for name, why in empty.items()]
     return Added(path, list(entries), new_text, bool(entries) and not dry_run, skipped)
+
+
+_AT_LINE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): ")
+
+
+def _of_new_entry(problem: str, text: str) -> str:
+    """A problem of the manifest with the new entries, as the user can find it.
+
+    A line past the end of the file on disk is in a new entry: it is named
+    instead, and a clash of folders gets the option that avoids it.
+    """
+    at = _AT_LINE.match(problem)
+    if at is None or int(at["line"]) <= len(text.splitlines()):
+        return problem
+    problem = f"{at['file']} (new entry): {problem[at.end() :]}"
+    if " saves to " in problem or " would be both a folder and " in problem:
+        problem += "; pass --destination FOLDER to save it elsewhere"
+    return problem
 
 
 def check_sources(
@@ -311,6 +357,7 @@ def entries_for_runs(
 ) -> list[dict[str, Any]]:
     """New entries for the runs not tracked yet; ``{run}`` in ``description`` is the run's name."""
     names = set(manifest.names)
+    destinations = {r.destination for r in manifest.resources}
     entries = []
     for run in runs:
         if run.tracked_by:
@@ -321,7 +368,9 @@ def entries_for_runs(
             files=files,
             description=description.replace("{run}", run.name),
             follow_upstream=follow_upstream,
+            destinations=destinations,
         )
         names.add(entry["name"])
+        destinations.add(entry["destination"])
         entries.append(entry)
     return entries

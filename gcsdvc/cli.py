@@ -738,6 +738,7 @@ def add(
         destination=destination,
         description=description,
         follow_upstream=follow_upstream,
+        destinations=[r.destination for r in manifest.resources],
     )
     added = add_entries(path, [entry], None if no_check else _storage(), dry_run=dry_run)
     if as_json:

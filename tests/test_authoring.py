@@ -17,7 +17,14 @@ from conftest import dvc_main, without_git_hint, without_progress, write_manifes
 
 import gcsdvc as api
 from gcsdvc import ManifestError
-from gcsdvc.authoring import Source, new_entry, parse_url, source_of, unique_name
+from gcsdvc.authoring import (
+    Source,
+    new_entry,
+    parse_url,
+    source_of,
+    unique_destination,
+    unique_name,
+)
 from gcsdvc.cli import main
 from gcsdvc.errors import UsageError
 from gcsdvc.manifest import match_files, parse_manifest, pattern_problem, pattern_root
@@ -139,6 +146,47 @@ def test_bad_urls_are_refused(url: str, message: str) -> None:
 )
 def test_default_names_are_unique_and_readable(source: Source, taken: set[str], name: str) -> None:
     assert unique_name(source, taken) == name
+
+
+@pytest.mark.parametrize(
+    ("taken", "destination"),
+    [
+        (set(), "runs/r1"),
+        ({"runs/r2", "runs/r10"}, "runs/r1"),  # a longer name is no folder of it
+        ({"runs/r1"}, "b2/runs/r1"),  # the same run in a second bucket
+        ({"runs"}, "b2/runs/r1"),  # inside a taken folder
+        ({"runs/r1/eval"}, "b2/runs/r1"),  # holding a taken folder
+        ({"runs/r1", "b2/runs/r1"}, "b2/runs/r1-2"),
+        ({"runs/r1", "b2/runs/r1", "b2/runs/r1-2"}, "b2/runs/r1-3"),
+    ],
+)
+def test_default_destinations_are_unique_as_names_are(taken: set[str], destination: str) -> None:
+    assert unique_destination(Source("b2", "runs", "r1"), taken) == destination
+
+
+def test_add_names_the_new_entry_and_the_option_when_a_destination_clashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No line of the file is cited that the file does not have; --destination is offered."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()
+    manifest = tmp_path / "params.yaml"
+    manifest.write_text(
+        "resources:\n  - name: a\n    bucket: b1x\n    blob: runs\n    subblob: r1\n"
+        "    destination: runs/r1\n    files: [x.txt]\n"
+    )
+    before = manifest.read_text()
+    same = ["add", "gs://b2x/runs/r1", "-f", "x.txt", "--no-check"]
+    res = cli(*same, "-n")
+    assert res.exit_code == 0, res.output
+    assert "  destination: b2x/runs/r1\n" in res.stdout  # made unique, as the name is
+    res = cli(*same, "--destination", "runs/r1")
+    assert (res.exit_code, res.stdout) == (2, "")
+    assert res.stderr == (
+        "error: params.yaml (new entry): resources[1] (r1): saves to 'data/runs/r1/x.txt', as "
+        "resources[0] (a) does; pass --destination FOLDER to save it elsewhere\n"
+    )
+    assert manifest.read_text() == before
 
 
 def test_new_entry_defaults_and_options() -> None:
