@@ -487,3 +487,27 @@ def test_the_init_hint_fits_where_git_is(tmp_path: Path, layout: str, hint: str)
     if layout:
         ((here / layout).resolve() / ".git").mkdir()
     assert init_hint(here) == hint.format(top=tmp_path)
+
+
+def test_validate_lists_the_problems_in_line_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settings problem at the end of the file comes last, as the file reads."""
+    monkeypatch.chdir(tmp_path)
+    Path("m.yaml").write_text(
+        "resources:\n"
+        "  - name: a\n"
+        "    bucket: bkt\n"
+        "    blob: runs\n"
+        "    files: [x.txt, x.txt]\n"
+        "gcsdvc:\n"
+        "  data_dir: ../out\n"
+    )
+    res = invoke("validate", "m.yaml")
+    assert (res.exit_code, res.stdout) == (2, "")
+    assert res.stderr.splitlines() == [
+        "error: m.yaml:2: resources[0] (a) field 'destination': is required",
+        "error: m.yaml:5: resources[0] (a) field 'files': 'x.txt' is listed twice",
+        "error: m.yaml:7: gcsdvc.data_dir: has a '..' segment, which would leave the data folder "
+        "(got '../out')",
+    ]
