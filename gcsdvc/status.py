@@ -397,7 +397,8 @@ def _asked(selected: Sequence[Resource]) -> dict[tuple[str, str], list[str]]:
 def _add_pattern_failures(
     manifest: Manifest, statuses: list[ResourceStatus], failures: list[PatternFailure]
 ) -> None:
-    """A pattern that gave no file shows as one not-synced item, named by the pattern."""
+    """A pattern that gave no file shows as one item named by the pattern: not-synced, or
+    listing-failed (no fix: nothing can be done before the bucket answers)."""
     by_index = {s.resource.index: s for s in statuses}
     for failure in failures:
         res = failure.resource
@@ -405,6 +406,8 @@ def _add_pattern_failures(
             manifest.local(res, failure.pattern), res.source(failure.pattern), failure.pattern, None
         )
         item.state = State.REFUSED if failure.refused else State.NOT_SYNCED
+        if failure.unlisted:
+            item.state = State.LISTING_FAILED
         item.note = failure.message
         by_index[res.index].files.append(item)
 
