@@ -6,6 +6,7 @@ Exit codes are defined in :mod:`gcsdvc.errors`.
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import sys
 import time
@@ -141,6 +142,10 @@ def _handle_errors(func: F) -> F:
             if debug:
                 raise
             _fail([str(exc)], exc.exit_code)
+        except BrokenPipeError:  # the reader stopped (`gcsdvc list | head -1`): nothing wrong
+            # Python would report the pipe again when it flushes standard output at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as exc:  # a fault of this machine's files, met outside a per-file step
             if debug:
                 raise

@@ -511,3 +511,25 @@ def test_validate_lists_the_problems_in_line_order(
         "error: m.yaml:7: gcsdvc.data_dir: has a '..' segment, which would leave the data folder "
         "(got '../out')",
     ]
+
+
+def test_a_reader_that_stops_early_is_no_error(repo: Path) -> None:
+    """`gcsdvc list | head -1`: exit 0 and nothing on standard error, as `cat` would."""
+    entries = [
+        {"name": f"e{n}", "bucket": "bkt", "blob": "runs", "subblob": f"r{n}",
+         "files": ["x.txt"], "destination": f"r{n}"}
+        for n in range(3000)
+    ]  # fmt: skip
+    write_manifest(repo, entries)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcsdvc", "list"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == "e0     not synced  1 file(s)\n"
+    proc.stdout.close()  # as `head -1` does
+    with proc.stderr:
+        assert (proc.wait(timeout=120), proc.stderr.read()) == (0, "")
