@@ -290,10 +290,6 @@ def cli(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None =
     return Ran(res.exit_code, res.stdout, res.stderr)
 
 
-COMMANDS = ("validate", "migrate", "sync", "status", "list", "show", "which", "add", "discover")
-COMMANDS += ("install",)
-
-
 def conforms(args: Sequence[str], out: str) -> dict[str, Any]:
     """The ``--json`` document in ``out``, checked against its command's shipped JSON Schema.
 
@@ -302,9 +298,11 @@ def conforms(args: Sequence[str], out: str) -> dict[str, Any]:
     """
     import jsonschema
 
+    from gcsdvc.cli import main
+
     doc = json.loads(out)
     assert isinstance(doc, dict), out
-    name = "error" if "exit_code" in doc else next(a for a in args if a in COMMANDS)
+    name = "error" if "exit_code" in doc else next(a for a in args if a in main.commands)
     schema = json.loads((files("gcsdvc") / "schemas" / f"{name}.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(doc)
     return doc

@@ -164,3 +164,26 @@ def test_the_top_level_help_lists_the_commands_in_workflow_order_uncut() -> None
     ]  # fmt: skip
     one_line = " ".join(commands.split())
     assert "sync Download the manifest's files and write one DVC import stage per file." in one_line
+
+
+def test_one_valid_schema_per_command_ships_as_package_data() -> None:
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    from gcsdvc.cli import main
+
+    folder = files("gcsdvc") / "schemas"
+    shipped = sorted(p.name for p in folder.iterdir() if p.name.endswith(".json"))
+    visible = [name for name, cmd in main.commands.items() if not cmd.hidden]
+    assert shipped == sorted([f"{name}.json" for name in visible] + ["error.json"])
+    for name in shipped:
+        schema = json.loads((folder / name).read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert schema["properties"]["schema"] == {
+            "const": 1,
+            "description": "The version of gcsdvc's JSON vocabulary (CHANGELOG.md).",
+        }
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert re.search(r'^gcsdvc = \[.*"schemas/\*\.json".*\]', pyproject, flags=re.M)
