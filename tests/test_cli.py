@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -533,3 +534,33 @@ def test_a_reader_that_stops_early_is_no_error(repo: Path) -> None:
     proc.stdout.close()  # as `head -1` does
     with proc.stderr:
         assert (proc.wait(timeout=120), proc.stderr.read()) == (0, "")
+
+
+def test_ctrl_c_ends_a_sync_with_interrupted_not_done(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    gate = threading.Event()
+    proxy.faults = Faults(hold_media=gate)
+    write_manifest(repo, [entry(seeded)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcsdvc", "sync"],
+        cwd=repo,
+        env={**os.environ, "STORAGE_EMULATOR_HOST": proxy.url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("downloading: 0/3 files, 0/")
+        assert proxy.faults.held.wait(60)  # a download is under way, and held
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        gate.set()
+    assert proc.returncode == 130, err
+    assert out == ""
+    assert err.splitlines() == [
+        "interrupted: 0/3 files, 0/35",
+        "interrupted; run the same command again to finish",
+    ]
