@@ -107,6 +107,19 @@ def new_entry(
     return entry
 
 
+def taken_destinations(manifest: Manifest, source: Source) -> set[str]:
+    """The folders of the entries of other sources, which a new entry of ``source`` avoids.
+
+    An entry of ``source`` itself is left out: the same run added again is refused
+    by validation (offering --destination), not saved a second time.
+    """
+    return {
+        r.destination
+        for r in manifest.resources
+        if (r.bucket, r.prefix) != (source.bucket, source.prefix)
+    }
+
+
 def unique_destination(source: Source, taken: set[str]) -> str:
     """BLOB/SUBBLOB, else BUCKET/BLOB/SUBBLOB, else that with a number: the first clear of
     ``taken`` (a folder clashes with one equal to it, inside it or holding it)."""
@@ -198,7 +211,7 @@ def add_entries(
     try:
         manifest = parse_manifest(new_text, path, root)
     except ManifestError as exc:
-        raise ManifestError([_of_new_entry(p, text) for p in exc.problems]) from None
+        raise ManifestError([_of_new_entry(p, text, new_text) for p in exc.problems]) from None
     added = list(manifest.resources[len(manifest.resources) - len(entries) :])
     empty = check_sources(storage, added, skip_empty) if storage is not None else {}
     if empty:  # the others were checked: only the text changes
@@ -213,15 +226,26 @@ def add_entries(
 _AT_LINE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): ")
 
 
-def _of_new_entry(problem: str, text: str) -> str:
-    """A problem of the manifest with the new entries, as the user can find it.
+def _of_new_entry(problem: str, text: str, new_text: str) -> str:
+    """A problem of the manifest with the new entries, as the user can find it in ``text``.
 
-    A line past the end of the file on disk is in a new entry: it is named
-    instead, and a clash of folders gets the option that avoids it.
+    The entries are one block inserted into ``text``: a line in it is named as the
+    new entry instead (with the option that avoids a clash of folders), and a line
+    after it by its number on disk.
     """
     at = _AT_LINE.match(problem)
-    if at is None or int(at["line"]) <= len(text.splitlines()):
+    if at is None:
         return problem
+    old, new = text.splitlines(), new_text.splitlines()
+    same = next((n for n, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), len(old))
+    tail = 0
+    while tail < len(old) - same and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    line, added = int(at["line"]), len(new) - len(old)
+    if line <= same:
+        return problem
+    if line > len(new) - tail:
+        return f"{at['file']}:{line - added}: {problem[at.end() :]}"
     problem = f"{at['file']} (new entry): {problem[at.end() :]}"
     if " saves to " in problem or " would be both a folder and " in problem:
         problem += "; pass --destination FOLDER to save it elsewhere"
@@ -357,7 +381,7 @@ def entries_for_runs(
 ) -> list[dict[str, Any]]:
     """New entries for the runs not tracked yet; ``{run}`` in ``description`` is the run's name."""
     names = set(manifest.names)
-    destinations = {r.destination for r in manifest.resources}
+    added: set[str] = set()  # the folders of the entries made here
     entries = []
     for run in runs:
         if run.tracked_by:
@@ -368,9 +392,9 @@ def entries_for_runs(
             files=files,
             description=description.replace("{run}", run.name),
             follow_upstream=follow_upstream,
-            destinations=destinations,
+            destinations=taken_destinations(manifest, run.source) | added,
         )
         names.add(entry["name"])
-        destinations.add(entry["destination"])
+        added.add(entry["destination"])
         entries.append(entry)
     return entries

@@ -73,7 +73,8 @@ class Options:
     """The options every command takes before or after its name, on ``ctx.obj``.
 
     ``gcsdvc -q sync`` and ``gcsdvc sync -q`` set the same field; a command's own
-    ``--json``/``-m`` are merged in before it runs (see :func:`command`).
+    ``--json``/``-m`` are merged in before it runs, and it is passed the object
+    (``pass_options``; see :func:`command`).
     """
 
     quiet: bool = False
@@ -82,6 +83,7 @@ class Options:
     json: bool = False
     manifest: Path | None = None  # -m given before the command name
     storages: list[Storage] = field(default_factory=list)  # for -v's retry count
+    printed: bool = False  # a JSON document is out: an error after it gets no second one
 
 
 pass_options = click.make_pass_decorator(Options, ensure=True)
@@ -96,10 +98,6 @@ def _options() -> Options:
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value and param.name:
         setattr(ctx.ensure_object(Options), param.name, value)
-
-
-def _flag(name: str) -> bool:
-    return bool(getattr(_options(), name))
 
 
 _QUIET = click.option(
@@ -117,7 +115,7 @@ _DEBUG = click.option(
 
 
 def output_options(func: F) -> F:
-    """``-q``/``-v``/``--debug``, accepted by every command; read them with ``_flag``."""
+    """``-q``/``-v``/``--debug``, accepted by every command, kept on its :class:`Options`."""
     for decorator in reversed([_QUIET, _VERBOSE, _DEBUG]):
         func = decorator(func)
     return func
@@ -131,7 +129,7 @@ def _handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = _flag("debug")
+        debug = _options().debug
         try:
             return func(*args, **kwargs)
         except ManifestError as exc:
@@ -166,7 +164,7 @@ def _handle_errors(func: F) -> F:
 def _fail(problems: list[str], exit_code: int) -> None:
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
-    if _flag("json"):
+    if _options().json and not _options().printed:
         from gcsdvc.render import error_json
 
         _echo_json(error_json(problems, exit_code))
@@ -206,7 +204,7 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
     """``@main.command`` with the options and error handling every command shares."""
 
     def decorate(func: F) -> click.Command:
-        wrapped = output_options(_handle_errors(_merge_options(func)))
+        wrapped = output_options(_handle_errors(_merge_options(pass_options(func))))
         made: click.Command = main.command(*args, **kwargs)(wrapped)
         return made
 
@@ -215,7 +213,7 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
 
 def _load(manifest_file: Path | None) -> Manifest:
     manifest = load_manifest(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
-    if not _flag("quiet"):
+    if not _options().quiet:
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
     return manifest
@@ -293,7 +291,11 @@ def main(ctx: click.Context) -> None:
     help="Skip FILES with neither a 'resources' nor a 'gcsdvc' key (DVC params, not manifests).",
 )  # fmt: skip
 def validate(
-    files: tuple[Path, ...], manifest_file: Path | None, as_json: bool, manifests_only: bool
+    opts: Options,
+    files: tuple[Path, ...],
+    manifest_file: Path | None,
+    as_json: bool,
+    manifests_only: bool,
 ) -> None:
     """Check manifests and report every problem, one per line.
 
@@ -325,7 +327,7 @@ def validate(
     if as_json:
         _echo_json(validate_json(results))
     for path in skipped:
-        if not as_json and not _flag("quiet"):
+        if not as_json and not opts.quiet:
             click.echo(f"{_shown(path)}: not a gcsdvc manifest (no 'resources' or 'gcsdvc' key)")
     for path, outcome in results:
         if isinstance(outcome, ManifestError):
@@ -333,11 +335,11 @@ def validate(
                 for problem in outcome.problems:
                     click.echo(f"error: {problem}", err=True)
             continue
-        if not as_json and not _flag("quiet"):
+        if not as_json and not opts.quiet:
             for warning in outcome.warnings:
                 click.echo(f"warning: {warning}", err=True)
             click.echo(validate_line(_shown(path), outcome))
-            if _flag("verbose"):
+            if opts.verbose:
                 for line in entry_lines(outcome):
                     click.echo(line)
     if any(isinstance(outcome, ManifestError) for _, outcome in results):
@@ -356,7 +358,7 @@ def validate(
     "--force", is_flag=True, help="Replace the 'resources' OUTPUT already has (only that key)."
 )
 @json_option
-def migrate(old: Path, output: Path | None, force: bool, as_json: bool) -> None:
+def migrate(opts: Options, old: Path, output: Path | None, force: bool, as_json: bool) -> None:
     """Convert an old Python manifest (resources = [...]) to YAML.
 
     The file is parsed, never run: anything but literal data is refused.
@@ -378,7 +380,7 @@ def migrate(old: Path, output: Path | None, force: bool, as_json: bool) -> None:
     text = migrate_source(source, str(old))
     target = output or Path("params.yaml")
     manifest = parse_manifest(text, target, target.absolute().parent)
-    if not _flag("quiet") and not as_json:
+    if not opts.quiet and not as_json:
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
     names = [r.name for r in manifest.resources]
@@ -397,8 +399,8 @@ def migrate(old: Path, output: Path | None, force: bool, as_json: bool) -> None:
     write_atomic(output, text)
     if as_json:
         _echo_json({**doc, "output": str(output), "yaml": None})
-    elif not _flag("quiet"):
-        if _flag("verbose"):
+    elif not opts.quiet:
+        if opts.verbose:
             for name in names:
                 click.echo(f"  {name}", err=True)
         click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
@@ -427,6 +429,7 @@ def migrate(old: Path, output: Path | None, force: bool, as_json: bool) -> None:
 )  # fmt: skip
 @json_option
 def sync(
+    opts: Options,
     names: tuple[str, ...],
     manifest_file: Path | None,
     dry_run: bool,
@@ -454,7 +457,7 @@ def sync(
     from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
     from gcsdvc.sync import sync as run_sync
 
-    quiet, verbose = _flag("quiet"), _flag("verbose")
+    quiet, verbose = opts.quiet, opts.verbose
     manifest = _load(manifest_file)
     tally = make_reporter(quiet, progress_interval, sys.stderr)
     result = run_sync(
@@ -505,6 +508,7 @@ def sync(
     "files only not synced yet (missing, not-synced) pass unless --strict.",
 )  # fmt: skip
 def status(
+    opts: Options,
     names: tuple[str, ...],
     manifest_file: Path | None,
     as_json: bool,
@@ -532,27 +536,27 @@ def status(
     from gcsdvc.status import check
 
     if pre_commit and (skipped := _nothing_to_check(manifest_file)):
-        if not _flag("quiet"):
+        if not opts.quiet:
             click.echo(f"gcsdvc status: {skipped}; nothing to check")
         return
     manifest = _load(manifest_file)
     _require_repo(manifest)
     storage = None if offline else _storage()
     report = check(manifest, names, offline=offline, storage=storage, detail=as_json)
-    if not _flag("quiet"):
+    if not opts.quiet:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json(report.as_json(strict))
-    elif not _flag("quiet"):
-        for line in status_lines(report, manifest.root, verbose=_flag("verbose")):
+    elif not opts.quiet:
+        for line in status_lines(report, manifest.root, verbose=opts.verbose):
             click.echo(line)
     if check_only and pre_commit:
         from gcsdvc.hooks import blocks_commit, unsynced_count
 
         if blocks_commit(report, strict):
             sys.exit(EXIT_FAILED)
-        if (unsynced := unsynced_count(report)) and not _flag("quiet"):
+        if (unsynced := unsynced_count(report)) and not opts.quiet:
             click.echo(
                 f"pre-commit: passes: {unsynced} file(s) only not synced yet "
                 "('gcsdvc sync' or 'dvc pull' brings them; --strict fails on them)"
@@ -565,7 +569,9 @@ def status(
 @manifest_option
 @json_option
 @click.option("--grep", metavar="TEXT", help="Only experiments whose name or description has TEXT.")
-def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) -> None:
+def list_command(
+    opts: Options, manifest_file: Path | None, as_json: bool, grep: str | None
+) -> None:
     """List the experiments: description, source, local folder, size and sync state.
 
     The state is local only (nothing is asked of Cloud Storage); `gcsdvc status`
@@ -587,9 +593,9 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
     if as_json:
         _echo_json({"resources": [resource_json(s, with_files=False) for s in statuses]})
         return
-    if _flag("quiet"):
+    if opts.quiet:
         return
-    for line in list_lines(statuses, manifest.root, verbose=_flag("verbose")):
+    for line in list_lines(statuses, manifest.root, verbose=opts.verbose):
         click.echo(line)
     if grep is not None and not statuses:
         click.echo(f"no experiment matches {grep!r}", err=True)
@@ -599,7 +605,7 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
 @click.argument("name", shell_complete=_complete_names)
 @manifest_option
 @json_option
-def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
+def show(opts: Options, name: str, manifest_file: Path | None, as_json: bool) -> None:
     """Show one experiment and the local state of each of its files.
 
     \b
@@ -617,8 +623,8 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(resource_json(s, with_files=True, pinned=report.pinned))
         return
-    if not _flag("quiet"):
-        for line in show_lines(s, manifest.root, report.pinned, verbose=_flag("verbose")):
+    if not opts.quiet:
+        for line in show_lines(s, manifest.root, report.pinned, verbose=opts.verbose):
             click.echo(line)
 
 
@@ -626,7 +632,7 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
 @click.argument("path", type=click.Path(path_type=Path))
 @manifest_option
 @json_option
-def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
+def which(opts: Options, path: Path, manifest_file: Path | None, as_json: bool) -> None:
     """Tell which experiment and object a local file (or its .dvc) comes from.
 
     Also says whether the file is current: whether its md5 is the one recorded.
@@ -643,7 +649,7 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(info.as_json())
         return
-    if _flag("quiet"):
+    if opts.quiet:
         return
     item = info.item
     name = info.name if info.in_manifest else f"{info.name} (no longer in the manifest)"
@@ -665,7 +671,7 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
         if item.size is not None:
             click.echo(f"  size:        {item.size} bytes")
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
-    if _flag("verbose") and item.note:
+    if opts.verbose and item.note:
         click.echo(f"  note:        {item.note}")
 
 
@@ -708,6 +714,7 @@ def _entry_options(func: F) -> F:
 @json_option
 @manifest_option
 def add(
+    opts: Options,
     url: str,
     files: tuple[str, ...],
     name: str | None,
@@ -731,24 +738,31 @@ def add(
       gcsdvc add gs://my-bucket/mnist-cnn/lr-0.5 -d "learning rate 0.5" --sync
       gcsdvc add gs://my-bucket/bert/run-7 --name bert-7 --dry-run
     """
-    from gcsdvc.authoring import add_entries, load_or_empty, new_entry, source_of
+    from gcsdvc.authoring import (
+        add_entries,
+        load_or_empty,
+        new_entry,
+        source_of,
+        taken_destinations,
+    )
 
     path = manifest_path(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
     manifest = load_or_empty(path)
+    source = source_of(url)
     entry = new_entry(
-        source_of(url),
+        source,
         manifest.names,
         files=files,
         name=name,
         destination=destination,
         description=description,
         follow_upstream=follow_upstream,
-        destinations=[r.destination for r in manifest.resources],
+        destinations=taken_destinations(manifest, source),
     )
     added = add_entries(path, [entry], None if no_check else _storage(), dry_run=dry_run)
     if as_json:
         _echo_json({"added": [e["name"] for e in added.entries], "written": added.written})
-    _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
+    _report_added(added, dry_run, then_sync, quiet=as_json or opts.quiet)
 
 
 @command()
@@ -762,6 +776,7 @@ def add(
 @json_option
 @manifest_option
 def discover(
+    opts: Options,
     url: str,
     files: tuple[str, ...],
     add_new: bool,
@@ -808,8 +823,8 @@ def discover(
                 "written": bool(added and added.written),
             }
         )
-    elif not _flag("quiet"):
-        verbose = _flag("verbose")
+    elif not opts.quiet:
+        verbose = opts.verbose
         width = max((cells(r.name) for r in runs), default=0)
         for r in runs:
             state = f"tracked ({', '.join(r.tracked_by)})" if r.tracked_by else "new"
@@ -824,13 +839,13 @@ def discover(
         hint = f"; 'gcsdvc discover {quote(url)} --add' adds them" if new and not add_new else ""
         click.echo(f"{len(runs)} run(s), {len(runs) - new} tracked, {new} new{hint}")
     if added is not None:
-        _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
+        _report_added(added, dry_run, then_sync, quiet=as_json or opts.quiet)
 
 
 @command()
 @manifest_option
 @json_option
-def install(manifest_file: Path | None, as_json: bool) -> None:
+def install(opts: Options, manifest_file: Path | None, as_json: bool) -> None:
     """Let git merge the manifest by entry name (once per clone).
 
     Branches that each add entries append them at the same place, which git's
@@ -854,11 +869,11 @@ def install(manifest_file: Path | None, as_json: bool) -> None:
         _echo_json(
             {"driver": installed.driver, "attribute": installed.attribute, "done": installed.done}
         )
-    elif not _flag("quiet"):
+    elif not opts.quiet:
         already = f"the manifest merge driver is already installed for {_shown(path)}"
         for line in installed.done or [already]:
             click.echo(line)
-        if _flag("verbose"):
+        if opts.verbose:
             click.echo(f"  driver:    {installed.driver}")
             click.echo(f"  attribute: {installed.attribute}")
 
@@ -868,7 +883,7 @@ def install(manifest_file: Path | None, as_json: bool) -> None:
 @click.argument("ours", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("theirs", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("path", required=False, default="manifest")
-def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
+def merge_manifest(opts: Options, base: Path, ours: Path, theirs: Path, path: str) -> None:
     """git's merge driver for the manifest (see 'gcsdvc install'): BASE OURS THEIRS [PATH].
 
     The result is written to OURS; exit 1 with git's conflict markers when a
@@ -917,7 +932,7 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
         for entry in added.entries:
             prefix = "/".join(p for p in (entry["blob"], entry.get("subblob")) if p)
             click.echo(f"added {entry['name']}: gs://{entry['bucket']}/{prefix}")
-            if _flag("verbose"):
+            if _options().verbose:
                 click.echo(entry_text(entry), nl=False)
         if not then_sync:
             click.echo(
@@ -958,6 +973,7 @@ def _echo_json(data: dict[str, Any]) -> None:
     from gcsdvc.render import JSON_SCHEMA
 
     click.echo(json.dumps({"schema": JSON_SCHEMA, **data}, indent=2, ensure_ascii=False))
+    _options().printed = True
 
 
 def _shown(path: Path) -> str:

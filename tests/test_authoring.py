@@ -393,13 +393,14 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
         (
             ["gs://{b}/mnist/run-1", "--name", "other", "-f", "metrics.json"],
             2,
-            "error: params.yaml:16: resources[1] (other): saves to 'data/mnist/run-1/metrics.json'"
-            ", as resources[0] (run-1) does",
+            "error: params.yaml (new entry): resources[1] (other): saves to "
+            "'data/mnist/run-1/metrics.json', as resources[0] (run-1) does; pass --destination "
+            "FOLDER to save it elsewhere",
         ),
         (
             ["gs://{b}/mnist/run-2", "--name", "run-1"],
             2,
-            "error: params.yaml:16: resources[1] (run-1): name 'run-1' is also used by "
+            "error: params.yaml (new entry): resources[1] (run-1): name 'run-1' is also used by "
             "resources[0]",
         ),
         (
@@ -425,8 +426,8 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
         (
             ["gs://{b}/mnist/run-2", "-f", "x[1.csv"],
             2,
-            "error: params.yaml:20: resources[1] (run-2) field 'files': 'x[1.csv' has a '[' "
-            "without its closing ']'",
+            "error: params.yaml (new entry): resources[1] (run-2) field 'files': 'x[1.csv' has a "
+            "'[' without its closing ']'",
         ),
     ],
 )
