@@ -564,3 +564,55 @@ def test_ctrl_c_ends_a_sync_with_interrupted_not_done(
         "interrupted: 0/3 files, 0/35",
         "interrupted; run the same command again to finish",
     ]
+
+
+def _hint(root: Path, paths: list[str]) -> list[str]:
+    from gcsdvc.render import git_hint_lines
+    from gcsdvc.sync import SyncResult
+
+    for path in paths:
+        if "gone" not in path:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+    result = SyncResult(Plan(pinned=True), to_git_add=paths)
+    lines = list(git_hint_lines(result, root))
+    assert lines[4:] == ["", "To enable auto staging, run:", "", "\tdvc config core.autostage true"]
+    assert lines[0] == lines[2] == ""
+    return [lines[1], lines[3]]
+
+
+@pytest.mark.parametrize(
+    ("paths", "hint"),
+    [
+        (  # few: the files, as DVC prints them
+            ["data/a/x.dvc", "data/a/.gitignore"],
+            ["To track the changes with git, run:", "\tgit add data/a/x.dvc data/a/.gitignore"],
+        ),
+        (  # 454 files of two experiments: their folders
+            [f"data/{e}/f{n:03}.dvc" for e in ("a", "b") for n in range(227)],
+            [
+                "To track the changes with git (454 files in 2 folder(s)), run:",
+                "\tgit add data/a data/b",
+            ],
+        ),
+        (  # nested folders: the outermost
+            [f"data/a/{n}/{m}/f.dvc" for n in range(30) for m in range(3)] + ["data/a/.gitignore"],
+            ["To track the changes with git (91 files in 1 folder(s)), run:", "\tgit add data/a"],
+        ),
+        (  # folders too many to list: the one holding them all
+            [f"data/exp-{n:03}/f.dvc" for n in range(40)],
+            ["To track the changes with git (40 files in 1 folder(s)), run:", "\tgit add data"],
+        ),
+        (  # a pruned folder: its removal is staged from the folder above
+            [f"data/gone-{n:02}/f{m:02}.dvc" for n in range(2) for m in range(20)],
+            ["To track the changes with git (40 files in 1 folder(s)), run:", "\tgit add data"],
+        ),
+    ],
+    ids=["files", "folders", "nested", "common folder", "pruned"],
+)  # fmt: skip
+def test_the_git_hint_is_one_short_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paths: list[str], hint: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert _hint(tmp_path, paths) == hint
+    assert len(hint[1]) <= 100

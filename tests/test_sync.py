@@ -193,6 +193,8 @@ def test_dry_run_changes_nothing(repo: Path, seeded: str) -> None:
     res = cli("sync", "--dry-run", "-v", cwd=repo)
     assert res.returncode == 0
     assert "dry run: 3 change(s) planned, 35 bytes to download, nothing written" in res.stdout
+    doc = json.loads(cli("sync", "--dry-run", "--json", cwd=repo).stdout)
+    assert (doc["dry_run"], doc["bytes"], doc["done"]) == (True, 35, {})
     assert f"add       data/project1/{QUOTED}/parent_dir/file1" in res.stdout
     assert snapshot(repo) == before
 
