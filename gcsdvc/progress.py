@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from gcsdvc.render import elapsed as elapsed_text
 from gcsdvc.render import human_size
 
 DEFAULT_INTERVAL = 5.0  # seconds between plain lines: a CI log shows life within seconds
@@ -125,6 +126,8 @@ class PlainProgress:
         line = f"{word}: {self.files}/{self.total_files} files, {size}"
         if self.files or self.nbytes:
             line += f", {human_size(self.nbytes / max(elapsed, 1e-3))}/s"
+        if word in ("done", "interrupted"):
+            line += f", {elapsed_text(elapsed)}"
         print(line, file=self.stream, flush=True)
 
 

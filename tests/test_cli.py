@@ -72,7 +72,7 @@ def test_plain_progress_prints_a_line_per_interval() -> None:
         "downloading: 0/3 files, 0/3.00M",
         "progress: 1/3 files, 2.00M/3.00M, 410k/s",
         "progress: 3/3 files, 3.00M/3.00M, 307k/s",
-        "done: 3/3 files, 3.00M/3.00M, 307k/s",
+        "done: 3/3 files, 3.00M/3.00M, 307k/s, 10s",
     ]
 
 
@@ -86,7 +86,7 @@ def test_plain_progress_with_unknown_total_bytes() -> None:
     progress.finish()  # a second finish prints nothing
     assert out.getvalue().splitlines() == [
         "downloading: 0/2 files, 0",
-        "done: 2/2 files, 4.00k, 2.00k/s",
+        "done: 2/2 files, 4.00k, 2.00k/s, 2.0s",
     ]
 
 
@@ -120,7 +120,7 @@ def test_an_interrupted_sync_ends_its_progress_with_interrupted_not_done() -> No
     plain.advance(files=128, nbytes=1 << 19)
     with pytest.raises(KeyboardInterrupt):
         interrupt(plain)
-    assert out.getvalue().splitlines()[-1] == "interrupted: 128/454 files, 512k/1.00M, 256k/s"
+    assert out.getvalue().splitlines()[-1] == "interrupted: 128/454 files, 512k/1.00M, 256k/s, 2.0s"
     out = io.StringIO()
     bar = TerminalProgress(out, mininterval=0)
     bar.start(454, 1 << 20)
@@ -560,10 +560,9 @@ def test_ctrl_c_ends_a_sync_with_interrupted_not_done(
         gate.set()
     assert proc.returncode == 130, err
     assert out == ""
-    assert err.splitlines() == [
-        "interrupted: 0/3 files, 0/35",
-        "interrupted; run the same command again to finish",
-    ]
+    last, message = err.splitlines()
+    assert re.fullmatch(r"interrupted: 0/3 files, 0/35, \d+\.\ds", last), last  # the time: shape
+    assert message == "interrupted; run the same command again to finish"
 
 
 def _hint(root: Path, paths: list[str]) -> list[str]:
