@@ -940,8 +940,10 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
             )
     if then_sync:
         ctx = click.get_current_context()
+        opts = ctx.ensure_object(Options)
         if quiet:
-            ctx.ensure_object(Options).quiet = True  # keeps --json output one document
+            opts.quiet = True
+        opts.json = False  # the document is out: the sync prints none (exit 1 says it failed)
         ctx.invoke(sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import dvc_main, without_git_hint, without_progress, write_manifest
+from conftest import conforms, dvc_main, without_git_hint, without_progress, write_manifest
 
 import gcsdvc as api
 from gcsdvc import ManifestError
@@ -289,6 +289,18 @@ def test_add_appends_one_entry_and_keeps_every_other_byte(params: Path, runs: st
     )
     cut = before.index("\n# evaluation")
     assert params.read_text(encoding="utf-8") == before[:cut] + entry + before[cut:]
+
+
+def test_add_sync_json_prints_one_document(params: Path, runs: str) -> None:
+    for argv in (
+        ["add", f"gs://{runs}/mnist/run-2", "-f", "*.json", "--sync", "--json"],
+        ["--json", "add", f"gs://{runs}/mnist/run-3", "-f", "*.json", "--sync"],
+    ):
+        result = cli(*argv)
+        assert result.exit_code == 0, result.output
+        doc = conforms(argv, result.stdout)  # one document: json.loads refuses a second
+        assert (doc["added"], doc["written"]) == ([argv[argv.index("add") + 1][-5:]], True)
+    assert (params.parent / "data" / "mnist" / "run-3" / "metrics.json").is_file()
 
 
 def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: Any) -> None:
