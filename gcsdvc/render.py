@@ -274,8 +274,9 @@ def git_hint_lines(result: SyncResult, root: Path) -> Iterator[str]:
     what, paths = "", files
     if len(shlex.join(files)) > HINT_WIDTH:
         paths = folders
-        if len(shlex.join(folders)) > HINT_WIDTH:
-            paths = [os.path.commonpath(folders)] if len(folders) > 1 else folders
+        common = os.path.commonpath(folders)
+        if len(shlex.join(folders)) > HINT_WIDTH and common:  # '': no folder holds them all
+            paths = [common]
         what = f" ({len(files)} files in {len(paths)} folder(s))"
     yield ""
     yield f"To track the changes with git{what}, run:"
