@@ -48,7 +48,7 @@ def synced(repo: Path, seeded: str) -> Path:
     return repo
 
 
-TOOK = re.compile(r"^(\S+): took (\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm)(, \d+ storage retries)?$")
+TOOK = re.compile(r"^(\S+): took (\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm)(, (\d+) storage retries)?$")
 
 
 def placed(args: list[str], option: list[str], before: bool) -> list[str]:
@@ -56,11 +56,13 @@ def placed(args: list[str], option: list[str], before: bool) -> list[str]:
 
 
 def timeless_took(err: str) -> str:
-    """Standard error with -v's closing line's time as <t>, once its shape is checked."""
+    """Standard error with -v's closing line's time and retries as <t> and <n>, once its shape
+    is checked (neither is the same from run to run)."""
     lines = err.splitlines()
     assert lines, "-v printed nothing"
-    assert TOOK.match(lines[-1]), lines[-1]
-    lines[-1] = TOOK.sub(r"\1: took <t>\3", lines[-1])
+    took = TOOK.match(lines[-1])
+    assert took, lines[-1]
+    lines[-1] = f"{took[1]}: took <t>" + (", <n> storage retries" if took[3] else "")
     return "\n".join(lines)
 
 
