@@ -228,13 +228,25 @@ def quiet_google_warnings() -> None:
 
 
 class _Group(click.Group):
-    """Commands listed in the order of the workflow, each with its whole summary."""
+    """Commands listed in the order of the workflow, each with its whole summary; a usage
+    error is a JSON document too when --json was read before it."""
 
     ORDER = ("add", "discover", "migrate", "validate", "sync", "status", "list", "show", "which")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         rank = {name: n for n, name in enumerate(self.ORDER)}
         return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            opts = ctx.find_object(Options)
+            if opts is not None and opts.json and not opts.printed:
+                from gcsdvc.render import error_json
+
+                _echo_json(error_json([exc.format_message()], exc.exit_code))
+            raise
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = []

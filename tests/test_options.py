@@ -189,3 +189,16 @@ def test_one_valid_schema_per_command_ships_as_package_data() -> None:
         }
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert re.search(r'^gcsdvc = \[.*"schemas/\*\.json".*\]', pyproject, flags=re.M)
+
+
+def test_a_usage_error_after_json_is_a_document_too(tmp_path: Path) -> None:
+    for argv, problem in (
+        (["--json", "show"], "Missing argument 'NAME'."),
+        (["--json", "sync", "--zzz"], "No such option '--zzz'."),
+        (["--json", "migrate", "-m", "x.yaml", "old.py"], "No such option '-m'."),
+    ):
+        res = cli(*argv, cwd=tmp_path)
+        assert res.returncode == 2
+        doc = conforms(argv, res.stdout)
+        assert doc["problems"] == [problem]
+        assert res.stderr.endswith(f"Error: {problem}\n")
