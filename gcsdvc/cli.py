@@ -405,12 +405,13 @@ def migrate(opts: Options, old: Path, output: Path | None, force: bool, as_json:
         return
     from gcsdvc.authoring import read_manifest_text
     from gcsdvc.manifest_edit import merge_resources, write_atomic
+    from gcsdvc.render import repo_path
 
     text = merge_resources(read_manifest_text(output), text, force=force, shown=str(output))
     parse_manifest(text, output, output.absolute().parent)
     write_atomic(output, text)
     if as_json:
-        _echo_json({**doc, "output": str(output), "yaml": None})
+        _echo_json({**doc, "output": repo_path(output), "yaml": None})
     elif not opts.quiet:
         if opts.verbose:
             for name in names:

@@ -368,15 +368,10 @@ def validate_json(results: Iterable[tuple[Path, Manifest | ManifestError]]) -> d
     other command's paths are (absolute outside a repository).
     """
     from gcsdvc.errors import ManifestError
-    from gcsdvc.manifest import find_root
 
     manifests: list[dict[str, Any]] = []
     for path, outcome in results:
-        root = find_root(path.parent) if path.parent.is_dir() else None
-        shown = (
-            (path.parent.resolve() / path.name).relative_to(root).as_posix() if root else str(path)
-        )
-        entry = {"path": shown, "ok": True, "problems": [], "warnings": []}
+        entry = {"path": repo_path(path), "ok": True, "problems": [], "warnings": []}
         if isinstance(outcome, ManifestError):
             entry |= {"ok": False, "problems": outcome.problems}
             entry |= {"experiment_count": None, "file_count": None, "prefix_count": None}
@@ -390,6 +385,17 @@ def validate_json(results: Iterable[tuple[Path, Manifest | ManifestError]]) -> d
             }
         manifests.append(entry)
     return {"ok": all(m["ok"] for m in manifests), "manifests": manifests}
+
+
+def repo_path(path: Path) -> str:
+    """A file's path in JSON: relative to its DVC repository's root, absolute outside one."""
+    from gcsdvc.manifest import find_root
+
+    folder = path.absolute().parent
+    root = find_root(folder) if folder.is_dir() else None
+    if root is None:
+        return str(path.absolute())
+    return (folder.resolve() / path.name).relative_to(root).as_posix()
 
 
 def entry_lines(manifest: Manifest) -> Iterator[str]:

@@ -130,6 +130,8 @@ def test_every_option_works_before_and_after_every_command(
     if name == "sync":  # the time a sync took is its own each run
         assert a.pop("elapsed") >= 0 and b.pop("elapsed") >= 0
     assert a == b and a["schema"] == 1
+    if name == "migrate":  # repository-relative, as every path of every document
+        assert (a["output"], a["names"], a["yaml"]) == ("out.yaml", ["old"], None)
 
 
 @pytest.mark.parametrize(
