@@ -132,6 +132,8 @@ def test_every_option_works_before_and_after_every_command(
     assert a == b and a["schema"] == 1
     if name == "migrate":  # repository-relative, as every path of every document
         assert (a["output"], a["names"], a["yaml"]) == ("out.yaml", ["old"], None)
+    if name == "validate":
+        assert a["manifests"][0]["path"] == MANIFEST
 
 
 @pytest.mark.parametrize(
