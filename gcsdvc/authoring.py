@@ -8,6 +8,7 @@ name) and checks it (against the manifest, then against the bucket);
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +79,15 @@ def new_entry(
     destination: str | None = None,
     description: str = "",
     follow_upstream: bool = False,
+    destinations: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A manifest entry for ``source``, with defaults for everything not given.
 
     ``names`` are the names already taken: the default name (the SUBBLOB, else
     the last part of the BLOB) is made unique with the folder above it, then a
-    number. An explicit ``name`` is kept as given (validation refuses a duplicate).
+    number. ``destinations`` are the folders taken: the default destination
+    (BLOB/SUBBLOB) is made unique with the bucket in front, then a number. An
+    explicit ``name`` or ``destination`` is kept as given (validation refuses a clash).
     """
     entry: dict[str, Any] = {
         "name": name if name is not None else unique_name(source, set(names)),
@@ -94,12 +98,46 @@ def new_entry(
         entry["subblob"] = source.subblob
     if files:
         entry["files"] = list(dict.fromkeys(files))
-    entry["destination"] = destination if destination is not None else source.prefix
+    if destination is None:
+        destination = unique_destination(source, set(destinations))
+    entry["destination"] = destination
     entry["skip_if_exist"] = not follow_upstream
     if description:
         entry["description"] = description
     assert list(entry) == [k for k in ENTRY_KEYS if k in entry]  # the manual's key order
     return entry
+
+
+def taken_destinations(manifest: Manifest, source: Source) -> set[str]:
+    """The folders of the entries of other sources, which a new entry of ``source`` avoids.
+
+    An entry of ``source`` itself is left out: the same run added again is refused
+    by validation (offering --destination), not saved a second time.
+    """
+    return {
+        r.destination
+        for r in manifest.resources
+        if (r.bucket, r.prefix) != (source.bucket, source.prefix)
+    }
+
+
+def unique_destination(source: Source, taken: set[str]) -> str:
+    """BLOB/SUBBLOB, else BUCKET/BLOB/SUBBLOB, else that with a number: the first clear of
+    ``taken`` (a folder clashes with one equal to it, inside it or holding it)."""
+
+    def clear(folder: str) -> bool:
+        return not any(
+            t == folder or t.startswith(f"{folder}/") or folder.startswith(f"{t}/") for t in taken
+        )
+
+    plain, with_bucket = source.prefix, f"{source.bucket}/{source.prefix}"
+    for candidate in (plain, with_bucket):
+        if clear(candidate):
+            return candidate
+    number = 2
+    while not clear(f"{with_bucket}-{number}"):
+        number += 1
+    return f"{with_bucket}-{number}"
 
 
 def unique_name(source: Source, taken: set[str]) -> str:
@@ -171,7 +209,10 @@ def add_entries(
     text = read_manifest_text(path)
     new_text = append_entries(text, entries, str(path))
     root = find_root(path.parent) or path.parent
-    manifest = parse_manifest(new_text, path, root)
+    try:
+        manifest = parse_manifest(new_text, path, root)
+    except ManifestError as exc:
+        raise ManifestError([_of_new_entry(p, text, new_text) for p in exc.problems]) from None
     added = list(manifest.resources[len(manifest.resources) - len(entries) :])
     empty = check_sources(storage, added, skip_empty) if storage is not None else {}
     if empty:  # the others were checked: only the text changes
@@ -181,6 +222,35 @@ def add_entries(
         write_atomic(path, new_text)
     skipped = [f"{name}: {why}; not added" for name, why in empty.items()]
     return Added(path, list(entries), new_text, bool(entries) and not dry_run, skipped)
+
+
+_AT_LINE = re.compile(r"^(?P<file>.*?):(?P<line>\d+): ")
+
+
+def _of_new_entry(problem: str, text: str, new_text: str) -> str:
+    """A problem of the manifest with the new entries, as the user can find it in ``text``.
+
+    The entries are one block inserted into ``text``: a line in it is named as the
+    new entry instead (with the option that avoids a clash of folders), and a line
+    after it by its number on disk.
+    """
+    at = _AT_LINE.match(problem)
+    if at is None:
+        return problem
+    old, new = text.splitlines(), new_text.splitlines()
+    same = next((n for n, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), len(old))
+    tail = 0
+    while tail < len(old) - same and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    line, added = int(at["line"]), len(new) - len(old)
+    if line <= same:
+        return problem
+    if line > len(new) - tail:
+        return f"{at['file']}:{line - added}: {problem[at.end() :]}"
+    problem = f"{at['file']} (new entry): {problem[at.end() :]}"
+    if " saves to " in problem or " would be both a folder and " in problem:
+        problem += "; pass --destination FOLDER to save it elsewhere"
+    return problem
 
 
 def check_sources(
@@ -265,7 +335,7 @@ class Run:
     def as_json(self) -> dict[str, Any]:
         stats = self.stats
         return {
-            "run": self.name,
+            "name": self.name,
             "source": f"gs://{self.source.bucket}/{self.source.prefix}",
             "tracked_by": list(self.tracked_by),
             "objects": stats.objects if stats else None,
@@ -312,6 +382,7 @@ def entries_for_runs(
 ) -> list[dict[str, Any]]:
     """New entries for the runs not tracked yet; ``{run}`` in ``description`` is the run's name."""
     names = set(manifest.names)
+    added: set[str] = set()  # the folders of the entries made here
     entries = []
     for run in runs:
         if run.tracked_by:
@@ -322,7 +393,9 @@ def entries_for_runs(
             files=files,
             description=description.replace("{run}", run.name),
             follow_upstream=follow_upstream,
+            destinations=taken_destinations(manifest, run.source) | added,
         )
         names.add(entry["name"])
+        added.add(entry["destination"])
         entries.append(entry)
     return entries

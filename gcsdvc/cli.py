@@ -6,14 +6,18 @@ Exit codes are defined in :mod:`gcsdvc.errors`.
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import sys
+import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from gcsdvc import collector
 from gcsdvc.errors import (
@@ -26,10 +30,11 @@ from gcsdvc.errors import (
 )
 from gcsdvc.manifest import Manifest, init_hint, load_manifest, manifest_path
 from gcsdvc.progress import DEFAULT_INTERVAL
-from gcsdvc.render import amount, cells, one_line, pad, quote, rel, status_lines
+from gcsdvc.render import amount, cells, elapsed, one_line, pad, quote, rel, status_lines
 
 if TYPE_CHECKING:
     from gcsdvc.authoring import Added
+    from gcsdvc.progress import Tally
     from gcsdvc.storage import Storage
     from gcsdvc.sync import SyncResult
 
@@ -74,68 +79,90 @@ progress_option = click.option(
 )  # fmt: skip
 
 
-def _remember(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    # ctx.meta is shared by the whole command chain: `gcsdvc --debug sync` and
-    # `gcsdvc sync --debug` set the same flag.
+@dataclass
+class Options:
+    """The options every command takes before or after its name, on ``ctx.obj``.
+
+    ``gcsdvc -q sync`` and ``gcsdvc sync -q`` set the same field; a command's own
+    ``--json``/``-m`` are merged in before it runs, and it is passed the object
+    (``pass_options``; see :func:`command`).
+    """
+
+    quiet: bool = False
+    verbose: bool = False
+    debug: bool = False
+    json: bool = False
+    manifest: Path | None = None  # -m given before the command name
+    storages: list[Storage] = field(default_factory=list)  # for -v's retry count
+    printed: bool = False  # a JSON document is out: an error after it gets no second one
+
+
+pass_options = click.make_pass_decorator(Options, ensure=True)
+
+
+def _options() -> Options:
+    ctx = click.get_current_context(silent=True)
+    found = ctx.find_object(Options) if ctx is not None else None
+    return found if found is not None else Options()
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     if value and param.name:
-        ctx.meta[f"gcsdvc.{param.name}"] = True
+        setattr(ctx.ensure_object(Options), param.name, value)
 
 
-def _flag(name: str) -> bool:
-    return bool(click.get_current_context().meta.get(f"gcsdvc.{name}", False))
+_QUIET = click.option(
+    "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
+    help="Print only errors.",
+)  # fmt: skip
+_VERBOSE = click.option(
+    "-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
+    help="Print more detail (per-file decisions, retries, timings).",
+)  # fmt: skip
+_DEBUG = click.option(
+    "--debug", is_flag=True, expose_value=False, callback=_remember,
+    help="Show tracebacks for errors.",
+)  # fmt: skip
 
 
 def output_options(func: F) -> F:
-    """``-q``/``-v``/``--debug``, accepted by every command; read them with ``_flag``."""
-    for decorator in reversed(
-        [
-            click.option(
-                "-q", "--quiet", is_flag=True, expose_value=False, callback=_remember,
-                help="Print only errors.",
-            ),
-            click.option(
-                "-v", "--verbose", is_flag=True, expose_value=False, callback=_remember,
-                help="Print more detail.",
-            ),
-            click.option(
-                "--debug", is_flag=True, expose_value=False, callback=_remember,
-                help="Show tracebacks for errors.",
-            ),
-        ]
-    ):  # fmt: skip
+    """``-q``/``-v``/``--debug``, accepted by every command, kept on its :class:`Options`."""
+    for decorator in reversed([_QUIET, _VERBOSE, _DEBUG]):
         func = decorator(func)
     return func
 
 
 def _handle_errors(func: F) -> F:
-    """Turn gcsdvc errors into one message per line and an exit code, without a traceback."""
+    """Turn gcsdvc errors into one message per line and an exit code, without a traceback.
+
+    With ``--json`` the error is also one JSON document on standard output.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = _flag("debug")
+        debug = _options().debug
         try:
             return func(*args, **kwargs)
         except ManifestError as exc:
             if debug:
                 raise
-            for problem in exc.problems:
-                click.echo(f"error: {problem}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(exc.problems, exc.exit_code)
         except GcsdvcError as exc:
             if debug:
                 raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail([str(exc)], exc.exit_code)
+        except BrokenPipeError:  # the reader stopped (`gcsdvc list | head -1`): nothing wrong
+            # Python would report the pipe again when it flushes standard output at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as exc:  # a fault of this machine's files, met outside a per-file step
             if debug:
                 raise
-            click.echo(f"error: {local_fault(exc)}", err=True)
-            sys.exit(EXIT_FAILED)
+            _fail([local_fault(exc)], EXIT_FAILED)
         except sqlite3.Error as exc:  # DVC's state and link databases, under .dvc/tmp
             if debug:
                 raise
-            click.echo(f"error: DVC's database in .dvc/tmp: {exc}", err=True)
-            sys.exit(EXIT_FAILED)
+            _fail([f"DVC's database in .dvc/tmp: {exc}"], EXIT_FAILED)
         except KeyboardInterrupt:
             if debug:
                 raise
@@ -145,11 +172,51 @@ def _handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _fail(problems: list[str], exit_code: int) -> None:
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if _options().json and not _options().printed:
+        from gcsdvc.render import error_json
+
+        _echo_json(error_json(problems, exit_code))
+    sys.exit(exit_code)
+
+
+def _merge_options(func: F) -> F:
+    """Merge the options given before the command name with the command's own."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        opts = ctx.ensure_object(Options)
+        name = ctx.command.name
+        if "as_json" in kwargs:
+            kwargs["as_json"] = opts.json = bool(kwargs["as_json"] or opts.json)
+        elif opts.json:
+            raise click.UsageError(f"'gcsdvc {name}' has no --json output")
+        if "manifest_file" in kwargs:
+            given = ctx.get_parameter_source("manifest_file") is ParameterSource.COMMANDLINE
+            if opts.manifest is not None and not given:
+                kwargs["manifest_file"] = opts.manifest
+        elif opts.manifest is not None:
+            raise click.UsageError(f"'gcsdvc {name}' takes no --manifest")
+        began = time.monotonic()
+        done = func(*args, **kwargs)
+        if opts.verbose and not opts.json:
+            retries = sum(s.retries.retries for s in opts.storages)
+            took = f"{name}: took {elapsed(time.monotonic() - began)}"
+            click.echo(took + (f", {retries} storage retries" if opts.storages else ""), err=True)
+        return done
+
+    return wrapper  # type: ignore[return-value]
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
     """``@main.command`` with the options and error handling every command shares."""
 
     def decorate(func: F) -> click.Command:
-        made: click.Command = main.command(*args, **kwargs)(output_options(_handle_errors(func)))
+        wrapped = output_options(_handle_errors(_merge_options(pass_options(func))))
+        made: click.Command = main.command(*args, **kwargs)(wrapped)
         return made
 
     return decorate
@@ -157,7 +224,7 @@ def command(*args: Any, **kwargs: Any) -> Callable[[F], click.Command]:
 
 def _load(manifest_file: Path | None) -> Manifest:
     manifest = load_manifest(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
-    if not _flag("quiet"):
+    if not _options().quiet:
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
     return manifest
@@ -171,27 +238,73 @@ def quiet_google_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\.|$)")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Commands listed in the order of the workflow, each with its whole summary; a usage
+    error is a JSON document too when --json was read before it."""
+
+    ORDER = (
+        "add", "discover", "migrate", "validate", "sync", "update", "status", "list", "show",
+        "which", "rm", "doctor",
+    )  # fmt: skip
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {name: n for n, name in enumerate(self.ORDER)}
+        return sorted(self.commands, key=lambda name: rank.get(name, len(rank)))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            opts = ctx.find_object(Options)
+            if opts is not None and opts.json and not opts.printed:
+                from gcsdvc.render import error_json
+
+                _echo_json(error_json([exc.format_message()], exc.exit_code))
+            raise
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.commands[name]
+            if not cmd.hidden:
+                # The first sentence, never cut: click would cut it to the terminal's width.
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@_QUIET
+@_VERBOSE
+@_DEBUG
 @click.option(
-    "--debug", is_flag=True, expose_value=False, callback=_remember,
-    help="Show tracebacks for errors.",
+    "--json", is_flag=True, expose_value=False, callback=_remember,
+    help="Print JSON (one documented schema per command).",
+)  # fmt: skip
+@click.option(
+    "--manifest", "-m", "manifest", type=click.Path(dir_okay=False, path_type=Path),
+    expose_value=False, callback=_remember,
+    help=f"Manifest file [default: ${MANIFEST_ENV}, else params.yaml at the DVC root].",
 )  # fmt: skip
 @click.version_option(package_name="gcsdvc")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Bring experiment outputs from Google Cloud Storage into a DVC repository.
 
     Every experiment is one entry of the resources manifest (params.yaml, or
     $GCSDVC_MANIFEST); `gcsdvc sync` turns each listed file into a DVC import stage.
+    -q, -v, --debug, --json and -m work before or after the command name.
 
     \b
     Examples:
       gcsdvc validate
       gcsdvc sync --dry-run
-      gcsdvc sync 'exp-*'
+      gcsdvc -q sync 'exp-*'
       gcsdvc migrate old_resources.py -o params.yaml
       gcsdvc discover gs://my-bucket/mnist-cnn --add -f '*.json'
       gcsdvc install
     """
+    ctx.ensure_object(Options)
     quiet_google_warnings()
 
 
@@ -204,7 +317,11 @@ def main() -> None:
     help="Skip FILES with neither a 'resources' nor a 'gcsdvc' key (DVC params, not manifests).",
 )  # fmt: skip
 def validate(
-    files: tuple[Path, ...], manifest_file: Path | None, as_json: bool, manifests_only: bool
+    opts: Options,
+    files: tuple[Path, ...],
+    manifest_file: Path | None,
+    as_json: bool,
+    manifests_only: bool,
 ) -> None:
     """Check manifests and report every problem, one per line.
 
@@ -219,7 +336,7 @@ def validate(
       gcsdvc validate params.yaml other/params.yaml --json
     """
     from gcsdvc.hooks import is_manifest
-    from gcsdvc.render import validate_json, validate_line
+    from gcsdvc.render import entry_lines, validate_json, validate_line
 
     results: list[tuple[Path, Manifest | ManifestError]] = []
     skipped: list[Path] = []  # not manifests (--manifests-only)
@@ -236,7 +353,7 @@ def validate(
     if as_json:
         _echo_json(validate_json(results))
     for path in skipped:
-        if not as_json and not _flag("quiet"):
+        if not as_json and not opts.quiet:
             click.echo(f"{_shown(path)}: not a gcsdvc manifest (no 'resources' or 'gcsdvc' key)")
     for path, outcome in results:
         if isinstance(outcome, ManifestError):
@@ -244,10 +361,13 @@ def validate(
                 for problem in outcome.problems:
                     click.echo(f"error: {problem}", err=True)
             continue
-        if not as_json and not _flag("quiet"):
+        if not as_json and not opts.quiet:
             for warning in outcome.warnings:
                 click.echo(f"warning: {warning}", err=True)
             click.echo(validate_line(_shown(path), outcome))
+            if opts.verbose:
+                for line in entry_lines(outcome):
+                    click.echo(line)
     if any(isinstance(outcome, ManifestError) for _, outcome in results):
         sys.exit(EXIT_USAGE)
 
@@ -263,7 +383,8 @@ def validate(
 @click.option(
     "--force", is_flag=True, help="Replace the 'resources' OUTPUT already has (only that key)."
 )
-def migrate(old: Path, output: Path | None, force: bool) -> None:
+@json_option
+def migrate(opts: Options, old: Path, output: Path | None, force: bool, as_json: bool) -> None:
     """Convert an old Python manifest (resources = [...]) to YAML.
 
     The file is parsed, never run: anything but literal data is refused.
@@ -285,19 +406,30 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
     text = migrate_source(source, str(old))
     target = output or Path("params.yaml")
     manifest = parse_manifest(text, target, target.absolute().parent)
-    if not _flag("quiet"):
+    if not opts.quiet and not as_json:
         for warning in manifest.warnings:
             click.echo(f"warning: {warning}", err=True)
+    names = [r.name for r in manifest.resources]
+    doc = {"output": None, "names": names, "warnings": list(manifest.warnings)}
     if output is None:
-        click.echo(text, nl=False)
+        if as_json:
+            _echo_json({**doc, "yaml": text})
+        else:
+            click.echo(text, nl=False)
         return
     from gcsdvc.authoring import read_manifest_text
     from gcsdvc.manifest_edit import merge_resources, write_atomic
+    from gcsdvc.render import repo_path
 
     text = merge_resources(read_manifest_text(output), text, force=force, shown=str(output))
     parse_manifest(text, output, output.absolute().parent)
     write_atomic(output, text)
-    if not _flag("quiet"):
+    if as_json:
+        _echo_json({**doc, "output": repo_path(output), "yaml": None})
+    elif not opts.quiet:
+        if opts.verbose:
+            for name in names:
+                click.echo(f"  {name}", err=True)
         click.echo(f"wrote {len(manifest.resources)} experiment(s) to {output}", err=True)
 
 
@@ -325,6 +457,7 @@ def migrate(old: Path, output: Path | None, force: bool) -> None:
 )  # fmt: skip
 @json_option
 def sync(
+    opts: Options,
     names: tuple[str, ...],
     manifest_file: Path | None,
     dry_run: bool,
@@ -355,6 +488,7 @@ def sync(
     from gcsdvc.sync import sync as run_sync
 
     manifest = _load(manifest_file)
+    tally = make_reporter(opts.quiet, progress_interval, sys.stderr)
     result = run_sync(
         manifest,
         names,
@@ -363,26 +497,31 @@ def sync(
         download=not no_download,
         force=force,
         jobs=jobs,
-        reporter=make_reporter(_flag("quiet"), progress_interval, sys.stderr),
+        reporter=tally,
         to_remote=to_remote,
         remote=remote,
     )
-    _report_sync(result, manifest.root, dry_run, as_json)
+    _report_sync(opts, result, manifest.root, dry_run, as_json, tally)
 
 
-def _report_sync(result: SyncResult, root: Path, dry_run: bool, as_json: bool) -> None:
+def _report_sync(
+    opts: Options, result: SyncResult, root: Path, dry_run: bool, as_json: bool, tally: Tally
+) -> None:
     """Print what a sync (or an update) did, and exit 1 when something failed."""
     from gcsdvc.render import git_hint_lines, plan_lines, summary_lines, sync_json
 
-    quiet, verbose = _flag("quiet"), _flag("verbose")
+    quiet, verbose = opts.quiet, opts.verbose
     if as_json:
-        _echo_json(sync_json(result, dry_run=dry_run))
+        _echo_json(sync_json(result, dry_run, tally.nbytes, tally.elapsed))
     else:
         if not quiet:
             failed = {(f.name, f.source) for f in result.failures}
             for line in plan_lines(result.plan, verbose=verbose, failed=failed):
                 click.echo(line)
-        for line in summary_lines(result, dry_run=dry_run, verbose=verbose, quiet=quiet):
+        summary = summary_lines(
+            result, dry_run, verbose, quiet, nbytes=tally.nbytes, seconds=tally.elapsed
+        )
+        for line in summary:
             click.echo(line, err=line.startswith(("failed", "warning", "leftover")))
         if not quiet:
             for line in git_hint_lines(result, root):
@@ -410,6 +549,7 @@ def _report_sync(result: SyncResult, root: Path, dry_run: bool, as_json: bool) -
     "files only not synced yet (missing, not-synced) pass unless --strict.",
 )  # fmt: skip
 def status(
+    opts: Options,
     names: tuple[str, ...],
     manifest_file: Path | None,
     as_json: bool,
@@ -437,26 +577,27 @@ def status(
     from gcsdvc.status import check
 
     if pre_commit and (skipped := _nothing_to_check(manifest_file)):
-        if not _flag("quiet"):
+        if not opts.quiet:
             click.echo(f"gcsdvc status: {skipped}; nothing to check")
         return
     manifest = _load(manifest_file)
     _require_repo(manifest)
-    report = check(manifest, names, offline=offline, detail=as_json)
-    if not _flag("quiet"):
+    storage = None if offline else _storage()
+    report = check(manifest, names, offline=offline, storage=storage, detail=as_json)
+    if not opts.quiet:
         for warning in report.warnings:
             click.echo(f"warning: {warning}", err=True)
     if as_json:
         _echo_json(report.as_json(strict))
-    elif not _flag("quiet"):
-        for line in status_lines(report, manifest.root):
+    elif not opts.quiet:
+        for line in status_lines(report, manifest.root, verbose=opts.verbose):
             click.echo(line)
     if check_only and pre_commit:
         from gcsdvc.hooks import blocks_commit, unsynced_count
 
         if blocks_commit(report, strict):
             sys.exit(EXIT_FAILED)
-        if (unsynced := unsynced_count(report)) and not _flag("quiet"):
+        if (unsynced := unsynced_count(report)) and not opts.quiet:
             click.echo(
                 f"pre-commit: passes: {unsynced} file(s) only not synced yet "
                 "('gcsdvc sync' or 'dvc pull' brings them; --strict fails on them)"
@@ -469,7 +610,9 @@ def status(
 @manifest_option
 @json_option
 @click.option("--grep", metavar="TEXT", help="Only experiments whose name or description has TEXT.")
-def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) -> None:
+def list_command(
+    opts: Options, manifest_file: Path | None, as_json: bool, grep: str | None
+) -> None:
     """List the experiments: description, source, local folder, size and sync state.
 
     The state is local only (nothing is asked of Cloud Storage); `gcsdvc status`
@@ -491,7 +634,9 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
     if as_json:
         _echo_json({"resources": [resource_json(s, with_files=False) for s in statuses]})
         return
-    for line in list_lines(statuses, manifest.root):
+    if opts.quiet:
+        return
+    for line in list_lines(statuses, manifest.root, verbose=opts.verbose):
         click.echo(line)
     if grep is not None and not statuses:
         click.echo(f"no experiment matches {grep!r}", err=True)
@@ -501,7 +646,7 @@ def list_command(manifest_file: Path | None, as_json: bool, grep: str | None) ->
 @click.argument("name", shell_complete=_complete_names)
 @manifest_option
 @json_option
-def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
+def show(opts: Options, name: str, manifest_file: Path | None, as_json: bool) -> None:
     """Show one experiment and the local state of each of its files.
 
     \b
@@ -519,15 +664,16 @@ def show(name: str, manifest_file: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json(resource_json(s, with_files=True, pinned=report.pinned))
         return
-    for line in show_lines(s, manifest.root, report.pinned):
-        click.echo(line)
+    if not opts.quiet:
+        for line in show_lines(s, manifest.root, report.pinned, verbose=opts.verbose):
+            click.echo(line)
 
 
 @command()
 @click.argument("path", type=click.Path(path_type=Path))
 @manifest_option
 @json_option
-def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
+def which(opts: Options, path: Path, manifest_file: Path | None, as_json: bool) -> None:
     """Tell which experiment and object a local file (or its .dvc) comes from.
 
     Also says whether the file is current: whether its md5 is the one recorded.
@@ -544,6 +690,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
     info = find(manifest, path)
     if as_json:
         _echo_json(info.as_json())
+        return
+    if opts.quiet:
         return
     item = info.item
     name = info.name if info.in_manifest else f"{info.name} (no longer in the manifest)"
@@ -574,6 +722,8 @@ def which(path: Path, manifest_file: Path | None, as_json: bool) -> None:
         pull = f"dvc pull {quote(rel(manifest.root, item.stage_file))}"
         states[State.IN_REMOTE] = f"in the DVC remote '{remote}' only ('{pull}' fetches it)"
     click.echo(f"  state:       {states.get(item.state, str(item.state))}")
+    if opts.verbose and item.note:
+        click.echo(f"  note:        {item.note}")
 
 
 # -- authoring: add and discover -------------------------------------------------
@@ -615,6 +765,7 @@ def _entry_options(func: F) -> F:
 @json_option
 @manifest_option
 def add(
+    opts: Options,
     url: str,
     files: tuple[str, ...],
     name: str | None,
@@ -638,23 +789,31 @@ def add(
       gcsdvc add gs://my-bucket/mnist-cnn/lr-0.5 -d "learning rate 0.5" --sync
       gcsdvc add gs://my-bucket/bert/run-7 --name bert-7 --dry-run
     """
-    from gcsdvc.authoring import add_entries, load_or_empty, new_entry, source_of
+    from gcsdvc.authoring import (
+        add_entries,
+        load_or_empty,
+        new_entry,
+        source_of,
+        taken_destinations,
+    )
 
     path = manifest_path(manifest_file, how=f"pass --manifest PATH (or set {MANIFEST_ENV})")
     manifest = load_or_empty(path)
+    source = source_of(url)
     entry = new_entry(
-        source_of(url),
+        source,
         manifest.names,
         files=files,
         name=name,
         destination=destination,
         description=description,
         follow_upstream=follow_upstream,
+        destinations=taken_destinations(manifest, source),
     )
     added = add_entries(path, [entry], None if no_check else _storage(), dry_run=dry_run)
     if as_json:
         _echo_json({"added": [e["name"] for e in added.entries], "written": added.written})
-    _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
+    _report_added(added, dry_run, then_sync, quiet=as_json or opts.quiet)
 
 
 @command()
@@ -668,6 +827,7 @@ def add(
 @json_option
 @manifest_option
 def discover(
+    opts: Options,
     url: str,
     files: tuple[str, ...],
     add_new: bool,
@@ -714,7 +874,8 @@ def discover(
                 "written": bool(added and added.written),
             }
         )
-    else:
+    elif not opts.quiet:
+        verbose = opts.verbose
         width = max((cells(r.name) for r in runs), default=0)
         for r in runs:
             state = f"tracked ({', '.join(r.tracked_by)})" if r.tracked_by else "new"
@@ -723,17 +884,19 @@ def discover(
                 when = (r.stats.updated or "")[:16].replace("T", " ")
                 extra = f"  {amount(r.stats.objects, r.stats.size)}  {when}".rstrip()
             click.echo(f"{pad(r.name, width)}  {state}{extra}")
+            if verbose:
+                click.echo(f"    gs://{r.source.bucket}/{r.source.prefix}/")
         new = sum(1 for r in runs if not r.tracked_by)
         hint = f"; 'gcsdvc discover {quote(url)} --add' adds them" if new and not add_new else ""
         click.echo(f"{len(runs)} run(s), {len(runs) - new} tracked, {new} new{hint}")
     if added is not None:
-        _report_added(added, dry_run, then_sync, quiet=as_json or _flag("quiet"))
+        _report_added(added, dry_run, then_sync, quiet=as_json or opts.quiet)
 
 
 @command()
 @manifest_option
 @json_option
-def install(manifest_file: Path | None, as_json: bool) -> None:
+def install(opts: Options, manifest_file: Path | None, as_json: bool) -> None:
     """Let git merge the manifest by entry name (once per clone).
 
     Branches that each add entries append them at the same place, which git's
@@ -757,10 +920,13 @@ def install(manifest_file: Path | None, as_json: bool) -> None:
         _echo_json(
             {"driver": installed.driver, "attribute": installed.attribute, "done": installed.done}
         )
-    elif not _flag("quiet"):
+    elif not opts.quiet:
         already = f"the manifest merge driver is already installed for {_shown(path)}"
         for line in installed.done or [already]:
             click.echo(line)
+        if opts.verbose:
+            click.echo(f"  driver:    {installed.driver}")
+            click.echo(f"  attribute: {installed.attribute}")
 
 
 @command("merge-manifest", hidden=True)
@@ -768,7 +934,7 @@ def install(manifest_file: Path | None, as_json: bool) -> None:
 @click.argument("ours", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("theirs", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.argument("path", required=False, default="manifest")
-def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
+def merge_manifest(opts: Options, base: Path, ours: Path, theirs: Path, path: str) -> None:
     """git's merge driver for the manifest (see 'gcsdvc install'): BASE OURS THEIRS [PATH].
 
     The result is written to OURS; exit 1 with git's conflict markers when a
@@ -794,7 +960,7 @@ def merge_manifest(base: Path, ours: Path, theirs: Path, path: str) -> None:
 @command()
 @manifest_option
 @json_option
-def doctor(manifest_file: Path | None, as_json: bool) -> None:
+def doctor(opts: Options, manifest_file: Path | None, as_json: bool) -> None:
     """Report the versions, repository, manifest, data folder, DVC remote, credentials and
     storage a sync depends on; exit 1 with the fix of each problem found.
 
@@ -808,7 +974,7 @@ def doctor(manifest_file: Path | None, as_json: bool) -> None:
     report = examine(manifest_file)
     if as_json:
         _echo_json(report.as_json())
-    elif _flag("quiet"):
+    elif opts.quiet:
         for c in report.problems:
             click.echo(f"error: {c.topic}: {c.problem}" + (f"; {c.fix}" if c.fix else ""), err=True)
     else:
@@ -840,6 +1006,7 @@ def doctor(manifest_file: Path | None, as_json: bool) -> None:
 @click.option("--dry-run", "-n", is_flag=True, help="Print what would go; change nothing.")
 @json_option
 def rm(
+    opts: Options,
     names: tuple[str, ...],
     manifest_file: Path | None,
     keep_data: bool,
@@ -867,7 +1034,7 @@ def rm(
     if as_json:
         _echo_json(done.as_json())
         return
-    if _flag("quiet"):
+    if opts.quiet:
         return
     verb = "would remove" if dry_run else "removed"
     for r in done.removed:
@@ -876,7 +1043,7 @@ def rm(
         else:
             what = f"{len(r.locals)} file(s) with their stages and .gitignore lines"
         click.echo(f"{r.name}: {verb} the entry and {what}")
-        if _flag("verbose"):
+        if opts.verbose:
             for local in r.locals:
                 click.echo(f"  {rel(manifest.root, local)}")
     if dry_run:
@@ -904,6 +1071,7 @@ def rm(
 @progress_option
 @json_option
 def update(
+    opts: Options,
     names: tuple[str, ...],
     manifest_file: Path | None,
     dry_run: bool,
@@ -928,21 +1096,17 @@ def update(
     from gcsdvc.update import update as run_update
 
     manifest = _load(manifest_file)
-    result = run_update(
-        manifest,
-        names,
-        dry_run=dry_run,
-        force=force,
-        jobs=jobs,
-        reporter=make_reporter(_flag("quiet"), progress_interval, sys.stderr),
-    )
-    _report_sync(result, manifest.root, dry_run, as_json)
+    tally = make_reporter(opts.quiet, progress_interval, sys.stderr)
+    result = run_update(manifest, names, dry_run=dry_run, force=force, jobs=jobs, reporter=tally)
+    _report_sync(opts, result, manifest.root, dry_run, as_json, tally)
 
 
 def _storage() -> Storage:
     from gcsdvc.storage import Storage
 
-    return Storage()
+    storage = Storage()
+    _options().storages.append(storage)
+    return storage
 
 
 def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = False) -> None:
@@ -950,8 +1114,9 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
     from gcsdvc.manifest_edit import entry_text
 
     names = [str(e["name"]) for e in added.entries]
-    for skipped in added.skipped:
-        click.echo(f"skipped {skipped}", err=True)
+    if not quiet:
+        for skipped in added.skipped:
+            click.echo(f"skipped {skipped}", err=True)
     if not names:
         return
     if dry_run:
@@ -965,14 +1130,18 @@ def _report_added(added: Added, dry_run: bool, then_sync: bool, quiet: bool = Fa
         for entry in added.entries:
             prefix = "/".join(p for p in (entry["blob"], entry.get("subblob")) if p)
             click.echo(f"added {entry['name']}: gs://{entry['bucket']}/{prefix}")
+            if _options().verbose:
+                click.echo(entry_text(entry), nl=False)
         if not then_sync:
             click.echo(
                 f"wrote {_shown(added.path)}; 'gcsdvc sync {' '.join(map(quote, names))}' downloads"
             )
     if then_sync:
         ctx = click.get_current_context()
+        opts = ctx.ensure_object(Options)
         if quiet:
-            ctx.meta["gcsdvc.quiet"] = True  # keeps --json output one document
+            opts.quiet = True
+        opts.json = False  # the document is out: the sync prints none (exit 1 says it failed)
         ctx.invoke(sync, names=tuple(exact_pattern(n) for n in names), manifest_file=added.path)
 
 
@@ -998,10 +1167,13 @@ def _require_repo(manifest: Manifest) -> None:
         )
 
 
-def _echo_json(data: object) -> None:
+def _echo_json(data: dict[str, Any]) -> None:
     import json
 
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    from gcsdvc.render import JSON_SCHEMA
+
+    click.echo(json.dumps({"schema": JSON_SCHEMA, **data}, indent=2, ensure_ascii=False))
+    _options().printed = True
 
 
 def _shown(path: Path) -> str:

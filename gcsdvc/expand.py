@@ -43,6 +43,7 @@ class PatternFailure:
     pattern: str  # or, when ``refused``, the object's file
     message: str
     refused: bool = False  # an object DVC cannot carry (see manifest.unsafe_name)
+    unlisted: bool = False  # the bucket could not be listed: nothing is known of its matches
 
 
 class Expansion(NamedTuple):
@@ -128,10 +129,12 @@ def _expand(
         online = storage is not None and res.index in chosen
         names = set(known.get(res.url, ()))
         problems: dict[str, str] = {}
+        unlisted: set[str] = set()
         for pattern in res.patterns if online else ():
             listing = listings[(res.bucket, _scope(res, pattern))]
             if isinstance(listing, StorageError):
                 problems[pattern] = f"cannot list for pattern {pattern!r}: {listing}"
+                unlisted.add(pattern)
                 continue
             root = pattern_root(pattern)
             names.update(join_path(root, name) for name in listing)
@@ -170,7 +173,9 @@ def _expand(
         new = dataclasses.replace(res, files=tuple(files))
         expanded.append(new)
         if res.index in chosen:
-            failures += [PatternFailure(new, p, m) for p, m in problems.items()]
+            failures += [
+                PatternFailure(new, p, m, unlisted=p in unlisted) for p, m in problems.items()
+            ]
             failures += [PatternFailure(new, f, m, refused=True) for f, m in refused.items()]
     by_index = {res.index: res for res in expanded}
     return Expansion(

@@ -381,7 +381,7 @@ def parse_manifest(text: str, file: Path, root: Path) -> Manifest:
         settings = checker.settings(data, node)
         resources = checker.resources(data, node, settings.get("data_dir", DEFAULT_DATA_DIR))
     if checker.problems:
-        raise ManifestError(checker.problems)
+        raise ManifestError(checker.in_line_order())
     owner = _owner(file, root)
     if owner is not None:
         resources = [dataclasses.replace(res, manifest=owner) for res in resources]
@@ -405,6 +405,16 @@ class _Checker:
         # The key/value pairs of each mapping node as written, before merge keys
         # ("<<: *defaults") are flattened into it by the constructor.
         self.written: dict[int, list[tuple[yaml.Node, yaml.Node]]] = {}
+
+    def in_line_order(self) -> list[str]:
+        """The problems as the file reads: the file's own first, then by line (stable)."""
+        at_line = re.compile(rf"{re.escape(self.shown)}:(\d+)")
+
+        def line(problem: str) -> int:
+            found = at_line.match(problem)
+            return int(found[1]) if found else 0
+
+        return sorted(self.problems, key=line)
 
     def fail(self, line: int | None, where: str, message: str) -> None:
         at = f"{self.shown}:{line}" if line else self.shown

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gcsdvc.status import Report, ResourceStatus
     from gcsdvc.sync import SyncResult
 
+JSON_SCHEMA = 1  # the "schema" key of every --json document (gcsdvc/schemas/*.json)
 _ORDER = list(Action)
 _PAST = {
     Action.ADD: "added",
@@ -62,9 +63,18 @@ def plan_lines(
 
 
 def summary_lines(
-    result: SyncResult, dry_run: bool = False, verbose: bool = False, quiet: bool = False
+    result: SyncResult,
+    dry_run: bool = False,
+    verbose: bool = False,
+    quiet: bool = False,
+    nbytes: int = 0,
+    seconds: float = 0.0,
 ) -> Iterator[str]:
-    """The closing lines: what was done, what failed, what is left to do."""
+    """The closing lines: what was done, what failed, what is left to do.
+
+    The last one adds, when anything was downloaded or retried, the bytes
+    (``nbytes``), the time the sync took and the retries.
+    """
     skipped = [f for f in result.failures if f.not_attempted]
     # A prefix that could not be listed: one line per entry, with the count of its files.
     folded: Counter[tuple[str, str | None, str]] = Counter(
@@ -128,19 +138,29 @@ def summary_lines(
         yield archive_line(result.archived, dry_run)
     if dry_run:
         todo = sum(1 for i in plan.items if i.action in _PAST)
-        yield f"dry run: {todo} change(s) planned, nothing written"
+        size, prefixes = planned_bytes(plan)
+        download = f"{size_text(size)} to download" if size else ""
+        if prefixes:
+            download += f"{' + ' if size else ''}{prefixes} whole prefix(es) of unknown size"
+        download = download or "nothing to download"
+        yield f"dry run: {todo} change(s) planned, {download}, nothing written"
         return
     done = [f"{result.done[a]} {word}" for a, word in _PAST.items() if result.done[a]]
     unchanged = len(plan.of(Action.UNCHANGED))
     done.append(f"{unchanged} unchanged")
     if result.failures:
         done.append(f"{len(result.failures)} failed")
-    yield "sync: " + ", ".join(done)
+    line = "sync: " + ", ".join(done)
+    if nbytes or result.retries:
+        line += f"; {size_text(nbytes)} downloaded in {elapsed(seconds)}, {result.retries} retries"
+    yield line
     if verbose:
         yield f"storage retries: {result.retries}"
 
 
-def status_lines(report: Report, root: Path) -> Iterator[str]:
+def status_lines(report: Report, root: Path, verbose: bool = False) -> Iterator[str]:
+    """``gcsdvc status``: the table, then each experiment that needs attention (with
+    ``verbose``: every experiment, every file)."""
     from gcsdvc.model import SETTLED
 
     rows = report.resources
@@ -150,14 +170,14 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
         extra = "; upstream not checked" if r.upstream_error else ""
         yield f"{pad(r.resource.name, width)}  {len(r.files):>5}  {r.summary}{extra}"
     for r in rows:
-        if r.ok:
+        if r.ok and not verbose:
             continue
         yield ""
         desc = one_line(r.resource.description)
         yield f"{r.resource.name}: {desc}" if desc else r.resource.name
         if r.upstream_error:
             yield f"  upstream not checked: {r.upstream_error}"
-        bad = [f for f in r.files if f.state not in SETTLED]
+        bad = [f for f in r.files if verbose or f.state not in SETTLED]
         state_width = max((len(str(f.state)) for f in bad), default=0)
         for f in bad:
             note = f"  ({f.note})" if f.note else ""
@@ -203,18 +223,28 @@ def status_lines(report: Report, root: Path) -> Iterator[str]:
     yield line
 
 
-def list_lines(statuses: Sequence[ResourceStatus], root: Path) -> Iterator[str]:
-    """``gcsdvc list``: one line per experiment, then its description and source."""
+def list_lines(
+    statuses: Sequence[ResourceStatus], root: Path, verbose: bool = False
+) -> Iterator[str]:
+    """``gcsdvc list``: one line per experiment, then its description and source (with
+    ``verbose``, then each file and its state)."""
     width = max((cells(s.resource.name) for s in statuses), default=0)
     for s in statuses:
         yield f"{pad(s.resource.name, width)}  {s.summary}  {amount(s.file_count, s.size)}"
         if s.resource.description:
             yield f"    {one_line(s.resource.description)}"
         yield f"    {s.resource.url} -> {rel(root, s.local)}"
+        if verbose:
+            width = max((len(str(f.state)) for f in s.files), default=0)
+            for f in s.files:
+                yield f"      {f.state!s:<{width}}  {rel(root, f.local)}"
 
 
-def show_lines(s: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
-    """``gcsdvc show``: one experiment and the local state of each file."""
+def show_lines(
+    s: ResourceStatus, root: Path, pinned: bool = True, verbose: bool = False
+) -> Iterator[str]:
+    """``gcsdvc show``: one experiment and the local state of each file (with ``verbose``,
+    each file's stage and note)."""
     from gcsdvc.status import State
 
     res = s.resource
@@ -227,20 +257,37 @@ def show_lines(s: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[s
     width = max(len(str(f.state)) for f in s.files)
     for f in s.files:
         recorded = f"  {human_size(f.size)}  md5 {f.md5}" if f.md5 and f.size is not None else ""
-        note = f"  ({f.note})" if f.note and f.state is not State.OK else ""
+        note = f"  ({f.note})" if f.note and (verbose or f.state is not State.OK) else ""
         yield f"  {f.state!s:<{width}}  {rel(root, f.local)}{recorded}{note}"
+        if verbose:
+            yield f"  {'':<{width}}  stage {rel(root, f.stage_file)}"
     yield from fix_lines(s, root, pinned)
 
 
+HINT_WIDTH = 100  # the longest `git add` line the hint prints before folding to folders
+
+
 def git_hint_lines(result: SyncResult, root: Path) -> Iterator[str]:
-    """DVC's hint after a change to files git should track (none under core.autostage)."""
+    """DVC's hint after a change to files git should track (none under core.autostage).
+
+    One short command: the files when they fit, else their folders, else the
+    one folder holding them all with the count.
+    """
     if not result.to_git_add:
         return
-    root_rel = [quote(rel(root, p)) for p in result.to_git_add]
+    files = [rel(root, p) for p in result.to_git_add]
+    folders = _top_folders(root, result.to_git_add)
+    what, paths = "", files
+    if len(shlex.join(files)) > HINT_WIDTH:
+        paths = folders
+        common = os.path.commonpath(folders)
+        if len(shlex.join(folders)) > HINT_WIDTH and common:  # '': no folder holds them all
+            paths = [common]
+        what = f" ({len(files)} files in {len(paths)} folder(s))"
     yield ""
-    yield "To track the changes with git, run:"
+    yield f"To track the changes with git{what}, run:"
     yield ""
-    yield "\tgit add " + " ".join(root_rel)
+    yield "\tgit add " + shlex.join(paths)
     yield ""
     yield "To enable auto staging, run:"
     yield ""
@@ -273,19 +320,49 @@ def _archive_json(tally: Tally | None) -> dict[str, Any] | None:
     return {"remote": tally.remote, **counts}
 
 
-def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
-    """``gcsdvc sync --json``: the schema is in docs/reference.md ("JSON output")."""
+def _top_folders(root: Path, paths: Iterable[str]) -> list[str]:
+    """The folders holding ``paths`` (each the nearest that exists), none inside another."""
+    found: set[Path] = set()
+    for path in paths:
+        folder = (root / path).parent
+        while not folder.is_dir() and folder != root:
+            folder = folder.parent  # pruned: the removal is staged from the folder above
+        found.add(folder)
+    top = [f for f in found if not any(o != f and f.is_relative_to(o) for o in found)]
+    return sorted(os.path.relpath(f) for f in top)
+
+
+def planned_bytes(plan: Plan) -> tuple[int, int]:
+    """The bytes a sync of ``plan`` would download, and the whole prefixes not counted."""
+    size = prefixes = 0
+    for item in plan.of(Action.ADD, Action.UPDATE):
+        if item.file is None:
+            prefixes += 1
+        elif item.obj is not None:
+            size += item.obj.size
+    return size, prefixes
+
+
+def sync_json(
+    result: SyncResult, dry_run: bool, nbytes: int = 0, seconds: float = 0.0
+) -> dict[str, Any]:
+    """``gcsdvc sync --json`` (schema: gcsdvc/schemas/sync.json).
+
+    ``nbytes`` is what was downloaded, or on a dry run what would be.
+    """
     plan = result.plan
-    done = {word: result.done[a] for a, word in _PAST.items()}
+    done = {a.value: result.done[a] for a in _PAST}
     return {
         "ok": result.ok,
         "dry_run": dry_run,
         "done": {} if dry_run else {**done, "unchanged": len(plan.of(Action.UNCHANGED))},
+        "bytes": planned_bytes(plan)[0] if dry_run else nbytes,
+        "elapsed": round(seconds, 3),
         "items": [
             {
                 "name": i.name,
                 "action": i.action.value,
-                "local": i.local,
+                "path": i.local,
                 "source": i.source,
                 "note": i.note,
             }
@@ -307,6 +384,11 @@ def sync_json(result: SyncResult, dry_run: bool) -> dict[str, Any]:
     }
 
 
+def error_json(problems: list[str], exit_code: int) -> dict[str, Any]:
+    """The document of a ``--json`` command that failed (schema: gcsdvc/schemas/error.json)."""
+    return {"ok": False, "exit_code": exit_code, "problems": problems}
+
+
 def validate_line(shown: str, manifest: Manifest) -> str:
     files, folders = _counts(manifest)
     extra = f" and {folders} whole prefix(es)" if folders else ""
@@ -314,25 +396,48 @@ def validate_line(shown: str, manifest: Manifest) -> str:
 
 
 def validate_json(results: Iterable[tuple[Path, Manifest | ManifestError]]) -> dict[str, Any]:
-    """``gcsdvc validate --json``: the schema is in docs/reference.md ("JSON output")."""
+    """``gcsdvc validate --json`` (schema: gcsdvc/schemas/validate.json).
+
+    A manifest's ``path`` is relative to its DVC repository's root, as every
+    other command's paths are (absolute outside a repository).
+    """
     from gcsdvc.errors import ManifestError
 
     manifests: list[dict[str, Any]] = []
     for path, outcome in results:
+        entry = {"path": repo_path(path), "ok": True, "problems": [], "warnings": []}
         if isinstance(outcome, ManifestError):
-            entry = {"path": str(path), "ok": False, "problems": outcome.problems, "warnings": []}
-            entry |= {"experiments": None, "files": None, "prefixes": None}
+            entry |= {"ok": False, "problems": outcome.problems}
+            entry |= {"experiment_count": None, "file_count": None, "prefix_count": None}
         else:
             files, folders = _counts(outcome)
-            entry = {"path": str(path), "ok": True, "problems": [], "warnings": []}
             entry |= {
                 "warnings": list(outcome.warnings),
-                "experiments": len(outcome.resources),
-                "files": files,
-                "prefixes": folders,
+                "experiment_count": len(outcome.resources),
+                "file_count": files,
+                "prefix_count": folders,
             }
         manifests.append(entry)
     return {"ok": all(m["ok"] for m in manifests), "manifests": manifests}
+
+
+def repo_path(path: Path) -> str:
+    """A file's path in JSON: relative to its DVC repository's root, absolute outside one."""
+    from gcsdvc.manifest import find_root
+
+    folder = path.absolute().parent
+    root = find_root(folder) if folder.is_dir() else None
+    if root is None:
+        return str(path.absolute())
+    return (folder.resolve() / path.name).relative_to(root).as_posix()
+
+
+def entry_lines(manifest: Manifest) -> Iterator[str]:
+    """``validate -v``: each experiment, what it imports and where."""
+    width = max((cells(r.name) for r in manifest.resources), default=0)
+    for r in manifest.resources:
+        what = f"{len(r.files)} file(s)" if r.files is not None else "whole prefix"
+        yield f"  {pad(r.name, width)}  {what}  {r.url} -> {manifest.local(r)}"
 
 
 def _counts(manifest: Manifest) -> tuple[int, int]:
@@ -395,8 +500,26 @@ def amount(files: int, size: int) -> str:
     return f"{files} file(s)" + (f", {human_size(size)}" if size else "")
 
 
+def size_text(n: int) -> str:
+    """A number of bytes in a sentence: ``35 bytes``, ``3.00M``."""
+    return human_size(n) + ("" if n >= 1024 else " bytes")
+
+
 def human_size(n: float) -> str:
     """A size as DVC prints it (``dvc du``, ``dvc ls --size``): 1024-based, k/M/G/T."""
     from tqdm import tqdm  # DVC's own naturalsize is this call
 
     return f"{n:.0f}" if n < 1024 else str(tqdm.format_sizeof(n, divisor=1024))
+
+
+def elapsed(seconds: float) -> str:
+    """A duration as rclone prints it: ``0.4s``, ``12s``, ``3m05s``, ``1h02m``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"

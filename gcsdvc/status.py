@@ -197,7 +197,7 @@ class Report:
         return {
             "ok": self.ok,
             "needs_action": self.needs_action(strict),
-            "upstream_checked": self.upstream_checked,
+            "upstream_checked": self.upstream_checked and self.upstream_error is None,
             "upstream_error": self.upstream_error,
             "resources": [
                 resource_json(r, with_files=True, pinned=self.pinned) for r in self.resources
@@ -220,15 +220,15 @@ def resource_json(status: ResourceStatus, with_files: bool, pinned: bool = True)
         "name": res.name,
         "description": res.description,
         "source": res.url,
-        "local": status.local,
+        "path": status.local,
         "skip_if_exist": res.skip_if_exist,
         "state": status.summary,
         "counts": {str(s): counts[s] for s in State if counts[s]},
         "size": status.size,
         "upstream_error": status.upstream_error,
+        "file_count": status.file_count,
     }
     if not with_files:
-        out["file_count"] = status.file_count
         return out
     out["files"] = []
     for f in status.files:
@@ -341,7 +341,8 @@ def check(
 def _add_pattern_failures(
     manifest: Manifest, statuses: list[ResourceStatus], failures: list[PatternFailure]
 ) -> None:
-    """A pattern that gave no file shows as one not-synced item, named by the pattern."""
+    """A pattern that gave no file shows as one item named by the pattern: not-synced, or
+    listing-failed (no fix: nothing can be done before the bucket answers)."""
     by_index = {s.resource.index: s for s in statuses}
     for failure in failures:
         res = failure.resource
@@ -349,6 +350,8 @@ def _add_pattern_failures(
             manifest.local(res, failure.pattern), res.source(failure.pattern), failure.pattern, None
         )
         item.state = State.REFUSED if failure.refused else State.NOT_SYNCED
+        if failure.unlisted:
+            item.state = State.LISTING_FAILED
         item.note = failure.message
         by_index[res.index].files.append(item)
 

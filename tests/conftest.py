@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -283,7 +285,46 @@ def cli(*args: str, cwd: Path, check: bool = False, env: dict[str, str] | None =
             _fresh_gcsfs()
     if check and res.exit_code:
         pytest.fail(f"gcsdvc {' '.join(args)} exited {res.exit_code}:\n{res.stdout}\n{res.stderr}")
+    if "--json" in args and res.stdout:
+        conforms(args, res.stdout)
     return Ran(res.exit_code, res.stdout, res.stderr)
+
+
+def conforms(args: Sequence[str], out: str) -> dict[str, Any]:
+    """The ``--json`` document in ``out``, checked against its command's shipped JSON Schema.
+
+    Every test that runs a command with ``--json`` through :func:`cli` checks its
+    document so; a failed command's document is checked against ``error.json``.
+    """
+    import jsonschema
+
+    from gcsdvc.cli import main
+
+    doc = json.loads(out)
+    assert isinstance(doc, dict), out
+    name = "error" if "exit_code" in doc else next(a for a in args if a in main.commands)
+    schemas = shipped_schemas()
+    jsonschema.Draft202012Validator(schemas[name], registry=schema_registry(schemas)).validate(doc)
+    return doc
+
+
+def shipped_schemas() -> dict[str, dict[str, Any]]:
+    """Every JSON Schema the package ships, by command name."""
+    folder = files("gcsdvc") / "schemas"
+    return {
+        p.name.removesuffix(".json"): json.loads(p.read_text())
+        for p in folder.iterdir()
+        if p.name.endswith(".json")
+    }
+
+
+def schema_registry(schemas: dict[str, dict[str, Any]]) -> Any:
+    """The shipped schemas by their ``$id``, so that one may refer to another ("sync.json")."""
+    from referencing import Registry, Resource
+
+    return Registry().with_resources(
+        (s["$id"], Resource.from_contents(s)) for s in schemas.values()
+    )
 
 
 def _fresh_gcsfs() -> None:
@@ -406,12 +447,30 @@ def hash_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return read
 
 
-def without_git_hint(out: str) -> list[str]:
-    """A sync's output lines before DVC's "git add" hint (the hint itself: tests/test_sync.py)."""
+ELAPSED = re.compile(r" in (\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm), (\d+ retries)$")
+
+
+def timeless(out: str) -> list[str]:
+    """Output lines with the time a sync took shown as ``<t>``, once its shape is checked.
+
+    The bytes and retries stay: tests compare them exactly, never a duration.
+    """
     lines = out.splitlines()
-    if "To track the changes with git, run:" not in lines:
+    for n, line in enumerate(lines):
+        if line.startswith("sync: ") and " downloaded in " in line:
+            assert ELAPSED.search(line), line
+            lines[n] = ELAPSED.sub(r" in <t>, \2", line)
+    return lines
+
+
+def without_git_hint(out: str) -> list[str]:
+    """A sync's output lines before DVC's "git add" hint (the hint itself: tests/test_sync.py),
+    the time it took as ``<t>`` (see :func:`timeless`)."""
+    lines = timeless(out)
+    heads = [n for n, line in enumerate(lines) if line.startswith("To track the changes with git")]
+    if not heads:
         return lines
-    at = lines.index("To track the changes with git, run:")
+    at = heads[0]
     assert lines[at - 1] == "" and lines[at + 2].startswith("\tgit add ")
     return lines[: at - 1]
 

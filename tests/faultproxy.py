@@ -28,6 +28,7 @@ class Faults:
     corrupt_media: bool = False  # flip a byte of every object download
     down: bool = False  # refuse to serve: close at once
     hold_media: threading.Event | None = None  # object downloads wait until it is set
+    held: threading.Event = field(default_factory=threading.Event)  # set as one starts waiting
     seen: int = field(default=0)
 
 
@@ -77,6 +78,7 @@ class FaultProxy:
             if f.anonymous and f.anonymous in line:
                 return _answer(client, 401, _ANONYMOUS)
             if f.hold_media is not None and "alt=media" in line:
+                f.held.set()
                 f.hold_media.wait(60)
             with socket.create_connection(self.upstream) as up:
                 _no_delay(up)

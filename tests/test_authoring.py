@@ -13,11 +13,18 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner, Result
-from conftest import dvc_main, without_git_hint, without_progress, write_manifest
+from conftest import conforms, dvc_main, without_git_hint, without_progress, write_manifest
 
 import gcsdvc as api
 from gcsdvc import ManifestError
-from gcsdvc.authoring import Source, new_entry, parse_url, source_of, unique_name
+from gcsdvc.authoring import (
+    Source,
+    new_entry,
+    parse_url,
+    source_of,
+    unique_destination,
+    unique_name,
+)
 from gcsdvc.cli import main
 from gcsdvc.errors import UsageError
 from gcsdvc.manifest import match_files, parse_manifest, pattern_problem, pattern_root
@@ -141,6 +148,47 @@ def test_default_names_are_unique_and_readable(source: Source, taken: set[str], 
     assert unique_name(source, taken) == name
 
 
+@pytest.mark.parametrize(
+    ("taken", "destination"),
+    [
+        (set(), "runs/r1"),
+        ({"runs/r2", "runs/r10"}, "runs/r1"),  # a longer name is no folder of it
+        ({"runs/r1"}, "b2/runs/r1"),  # the same run in a second bucket
+        ({"runs"}, "b2/runs/r1"),  # inside a taken folder
+        ({"runs/r1/eval"}, "b2/runs/r1"),  # holding a taken folder
+        ({"runs/r1", "b2/runs/r1"}, "b2/runs/r1-2"),
+        ({"runs/r1", "b2/runs/r1", "b2/runs/r1-2"}, "b2/runs/r1-3"),
+    ],
+)
+def test_default_destinations_are_unique_as_names_are(taken: set[str], destination: str) -> None:
+    assert unique_destination(Source("b2", "runs", "r1"), taken) == destination
+
+
+def test_add_names_the_new_entry_and_the_option_when_a_destination_clashes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No line of the file is cited that the file does not have; --destination is offered."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()
+    manifest = tmp_path / "params.yaml"
+    manifest.write_text(
+        "resources:\n  - name: a\n    bucket: b1x\n    blob: runs\n    subblob: r1\n"
+        "    destination: runs/r1\n    files: [x.txt]\n"
+    )
+    before = manifest.read_text()
+    same = ["add", "gs://b2x/runs/r1", "-f", "x.txt", "--no-check"]
+    res = cli(*same, "-n")
+    assert res.exit_code == 0, res.output
+    assert "  destination: b2x/runs/r1\n" in res.stdout  # made unique, as the name is
+    res = cli(*same, "--destination", "runs/r1")
+    assert (res.exit_code, res.stdout) == (2, "")
+    assert res.stderr == (
+        "error: params.yaml (new entry): resources[1] (r1): saves to 'data/runs/r1/x.txt', as "
+        "resources[0] (a) does; pass --destination FOLDER to save it elsewhere\n"
+    )
+    assert manifest.read_text() == before
+
+
 def test_new_entry_defaults_and_options() -> None:
     source = Source("b1", "mnist", "lr-0.1")
     assert new_entry(source, []) == {
@@ -243,11 +291,26 @@ def test_add_appends_one_entry_and_keeps_every_other_byte(params: Path, runs: st
     assert params.read_text(encoding="utf-8") == before[:cut] + entry + before[cut:]
 
 
+def test_add_sync_json_prints_one_document(params: Path, runs: str) -> None:
+    for argv in (
+        ["add", f"gs://{runs}/mnist/run-2", "-f", "*.json", "--sync", "--json"],
+        ["--json", "add", f"gs://{runs}/mnist/run-3", "-f", "*.json", "--sync"],
+    ):
+        result = cli(*argv)
+        assert result.exit_code == 0, result.output
+        doc = conforms(argv, result.stdout)  # one document: json.loads refuses a second
+        assert (doc["added"], doc["written"]) == ([argv[argv.index("add") + 1][-5:]], True)
+    assert (params.parent / "data" / "mnist" / "run-3" / "metrics.json").is_file()
+
+
 def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: Any) -> None:
     repo = params.parent
     result = cli("add", f"gs://{runs}/mnist/run-2", "-f", "*.json", "-f", "eval/**", "--sync")
     assert result.exit_code == 0, result.output
-    assert without_git_hint(result.stdout)[-2:] == ["run-2  add 3", "sync: 3 added, 0 unchanged"]
+    assert without_git_hint(result.stdout)[-2:] == [
+        "run-2  add 3",
+        "sync: 3 added, 0 unchanged; 24 bytes downloaded in <t>, 0 retries",
+    ]
     local = repo / "data" / "mnist" / "run-2"
     assert sorted(p.relative_to(local).as_posix() for p in local.rglob("*.dvc")) == [
         "eval/deep/val.csv.dvc",
@@ -263,7 +326,7 @@ def test_add_sync_then_globs_pick_up_new_objects(params: Path, runs: str, put: A
     result = cli("sync", "run-2")
     assert without_git_hint(result.stdout) == [
         "run-2  add 1, unchanged 3",
-        "sync: 1 added, 3 unchanged",
+        "sync: 1 added, 3 unchanged; 4 bytes downloaded in <t>, 0 retries",
     ]
     assert (local / "eval" / "extra.csv").read_text() == "new\n"
     assert json.loads((local / "metrics.json").read_text()) == {"run": "run-2"}
@@ -321,7 +384,7 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
     assert without_git_hint(result.stdout) == [
         "good  add 1",
         "bad   add 1, failed 1",
-        "sync: 2 added, 0 unchanged, 1 failed",
+        "sync: 2 added, 0 unchanged, 1 failed; 31 bytes downloaded in <t>, 0 retries",
     ]
     assert without_progress(result.stderr) == [
         f"failed: bad: gs://{runs}/mnist/run-2/*.parquet: pattern '*.parquet' matched nothing "
@@ -342,13 +405,14 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
         (
             ["gs://{b}/mnist/run-1", "--name", "other", "-f", "metrics.json"],
             2,
-            "error: params.yaml:16: resources[1] (other): saves to 'data/mnist/run-1/metrics.json'"
-            ", as resources[0] (run-1) does",
+            "error: params.yaml (new entry): resources[1] (other): saves to "
+            "'data/mnist/run-1/metrics.json', as resources[0] (run-1) does; pass --destination "
+            "FOLDER to save it elsewhere",
         ),
         (
             ["gs://{b}/mnist/run-2", "--name", "run-1"],
             2,
-            "error: params.yaml:16: resources[1] (run-1): name 'run-1' is also used by "
+            "error: params.yaml (new entry): resources[1] (run-1): name 'run-1' is also used by "
             "resources[0]",
         ),
         (
@@ -374,8 +438,8 @@ def test_a_pattern_matching_nothing_fails_and_others_still_sync(repo: Path, runs
         (
             ["gs://{b}/mnist/run-2", "-f", "x[1.csv"],
             2,
-            "error: params.yaml:20: resources[1] (run-2) field 'files': 'x[1.csv' has a '[' "
-            "without its closing ']'",
+            "error: params.yaml (new entry): resources[1] (run-2) field 'files': 'x[1.csv' has a "
+            "'[' without its closing ']'",
         ),
     ],
 )
@@ -444,8 +508,8 @@ def test_discover_lists_runs_and_marks_the_tracked_ones(params: Path, runs: str,
     stats = json.loads(cli("discover", url, "--stats", "--json").stdout)
     assert stats["added"] == [] and stats["written"] is False
     first = stats["runs"][0]
-    assert {k: first[k] for k in ("run", "source", "tracked_by", "objects", "size")} == {
-        "run": "run-1",
+    assert {k: first[k] for k in ("name", "source", "tracked_by", "objects", "size")} == {
+        "name": "run-1",
         "source": f"{url}/run-1",
         "tracked_by": ["run-1"],
         "objects": 4,
@@ -482,7 +546,7 @@ def test_discover_add_appends_the_new_runs_in_one_write(params: Path, runs: str)
         f"added run-3: {url}/run-3",
         "run-2  add 1",
         "run-3  add 1",
-        "sync: 2 added, 0 unchanged",
+        "sync: 2 added, 0 unchanged; 32 bytes downloaded in <t>, 0 retries",
     ]
     after = params.read_text(encoding="utf-8")
     cut = before.index("\n# evaluation")
@@ -518,7 +582,7 @@ def test_an_empty_run_made_in_the_console_is_skipped_not_a_block(
     put(f"{runs}/mnist/run-4/", b"")
     put(f"{runs}/mnist/run-2/eval/", b"")
     stats = json.loads(cli("discover", f"gs://{runs}/mnist", "--stats", "--json").stdout)
-    counted = {run["run"]: run["objects"] for run in stats["runs"]}
+    counted = {run["name"]: run["objects"] for run in stats["runs"]}
     assert (counted["run-2"], counted["run-4"]) == (4, 0)  # placeholders are no files
     result = cli("discover", f"gs://{runs}/mnist", "--add")
     assert result.exit_code == 0, result.output

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -16,14 +18,14 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import cli, dvc_main, entry, run, write_manifest
+from conftest import cli, dvc_main, entry, run, timeless, write_manifest
 from faultproxy import FaultProxy, Faults
 
 from gcsdvc.cli import main, quiet_google_warnings
 from gcsdvc.manifest import parse_manifest
 from gcsdvc.plan import Action, Item, Plan
-from gcsdvc.progress import PlainProgress, TerminalProgress, make_reporter
-from gcsdvc.render import human_size, pad, plan_lines
+from gcsdvc.progress import PlainProgress, Tally, TerminalProgress, make_reporter
+from gcsdvc.render import elapsed, human_size, pad, plan_lines
 
 GOOD = {
     "resources": [
@@ -70,7 +72,7 @@ def test_plain_progress_prints_a_line_per_interval() -> None:
         "downloading: 0/3 files, 0/3.00M",
         "progress: 1/3 files, 2.00M/3.00M, 410k/s",
         "progress: 3/3 files, 3.00M/3.00M, 307k/s",
-        "done: 3/3 files, 3.00M/3.00M, 307k/s",
+        "done: 3/3 files, 3.00M/3.00M, 307k/s, 10s",
     ]
 
 
@@ -84,19 +86,72 @@ def test_plain_progress_with_unknown_total_bytes() -> None:
     progress.finish()  # a second finish prints nothing
     assert out.getvalue().splitlines() == [
         "downloading: 0/2 files, 0",
-        "done: 2/2 files, 4.00k, 2.00k/s",
+        "done: 2/2 files, 4.00k, 2.00k/s, 2.0s",
     ]
 
 
-def test_terminal_progress_shows_files_bytes_rate() -> None:
+def test_terminal_progress_shows_files_bytes_rate_and_stays() -> None:
     out = io.StringIO()
     progress = TerminalProgress(out, mininterval=0)
     progress.start(2, 2048)
     progress.advance(files=2)
     progress.advance(nbytes=2048)
     progress.finish()
-    text = out.getvalue()
-    assert "Downloading" in text and "2/2 files" in text and "B/s" in text
+    last = out.getvalue().split("\r")[-1]
+    assert last.endswith("\n")  # the bar's last state stays on the terminal
+    assert last.startswith("Downloading: 100%") and "2/2 files" in last
+    # One unit style: the plain lines' (DVC's `dvc du`), never tqdm's "kB" or "MB/s".
+    assert f"{human_size(2048)}/{human_size(2048)}" in last
+    assert re.search(r", \d+(\.\d+)?[kMGT]?/s,", last), last
+
+
+def interrupt(progress: PlainProgress | TerminalProgress) -> None:
+    try:
+        raise KeyboardInterrupt
+    finally:
+        progress.finish()  # as the transfer's ``finally`` calls it under Ctrl-C
+
+
+def test_an_interrupted_sync_ends_its_progress_with_interrupted_not_done() -> None:
+    out, clock = io.StringIO(), Clock()
+    plain = PlainProgress(out, interval=5, clock=clock)
+    plain.start(454, 1 << 20)
+    clock.now += 2
+    plain.advance(files=128, nbytes=1 << 19)
+    with pytest.raises(KeyboardInterrupt):
+        interrupt(plain)
+    assert out.getvalue().splitlines()[-1] == "interrupted: 128/454 files, 512k/1.00M, 256k/s, 2.0s"
+    out = io.StringIO()
+    bar = TerminalProgress(out, mininterval=0)
+    bar.start(454, 1 << 20)
+    bar.advance(files=128, nbytes=1 << 19)
+    with pytest.raises(KeyboardInterrupt):
+        interrupt(bar)
+    last = out.getvalue().split("\r")[-1]
+    assert last.startswith("Interrupted:  50%") and "128/454 files" in last and last.endswith("\n")
+
+
+def test_the_tally_counts_every_phase_with_or_without_a_display() -> None:
+    clock = Clock()
+    for display in (None, PlainProgress(io.StringIO(), clock=clock)):
+        tally = Tally(display, clock=clock)
+        tally.start(2, 100)
+        tally.advance(files=2, nbytes=100)
+        tally.finish()
+        tally.start(1, 0)  # a whole-prefix import
+        tally.advance(files=1, nbytes=50)
+        tally.finish()
+        clock.now += 3
+        assert (tally.files, tally.nbytes, tally.elapsed) == (3, 150, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.04, "0.0s"), (1.25, "1.2s"), (9.96, "10.0s"), (12.4, "12s"), (59.6, "1m00s"),
+     (185, "3m05s"), (3725, "1h02m")],
+)  # fmt: skip
+def test_elapsed_time_reads_as_rclone_prints_it(seconds: float, shown: str) -> None:
+    assert elapsed(seconds) == shown
 
 
 class Tty(io.StringIO):
@@ -105,9 +160,9 @@ class Tty(io.StringIO):
 
 
 def test_reporter_choice() -> None:
-    assert make_reporter(quiet=True, stream=Tty()) is None
-    assert isinstance(make_reporter(quiet=False, stream=Tty()), TerminalProgress)
-    plain = make_reporter(quiet=False, interval=2.5, stream=io.StringIO())
+    assert make_reporter(quiet=True, stream=Tty()).display is None
+    assert isinstance(make_reporter(quiet=False, stream=Tty()).display, TerminalProgress)
+    plain = make_reporter(quiet=False, interval=2.5, stream=io.StringIO()).display
     assert isinstance(plain, PlainProgress) and plain.interval == 2.5
 
 
@@ -143,11 +198,11 @@ def test_validate_files_and_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "ok": True,
         "problems": [],
         "warnings": [],
-        "experiments": 1,
-        "files": 2,
-        "prefixes": 0,
+        "experiment_count": 1,
+        "file_count": 2,
+        "prefix_count": 0,
     }
-    assert bad["ok"] is False and bad["problems"] and bad["experiments"] is None
+    assert bad["ok"] is False and bad["problems"] and bad["experiment_count"] is None
     assert invoke("validate", "-q", "params.yaml").output == ""
 
 
@@ -276,7 +331,10 @@ def test_piped_progress_shows_before_the_sync_ends(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert err.splitlines()[-1].startswith("done: 3/3 files, ")
-    assert out.splitlines()[:2] == ["exp1  add 3", "sync: 3 added, 0 unchanged"]
+    assert timeless(out)[:2] == [
+        "exp1  add 3",
+        "sync: 3 added, 0 unchanged; 35 bytes downloaded in <t>, 0 retries",
+    ]
 
 
 def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
@@ -285,14 +343,17 @@ def test_sync_json_and_did_you_mean(repo: Path, seeded: str) -> None:
     assert res.exit_code == 1
     doc = json.loads(res.stdout)
     assert set(doc) == {
-        "ok", "dry_run", "done", "items", "failures", "removed", "untracked", "to_git_add",
-        "staged", "warnings", "errors", "repaired", "saved", "retries", "archived",
+        "schema", "ok", "dry_run", "done", "bytes", "elapsed", "items", "failures", "removed",
+        "untracked", "to_git_add", "staged", "warnings", "errors", "repaired", "saved", "retries",
+        "archived",
     }  # fmt: skip
     assert doc["archived"] is None  # no entry archived into the DVC remote
+    assert (doc["schema"], doc["bytes"]) == (1, 10)
+    assert isinstance(doc["elapsed"], float) and doc["elapsed"] >= 0
     assert (doc["removed"], doc["untracked"]) == ([], [])
     assert (doc["errors"], doc["repaired"]) == ([], [])
     assert (doc["ok"], doc["dry_run"]) == (False, False)
-    assert doc["done"]["added"] == 1
+    assert doc["done"]["add"] == 1
     (failure,) = doc["failures"]
     assert failure["message"].endswith("metric.json; did you mean 'metrics.json'?")
     assert [i["action"] for i in doc["items"]] == ["add", "failed"]
@@ -367,7 +428,10 @@ def test_whole_prefix_shows_our_progress_and_none_of_dvcs(
     assert len(lines) == 2 and lines[0] == "downloading: 0/2 files, 0/5"
     assert lines[1].startswith("done: 2/2 files, 5/5, ")
     assert "Importing" not in res.stdout + res.stderr
-    assert res.stdout.splitlines()[:2] == ["whole  add 1", "sync: 1 added, 0 unchanged"]
+    assert timeless(res.stdout)[:2] == [
+        "whole  add 1",
+        "sync: 1 added, 0 unchanged; 5 bytes downloaded in <t>, 0 retries",
+    ]
     (repo / "data" / "whole" / "a.txt").unlink()
     write_manifest(repo, [whole, gone])
     res = run(sys.executable, "-m", "gcsdvc", "sync", "-q", cwd=repo, check=False)
@@ -428,3 +492,130 @@ def test_the_init_hint_fits_where_git_is(tmp_path: Path, layout: str, hint: str)
     if layout:
         ((here / layout).resolve() / ".git").mkdir()
     assert init_hint(here) == hint.format(top=tmp_path)
+
+
+def test_validate_lists_the_problems_in_line_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settings problem at the end of the file comes last, as the file reads."""
+    monkeypatch.chdir(tmp_path)
+    Path("m.yaml").write_text(
+        "resources:\n"
+        "  - name: a\n"
+        "    bucket: bkt\n"
+        "    blob: runs\n"
+        "    files: [x.txt, x.txt]\n"
+        "gcsdvc:\n"
+        "  data_dir: ../out\n"
+    )
+    res = invoke("validate", "m.yaml")
+    assert (res.exit_code, res.stdout) == (2, "")
+    assert res.stderr.splitlines() == [
+        "error: m.yaml:2: resources[0] (a) field 'destination': is required",
+        "error: m.yaml:5: resources[0] (a) field 'files': 'x.txt' is listed twice",
+        "error: m.yaml:7: gcsdvc.data_dir: has a '..' segment, which would leave the data folder "
+        "(got '../out')",
+    ]
+
+
+def test_a_reader_that_stops_early_is_no_error(repo: Path) -> None:
+    """`gcsdvc list | head -1`: exit 0 and nothing on standard error, as `cat` would."""
+    entries = [
+        {"name": f"e{n}", "bucket": "bkt", "blob": "runs", "subblob": f"r{n}",
+         "files": ["x.txt"], "destination": f"r{n}"}
+        for n in range(3000)
+    ]  # fmt: skip
+    write_manifest(repo, entries)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcsdvc", "list"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline() == "e0     not synced  1 file(s)\n"
+    proc.stdout.close()  # as `head -1` does
+    with proc.stderr:
+        assert (proc.wait(timeout=120), proc.stderr.read()) == (0, "")
+
+
+def test_ctrl_c_ends_a_sync_with_interrupted_not_done(
+    repo: Path, seeded: str, proxy: FaultProxy
+) -> None:
+    gate = threading.Event()
+    proxy.faults = Faults(hold_media=gate)
+    write_manifest(repo, [entry(seeded)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcsdvc", "sync"],
+        cwd=repo,
+        env={**os.environ, "STORAGE_EMULATOR_HOST": proxy.url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().startswith("downloading: 0/3 files, 0/")
+        assert proxy.faults.held.wait(60)  # a download is under way, and held
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        gate.set()
+    assert proc.returncode == 130, err
+    assert out == ""
+    last, message = err.splitlines()
+    assert re.fullmatch(r"interrupted: 0/3 files, 0/35, \d+\.\ds", last), last  # the time: shape
+    assert message == "interrupted; run the same command again to finish"
+
+
+def _hint(root: Path, paths: list[str]) -> list[str]:
+    from gcsdvc.render import git_hint_lines
+    from gcsdvc.sync import SyncResult
+
+    for path in paths:
+        if "gone" not in path:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+    result = SyncResult(Plan(pinned=True), to_git_add=paths)
+    lines = list(git_hint_lines(result, root))
+    assert lines[4:] == ["", "To enable auto staging, run:", "", "\tdvc config core.autostage true"]
+    assert lines[0] == lines[2] == ""
+    return [lines[1], lines[3]]
+
+
+@pytest.mark.parametrize(
+    ("paths", "hint"),
+    [
+        (  # few: the files, as DVC prints them
+            ["data/a/x.dvc", "data/a/.gitignore"],
+            ["To track the changes with git, run:", "\tgit add data/a/x.dvc data/a/.gitignore"],
+        ),
+        (  # 454 files of two experiments: their folders
+            [f"data/{e}/f{n:03}.dvc" for e in ("a", "b") for n in range(227)],
+            [
+                "To track the changes with git (454 files in 2 folder(s)), run:",
+                "\tgit add data/a data/b",
+            ],
+        ),
+        (  # nested folders: the outermost
+            [f"data/a/{n}/{m}/f.dvc" for n in range(30) for m in range(3)] + ["data/a/.gitignore"],
+            ["To track the changes with git (91 files in 1 folder(s)), run:", "\tgit add data/a"],
+        ),
+        (  # folders too many to list: the one holding them all
+            [f"data/exp-{n:03}/f.dvc" for n in range(40)],
+            ["To track the changes with git (40 files in 1 folder(s)), run:", "\tgit add data"],
+        ),
+        (  # a pruned folder: its removal is staged from the folder above
+            [f"data/gone-{n:02}/f{m:02}.dvc" for n in range(2) for m in range(20)],
+            ["To track the changes with git (40 files in 1 folder(s)), run:", "\tgit add data"],
+        ),
+    ],
+    ids=["files", "folders", "nested", "common folder", "pruned"],
+)  # fmt: skip
+def test_the_git_hint_is_one_short_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, paths: list[str], hint: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert _hint(tmp_path, paths) == hint
+    assert len(hint[1]) <= 100

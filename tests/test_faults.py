@@ -35,6 +35,7 @@ from conftest import (
     read_only,
     run,
     snapshot,
+    timeless,
     without_git_hint,
     write_manifest,
 )
@@ -109,6 +110,9 @@ def test_transient_errors_are_retried(repo: Path, seeded: str, proxy: FaultProxy
     # reuse connections (2 here with current releases, 7 with the declared floors); the
     # sync's success says the retries did not run out.
     assert retries >= 1
+    # Said without -v too, on the summary, whatever the sync downloaded.
+    summary = f"sync: 3 added, 0 unchanged; 35 bytes downloaded in <t>, {retries} retries"
+    assert summary in timeless(res.stdout)
     assert assert_consistent(repo) == 3
 
 
@@ -492,7 +496,8 @@ def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and failed[0].startswith(f"failed: whole: gs://{seeded}/"), failed
     assert "permission denied" in failed[0]
-    assert "sync: 3 added, 0 unchanged, 1 failed" in without_git_hint(res.stdout)
+    summary = "sync: 3 added, 0 unchanged, 1 failed; 70 bytes downloaded in <t>, 0 retries"
+    assert summary in without_git_hint(res.stdout)
     assert not (repo / "data" / "whole").exists()
     assert not (repo / "data" / "whole.dvc").exists()
     res = cli("sync", cwd=repo)  # no --force needed

@@ -283,14 +283,14 @@ def test_all_problems_are_collected_one_line_each_with_file_line_entry_and_field
             files: [a, 7, a\\b]
         """
     )
-    assert found == [
-        "params.yaml:6: resources[0] (exp-a) field 'descripton': unknown field; "
-        "did you mean 'description'?",
+    assert found == [  # in line order
         "params.yaml:3: resources[0] (exp-a) field 'bucket': invalid bucket name 'Bucket_1': "
         "use lowercase letters, digits, '-', '_' and '.', starting and ending with a letter "
         "or digit",
         "params.yaml:4: resources[0] (exp-a) field 'blob': '/abs/blob' is absolute; "
         "give a path relative to the prefix or data folder",
+        "params.yaml:6: resources[0] (exp-a) field 'descripton': unknown field; "
+        "did you mean 'description'?",
         "params.yaml:9: resources[1] (../outside) field 'destination': '../outside' has a "
         "'..' segment, which would leave the data folder",
         "params.yaml:10: resources[1] (../outside) field 'files': is empty; list the files, "
@@ -413,9 +413,9 @@ def test_non_string_keys_are_unknown_fields() -> None:
         """
     )
     assert found == [
-        "params.yaml:5: resources[0] (d) field '1': unknown field; known fields: "
-        + ", ".join(ENTRY_KEYS),
         "params.yaml:2: resources[0] (d) field 'None': unknown field; known fields: "
+        + ", ".join(ENTRY_KEYS),
+        "params.yaml:5: resources[0] (d) field '1': unknown field; known fields: "
         + ", ".join(ENTRY_KEYS),
     ]
 
@@ -1128,15 +1128,15 @@ def test_cli_validate_invalid_manifest_exact_output(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == (
-        "error: m.yaml:7: resources[0] (exp1) field 'descripton': unknown field; "
-        "did you mean 'description'?\n"
         "error: m.yaml:3: resources[0] (exp1) field 'bucket': invalid bucket name 'Bucket1': "
         "use lowercase letters, digits, '-', '_' and '.', starting and ending with a letter "
         "or digit\n"
-        "error: m.yaml:6: resources[0] (exp1) field 'destination': '/tmp/exp1' is absolute; "
-        "give a path relative to the prefix or data folder\n"
         "error: m.yaml:5: resources[0] (exp1) field 'files': is empty; list the files, "
         "or omit 'files' to import the whole prefix\n"
+        "error: m.yaml:6: resources[0] (exp1) field 'destination': '/tmp/exp1' is absolute; "
+        "give a path relative to the prefix or data folder\n"
+        "error: m.yaml:7: resources[0] (exp1) field 'descripton': unknown field; "
+        "did you mean 'description'?\n"
         "error: m.yaml:8: resources[1] (exp1) field 'bucket': is required\n"
     )
 

@@ -178,6 +178,34 @@ def test_storage_down(repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch) 
     assert cli("status", "--check", "--offline", cwd=repo).returncode == 0
 
 
+def test_storage_down_a_glob_row_says_so_and_offers_no_fix(
+    repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The synced matches of a pattern stay rows of their own; the pattern's row is
+    listing-failed, with no fix a sync could not carry out; the JSON says nothing was checked."""
+    globbed = entry(synced, "globbed", subblob="exp1", files=["*d.txt"], description="")
+    write_manifest(repo, [entry(synced), globbed])
+    assert cli("sync", cwd=repo).returncode == 0
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens
+    res = cli("status", cwd=repo)
+    down = "cannot reach Cloud Storage at http://127.0.0.1:9: Connection refused"
+    assert res.stdout.splitlines() == [
+        "experiment  files  state",
+        "exp1            6  ok",
+        "globbed         5  4 ok, 1 listing-failed",
+        "",
+        "globbed",
+        f"  listing-failed  data/globbed/*d.txt  (cannot list for pattern '*d.txt': {down})",
+        "",
+        f"upstream not checked: {down}; --offline skips the check",
+        "status: 1 of 11 file(s) need attention",
+    ]
+    doc = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert (doc["upstream_checked"], doc["upstream_error"]) == (False, down)
+    row = doc["resources"][1]["files"][-1]
+    assert (row["state"], row["fix"]) == ("listing-failed", None)
+
+
 def test_list_and_show(repo: Path, synced: str) -> None:
     other = entry(synced, "fresh", files=["new.txt"], description="Baseline, no sweep")
     write_manifest(repo, [entry(synced), other])

@@ -22,6 +22,7 @@ from conftest import (
     load,
     run,
     snapshot,
+    timeless,
     write_manifest,
 )
 
@@ -35,23 +36,13 @@ def test_first_sync_writes_import_stages(repo: Path, seeded: str) -> None:
     res = gcsdvc("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
     folder = f"data/project1/{QUOTED}"
-    assert res.stdout.splitlines() == [
+    assert timeless(res.stdout) == [
         "exp1  add 3",
-        "sync: 3 added, 0 unchanged",
+        "sync: 3 added, 0 unchanged; 35 bytes downloaded in <t>, 0 retries",
         "",
-        "To track the changes with git, run:",
+        "To track the changes with git (5 files in 1 folder(s)), run:",
         "",
-        "\tgit add "
-        + shlex.join(
-            f"{folder}/{name}"
-            for name in (
-                ".gitignore",
-                "file1.dvc",
-                "metrics.json.dvc",
-                "parent_dir/.gitignore",
-                "parent_dir/file1.dvc",
-            )
-        ),
+        "\tgit add " + shlex.quote(folder),
         "",
         "To enable auto staging, run:",
         "",
@@ -201,7 +192,9 @@ def test_dry_run_changes_nothing(repo: Path, seeded: str) -> None:
     before = snapshot(repo)
     res = cli("sync", "--dry-run", "-v", cwd=repo)
     assert res.returncode == 0
-    assert "dry run: 3 change(s) planned, nothing written" in res.stdout
+    assert "dry run: 3 change(s) planned, 35 bytes to download, nothing written" in res.stdout
+    doc = json.loads(cli("sync", "--dry-run", "--json", cwd=repo).stdout)
+    assert (doc["dry_run"], doc["bytes"], doc["done"]) == (True, 35, {})
     assert f"add       data/project1/{QUOTED}/parent_dir/file1" in res.stdout
     assert snapshot(repo) == before
 
@@ -278,6 +271,7 @@ def test_a_file_deleted_inside_a_folder_import_is_restored(repo: Path, seeded: s
 
     res = cli("sync", cwd=repo)
     assert res.returncode == 0, res.stderr
+    # From the DVC cache: nothing downloaded, so no bytes nor time on the summary.
     assert res.stdout.splitlines()[:2] == ["whole  restore 1", "sync: 1 restored, 0 unchanged"]
     assert (folder / "parent_dir" / "file1").read_text() == "nested file1\n"
     assert cli("status", "--check", cwd=repo).returncode == 0
