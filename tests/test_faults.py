@@ -638,7 +638,7 @@ def test_a_read_only_data_folder_is_one_line_and_no_file_counts_done(
     ]
 
 
-def test_a_folder_whose_source_and_cache_are_gone_is_one_whole_line(
+def test_a_folder_whose_source_and_cache_are_gone_is_one_line(
     repo: Path, seeded: str, gcs: Any, tmp_path: Path
 ) -> None:
     whole = entry(seeded, name="run")
@@ -652,8 +652,8 @@ def test_a_folder_whose_source_and_cache_are_gone_is_one_whole_line(
     gcs.rm(f"{seeded}/project1/{QUOTED}", recursive=True)
     res = cli("sync", cwd=bob)
     assert res.returncode == 1
-    folder = f"data/project1/{QUOTED}"
-    assert res.stderr == (  # DVC's message runs over four lines: all of it, on one
-        f"failed: run: gs://{seeded}/project1/{QUOTED}: Checkout failed for following targets: "
-        f"{folder} Is your cache up to date? <https://error.dvc.org/missing-files>\n"
+    source = f"gs://{seeded}/project1/{QUOTED}"
+    assert res.stderr == (
+        f"failed: run: {source}: the files below {source}/ are not the recorded ones, and the "
+        "DVC cache lacks the recorded folder; 'dvc pull' it from your DVC remote\n"
     )
