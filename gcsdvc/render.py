@@ -152,7 +152,8 @@ def summary_lines(
         done.append(f"{len(result.failures)} failed")
     line = "sync: " + ", ".join(done)
     if nbytes or result.retries:
-        line += f"; {size_text(nbytes)} downloaded in {elapsed(seconds)}, {result.retries} retries"
+        retries = f"{result.retries} retr{'y' if result.retries == 1 else 'ies'}"
+        line += f"; {size_text(nbytes)} downloaded in {elapsed(seconds)}, {retries}"
     yield line
     if verbose:
         yield f"storage retries: {result.retries}"
@@ -333,9 +334,14 @@ def _top_folders(root: Path, paths: Iterable[str]) -> list[str]:
 
 
 def planned_bytes(plan: Plan) -> tuple[int, int]:
-    """The bytes a sync of ``plan`` would download, and the whole prefixes not counted."""
+    """The bytes a sync of ``plan`` would download, and the whole prefixes not counted.
+
+    Entries archived into the DVC remote (``to_remote``) download nothing.
+    """
     size = prefixes = 0
     for item in plan.of(Action.ADD, Action.UPDATE):
+        if item.resource is not None and item.resource.to_remote:
+            continue
         if item.file is None:
             prefixes += 1
         elif item.obj is not None:

@@ -447,7 +447,7 @@ def hash_reads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return read
 
 
-ELAPSED = re.compile(r" in (\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm), (\d+ retries)$")
+ELAPSED = re.compile(r" in (\d+\.\ds|\d+s|\d+m\d\ds|\d+h\d\dm), (\d+ retr(?:y|ies))$")
 
 
 def timeless(out: str) -> list[str]:

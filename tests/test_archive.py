@@ -198,7 +198,7 @@ def test_dry_run_counts_what_goes_server_side_and_what_streams(
         "exp1  add 7",
         "archive into the DVC remote 'team': 6 object(s) (3.00M) to copy server-side, "
         "1 object(s) (23) to stream, 0 already there",
-        "dry run: 7 change(s) planned, nothing written",
+        "dry run: 7 change(s) planned, nothing to download, nothing written",
     ]
     assert layer.rewrite_calls == calls and not data(repo, "file1.dvc").exists()
     doc = json.loads(cli("sync", "--to-remote", "--dry-run", "--json", cwd=repo).stdout)

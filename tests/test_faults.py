@@ -496,7 +496,7 @@ def test_a_failed_folder_import_is_one_line_and_leaves_the_data_folder_as_it_was
     failed = [line for line in res.stderr.splitlines() if line.startswith("failed: ")]
     assert len(failed) == 1 and failed[0].startswith(f"failed: whole: gs://{seeded}/"), failed
     assert "permission denied" in failed[0]
-    summary = "sync: 3 added, 0 unchanged, 1 failed; 70 bytes downloaded in <t>, 0 retries"
+    summary = "sync: 3 added, 0 unchanged, 1 failed; 35 bytes downloaded in <t>, 0 retries"
     assert summary in without_git_hint(res.stdout)
     assert not (repo / "data" / "whole").exists()
     assert not (repo / "data" / "whole.dvc").exists()

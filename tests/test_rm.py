@@ -184,6 +184,7 @@ def test_rm_dry_run_says_what_would_go_and_changes_nothing(repo: Path, synced: s
     ]
     res = cli("rm", "lr-0.01", "--dry-run", "--json", cwd=repo)
     assert json.loads(res.stdout) == {
+        "schema": 1,
         "dry_run": True,
         "keep_data": False,
         "removed": [{"name": "lr-0.01", "paths": ["data/mnist/lr-0.01/metrics.json"]}],

@@ -18,7 +18,7 @@ from test_rm import FILES, MANIFEST
 from test_team import git_status
 from test_workflows import clone, commit_all
 
-from gcsdvc.storage import etag_generation
+from gcsdvc.model import etag_generation
 
 KEPT = "data/mnist/lr-0.1"
 
@@ -46,7 +46,7 @@ def test_update_takes_the_newest_object_and_a_clone_pulls_it(
     assert res.returncode == 0
     assert without_git_hint(res.stdout) == [
         "lr-0.1  update 1, unchanged 1",
-        "sync: 1 updated, 1 unchanged",
+        "sync: 1 updated, 1 unchanged; 13 bytes downloaded in <t>, 0 retries",
     ]
     assert without_progress(res.stderr) == []
     assert (repo / "params.yaml").read_bytes() == manifest
@@ -95,7 +95,7 @@ def test_update_dry_run_and_unknown_names_change_nothing(repo: Path, synced: str
     assert res.stdout.splitlines() == [
         "lr-0.1   update 1, unchanged 1",
         "lr-0.01  unchanged 1",
-        "dry run: 1 change(s) planned, nothing written",
+        "dry run: 1 change(s) planned, 13 bytes to download, nothing written",
     ]
     doc = json.loads(cli("update", "lr-0.1", "-n", "--json", cwd=repo).stdout)
     assert [(i["action"], i["local"]) for i in doc["items"]] == [
