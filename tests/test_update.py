@@ -98,7 +98,7 @@ def test_update_dry_run_and_unknown_names_change_nothing(repo: Path, synced: str
         "dry run: 1 change(s) planned, 13 bytes to download, nothing written",
     ]
     doc = json.loads(cli("update", "lr-0.1", "-n", "--json", cwd=repo).stdout)
-    assert [(i["action"], i["local"]) for i in doc["items"]] == [
+    assert [(i["action"], i["path"]) for i in doc["items"]] == [
         ("update", f"{KEPT}/metrics.json"),
         ("unchanged", f"{KEPT}/eval/history.csv"),
     ]
