@@ -63,8 +63,7 @@ FILES = {
 GONE = "data/mnist/lr-0.1"
 
 
-@pytest.fixture
-def synced(repo: Path, bucket: str, put: Any) -> str:
+def sync_two(repo: Path, bucket: str, put: Any) -> str:
     """Two experiments synced and committed in ``repo``."""
     for name, text in FILES.items():
         put(f"{bucket}/{name}", text)
@@ -72,6 +71,11 @@ def synced(repo: Path, bucket: str, put: Any) -> str:
     cli("sync", cwd=repo, check=True)
     commit_all(repo)
     return bucket
+
+
+@pytest.fixture
+def synced(repo: Path, bucket: str, put: Any) -> str:
+    return sync_two(repo, bucket, put)
 
 
 def test_rm_takes_out_the_entry_stages_data_and_lines_and_the_cache_brings_them_back(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import cli, dvc_main, load, run, snapshot, without_git_hint, without_progress
 from gcslayer import GcsLayer
-from test_rm import FILES, MANIFEST
+from test_rm import FILES, MANIFEST, sync_two
 from test_team import git_status
 from test_workflows import clone, commit_all
 
@@ -26,11 +26,7 @@ KEPT = "data/mnist/lr-0.1"
 @pytest.fixture
 def synced(repo: Path, bucket: str, put: Any) -> str:
     """Two experiments synced and committed; then lr-0.1's metrics change upstream."""
-    for name, text in FILES.items():
-        put(f"{bucket}/{name}", text)
-    (repo / "params.yaml").write_text(MANIFEST.format(bucket=bucket))
-    cli("sync", cwd=repo, check=True)
-    commit_all(repo)
+    sync_two(repo, bucket, put)
     put(f"{bucket}/mnist/lr-0.1/metrics.json", '{"acc": 0.93}')
     return bucket
 
