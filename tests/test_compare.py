@@ -40,6 +40,7 @@ FOLDER = Wish("gs://bkt/proj/run", is_folder=True)
 WISH = Wish(SOURCE)
 NL = Upstream.NOT_LISTED
 foreign = stage(identity=None)
+OTHERS = stages.Identity("exp1", "bkt", "proj", "run", "a.txt", manifest="more.yaml")
 unrecorded = stage(md5=None, size=None)
 
 CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
@@ -70,8 +71,8 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
      obj(etag="e2", generation="200", md5=OTHER_MD5), State.SUPERSEDED),
     ("a decoded copy is not the object's md5", WISH, stage(), replace(FILE, md5=OTHER_MD5),
      replace(obj(etag="e2", md5=OTHER_MD5), content_encoding="gzip"), State.MODIFIED),
-    ("another manifest's stage", WISH, stage(identity=replace(stage().identity,
-     manifest="more.yaml")), FILE, obj(), State.OTHER_MANIFEST),
+    ("another manifest's stage", WISH, stage(identity=OTHERS), FILE, obj(),
+     State.OTHER_MANIFEST),
     ("the default manifest's stage, asked by another", replace(WISH, manifest="more.yaml"),
      stage(), FILE, obj(), State.OTHER_MANIFEST),
     ("source moved", WISH, stage(source="gs://bkt/old/a.txt"), FILE, obj(), State.SOURCE_MOVED),
