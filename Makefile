@@ -42,12 +42,12 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 # The suite against the lowest versions pyproject.toml declares (constraints/floor.txt).
-# Only the test runner (pytest, pytest-xdist, hypothesis) is added: the pinned mypy needs a
+# Only the test runner (pytest, pytest-xdist, hypothesis, jsonschema) is added: the pinned mypy needs a
 # newer pathspec than dvc 3.54 can use.
 $(FLOOR_BIN)/.installed: pyproject.toml constraints/dev.txt constraints/floor.txt
 	$(PYTHON) -m venv $(FLOOR_VENV)
 	$(FLOOR_BIN)/python -m pip install --quiet -c constraints/dev.txt -c constraints/floor.txt \
-		-e '.[demo]' pytest pytest-xdist hypothesis
+		-e '.[demo]' pytest pytest-xdist hypothesis jsonschema
 	touch $@
 
 test-floor: $(FLOOR_BIN)/.installed

@@ -121,7 +121,9 @@ def test_every_option_works_before_and_after_every_command(
         first, second = both(synced, args, ["-m", MANIFEST])
         assert first.returncode == second.returncode == 2
         assert "'gcsdvc migrate' takes no --manifest" in first.stderr
-        assert "No such option '-m'" in second.stderr
+        assert re.search(
+            r"No such option:? '?-m'?", second.stderr
+        )  # click 8.1 says it without quotes
 
     # -q: nothing but errors, on either side.
     first, second = both(synced, [*args, *m], ["-q"])
