@@ -8,10 +8,11 @@ file holds the listed object's bytes; and, for the whole data folder, the stages
 no entry asks for, git's view and the patterns that matched nothing.
 
 The plan (:mod:`gcsdvc.plan`) and the status (:mod:`gcsdvc.status`) are functions
-of it. The shortcuts that make a no-op fast (the snapshot, the stage cache and,
-through :func:`gcsdvc.workspace.read_disks`, the hash cache) are taken here and
-nowhere else: when a snapshot proves the data folder unchanged
-(:mod:`gcsdvc.snapshot`), the stages come from the stage cache and no file is read.
+of it; so are ``which`` and the API's full check, through :func:`survey_local`.
+The shortcuts that make a no-op fast (the snapshot, the stage cache and, through
+:func:`gcsdvc.workspace.read_disks`, the hash cache) are taken here and nowhere else:
+when a snapshot proves the data folder unchanged (:mod:`gcsdvc.snapshot`), the
+stages come from the stage cache and no file is read.
 Errors met while gathering keep their types (a :class:`StorageError` per prefix or
 per object).
 """
@@ -181,6 +182,28 @@ def survey(
     # nothing git would report (a snapshot is only taken of such a folder).
     if known is None:
         found.git = untracked.look(root, manifest.data_path)
+    _gather(found, storage, lookup)
+    return found
+
+
+def survey_local(manifest: Manifest, places: Sequence[tuple[Resource, str | None, str]]) -> Survey:
+    """What is at the given destinations only (entry, file, data path), gathered as
+    :func:`survey` gathers it offline: each one's stage read alone, no other stage
+    scanned, git and the bucket not asked (``which`` and the API's full check)."""
+    root = manifest.root
+    selected = [res for res, _, _ in places]
+    found = Survey(manifest, selected, pinning(root, manifest.pin_generations))
+    found.findings = [
+        Finding(res, file, local, ImportStage.load(root / stages.stage_path(local)))
+        for res, file, local in places
+    ]
+    _gather(found, None, Lookup.NONE)
+    return found
+
+
+def _gather(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
+    """Each finding's committed stage, disk, folder and held object (and the bucket's answers)."""
+    root, known = found.manifest.root, found.known
     staged = [f.local for f in found.findings if f.file is not None and f.stage is not None]
     committed = committed_where_changed(root, staged, found.git.changed)
     for finding in found.findings:
@@ -212,7 +235,6 @@ def survey(
     held = holding(root, stageless)
     for finding in found.findings:
         finding.holds_object = finding.local in held
-    return found
 
 
 def _proven(stage: ImportStage | None) -> Disk:
