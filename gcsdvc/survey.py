@@ -91,7 +91,6 @@ class Finding:
 class Survey:
     manifest: Manifest  # with the patterns expanded
     selected: list[Resource]
-    mode: Pinning
     known: snapshot.Snapshot | None = None  # a snapshot proved the data folder unchanged
     # The snapshot answered alone: every selected file is in place; nothing else is gathered.
     shallow: bool = False
@@ -104,6 +103,11 @@ class Survey:
     lookup_error: StorageError | None = None  # the look-up as a whole failed (Lookup.ALL)
     looked_up: bool = False  # a file in place had its object looked up all the same
     state: str | None = None  # the disk before it was read (``watch``)
+
+    @functools.cached_property
+    def mode(self) -> Pinning:
+        """The pinning mode, read when first asked (a survey of local facts never asks)."""
+        return pinning(self.manifest.root, self.manifest.pin_generations)
 
     @property
     def quick(self) -> bool:
@@ -150,11 +154,10 @@ def survey(
     lock, whether its plan still stands.
     """
     root = manifest.root
-    mode = pinning(root, manifest.pin_generations)
+    found = Survey(manifest, list(selected))
     # With ``watch`` the data folder is walked once, for the snapshot and for the state.
     walked = snapshot.tree(manifest.data_path) if watch else None
-    known = snapshot.unchanged(manifest, names, mode.pinned, walked)
-    found = Survey(manifest, list(selected), mode, known)
+    known = found.known = snapshot.unchanged(manifest, names, found.mode.pinned, walked)
     quiet = lookup is Lookup.NONE or storage is None
     quiet |= lookup is Lookup.NEEDED and known is not None and known.quiet
     if known is not None and not detail and quiet:
@@ -168,7 +171,7 @@ def survey(
     if not found.ours:
         found.ours, found.foreign = stages.scan(root, manifest.data_path, manifest.owner)
     manifest, chosen, found.unmatched = expand_patterns(
-        manifest, selected, storage, found.ours, mode.pinned
+        manifest, selected, storage, found.ours, found.mode.pinned
     )
     found.manifest, found.selected = manifest, list(chosen)
     stage_of = {**found.foreign, **found.ours}
@@ -192,7 +195,7 @@ def survey_local(manifest: Manifest, places: Sequence[tuple[Resource, str | None
     scanned, git and the bucket not asked (``which`` and the API's full check)."""
     root = manifest.root
     selected = [res for res, _, _ in places]
-    found = Survey(manifest, selected, pinning(root, manifest.pin_generations))
+    found = Survey(manifest, selected)
     found.findings = [
         Finding(res, file, local, ImportStage.load(root / stages.stage_path(local)))
         for res, file, local in places
