@@ -23,7 +23,7 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gcsdvc import fixes
 from gcsdvc.errors import ModifiedError, NotSyncedError, UnknownResourceError
@@ -40,6 +40,9 @@ from gcsdvc.manifest import (
     path_problem,
 )
 from gcsdvc.stages import STAGE_SUFFIX, vouched
+
+if TYPE_CHECKING:
+    from gcsdvc.status import FileStatus
 
 ManifestArg = Manifest | str | os.PathLike[str] | None
 
@@ -114,9 +117,9 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
                 target = loaded.root_path / known[1]
                 _VERIFIED[local] = (signature, known[2], target)
                 return target
-    from gcsdvc.status import State, inspect  # the full check, off the quick path
+    from gcsdvc.status import State  # the full check, off the quick path
 
-    item = inspect(found, res, listed)
+    item = _checked(found, res, listed)
     command = fixes.shown([fixes.sync(item.subject(res))])
     why = f"run: {command}"
     # What a sync brings without replacing anything of the user's.
@@ -127,7 +130,7 @@ def path(name: str, file: str, *, manifest: ManifestArg = None, sync: bool = Fal
         State.SUPERSEDED,
     ):
         failures = _sync(found, res)
-        item = inspect(found, res, listed)
+        item = _checked(found, res, listed)
         messages = failures.get(item.source) or [m for ms in failures.values() for m in ms]
         why = "; ".join(messages) or f"'{command}' did not bring it"
     if item.state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.FOREIGN):
@@ -349,6 +352,15 @@ def _listed(res: Resource, file: str, files: frozenset[str] = frozenset()) -> st
         more = ", ..." if len(res.files) > 5 else ""
         hint = f"its files: {', '.join(res.files[:5])}{more}"
     raise UnknownResourceError(f"experiment {res.name!r} has no file {file!r}; {hint}")
+
+
+def _checked(manifest: Manifest, res: Resource, file: str | None) -> FileStatus:
+    """One file's state as ``status --offline`` finds it, from a survey of it alone."""
+    from gcsdvc.status import local_states
+    from gcsdvc.survey import survey_local
+
+    (item,) = local_states(survey_local(manifest, [(res, file, manifest.local(res, file))]))
+    return item
 
 
 def _sync(manifest: Manifest, res: Resource) -> dict[str, list[str]]:

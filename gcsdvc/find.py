@@ -1,11 +1,12 @@
 """Finding things: experiments by text (``list --grep``), a local path's origin (``which``).
 
-Only lookups live here; states come from :mod:`gcsdvc.status` (which asks
-:mod:`gcsdvc.compare`).
+Only lookups live here; a path's state comes from a survey of it
+(:func:`gcsdvc.survey.survey_local`) read as status reads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import re
@@ -17,9 +18,10 @@ from typing import Any
 from gcsdvc import stages
 from gcsdvc.errors import NotTrackedError
 from gcsdvc.expand import expand_offline
-from gcsdvc.manifest import Manifest
+from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.stages import ImportStage
-from gcsdvc.status import FileStatus, ResourceStatus, State, check_local
+from gcsdvc.status import FileStatus, ResourceStatus, State, local_states
+from gcsdvc.survey import desired, survey_local
 
 
 def exact_pattern(name: str) -> str:
@@ -105,8 +107,6 @@ def _self_and_parents(local: str, data_dir: str) -> Iterator[str]:
 
 
 def _which(manifest: Manifest, local: str, stage: ImportStage, asked: str, shown: str) -> Which:
-    from gcsdvc.survey import desired
-
     source = stage.source
     ident = stage.identity
     entry = desired(expand_offline(manifest)).get(local)
@@ -125,7 +125,13 @@ def _which(manifest: Manifest, local: str, stage: ImportStage, asked: str, shown
         description, in_manifest = entry[0].description, True
     else:
         description, in_manifest = stage.description, False
-    file = ((ident.file if ident else None) or posixpath.basename(local)) if is_file else None
-    item = FileStatus(local, source, file, stage)
-    check_local(manifest.root, [item], ident.manifest if ident else None)  # as its manifest sees it
+    if entry is not None and listed:
+        res, file = entry
+    else:  # an orphan: the entry its stage records
+        assert ident is not None  # refused above otherwise
+        file = (ident.file or posixpath.basename(local)) if is_file else None
+        res = Resource(ident.name, ident.bucket, ident.blob, ident.subblob, None, "", False, "")
+    # As its own manifest sees it.
+    res = dataclasses.replace(res, manifest=ident.manifest if ident else None)
+    (item,) = local_states(survey_local(manifest, [(res, file, local)]))
     return Which(item, name, description, in_manifest, inner)

@@ -1,7 +1,8 @@
 """What is on disk, set against the manifest, the stages and the bucket.
 
 ``check`` gives every selected file exactly one :class:`~gcsdvc.compare.State`,
-the one :func:`gcsdvc.compare.compare` finds (the same the planner acts on).
+the one :func:`gcsdvc.compare.compare` finds (the same the planner acts on);
+``local_states`` gives it, from the same facts, to ``which`` and the API.
 Hashes come from :func:`gcsdvc.workspace.read_disks` (only files whose size
 matches; DVC's state db for many bytes). Upstream checks list each object prefix
 once. Whole-prefix imports are DVC's own and are checked by DVC.
@@ -25,9 +26,9 @@ from gcsdvc.manifest import Manifest, Resource, matches
 from gcsdvc.model import SETTLED, Comparison, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Storage
-from gcsdvc.survey import Lookup, survey
+from gcsdvc.survey import Lookup, Survey, survey
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import cache_linked, read_disks, read_folders
+from gcsdvc.workspace import cache_linked, read_folders
 
 if TYPE_CHECKING:
     from gcsdvc.listing import Looked
@@ -42,7 +43,7 @@ __all__ = [
     "State",
     "Unignored",
     "check",
-    "inspect",
+    "local_states",
 ]
 
 
@@ -285,33 +286,18 @@ def check(
                 FileStatus(manifest.local(res, f), res.source(f), f, None) for f in res.targets
             ]
         return report
-    items: list[FileStatus] = []
-    for f in found.findings:
-        item = FileStatus(f.local, f.resource.source(f.file), f.file, f.stage)
+    items = _assessed(found, online=storage is not None)
+    for f, item in zip(found.findings, items, strict=True):
         by_index[f.resource.index].files.append(item)
-        items.append(item)
-    objs: dict[str, RemoteObject] = {}  # each file's object, as listed
+    objs = {f.local: f.obj for f in found.findings if f.obj is not None}  # as listed
     for status in report.resources:
         answer = found.lookups.get((status.resource.bucket, status.resource.prefix))
         if isinstance(answer, StorageError):
             status.upstream_error = str(answer)
-    for f, item in zip(found.findings, items, strict=True):
-        answer = found.lookups.get(f.prefix)
-        listed = Upstream.NOT_LISTED if isinstance(answer, StorageError) else f.listed
-        # Upstream is compared with the dependency as committed.
-        stage = f.recorded if storage is not None else f.stage
-        _assess_one(item, stage, f.disk, listed, f.resource.manifest)
-        if f.obj is not None:
-            objs[f.local] = f.obj
-        if f.holds_object:
-            item.holds_object = True
-            item.note = "holds the listed object's bytes; a sync records it"
-    _note_cache_edits(manifest.root, items)
     _add_pattern_failures(manifest, report.resources, found.unmatched)
     _refuse_folders(manifest, storage, items)
     upstream = not offline and report.upstream_error is None
-    folders = {f.local: f.folder for f in found.findings if f.folder is not None}
-    errors = _check_folders(manifest.root, items, upstream=upstream, read=folders)
+    errors = _check_folders(manifest.root, items, upstream=upstream, read=_folders(found))
     committed = {f.local: f.committed for f in found.findings if f.committed is not None}
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
@@ -371,22 +357,36 @@ def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[Fil
             f.state, f.note = State.REFUSED, refused[res.index]
 
 
-def inspect(manifest: Manifest, resource: Resource, file: str | None) -> FileStatus:
-    """The local state of one file of an experiment (upstream is not checked)."""
-    local = manifest.local(resource, file)
-    stage = ImportStage.load(manifest.root / stages.stage_path(local))
-    item = FileStatus(local, resource.source(file), file, stage)
-    check_local(manifest.root, [item], resource.manifest)
-    return item
+def local_states(found: Survey) -> list[FileStatus]:
+    """Each finding's state as ``status --offline`` gives it, the bucket not asked: how
+    ``which`` and the API's full check read a :func:`gcsdvc.survey.survey_local`."""
+    items = _assessed(found, online=False)
+    _check_folders(found.manifest.root, items, upstream=False, read=_folders(found))
+    return items
 
 
-def check_local(root: Path, items: Sequence[FileStatus], owner: str | None = None) -> None:
-    """Set each item's local state (upstream is not asked); folders are asked of DVC.
+def _assessed(found: Survey, online: bool) -> list[FileStatus]:
+    """Each finding as a :class:`FileStatus`, its state by :func:`~gcsdvc.compare.compare`
+    (folders: see :func:`_check_folders`); ``online``: upstream was asked."""
+    items: list[FileStatus] = []
+    for f in found.findings:
+        item = FileStatus(f.local, f.resource.source(f.file), f.file, f.stage)
+        answer = found.lookups.get(f.prefix)
+        listed = Upstream.NOT_LISTED if isinstance(answer, StorageError) else f.listed
+        # Upstream is compared with the dependency as committed.
+        stage = f.recorded if online else f.stage
+        _assess_one(item, stage, f.disk, listed, f.resource.manifest)
+        if f.holds_object:
+            item.holds_object = True
+            item.note = "holds the listed object's bytes; a sync records it"
+        items.append(item)
+    _note_cache_edits(found.manifest.root, items)
+    return items
 
-    ``owner``: the items' manifest (see :attr:`gcsdvc.manifest.Resource.manifest`)."""
-    _assess(items, read_disks(root, [(f.local, f.stage, f.file is None) for f in items]), owner)
-    _note_cache_edits(root, items)
-    _check_folders(root, items, upstream=False)
+
+def _folders(found: Survey) -> dict[str, Comparison]:
+    """The folder imports the survey read, as DVC reads them."""
+    return {f.local: f.folder for f in found.findings if f.folder is not None}
 
 
 def _note_cache_edits(root: Path, items: Sequence[FileStatus]) -> None:
@@ -404,13 +404,6 @@ def _note_cache_edits(root: Path, items: Sequence[FileStatus]) -> None:
             f"; edited through a {kind}: the DVC cache's copy changed too, "
             "a sync sets it aside and fetches the recorded object"
         )
-
-
-def _assess(items: Sequence[FileStatus], disks: dict[str, Disk], owner: str | None) -> None:
-    """Set each item's local state (nothing listed); ``disks``: what
-    :func:`~gcsdvc.workspace.read_disks` found, read once for all items."""
-    for item in items:
-        _assess_one(item, item.stage, disks[item.local], Upstream.NOT_LISTED, owner)
 
 
 def _assess_one(

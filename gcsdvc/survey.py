@@ -8,10 +8,11 @@ file holds the listed object's bytes; and, for the whole data folder, the stages
 no entry asks for, git's view and the patterns that matched nothing.
 
 The plan (:mod:`gcsdvc.plan`) and the status (:mod:`gcsdvc.status`) are functions
-of it. The shortcuts that make a no-op fast (the snapshot, the stage cache and,
-through :func:`gcsdvc.workspace.read_disks`, the hash cache) are taken here and
-nowhere else: when a snapshot proves the data folder unchanged
-(:mod:`gcsdvc.snapshot`), the stages come from the stage cache and no file is read.
+of it; so are ``which`` and the API's full check, through :func:`survey_local`.
+The shortcuts that make a no-op fast (the snapshot, the stage cache and, through
+:func:`gcsdvc.workspace.read_disks`, the hash cache) are taken here and nowhere else:
+when a snapshot proves the data folder unchanged (:mod:`gcsdvc.snapshot`), the
+stages come from the stage cache and no file is read.
 Errors met while gathering keep their types (a :class:`StorageError` per prefix or
 per object).
 """
@@ -90,7 +91,6 @@ class Finding:
 class Survey:
     manifest: Manifest  # with the patterns expanded
     selected: list[Resource]
-    mode: Pinning
     known: snapshot.Snapshot | None = None  # a snapshot proved the data folder unchanged
     # The snapshot answered alone: every selected file is in place; nothing else is gathered.
     shallow: bool = False
@@ -103,6 +103,11 @@ class Survey:
     lookup_error: StorageError | None = None  # the look-up as a whole failed (Lookup.ALL)
     looked_up: bool = False  # a file in place had its object looked up all the same
     state: str | None = None  # the disk before it was read (``watch``)
+
+    @functools.cached_property
+    def mode(self) -> Pinning:
+        """The pinning mode, read when first asked (a survey of local facts never asks)."""
+        return pinning(self.manifest.root, self.manifest.pin_generations)
 
     @property
     def quick(self) -> bool:
@@ -149,11 +154,10 @@ def survey(
     lock, whether its plan still stands.
     """
     root = manifest.root
-    mode = pinning(root, manifest.pin_generations)
+    found = Survey(manifest, list(selected))
     # With ``watch`` the data folder is walked once, for the snapshot and for the state.
     walked = snapshot.tree(manifest.data_path) if watch else None
-    known = snapshot.unchanged(manifest, names, mode.pinned, walked)
-    found = Survey(manifest, list(selected), mode, known)
+    known = found.known = snapshot.unchanged(manifest, names, found.mode.pinned, walked)
     quiet = lookup is Lookup.NONE or storage is None
     quiet |= lookup is Lookup.NEEDED and known is not None and known.quiet
     if known is not None and not detail and quiet:
@@ -167,7 +171,7 @@ def survey(
     if not found.ours:
         found.ours, found.foreign = stages.scan(root, manifest.data_path, manifest.owner)
     manifest, chosen, found.unmatched = expand_patterns(
-        manifest, selected, storage, found.ours, mode.pinned
+        manifest, selected, storage, found.ours, found.mode.pinned
     )
     found.manifest, found.selected = manifest, list(chosen)
     stage_of = {**found.foreign, **found.ours}
@@ -181,6 +185,28 @@ def survey(
     # nothing git would report (a snapshot is only taken of such a folder).
     if known is None:
         found.git = untracked.look(root, manifest.data_path)
+    _gather(found, storage, lookup)
+    return found
+
+
+def survey_local(manifest: Manifest, places: Sequence[tuple[Resource, str | None, str]]) -> Survey:
+    """What is at the given destinations only (entry, file, data path), gathered as
+    :func:`survey` gathers it offline: each one's stage read alone, no other stage
+    scanned, git and the bucket not asked (``which`` and the API's full check)."""
+    root = manifest.root
+    selected = [res for res, _, _ in places]
+    found = Survey(manifest, selected)
+    found.findings = [
+        Finding(res, file, local, ImportStage.load(root / stages.stage_path(local)))
+        for res, file, local in places
+    ]
+    _gather(found, None, Lookup.NONE)
+    return found
+
+
+def _gather(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
+    """Each finding's committed stage, disk, folder and held object (and the bucket's answers)."""
+    root, known = found.manifest.root, found.known
     staged = [f.local for f in found.findings if f.file is not None and f.stage is not None]
     committed = committed_where_changed(root, staged, found.git.changed)
     for finding in found.findings:
@@ -212,7 +238,6 @@ def survey(
     held = holding(root, stageless)
     for finding in found.findings:
         finding.holds_object = finding.local in held
-    return found
 
 
 def _proven(stage: ImportStage | None) -> Disk:

@@ -130,16 +130,16 @@ def test_path_answers_the_new_truth_when_things_change_between_calls(
 ) -> None:
     """One survey per process, keyed by what it read: the manifest's stat, the hash and
     stage caches' stats and each file's and stage's stat. A change to any is seen."""
-    from gcsdvc import status
+    from gcsdvc import survey
 
-    real_inspect = status.inspect
+    real_survey = survey.survey_local
     full: list[str] = []
 
     def counted(*args: Any) -> Any:
-        full.append(args[2])
-        return real_inspect(*args)
+        full.extend(local for _, _, local in args[1])
+        return real_survey(*args)
 
-    monkeypatch.setattr(status, "inspect", counted)
+    monkeypatch.setattr(survey, "survey_local", counted)
     synced = project / "data" / "runs" / "lr-0.1"
     assert api.path("lr-0.1", "metrics.json") == synced / "metrics.json"
     assert api.path("lr-0.1", "plots/loss.csv") == synced / "plots" / "loss.csv"

@@ -166,6 +166,27 @@ def test_which(repo: Path, synced: str) -> None:
     )
 
 
+def test_which_an_orphan_stage(repo: Path, synced: str) -> None:
+    """A stage whose entry left the manifest: its own record names it, its state is read
+    as status reads it."""
+    write_manifest(repo, [entry(synced, "fresh", files=["new.txt"])])
+    res = cli("which", "data/exp1/keep.txt", cwd=repo)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "data/exp1/keep.txt",
+        "  experiment:  exp1 (no longer in the manifest)",
+        f"  description: {DESC}",
+        f"  source:      gs://{synced}/proj/exp1/keep.txt",
+        "  stage:       data/exp1/keep.txt.dvc",
+        "  md5:         b17475896070a1ed0618b9fa843fec0f",
+        "  size:        12 bytes",
+        "  state:       current (the local copy matches the stage)",
+    ]
+    (repo / "data" / "exp1" / "keep.txt").unlink()
+    info = json.loads(cli("which", "data/exp1/keep.txt", "--json", cwd=repo).stdout)
+    assert (info["in_manifest"], info["state"], info["current"]) == (False, "missing", False)
+
+
 def test_storage_down(repo: Path, synced: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")  # nothing listens
     res = cli("status", "--check", cwd=repo)
@@ -254,6 +275,8 @@ def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
     res = cli("status", "--offline", "--json", cwd=repo)
     # Only deleted: missing, as a sync finds it and restores it (it was "modified").
     assert states(json.loads(res.stdout)) == {"data/whole": "missing"}
+    info = json.loads(cli("which", "data/whole/sub/b.txt", "--json", cwd=repo).stdout)
+    assert (info["path"], info["state"]) == ("data/whole/sub/b.txt", "missing")  # as status
     replace(repo / "data" / "whole" / "sub" / "b.txt", "B\n")
     res = cli("status", "--offline", "--json", cwd=repo)
     assert states(json.loads(res.stdout)) == {"data/whole": "modified"}
