@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, load, without_progress, write_manifest
+from conftest import (
+    DESC,
+    QUOTED,
+    cli,
+    data,
+    dvc_main,
+    entry,
+    load,
+    without_progress,
+    write_manifest,
+)
 from gcslayer import GcsLayer
 from test_workflows import clone, commit_all
 
@@ -366,7 +376,9 @@ def test_a_remote_named_with_r_is_recorded_so_that_dvc_pull_uses_it(
     write_manifest(repo, [entry(seeded, files=["file1"])])
     res = cli("sync", "--to-remote", "-r", "archive", cwd=repo)
     assert res.returncode == 0, res.stderr
-    assert res.stderr.splitlines()[0] == "archiving: 0/1 files, 0/10"  # progress, then "done"
+    lines = res.stderr.splitlines()  # progress, then "done"
+    assert lines[0] == "archiving: 0/1 objects (0 server-side 0, 0 streamed 0), 0/10"
+    assert lines[1].startswith("done: 1/1 objects (0 server-side 0, 1 streamed 10), 10/10, ")
     assert load(data(repo, "file1.dvc"))["outs"][0]["remote"] == "archive"
     assert remote_files(str(tmp_path / "archive"), gcs) == {md5(b"top file1\n")}
     commit_all(repo)
@@ -401,3 +413,4 @@ def test_the_method_follows_what_cloud_storage_stores() -> None:
     ]
     for o, target, want in rows:
         assert archive.method(o, target) is want
+
