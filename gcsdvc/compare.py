@@ -86,6 +86,13 @@ def compare(
         return Comparison(State.SOURCE_MOVED, f"source changed from {stage.source}")
     if not disk.exists:
         if stage.remote is not None:
+            # Archived: follows the listed object as a file in place does.
+            change = object_change(stage, listed) if isinstance(listed, RemoteObject) else None
+            if change is Change.CONTENT:
+                note = f"the DVC remote '{stage.remote}' holds the recorded one"
+                return Comparison(State.CHANGED_UPSTREAM, note)
+            if change is Change.METADATA:
+                return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
             return Comparison(State.IN_REMOTE, f"in the DVC remote '{stage.remote}'")
         if isinstance(listed, Upstream) or listed is None:
             return Comparison(State.MISSING)

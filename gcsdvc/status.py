@@ -88,7 +88,14 @@ class FileStatus:
         holds = self.holds_object
         skip = resource.skip_if_exist
         return fixes.Subject(
-            resource.name, self.local, self.stage_file, folder, skip, pinned, holds
+            resource.name,
+            self.local,
+            self.stage_file,
+            folder,
+            skip,
+            pinned,
+            holds,
+            resource.to_remote,
         )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:

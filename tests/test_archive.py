@@ -414,3 +414,51 @@ def test_the_method_follows_what_cloud_storage_stores() -> None:
     for o, target, want in rows:
         assert archive.method(o, target) is want
 
+
+def test_an_archived_entry_that_follows_upstream_archives_the_new_object(
+    repo: Path, seeded: str, put: Any, layer: GcsLayer, gcs: Any
+) -> None:
+    """``skip_if_exist: false``: a new object upstream is archived again, server-side."""
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    gcs.mkdir(name)
+    dvc_main("remote", "add", "-d", "team", f"gs://{name}/dvc", cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["file1"], skip_if_exist=False, to_remote=True)])
+    assert cli("sync", cwd=repo).returncode == 0
+    put(f"{seeded}/{PREFIX}/file1", "top file1, run 2\n")
+    gcs.invalidate_cache()
+    status = cli("status", cwd=repo)
+    assert status.stdout.splitlines()[1:] == [
+        "exp1            1  1 changed-upstream",
+        "",
+        f"exp1: {DESC}",
+        f"  changed-upstream  data/{PREFIX}/file1  (the DVC remote 'team' holds the recorded one)",
+        "  fix: gcsdvc sync exp1",  # nothing to push: the sync archives it
+        "",
+        "status: 1 of 1 file(s) need attention",
+    ]
+    assert cli("status", "--check", cwd=repo).returncode != 0
+    calls, bytes_before = layer.rewrite_calls, layer.media_bytes
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines()[:3] == [
+        "exp1  update 1",
+        "archive into the DVC remote 'team': 1 object(s) (17) copied server-side, "
+        "0 object(s) (0) streamed, 0 already there",
+        "sync: 1 updated, 0 unchanged",
+    ]
+    assert layer.media_bytes == bytes_before and layer.rewrite_calls == calls + 1
+    new = md5(b"top file1, run 2\n")
+    assert load(data(repo, "file1.dvc"))["outs"][0]["md5"] == new
+    assert new in remote_files(f"gs://{name}/dvc", gcs)
+    assert not data(repo, "file1").exists()
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
+
+    # Kept (skip_if_exist: true): nothing is fetched, nor archived.
+    write_manifest(repo, [entry(seeded, files=["file1"], to_remote=True)])
+    put(f"{seeded}/{PREFIX}/file1", "top file1, run 3\n")
+    gcs.invalidate_cache()
+    calls, bytes_before = layer.rewrite_calls, layer.media_bytes
+    kept = cli("sync", cwd=repo)
+    assert kept.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]
+    assert (layer.rewrite_calls, layer.media_bytes) == (calls, bytes_before)
+    assert not data(repo, "file1").exists()

@@ -103,6 +103,11 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
      State.BROKEN_STAGE),
     ("archived, not on disk", WISH, stage(remote="team"), ABSENT, NL, State.IN_REMOTE),
     ("archived, object gone", WISH, stage(remote="team"), ABSENT, None, State.IN_REMOTE),
+    ("archived, object unchanged", WISH, stage(remote="team"), ABSENT, obj(), State.IN_REMOTE),
+    ("archived, new generation upstream", WISH, stage(remote="team"), ABSENT,
+     obj(etag="e2", generation="101", md5=OTHER_MD5), State.CHANGED_UPSTREAM),
+    ("archived, metadata changed upstream", WISH, stage(remote="team"), ABSENT, obj(etag="e2"),
+     State.METADATA_UPSTREAM),
     ("archived and pulled", WISH, stage(remote="team"), FILE, obj(), State.OK),
     ("archived, pulled and edited", WISH, stage(remote="team"), replace(FILE, md5=OTHER_MD5),
      NL, State.MODIFIED),
@@ -174,8 +179,8 @@ def expected(key: Key) -> Action:
         return Action.RESTORE if key.skip_if_exist else Action.UPDATE
     if key.state is State.CHANGED_UPSTREAM:
         if not key.skip_if_exist:
-            return Action.UPDATE
-        if not key.on_disk:
+            return Action.UPDATE  # an archived one is archived again
+        if not key.on_disk and not key.archived:
             return Action.RESTORE  # kept means the recorded copy: restored as recorded
         return Action.METADATA if key.stale else Action.UNCHANGED
     if key.state is State.DELETED_UPSTREAM:
@@ -197,7 +202,7 @@ def expected(key: Key) -> Action:
 
 
 BOTH = (False, True)
-KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=6)]
+KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=7)]
 
 
 @pytest.mark.parametrize(
@@ -206,7 +211,7 @@ KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOT
     ids=[
         f"{k.state}-skip{int(k.skip_if_exist)}-force{int(k.force)}"
         f"-{'folder' if k.folder else 'file'}-disk{int(k.on_disk)}-stale{int(k.stale)}"
-        f"-holds{int(k.holds)}"
+        f"-holds{int(k.holds)}-archived{int(k.archived)}"
         for k in KEYS
     ],
 )
@@ -219,14 +224,15 @@ def test_table_has_every_cell_once() -> None:
 
 
 def test_decide_prefers_the_table_note() -> None:
-    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False)
+    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False, False)
     found = compare(WISH, stage(), FILE, obj(etag="e2", generation="2"))
     assert decide(key, found, "d/a.txt") == (
         Action.UNCHANGED,
         "changed upstream; kept (skip_if_exist: true)",
     )
     gone = compare(WISH, None, ABSENT, None)
-    assert decide(Key(gone.state, True, False, False, False, False, False), gone, "d/a.txt") == (
+    key = Key(gone.state, True, False, False, False, False, False, False)
+    assert decide(key, gone, "d/a.txt") == (
         Action.FAILED,
         f"object not found: {SOURCE}",
     )
