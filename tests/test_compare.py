@@ -35,6 +35,13 @@ def stage(**over: Any) -> stages.ImportStage:
     return replace(made, **over) if over else made
 
 
+def owned_by(manifest: str) -> stages.ImportStage:
+    """The stage as the manifest ``manifest`` wrote it."""
+    identity = stage().identity
+    assert identity is not None
+    return stage(identity=replace(identity, manifest=manifest))
+
+
 FILE = Disk(exists=True, is_file=True, size=5, md5=MD5)
 FOLDER = Wish("gs://bkt/proj/run", is_folder=True)
 WISH = Wish(SOURCE)
@@ -70,8 +77,7 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
      obj(etag="e2", generation="200", md5=OTHER_MD5), State.SUPERSEDED),
     ("a decoded copy is not the object's md5", WISH, stage(), replace(FILE, md5=OTHER_MD5),
      replace(obj(etag="e2", md5=OTHER_MD5), content_encoding="gzip"), State.MODIFIED),
-    ("another manifest's stage", WISH, stage(identity=replace(stage().identity,
-     manifest="more.yaml")), FILE, obj(), State.OTHER_MANIFEST),
+    ("another manifest's stage", WISH, owned_by("more.yaml"), FILE, obj(), State.OTHER_MANIFEST),
     ("the default manifest's stage, asked by another", replace(WISH, manifest="more.yaml"),
      stage(), FILE, obj(), State.OTHER_MANIFEST),
     ("source moved", WISH, stage(source="gs://bkt/old/a.txt"), FILE, obj(), State.SOURCE_MOVED),
