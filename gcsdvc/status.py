@@ -444,7 +444,8 @@ def _assess_one(
     found = compare(Wish(item.source, item.file is None, owner), stage, disk, listed)
     item.state, item.note = found.state, found.note
     if found.state is State.METADATA_UPSTREAM:
-        item.state = State.OK  # the data is the object's bytes; a sync records the new etag
+        # The data is the object's bytes (on disk, or archived); a sync records the new etag.
+        item.state = State.OK if disk.exists else State.IN_REMOTE
 
 
 _UPSTREAM = {

@@ -453,6 +453,17 @@ def test_an_archived_entry_that_follows_upstream_archives_the_new_object(
     report = json.loads(cli("status", "--json", cwd=repo).stdout)
     assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
 
+    # A metadata-only change: still in the remote, the stage records the new etag; no copy.
+    layer.patch_metadata(seeded, f"{PREFIX}/file1", {"owner": "me"})
+    gcs.invalidate_cache()
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
+    calls, etag = layer.rewrite_calls, load(data(repo, "file1.dvc"))["deps"][0]["etag"]
+    assert cli("sync", cwd=repo).stdout.splitlines()[0] == "exp1  metadata 1"
+    stage = load(data(repo, "file1.dvc"))
+    assert stage["deps"][0]["etag"] != etag and stage["outs"][0]["remote"] == "team"
+    assert layer.rewrite_calls == calls and not data(repo, "file1").exists()
+
     # Kept (skip_if_exist: true): nothing is fetched, nor archived.
     write_manifest(repo, [entry(seeded, files=["file1"], to_remote=True)])
     put(f"{seeded}/{PREFIX}/file1", "top file1, run 3\n")
