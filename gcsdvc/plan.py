@@ -64,6 +64,7 @@ class Key:
     stale: bool  # the stage is not what a sync writes (see compare.stale_stage)
     holds: bool  # an untracked file holding the listed object's very bytes
     archived: bool  # nothing on disk, the stage records the DVC remote holding the data
+    to_archive: bool  # a file of a to_remote entry whose stage records no DVC remote yet
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
@@ -128,6 +129,8 @@ _RULES: list[_Rule] = [
     _rule(State.CHANGED_UPSTREAM, Action.UNCHANGED, _KEPT),
     _rule(State.METADATA_UPSTREAM, Action.METADATA),
     _rule(State.STALE_STAGE, Action.UPDATE, "follows upstream", skip_if_exist=False, folder=True),
+    # Synced before to_remote: true: the recorded object is archived, the stage gains the remote.
+    _rule(State.STALE_STAGE, Action.UPDATE, to_archive=True),
     _rule(State.STALE_STAGE, Action.METADATA),
     _rule(State.DELETED_UPSTREAM, Action.METADATA, _GONE, stale=True),
     _rule(State.DELETED_UPSTREAM, Action.UNCHANGED, _GONE),
@@ -258,9 +261,13 @@ def build_plan(
         if seen.state in SETTLED and stale:
             seen = stale  # as status finds it
         folder, holds = f.file is None, f.holds_object
-        archived = f.recorded is not None and f.recorded.remote is not None and not f.disk.exists
         skip, on_disk = f.resource.skip_if_exist, f.disk.exists
-        flags = (skip, force, folder, on_disk, bool(stale), holds, archived)
+        in_remote = f.recorded is not None and f.recorded.remote is not None
+        archived = in_remote and not on_disk
+        to_archive = (
+            f.resource.to_remote and not folder and f.recorded is not None and not in_remote
+        )
+        flags = (skip, force, folder, on_disk, bool(stale), holds, archived, to_archive)
         action, note = decide(Key(seen.state, *flags), seen, f.local)
         if seen.state is State.NOT_FOUND:
             note += _did_you_mean(storage, f.resource, f.file)

@@ -307,7 +307,7 @@ def check(
         listed = Upstream.NOT_LISTED if isinstance(answer, StorageError) else f.listed
         # Upstream is compared with the dependency as committed.
         stage = f.recorded if storage is not None else f.stage
-        _assess_one(item, stage, f.disk, listed, f.resource.manifest)
+        _assess_one(item, stage, f.disk, listed, f.resource.manifest, f.resource.to_remote)
         if f.obj is not None:
             objs[f.local] = f.obj
         if f.holds_object:
@@ -426,6 +426,7 @@ def _assess_one(
     disk: Disk,
     listed: RemoteObject | Upstream | StorageError | None,
     owner: str | None,
+    to_remote: bool = False,
 ) -> None:
     """Set the item's state by :func:`~gcsdvc.compare.compare`, and what upstream holds.
 
@@ -441,7 +442,7 @@ def _assess_one(
     ):
         change = None if listed is None else object_change(stage, listed)
         item.upstream = _UPSTREAM[change]
-    found = compare(Wish(item.source, item.file is None, owner), stage, disk, listed)
+    found = compare(Wish(item.source, item.file is None, owner, to_remote), stage, disk, listed)
     item.state, item.note = found.state, found.note
     if found.state is State.METADATA_UPSTREAM:
         # The data is the object's bytes (on disk, or archived); a sync records the new etag.

@@ -473,3 +473,46 @@ def test_an_archived_entry_that_follows_upstream_archives_the_new_object(
     assert kept.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]
     assert (layer.rewrite_calls, layer.media_bytes) == (calls, bytes_before)
     assert not data(repo, "file1").exists()
+
+
+def test_an_entry_synced_before_to_remote_is_archived_by_the_next_sync(
+    repo: Path, seeded: str, layer: GcsLayer, gcs: Any
+) -> None:
+    """The recorded object is copied server-side; the stage gains the remote; the copy stays."""
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    gcs.mkdir(name)
+    dvc_main("remote", "add", "-d", "team", f"gs://{name}/dvc", cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    assert cli("sync", cwd=repo).returncode == 0
+    write_manifest(repo, [entry(seeded, files=["file1"], to_remote=True)])
+    status = cli("status", cwd=repo)
+    assert status.stdout.splitlines()[1:] == [
+        "exp1            1  1 stale-stage",
+        "",
+        f"exp1: {DESC}",
+        f"  stale-stage  data/{PREFIX}/file1  "
+        "(to_remote is true but the DVC remote holds no copy yet; a sync archives it)",
+        "  fix: gcsdvc sync exp1",
+        "",
+        "status: 1 of 1 file(s) need attention",
+    ]
+    calls, bytes_before = layer.rewrite_calls, layer.media_bytes
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines()[:3] == [
+        "exp1  update 1",
+        "archive into the DVC remote 'team': 1 object(s) (10) copied server-side, "
+        "0 object(s) (0) streamed, 0 already there",
+        "sync: 1 updated, 0 unchanged",
+    ]
+    assert (layer.rewrite_calls, layer.media_bytes) == (calls + 1, bytes_before)
+    stage = load(data(repo, "file1.dvc"))
+    assert stage["outs"][0]["remote"] == "team"
+    assert stage["outs"][0]["md5"] in remote_files(f"gs://{name}/dvc", gcs)
+    assert data(repo, "file1").read_bytes() == b"top file1\n"
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["ok"]
+    data(repo, "file1").unlink()
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
+    again = cli("sync", cwd=repo)
+    assert again.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]

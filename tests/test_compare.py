@@ -107,6 +107,14 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("folder in the way", FOLDER, None, Disk(True), NL, State.UNTRACKED),
     ("stage file unreadable", WISH, stages.ImportStage.unreadable("conflict"), FILE, obj(),
      State.BROKEN_STAGE),
+    ("to_remote, synced before: not archived yet", replace(WISH, to_remote=True), stage(), FILE,
+     obj(), State.STALE_STAGE),
+    ("to_remote, offline: not archived yet", replace(WISH, to_remote=True), stage(), FILE, NL,
+     State.STALE_STAGE),
+    ("to_remote, changed upstream", replace(WISH, to_remote=True), stage(), FILE,
+     obj(etag="e2", generation="101", md5=OTHER_MD5), State.CHANGED_UPSTREAM),
+    ("to_remote, archived and pulled", replace(WISH, to_remote=True), stage(remote="team"), FILE,
+     obj(), State.OK),
     ("archived, not on disk", WISH, stage(remote="team"), ABSENT, NL, State.IN_REMOTE),
     ("archived, object gone", WISH, stage(remote="team"), ABSENT, None, State.IN_REMOTE),
     ("archived, object unchanged", WISH, stage(remote="team"), ABSENT, obj(), State.IN_REMOTE),
@@ -131,8 +139,9 @@ def test_compare(wish: Wish, stage_: Any, disk: Disk, listed: Any, state: State)
 
 def test_every_state_is_reached() -> None:
     # REFUSED is the names' check (manifest.unsafe_name), made before any comparison;
-    # STALE_STAGE is stale_stage's, made after it.
-    assert {case[-1] for case in CASES} == set(State) - {State.REFUSED, State.STALE_STAGE}
+    # STALE_STAGE is stale_stage's, made after it, but for a file a to_remote entry has not
+    # archived yet.
+    assert {case[-1] for case in CASES} == set(State) - {State.REFUSED}
 
 
 def test_a_stage_a_sync_would_rewrite_is_stale() -> None:
@@ -174,6 +183,8 @@ def expected(key: Key) -> Action:
     if key.state in (State.OK, State.STALE_STAGE):
         if key.folder and not key.skip_if_exist:
             return Action.UPDATE
+        if key.state is State.STALE_STAGE and key.to_archive:
+            return Action.UPDATE  # synced before to_remote: true: archived now
         stale = key.state is State.STALE_STAGE or key.stale
         return Action.METADATA if stale else Action.UNCHANGED
     if key.state in (State.UNTRACKED, State.MODIFIED) and not key.force:
@@ -208,7 +219,7 @@ def expected(key: Key) -> Action:
 
 
 BOTH = (False, True)
-KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=7)]
+KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=8)]
 
 
 @pytest.mark.parametrize(
@@ -217,7 +228,7 @@ KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOT
     ids=[
         f"{k.state}-skip{int(k.skip_if_exist)}-force{int(k.force)}"
         f"-{'folder' if k.folder else 'file'}-disk{int(k.on_disk)}-stale{int(k.stale)}"
-        f"-holds{int(k.holds)}-archived{int(k.archived)}"
+        f"-holds{int(k.holds)}-archived{int(k.archived)}-to_archive{int(k.to_archive)}"
         for k in KEYS
     ],
 )
@@ -230,14 +241,14 @@ def test_table_has_every_cell_once() -> None:
 
 
 def test_decide_prefers_the_table_note() -> None:
-    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False, False)
+    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False, False, False)
     found = compare(WISH, stage(), FILE, obj(etag="e2", generation="2"))
     assert decide(key, found, "d/a.txt") == (
         Action.UNCHANGED,
         "changed upstream; kept (skip_if_exist: true)",
     )
     gone = compare(WISH, None, ABSENT, None)
-    key = Key(gone.state, True, False, False, False, False, False, False)
+    key = Key(gone.state, True, False, False, False, False, False, False, False)
     assert decide(key, gone, "d/a.txt") == (
         Action.FAILED,
         f"object not found: {SOURCE}",
