@@ -86,6 +86,13 @@ def compare(
         return Comparison(State.SOURCE_MOVED, f"source changed from {stage.source}")
     if not disk.exists:
         if stage.remote is not None:
+            # Archived: follows the listed object as a file in place does.
+            change = object_change(stage, listed) if isinstance(listed, RemoteObject) else None
+            if change is Change.CONTENT:
+                note = f"the DVC remote '{stage.remote}' holds the recorded one"
+                return Comparison(State.CHANGED_UPSTREAM, note)
+            if change is Change.METADATA:
+                return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
             return Comparison(State.IN_REMOTE, f"in the DVC remote '{stage.remote}'")
         if isinstance(listed, Upstream) or listed is None:
             return Comparison(State.MISSING)
@@ -96,15 +103,26 @@ def compare(
     if stage.md5 is None and not wish.is_folder:
         return Comparison(State.MISSING, "no checksum recorded (synced with --no-download)")
     if listed is Upstream.NOT_LISTED:
-        return Comparison(State.OK)
+        return _in_place(wish, stage)
     if listed is None:
         return Comparison(State.DELETED_UPSTREAM, "the local copy is kept")
     change = object_change(stage, listed)
     if change is Change.SAME:
-        return Comparison(State.OK)
+        return _in_place(wish, stage)
     if change is Change.METADATA:
         return Comparison(State.METADATA_UPSTREAM, METADATA_NOTE)
     return Comparison(State.CHANGED_UPSTREAM)
+
+
+UNARCHIVED_NOTE = "to_remote is true but the DVC remote holds no copy yet; a sync archives it"
+
+
+def _in_place(wish: Wish, stage: ImportStage) -> Comparison:
+    """A file in place: ok, unless the entry keeps its files in the DVC remote and the
+    stage records none (synced before ``to_remote: true``)."""
+    if wish.to_remote and not wish.is_folder and stage.remote is None:
+        return Comparison(State.STALE_STAGE, UNARCHIVED_NOTE)
+    return Comparison(State.OK)
 
 
 def encrypted_note(obj: RemoteObject) -> str:

@@ -28,6 +28,7 @@ class Subject:
     skip_if_exist: bool = True
     pinned: bool = True
     holds_object: bool = False  # untracked, with the listed object's very bytes
+    to_remote: bool = False  # a sync archives it into the DVC remote: nothing to push
 
 
 def sync(subject: Subject) -> Step:
@@ -35,7 +36,7 @@ def sync(subject: Subject) -> Step:
 
 
 def _push(subject: Subject) -> list[Step]:
-    return [] if subject.pinned else [("dvc push", "")]
+    return [] if subject.pinned or subject.to_remote else [("dvc push", "")]
 
 
 def _remove(subject: Subject) -> list[Step]:

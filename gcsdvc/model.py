@@ -128,6 +128,7 @@ class Wish:
     source: str  # the gs:// URL of the object or prefix
     is_folder: bool = False  # a whole-prefix import
     manifest: str | None = None  # the manifest asking (see Resource.manifest)
+    to_remote: bool = False  # kept in the DVC remote: archived (see gcsdvc.archive)
 
 
 @dataclass(frozen=True)

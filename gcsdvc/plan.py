@@ -63,6 +63,8 @@ class Key:
     on_disk: bool  # something is at the destination
     stale: bool  # the stage is not what a sync writes (see compare.stale_stage)
     holds: bool  # an untracked file holding the listed object's very bytes
+    archived: bool  # nothing on disk, the stage records the DVC remote holding the data
+    to_archive: bool  # a file of a to_remote entry whose stage records no DVC remote yet
 
 
 _KEPT = "changed upstream; kept (skip_if_exist: true)"
@@ -120,13 +122,15 @@ _RULES: list[_Rule] = [
     _rule(State.SUPERSEDED, Action.RESTORE),
     _rule(State.CHANGED_UPSTREAM, Action.UPDATE, "changed upstream", skip_if_exist=False),
     # With skip_if_exist: true a missing file is restored as recorded, whatever the bucket
-    # holds now ("kept" is for a file that is there).
-    _rule(State.CHANGED_UPSTREAM, Action.RESTORE, on_disk=False),
+    # holds now ("kept" is for a file that is there, or archived in the DVC remote).
+    _rule(State.CHANGED_UPSTREAM, Action.RESTORE, on_disk=False, archived=False),
     # A change upstream kept, the stage rewritten all the same.
     _rule(State.CHANGED_UPSTREAM, Action.METADATA, _KEPT, stale=True),
     _rule(State.CHANGED_UPSTREAM, Action.UNCHANGED, _KEPT),
     _rule(State.METADATA_UPSTREAM, Action.METADATA),
     _rule(State.STALE_STAGE, Action.UPDATE, "follows upstream", skip_if_exist=False, folder=True),
+    # Synced before to_remote: true: the recorded object is archived, the stage gains the remote.
+    _rule(State.STALE_STAGE, Action.UPDATE, to_archive=True),
     _rule(State.STALE_STAGE, Action.METADATA),
     _rule(State.DELETED_UPSTREAM, Action.METADATA, _GONE, stale=True),
     _rule(State.DELETED_UPSTREAM, Action.UNCHANGED, _GONE),
@@ -257,7 +261,13 @@ def build_plan(
         if seen.state in SETTLED and stale:
             seen = stale  # as status finds it
         folder, holds = f.file is None, f.holds_object
-        flags = (f.resource.skip_if_exist, force, folder, f.disk.exists, bool(stale), holds)
+        skip, on_disk = f.resource.skip_if_exist, f.disk.exists
+        in_remote = f.recorded is not None and f.recorded.remote is not None
+        archived = in_remote and not on_disk
+        to_archive = (
+            f.resource.to_remote and not folder and f.recorded is not None and not in_remote
+        )
+        flags = (skip, force, folder, on_disk, bool(stale), holds, archived, to_archive)
         action, note = decide(Key(seen.state, *flags), seen, f.local)
         if seen.state is State.NOT_FOUND:
             note += _did_you_mean(storage, f.resource, f.file)

@@ -5,7 +5,9 @@ and are safe to call from the download threads. ``start`` may be called again
 for a new phase (the files, then each whole-prefix import); a total of 0 bytes
 means the size is not known in advance. :class:`Tally` counts what every phase
 downloaded, for the summary, with or without a display. Sizes read as
-:func:`gcsdvc.render.human_size` writes them, on the bar too.
+:func:`gcsdvc.render.human_size` writes them, on the bar too. While archiving,
+both count objects, and the objects and bytes copied server-side and streamed
+apart (``advance``'s ``how``, a :class:`gcsdvc.archive.Method`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,51 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gcsdvc.render import elapsed as elapsed_text
 from gcsdvc.render import human_size
 
+if TYPE_CHECKING:
+    from gcsdvc.archive import Tally as Ways
+
 DEFAULT_INTERVAL = 5.0  # seconds between plain lines: a CI log shows life within seconds
+
+
+class _Phase:
+    """What one phase has counted: files, or (archiving) objects by how they reached the remote."""
+
+    def __init__(self, what: str = "downloading", total: int = 0) -> None:
+        from gcsdvc.archive import Tally as Ways
+
+        self.total = total
+        self.files = 0
+        self.ways: Ways | None = Ways("") if what == "archiving" else None
+
+    def add(self, files: int, nbytes: int, how: str) -> None:
+        self.files += files
+        if self.ways is not None and how:
+            from gcsdvc.archive import Method
+
+            self.ways.add(Method(how), nbytes)
+
+    def count(self) -> str:
+        """``3/7 files``; archiving: ``3/7 objects (2 server-side 6.00M, 1 streamed 8.00M)``."""
+        if self.ways is None:
+            return f"{self.files}/{self.total} files"
+        from gcsdvc.archive import Method
+
+        objects, nbytes = self.ways.objects, self.ways.nbytes
+        parts = [
+            f"{objects[how]} {label} {human_size(nbytes[how])}"
+            for how, label in ((Method.SERVER, "server-side"), (Method.STREAM, "streamed"))
+        ]
+        if objects[Method.PRESENT]:
+            parts.append(f"{objects[Method.PRESENT]} already there")
+        failed = self.files - sum(objects.values())  # a failed copy is counted with no ``how``
+        if failed:
+            parts.append(f"{failed} failed")
+        return f"{self.files}/{self.total} objects ({', '.join(parts)})"
 
 
 class TerminalProgress:
@@ -30,14 +71,14 @@ class TerminalProgress:
         self.mininterval = mininterval  # seconds between redraws
         self.lock = threading.Lock()
         self.bar: Any = None
-        self.files = self.total_files = 0
+        self.phase = _Phase()
 
     def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
         from tqdm import tqdm
 
         with self.lock:
             self._close()
-            self.files, self.total_files = 0, files
+            self.phase = _Phase(what, files)
             self.bar = tqdm(
                 total=nbytes or None,
                 unit="",  # sizes as every other line prints them: 3.00M, 410k/s
@@ -50,15 +91,15 @@ class TerminalProgress:
                 mininterval=self.mininterval,
                 miniters=1,
             )
-            self.bar.set_postfix_str(self._files(), refresh=False)
+            self.bar.set_postfix_str(self.phase.count(), refresh=False)
 
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+    def advance(self, files: int = 0, nbytes: int = 0, how: str = "") -> None:
         with self.lock:
             if self.bar is None:
                 return
             if files:
-                self.files += files
-                self.bar.set_postfix_str(self._files(), refresh=False)
+                self.phase.add(files, nbytes, how)
+                self.bar.set_postfix_str(self.phase.count(), refresh=False)
             self.bar.update(nbytes)
 
     def finish(self) -> None:
@@ -66,9 +107,6 @@ class TerminalProgress:
             if self.bar is not None and _interrupted():
                 self.bar.set_description_str("Interrupted", refresh=False)
             self._close()
-
-    def _files(self) -> str:
-        return f"{self.files}/{self.total_files} files"
 
     def _close(self) -> None:
         if self.bar is not None:
@@ -92,21 +130,22 @@ class PlainProgress:
         self.interval = interval
         self.clock = clock
         self.lock = threading.Lock()
-        self.files = self.total_files = self.nbytes = self.total_bytes = 0
+        self.phase = _Phase()
+        self.nbytes = self.total_bytes = 0
         self.began = self.last = 0.0
         self.active = False
 
     def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
         with self.lock:
-            self.files, self.nbytes = 0, 0
-            self.total_files, self.total_bytes = files, nbytes
+            self.phase = _Phase(what, files)
+            self.nbytes, self.total_bytes = 0, nbytes
             self.began = self.last = self.clock()
             self.active = True
             self._print(what)
 
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+    def advance(self, files: int = 0, nbytes: int = 0, how: str = "") -> None:
         with self.lock:
-            self.files += files
+            self.phase.add(files, nbytes, how)
             self.nbytes += nbytes
             if self.active and self.clock() - self.last >= self.interval:
                 self.last = self.clock()
@@ -123,8 +162,8 @@ class PlainProgress:
         size = human_size(self.nbytes)
         if self.total_bytes:
             size += f"/{human_size(self.total_bytes)}"
-        line = f"{word}: {self.files}/{self.total_files} files, {size}"
-        if self.files or self.nbytes:
+        line = f"{word}: {self.phase.count()}, {size}"
+        if self.phase.files or self.nbytes:
             line += f", {human_size(self.nbytes / max(elapsed, 1e-3))}/s"
         if word in ("done", "interrupted"):
             line += f", {elapsed_text(elapsed)}"
@@ -153,21 +192,23 @@ class Tally:
         self.lock = threading.Lock()
         self.files = self.nbytes = 0
         self.active = False  # DVC reports more than its download; only a phase's calls count
+        self.counting = False  # bytes archived into the DVC remote are no download: not counted
 
     def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
-        with self.lock:  # bytes archived into the DVC remote are no download: not counted
-            self.active = what == "downloading"
+        with self.lock:
+            self.active, self.counting = True, what == "downloading"
         if self.display is not None:
             self.display.start(files, nbytes, what)
 
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+    def advance(self, files: int = 0, nbytes: int = 0, how: str = "") -> None:
         with self.lock:
             if not self.active:
                 return
-            self.files += files
-            self.nbytes += nbytes
+            if self.counting:
+                self.files += files
+                self.nbytes += nbytes
         if self.display is not None:
-            self.display.advance(files, nbytes)
+            self.display.advance(files, nbytes, how)
 
     def finish(self) -> None:
         with self.lock:

@@ -89,7 +89,14 @@ class FileStatus:
         holds = self.holds_object
         skip = resource.skip_if_exist
         return fixes.Subject(
-            resource.name, self.local, self.stage_file, folder, skip, pinned, holds
+            resource.name,
+            self.local,
+            self.stage_file,
+            folder,
+            skip,
+            pinned,
+            holds,
+            resource.to_remote,
         )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
@@ -375,7 +382,7 @@ def _assessed(found: Survey, online: bool) -> list[FileStatus]:
         listed = Upstream.NOT_LISTED if isinstance(answer, StorageError) else f.listed
         # Upstream is compared with the dependency as committed.
         stage = f.recorded if online else f.stage
-        _assess_one(item, stage, f.disk, listed, f.resource.manifest)
+        _assess_one(item, stage, f.disk, listed, f.resource.manifest, f.resource.to_remote)
         if f.holds_object:
             item.holds_object = True
             item.note = "holds the listed object's bytes; a sync records it"
@@ -412,6 +419,7 @@ def _assess_one(
     disk: Disk,
     listed: RemoteObject | Upstream | StorageError | None,
     owner: str | None,
+    to_remote: bool = False,
 ) -> None:
     """Set the item's state by :func:`~gcsdvc.compare.compare`, and what upstream holds.
 
@@ -427,10 +435,11 @@ def _assess_one(
     ):
         change = None if listed is None else object_change(stage, listed)
         item.upstream = _UPSTREAM[change]
-    found = compare(Wish(item.source, item.file is None, owner), stage, disk, listed)
+    found = compare(Wish(item.source, item.file is None, owner, to_remote), stage, disk, listed)
     item.state, item.note = found.state, found.note
     if found.state is State.METADATA_UPSTREAM:
-        item.state = State.OK  # the data is the object's bytes; a sync records the new etag
+        # The data is the object's bytes (on disk, or archived); a sync records the new etag.
+        item.state = State.OK if disk.exists else State.IN_REMOTE
 
 
 _UPSTREAM = {

@@ -71,7 +71,8 @@ class Finding:
     @property
     def wish(self) -> Wish:
         source = self.resource.source(self.file)
-        return Wish(source, is_folder=self.file is None, manifest=self.resource.manifest)
+        res = self.resource
+        return Wish(source, self.file is None, res.manifest, res.to_remote)
 
     @property
     def recorded(self) -> ImportStage | None:

@@ -483,13 +483,15 @@ class _Executor:
 
         def done(index: int, got: archive.Copied | Exception) -> None:
             item, obj = todo[index]
+            how = ""  # a failed copy: counted, by no way
             if isinstance(got, Exception):
                 self.result.fail(item, got)
             else:
                 tally.add(got.method, got.size)
+                how = got.method
                 self._guard(item, self._write_archived, item, obj, got, target.name)
             if reporter:
-                reporter.advance(files=1, nbytes=obj.size)
+                reporter.advance(files=1, nbytes=obj.size, how=how)
 
         try:
             archive.archive([obj for _, obj in todo], target, self.storage, self.jobs, done)

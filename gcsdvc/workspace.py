@@ -43,11 +43,14 @@ DIRECT_HASH_BYTES = 64 << 20
 
 
 class Reporter(Protocol):
-    """Progress sink; the CLI draws a line on a terminal, the API passes none."""
+    """Progress sink; the CLI draws a line on a terminal, the API passes none.
+
+    ``how``: how one archived object reached the DVC remote (a :class:`gcsdvc.archive.Method`).
+    """
 
     def start(self, files: int, nbytes: int, what: str = "downloading") -> None: ...
 
-    def advance(self, files: int = 0, nbytes: int = 0) -> None: ...
+    def advance(self, files: int = 0, nbytes: int = 0, how: str = "") -> None: ...
 
     def finish(self) -> None: ...
 

@@ -20,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUOTED, cli, data, dvc_main, entry, load, without_progress, write_manifest
+from conftest import (
+    DESC,
+    QUOTED,
+    cli,
+    data,
+    dvc_main,
+    entry,
+    load,
+    without_progress,
+    write_manifest,
+)
 from gcslayer import GcsLayer
 from test_workflows import clone, commit_all
 
@@ -366,7 +376,9 @@ def test_a_remote_named_with_r_is_recorded_so_that_dvc_pull_uses_it(
     write_manifest(repo, [entry(seeded, files=["file1"])])
     res = cli("sync", "--to-remote", "-r", "archive", cwd=repo)
     assert res.returncode == 0, res.stderr
-    assert res.stderr.splitlines()[0] == "archiving: 0/1 files, 0/10"  # progress, then "done"
+    lines = res.stderr.splitlines()  # progress, then "done"
+    assert lines[0] == "archiving: 0/1 objects (0 server-side 0, 0 streamed 0), 0/10"
+    assert lines[1].startswith("done: 1/1 objects (0 server-side 0, 1 streamed 10), 10/10, ")
     assert load(data(repo, "file1.dvc"))["outs"][0]["remote"] == "archive"
     assert remote_files(str(tmp_path / "archive"), gcs) == {md5(b"top file1\n")}
     commit_all(repo)
@@ -401,3 +413,106 @@ def test_the_method_follows_what_cloud_storage_stores() -> None:
     ]
     for o, target, want in rows:
         assert archive.method(o, target) is want
+
+
+def test_an_archived_entry_that_follows_upstream_archives_the_new_object(
+    repo: Path, seeded: str, put: Any, layer: GcsLayer, gcs: Any
+) -> None:
+    """``skip_if_exist: false``: a new object upstream is archived again, server-side."""
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    gcs.mkdir(name)
+    dvc_main("remote", "add", "-d", "team", f"gs://{name}/dvc", cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["file1"], skip_if_exist=False, to_remote=True)])
+    assert cli("sync", cwd=repo).returncode == 0
+    put(f"{seeded}/{PREFIX}/file1", "top file1, run 2\n")
+    gcs.invalidate_cache()
+    status = cli("status", cwd=repo)
+    assert status.stdout.splitlines()[1:] == [
+        "exp1            1  1 changed-upstream",
+        "",
+        f"exp1: {DESC}",
+        f"  changed-upstream  data/{PREFIX}/file1  (the DVC remote 'team' holds the recorded one)",
+        "  fix: gcsdvc sync exp1",  # nothing to push: the sync archives it
+        "",
+        "status: 1 of 1 file(s) need attention",
+    ]
+    assert cli("status", "--check", cwd=repo).returncode != 0
+    calls, bytes_before = layer.rewrite_calls, layer.media_bytes
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines()[:3] == [
+        "exp1  update 1",
+        "archive into the DVC remote 'team': 1 object(s) (17) copied server-side, "
+        "0 object(s) (0) streamed, 0 already there",
+        "sync: 1 updated, 0 unchanged",
+    ]
+    assert layer.media_bytes == bytes_before and layer.rewrite_calls == calls + 1
+    new = md5(b"top file1, run 2\n")
+    assert load(data(repo, "file1.dvc"))["outs"][0]["md5"] == new
+    assert new in remote_files(f"gs://{name}/dvc", gcs)
+    assert not data(repo, "file1").exists()
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
+
+    # A metadata-only change: still in the remote, the stage records the new etag; no copy.
+    layer.patch_metadata(seeded, f"{PREFIX}/file1", {"owner": "me"})
+    gcs.invalidate_cache()
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
+    calls, etag = layer.rewrite_calls, load(data(repo, "file1.dvc"))["deps"][0]["etag"]
+    assert cli("sync", cwd=repo).stdout.splitlines()[0] == "exp1  metadata 1"
+    stage = load(data(repo, "file1.dvc"))
+    assert stage["deps"][0]["etag"] != etag and stage["outs"][0]["remote"] == "team"
+    assert layer.rewrite_calls == calls and not data(repo, "file1").exists()
+
+    # Kept (skip_if_exist: true): nothing is fetched, nor archived.
+    write_manifest(repo, [entry(seeded, files=["file1"], to_remote=True)])
+    put(f"{seeded}/{PREFIX}/file1", "top file1, run 3\n")
+    gcs.invalidate_cache()
+    calls, bytes_before = layer.rewrite_calls, layer.media_bytes
+    kept = cli("sync", cwd=repo)
+    assert kept.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]
+    assert (layer.rewrite_calls, layer.media_bytes) == (calls, bytes_before)
+    assert not data(repo, "file1").exists()
+
+
+def test_an_entry_synced_before_to_remote_is_archived_by_the_next_sync(
+    repo: Path, seeded: str, layer: GcsLayer, gcs: Any
+) -> None:
+    """The recorded object is copied server-side; the stage gains the remote; the copy stays."""
+    name = f"r-{uuid.uuid4().hex[:12]}"
+    gcs.mkdir(name)
+    dvc_main("remote", "add", "-d", "team", f"gs://{name}/dvc", cwd=repo)
+    write_manifest(repo, [entry(seeded, files=["file1"])])
+    assert cli("sync", cwd=repo).returncode == 0
+    write_manifest(repo, [entry(seeded, files=["file1"], to_remote=True)])
+    status = cli("status", cwd=repo)
+    assert status.stdout.splitlines()[1:] == [
+        "exp1            1  1 stale-stage",
+        "",
+        f"exp1: {DESC}",
+        f"  stale-stage  data/{PREFIX}/file1  "
+        "(to_remote is true but the DVC remote holds no copy yet; a sync archives it)",
+        "  fix: gcsdvc sync exp1",
+        "",
+        "status: 1 of 1 file(s) need attention",
+    ]
+    calls, bytes_before = layer.rewrite_calls, layer.media_bytes
+    res = cli("sync", cwd=repo)
+    assert res.stdout.splitlines()[:3] == [
+        "exp1  update 1",
+        "archive into the DVC remote 'team': 1 object(s) (10) copied server-side, "
+        "0 object(s) (0) streamed, 0 already there",
+        "sync: 1 updated, 0 unchanged",
+    ]
+    assert (layer.rewrite_calls, layer.media_bytes) == (calls + 1, bytes_before)
+    stage = load(data(repo, "file1.dvc"))
+    assert stage["outs"][0]["remote"] == "team"
+    assert stage["outs"][0]["md5"] in remote_files(f"gs://{name}/dvc", gcs)
+    assert data(repo, "file1").read_bytes() == b"top file1\n"
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["ok"]
+    data(repo, "file1").unlink()
+    report = json.loads(cli("status", "--json", cwd=repo).stdout)
+    assert [f["state"] for r in report["resources"] for f in r["files"]] == ["in-remote"]
+    again = cli("sync", cwd=repo)
+    assert again.stdout.splitlines() == ["exp1  unchanged 1", "sync: 1 unchanged"]

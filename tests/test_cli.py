@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from conftest import cli, dvc_main, entry, run, timeless, write_manifest
 from faultproxy import FaultProxy, Faults
 
+from gcsdvc.archive import Method
 from gcsdvc.cli import main, quiet_google_warnings
 from gcsdvc.manifest import parse_manifest
 from gcsdvc.plan import Action, Item, Plan
@@ -74,6 +75,37 @@ def test_plain_progress_prints_a_line_per_interval() -> None:
         "progress: 3/3 files, 3.00M/3.00M, 307k/s",
         "done: 3/3 files, 3.00M/3.00M, 307k/s, 10s",
     ]
+
+
+def test_plain_progress_of_archiving_counts_server_side_and_streamed_apart() -> None:
+    out, clock = io.StringIO(), Clock()
+    progress = PlainProgress(out, interval=5, clock=clock)
+    progress.start(7, 20 << 20, "archiving")
+    clock.now += 5
+    progress.advance(files=1, nbytes=2 << 20, how=Method.SERVER)
+    progress.advance(files=1, nbytes=4 << 20, how=Method.SERVER)
+    progress.advance(files=1, nbytes=8 << 20, how=Method.STREAM)
+    clock.now += 5
+    progress.advance(files=1, nbytes=1 << 20, how=Method.PRESENT)
+    progress.advance(files=1, nbytes=1 << 20)  # a failed copy
+    progress.finish()
+    assert out.getvalue().splitlines() == [
+        "archiving: 0/7 objects (0 server-side 0, 0 streamed 0), 0/20.0M",
+        "progress: 1/7 objects (1 server-side 2.00M, 0 streamed 0), 2.00M/20.0M, 410k/s",
+        "progress: 4/7 objects (2 server-side 6.00M, 1 streamed 8.00M, 1 already there), "
+        "15.0M/20.0M, 1.50M/s",
+        "done: 5/7 objects (2 server-side 6.00M, 1 streamed 8.00M, 1 already there, 1 failed), "
+        "16.0M/20.0M, 1.60M/s, 10s",
+    ]
+    bar_out = io.StringIO()
+    bar = TerminalProgress(bar_out, mininterval=0)
+    bar.start(2, 3 << 20, "archiving")
+    bar.advance(files=1, nbytes=1 << 20, how=Method.SERVER)
+    bar.advance(files=1, nbytes=2 << 20, how=Method.STREAM)
+    bar.finish()
+    last = bar_out.getvalue().split("\r")[-1]
+    assert last.startswith("Archiving: 100%")
+    assert "2/2 objects (1 server-side 1.00M, 1 streamed 2.00M)" in last, last
 
 
 def test_plain_progress_with_unknown_total_bytes() -> None:

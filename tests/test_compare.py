@@ -35,12 +35,18 @@ def stage(**over: Any) -> stages.ImportStage:
     return replace(made, **over) if over else made
 
 
+def owned_by(manifest: str) -> stages.ImportStage:
+    """The stage as the manifest ``manifest`` wrote it."""
+    identity = stage().identity
+    assert identity is not None
+    return stage(identity=replace(identity, manifest=manifest))
+
+
 FILE = Disk(exists=True, is_file=True, size=5, md5=MD5)
 FOLDER = Wish("gs://bkt/proj/run", is_folder=True)
 WISH = Wish(SOURCE)
 NL = Upstream.NOT_LISTED
 foreign = stage(identity=None)
-OTHERS = stages.Identity("exp1", "bkt", "proj", "run", "a.txt", manifest="more.yaml")
 unrecorded = stage(md5=None, size=None)
 
 CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
@@ -71,8 +77,7 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
      obj(etag="e2", generation="200", md5=OTHER_MD5), State.SUPERSEDED),
     ("a decoded copy is not the object's md5", WISH, stage(), replace(FILE, md5=OTHER_MD5),
      replace(obj(etag="e2", md5=OTHER_MD5), content_encoding="gzip"), State.MODIFIED),
-    ("another manifest's stage", WISH, stage(identity=OTHERS), FILE, obj(),
-     State.OTHER_MANIFEST),
+    ("another manifest's stage", WISH, owned_by("more.yaml"), FILE, obj(), State.OTHER_MANIFEST),
     ("the default manifest's stage, asked by another", replace(WISH, manifest="more.yaml"),
      stage(), FILE, obj(), State.OTHER_MANIFEST),
     ("source moved", WISH, stage(source="gs://bkt/old/a.txt"), FILE, obj(), State.SOURCE_MOVED),
@@ -102,8 +107,21 @@ CASES: list[tuple[str, Wish, Any, Disk, Any, State]] = [
     ("folder in the way", FOLDER, None, Disk(True), NL, State.UNTRACKED),
     ("stage file unreadable", WISH, stages.ImportStage.unreadable("conflict"), FILE, obj(),
      State.BROKEN_STAGE),
+    ("to_remote, synced before: not archived yet", replace(WISH, to_remote=True), stage(), FILE,
+     obj(), State.STALE_STAGE),
+    ("to_remote, offline: not archived yet", replace(WISH, to_remote=True), stage(), FILE, NL,
+     State.STALE_STAGE),
+    ("to_remote, changed upstream", replace(WISH, to_remote=True), stage(), FILE,
+     obj(etag="e2", generation="101", md5=OTHER_MD5), State.CHANGED_UPSTREAM),
+    ("to_remote, archived and pulled", replace(WISH, to_remote=True), stage(remote="team"), FILE,
+     obj(), State.OK),
     ("archived, not on disk", WISH, stage(remote="team"), ABSENT, NL, State.IN_REMOTE),
     ("archived, object gone", WISH, stage(remote="team"), ABSENT, None, State.IN_REMOTE),
+    ("archived, object unchanged", WISH, stage(remote="team"), ABSENT, obj(), State.IN_REMOTE),
+    ("archived, new generation upstream", WISH, stage(remote="team"), ABSENT,
+     obj(etag="e2", generation="101", md5=OTHER_MD5), State.CHANGED_UPSTREAM),
+    ("archived, metadata changed upstream", WISH, stage(remote="team"), ABSENT, obj(etag="e2"),
+     State.METADATA_UPSTREAM),
     ("archived and pulled", WISH, stage(remote="team"), FILE, obj(), State.OK),
     ("archived, pulled and edited", WISH, stage(remote="team"), replace(FILE, md5=OTHER_MD5),
      NL, State.MODIFIED),
@@ -121,8 +139,9 @@ def test_compare(wish: Wish, stage_: Any, disk: Disk, listed: Any, state: State)
 
 def test_every_state_is_reached() -> None:
     # REFUSED is the names' check (manifest.unsafe_name), made before any comparison;
-    # STALE_STAGE is stale_stage's, made after it.
-    assert {case[-1] for case in CASES} == set(State) - {State.REFUSED, State.STALE_STAGE}
+    # STALE_STAGE is stale_stage's, made after it, but for a file a to_remote entry has not
+    # archived yet.
+    assert {case[-1] for case in CASES} == set(State) - {State.REFUSED}
 
 
 def test_a_stage_a_sync_would_rewrite_is_stale() -> None:
@@ -164,6 +183,8 @@ def expected(key: Key) -> Action:
     if key.state in (State.OK, State.STALE_STAGE):
         if key.folder and not key.skip_if_exist:
             return Action.UPDATE
+        if key.state is State.STALE_STAGE and key.to_archive:
+            return Action.UPDATE  # synced before to_remote: true: archived now
         stale = key.state is State.STALE_STAGE or key.stale
         return Action.METADATA if stale else Action.UNCHANGED
     if key.state in (State.UNTRACKED, State.MODIFIED) and not key.force:
@@ -175,8 +196,8 @@ def expected(key: Key) -> Action:
         return Action.RESTORE if key.skip_if_exist else Action.UPDATE
     if key.state is State.CHANGED_UPSTREAM:
         if not key.skip_if_exist:
-            return Action.UPDATE
-        if not key.on_disk:
+            return Action.UPDATE  # an archived one is archived again
+        if not key.on_disk and not key.archived:
             return Action.RESTORE  # kept means the recorded copy: restored as recorded
         return Action.METADATA if key.stale else Action.UNCHANGED
     if key.state is State.DELETED_UPSTREAM:
@@ -198,7 +219,7 @@ def expected(key: Key) -> Action:
 
 
 BOTH = (False, True)
-KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=6)]
+KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOTH, repeat=8)]
 
 
 @pytest.mark.parametrize(
@@ -207,7 +228,7 @@ KEYS = [Key(state, *flags) for state in State for flags in itertools.product(BOT
     ids=[
         f"{k.state}-skip{int(k.skip_if_exist)}-force{int(k.force)}"
         f"-{'folder' if k.folder else 'file'}-disk{int(k.on_disk)}-stale{int(k.stale)}"
-        f"-holds{int(k.holds)}"
+        f"-holds{int(k.holds)}-archived{int(k.archived)}-to_archive{int(k.to_archive)}"
         for k in KEYS
     ],
 )
@@ -220,14 +241,15 @@ def test_table_has_every_cell_once() -> None:
 
 
 def test_decide_prefers_the_table_note() -> None:
-    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False)
+    key = Key(State.CHANGED_UPSTREAM, True, False, False, True, False, False, False, False)
     found = compare(WISH, stage(), FILE, obj(etag="e2", generation="2"))
     assert decide(key, found, "d/a.txt") == (
         Action.UNCHANGED,
         "changed upstream; kept (skip_if_exist: true)",
     )
     gone = compare(WISH, None, ABSENT, None)
-    assert decide(Key(gone.state, True, False, False, False, False, False), gone, "d/a.txt") == (
+    key = Key(gone.state, True, False, False, False, False, False, False, False)
+    assert decide(key, gone, "d/a.txt") == (
         Action.FAILED,
         f"object not found: {SOURCE}",
     )

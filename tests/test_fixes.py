@@ -13,13 +13,17 @@ SYNC = ("gcsdvc sync", "exp 1")
 PUSH = ("dvc push", "")
 
 
-def subject(folder: bool, skip: bool, pinned: bool, holds: bool) -> fixes.Subject:
-    return fixes.Subject("exp 1", "data/a b", "data/a b.dvc", folder, skip, pinned, holds)
+def subject(
+    folder: bool, skip: bool, pinned: bool, holds: bool, to_remote: bool = False
+) -> fixes.Subject:
+    return fixes.Subject(
+        "exp 1", "data/a b", "data/a b.dvc", folder, skip, pinned, holds, to_remote
+    )
 
 
 def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
     """The fixes, as a reader would state them."""
-    push = [] if s.pinned else [PUSH]
+    push = [] if s.pinned or s.to_remote else [PUSH]  # archived: already in the remote
     if s.holds_object:
         return [SYNC]  # the file is the object's bytes: a sync records it as it is
     if state is State.BROKEN_STAGE:
@@ -39,17 +43,19 @@ def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
     return []
 
 
-FLAGS = list(itertools.product((False, True), repeat=4))
+FLAGS = list(itertools.product((False, True), repeat=5))
 CELLS = [(state, *flags) for state in State for flags in FLAGS]
 
 
 @pytest.mark.parametrize(
-    ("state", "folder", "skip", "pinned", "holds"),
+    ("state", "folder", "skip", "pinned", "holds", "to_remote"),
     CELLS,
     ids=[f"{state}-{''.join(str(int(b)) for b in flags)}" for state in State for flags in FLAGS],
 )
-def test_fix_table(state: State, folder: bool, skip: bool, pinned: bool, holds: bool) -> None:
-    s = subject(folder, skip, pinned, holds)
+def test_fix_table(
+    state: State, folder: bool, skip: bool, pinned: bool, holds: bool, to_remote: bool
+) -> None:
+    s = subject(folder, skip, pinned, holds, to_remote)
     assert fixes.fix(state, s) == expected(state, s)
 
 
@@ -58,3 +64,5 @@ def test_shown_is_one_shell_line() -> None:
     assert fixes.shown(steps) == "rm 'data/a b' && gcsdvc sync 'exp 1'"
     assert fixes.shown([SYNC, PUSH]) == "gcsdvc sync 'exp 1' && dvc push"
     assert fixes.shown([]) == ""
+    archived = subject(False, False, False, False, to_remote=True)
+    assert fixes.shown(fixes.fix(State.CHANGED_UPSTREAM, archived)) == "gcsdvc sync 'exp 1'"

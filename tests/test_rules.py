@@ -360,7 +360,7 @@ def test_library_sync_reports_progress(repo: Path, seeded: str) -> None:
         def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
             events.append(("start", files, nbytes))
 
-        def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        def advance(self, files: int = 0, nbytes: int = 0, how: str = "") -> None:
             events.append(("advance", files, nbytes))
 
         def finish(self) -> None:

@@ -87,7 +87,7 @@ class Interrupting:
     def start(self, files: int, nbytes: int, what: str = "downloading") -> None:
         pass
 
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+    def advance(self, files: int = 0, nbytes: int = 0, how: str = "") -> None:
         if files and not self.sent:
             self.sent = True
             signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
