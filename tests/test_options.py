@@ -211,10 +211,14 @@ def test_one_valid_schema_per_command_ships_as_package_data() -> None:
 
 
 def test_a_usage_error_after_json_is_a_document_too(tmp_path: Path) -> None:
+    import click
+
+    # click's own wording, which changed between the declared floor (8.1) and now.
+    unknown = [click.NoSuchOption(name).format_message() for name in ("--zzz", "-m")]
     for argv, problem in (
         (["--json", "show"], "Missing argument 'NAME'."),
-        (["--json", "sync", "--zzz"], "No such option '--zzz'."),
-        (["--json", "migrate", "-m", "x.yaml", "old.py"], "No such option '-m'."),
+        (["--json", "sync", "--zzz"], unknown[0]),
+        (["--json", "migrate", "-m", "x.yaml", "old.py"], unknown[1]),
     ):
         res = cli(*argv, cwd=tmp_path)
         assert res.returncode == 2
