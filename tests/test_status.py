@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,32 @@ def test_list_and_show(repo: Path, synced: str) -> None:
     res = cli("show", "exp", cwd=repo)
     assert res.returncode == 2
     assert res.stderr == "error: unknown experiment 'exp'; did you mean 'exp1'?\n"
+
+
+def test_an_md5_edited_by_hand_is_named_so(repo: Path, synced: str) -> None:
+    """Not "synced with --no-download", not an earlier version: the stage's record is wrong."""
+    stage = repo / "data" / "exp1" / "keep.txt.dvc"
+    good = stage.read_text()
+    real = hashlib.md5(b"keep.txt v1\n").hexdigest()
+    for bad, why in [
+        ("d" * 32, f"it records md5 {'d' * 32}, but its object's bytes, which the file holds, "
+         f"have md5 {real} (edited by hand?)"),
+        ("xyz", "its md5 'xyz' is not a checksum (edited by hand?)"),
+        ("0" * 32, "its md5 '0' is not a checksum (edited by hand?)"),  # YAML reads a number
+    ]:  # fmt: skip
+        assert f"md5: {real}\n  size" in good
+        stage.write_text(good.replace(f"md5: {real}\n  size", f"md5: {bad}\n  size"))
+        res = cli("status", "exp1", cwd=repo)
+        assert res.stdout.splitlines()[3:7] == [
+            f"exp1: {DESC}",
+            f"  broken-stage  data/exp1/keep.txt  ({why})",
+            "  fix: rm data/exp1/keep.txt.dvc",
+            "       gcsdvc sync exp1",
+        ]
+        stage.unlink()
+        assert cli("sync", "exp1", cwd=repo).returncode == 0
+        assert stage.read_text() == good
+    assert cli("status", "--check", cwd=repo).returncode == 0
 
 
 def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
