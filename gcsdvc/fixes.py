@@ -28,6 +28,7 @@ class Subject:
     skip_if_exist: bool = True
     pinned: bool = True
     holds_object: bool = False  # untracked, with the listed object's very bytes
+    recorded_gone: bool = False  # the recorded version is in neither the DVC cache nor the bucket
 
 
 def sync(subject: Subject) -> Step:
@@ -67,12 +68,28 @@ FIXES: dict[State, Callable[[Subject], list[Step]]] = {
 """Each state a command fixes, and the steps; a state not here has none."""
 
 
+# States whose fix would restore the recorded version, or take today's in its place.
+_TAKES_TODAY = frozenset({State.SUPERSEDED, State.CHANGED_UPSTREAM})
+
+
 def fix(state: State, subject: Subject) -> list[Step]:
     """The steps that fix ``subject`` in ``state``."""
     if subject.holds_object:
         return [sync(subject)]  # recorded as it is: nothing is downloaded or replaced
+    if subject.recorded_gone and state in _TAKES_TODAY:
+        return _changed_upstream(subject)  # only today's object can be had
     rule = FIXES.get(state)
     return rule(subject) if rule is not None else []
+
+
+def gone_note(state: State, subject: Subject) -> str | None:
+    """What the user is told when the recorded version can no longer be had, or None."""
+    if not subject.recorded_gone or state not in _TAKES_TODAY:
+        return None
+    return (
+        "the recorded version is neither in the DVC cache nor in the bucket; "
+        f"'{fix(state, subject)[0][0]}' takes today's object instead"
+    )
 
 
 def shown(steps: list[Step]) -> str:

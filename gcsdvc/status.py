@@ -58,6 +58,7 @@ class FileStatus:
     upstream: str | None = None  # "same", "metadata", "changed" or "deleted"; None: not checked
     note: str = ""
     holds_object: bool = False  # untracked, with the listed object's very bytes
+    recorded_gone: bool = False  # see survey.Finding.recorded_gone
 
     @property
     def stage_file(self) -> str:
@@ -88,7 +89,14 @@ class FileStatus:
         holds = self.holds_object
         skip = resource.skip_if_exist
         return fixes.Subject(
-            resource.name, self.local, self.stage_file, folder, skip, pinned, holds
+            resource.name,
+            self.local,
+            self.stage_file,
+            folder,
+            skip,
+            pinned,
+            holds,
+            self.recorded_gone,
         )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
@@ -306,6 +314,10 @@ def check(
         if f.holds_object:
             item.holds_object = True
             item.note = "holds the listed object's bytes; a sync records it"
+        item.recorded_gone = f.recorded_gone
+        gone = fixes.gone_note(item.state, item.subject(f.resource, mode.pinned))
+        if gone is not None:
+            item.note = f"{item.note}; {gone}" if item.note else gone
     _note_cache_edits(manifest.root, items)
     _add_pattern_failures(manifest, report.resources, found.unmatched)
     _refuse_folders(manifest, storage, items)

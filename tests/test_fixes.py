@@ -13,8 +13,10 @@ SYNC = ("gcsdvc sync", "exp 1")
 PUSH = ("dvc push", "")
 
 
-def subject(folder: bool, skip: bool, pinned: bool, holds: bool) -> fixes.Subject:
-    return fixes.Subject("exp 1", "data/a b", "data/a b.dvc", folder, skip, pinned, holds)
+def subject(
+    folder: bool, skip: bool, pinned: bool, holds: bool, gone: bool = False
+) -> fixes.Subject:
+    return fixes.Subject("exp 1", "data/a b", "data/a b.dvc", folder, skip, pinned, holds, gone)
 
 
 def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
@@ -28,29 +30,41 @@ def expected(state: State, s: fixes.Subject) -> list[fixes.Step]:
         return [("rm -r" if s.folder else "rm", s.local), SYNC]
     if state in (State.MISSING, State.METADATA_UPSTREAM):
         return [SYNC]  # the same bytes come back: nothing to push
-    if state is State.SUPERSEDED:  # the recorded bytes come back, or upstream's are taken
-        return [SYNC] if s.skip_if_exist else [SYNC, *push]
+    if state is State.SUPERSEDED and not s.recorded_gone:
+        return [SYNC] if s.skip_if_exist else [SYNC, *push]  # the recorded bytes, or upstream's
     if state in (State.NOT_SYNCED, State.SOURCE_MOVED, State.STALE_STAGE):
         return [SYNC, *push]
-    if state is State.CHANGED_UPSTREAM:
+    if state in (State.CHANGED_UPSTREAM, State.SUPERSEDED):  # the recorded version is gone too
         if not s.skip_if_exist:
             return [SYNC, *push]
         return [("gcsdvc update", s.name), *push]
     return []
 
 
-FLAGS = list(itertools.product((False, True), repeat=4))
+FLAGS = list(itertools.product((False, True), repeat=5))
 CELLS = [(state, *flags) for state in State for flags in FLAGS]
 
 
 @pytest.mark.parametrize(
-    ("state", "folder", "skip", "pinned", "holds"),
+    ("state", "folder", "skip", "pinned", "holds", "gone"),
     CELLS,
     ids=[f"{state}-{''.join(str(int(b)) for b in flags)}" for state in State for flags in FLAGS],
 )
-def test_fix_table(state: State, folder: bool, skip: bool, pinned: bool, holds: bool) -> None:
-    s = subject(folder, skip, pinned, holds)
+def test_fix_table(
+    state: State, folder: bool, skip: bool, pinned: bool, holds: bool, gone: bool
+) -> None:
+    s = subject(folder, skip, pinned, holds, gone)
     assert fixes.fix(state, s) == expected(state, s)
+
+
+def test_a_recorded_version_gone_is_said() -> None:
+    gone = subject(False, False, True, False, gone=True)
+    assert fixes.gone_note(State.SUPERSEDED, gone) == (
+        "the recorded version is neither in the DVC cache nor in the bucket; "
+        "'gcsdvc sync' takes today's object instead"
+    )
+    assert fixes.gone_note(State.MISSING, gone) is None
+    assert fixes.gone_note(State.SUPERSEDED, subject(False, False, True, False)) is None
 
 
 def test_shown_is_one_shell_line() -> None:

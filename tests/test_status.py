@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import cli, dvc_main
+from conftest import cli, dvc_main, run
 
 DESC = "学習率 0.01 — Learning-rate sweep"
 FILES = ["keep.txt", "gone.txt", "edited.txt", "moved.txt", "dropped.txt", "old.txt"]
@@ -307,3 +307,43 @@ def test_large_files_use_dvc_state(
         assert got == {f"data/exp1/{f}": "ok" for f in FILES} | {"data/exp1/edited.txt": "modified"}
     # sync recorded the others; edited.txt was hashed on the first run only.
     assert read == [repo / "data" / "exp1" / "edited.txt"]
+
+
+def test_a_recorded_version_gone_everywhere_is_named(repo: Path, bucket: str, put: Any) -> None:
+    """An old commit, its version garbage-collected and overwritten: the fix takes today's
+    object, and status says so (not a quiet restore that is not one)."""
+    put(f"{bucket}/proj/exp1/keep.txt", "v1\n")
+    write_manifest(repo, [entry(bucket, files=["keep.txt"], skip_if_exist=False)])
+    for text in ("v1\n", "today's v2\n"):
+        put(f"{bucket}/proj/exp1/keep.txt", text)
+        cli("sync", cwd=repo, check=True)
+        run("git", "add", "-A", cwd=repo)
+        run("git", "commit", "-qm", text, cwd=repo)
+    dvc_main("gc", "-w", "-f", cwd=repo)
+    run("git", "checkout", "-q", "HEAD~1", cwd=repo)
+    gone = (
+        "the recorded version is neither in the DVC cache nor in the bucket; "
+        "'gcsdvc sync' takes today's object instead"
+    )
+    res = cli("status", "exp1", cwd=repo)
+    assert res.stdout.splitlines()[4:6] == [
+        "  superseded  data/exp1/keep.txt  (11 bytes, the stage records 3; those bytes are "
+        f"kept in the DVC cache; {gone})",
+        "  fix: gcsdvc sync exp1",
+    ]
+    (repo / "data" / "exp1" / "keep.txt").unlink()
+    res = cli("status", "exp1", cwd=repo)
+    assert res.stdout.splitlines()[4:6] == [
+        f"  changed-upstream  data/exp1/keep.txt  (not on disk either; {gone})",
+        "  fix: gcsdvc sync exp1",
+    ]
+    # skip_if_exist: true: a sync would fail to restore it; `gcsdvc update` takes today's.
+    write_manifest(repo, [entry(bucket, files=["keep.txt"], skip_if_exist=True)])
+    res = cli("status", "exp1", cwd=repo)
+    today = gone.replace("sync", "update")
+    assert res.stdout.splitlines()[4:6] == [
+        f"  changed-upstream  data/exp1/keep.txt  (not on disk either; {today})",
+        "  fix: gcsdvc update exp1",
+    ]
+    cli("update", "exp1", cwd=repo, check=True)
+    assert (repo / "data" / "exp1" / "keep.txt").read_text() == "today's v2\n"
