@@ -59,6 +59,7 @@ class FileStatus:
     note: str = ""
     holds_object: bool = False  # untracked, with the listed object's very bytes
     recorded_gone: bool = False  # see survey.Finding.recorded_gone
+    removed_stage: bool = False  # see survey.Finding.removed_stage
 
     @property
     def stage_file(self) -> str:
@@ -97,6 +98,7 @@ class FileStatus:
             pinned,
             holds,
             self.recorded_gone,
+            self.removed_stage,
         )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
@@ -314,10 +316,10 @@ def check(
         if f.holds_object:
             item.holds_object = True
             item.note = "holds the listed object's bytes; a sync records it"
-        item.recorded_gone = f.recorded_gone
-        gone = fixes.gone_note(item.state, item.subject(f.resource, mode.pinned))
-        if gone is not None:
-            item.note = f"{item.note}; {gone}" if item.note else gone
+        item.recorded_gone, item.removed_stage = f.recorded_gone, f.removed_stage
+        said = fixes.remark(item.state, item.subject(f.resource, mode.pinned))
+        if said is not None:
+            item.note = f"{item.note}; {said}" if item.note else said
     _note_cache_edits(manifest.root, items)
     _add_pattern_failures(manifest, report.resources, found.unmatched)
     _refuse_folders(manifest, storage, items)

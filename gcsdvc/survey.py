@@ -69,6 +69,8 @@ class Finding:
     # Pinned, not on disk, and neither the DVC cache nor the bucket keeps the recorded
     # version (garbage-collected, then overwritten): only today's object can be had.
     recorded_gone: bool = False
+    # No stage file, but git's HEAD has one (`dvc remove`, `rm`): it holds the recorded version.
+    removed_stage: bool = False
 
     @property
     def wish(self) -> Wish:
@@ -188,6 +190,8 @@ def survey(
     committed = committed_where_changed(root, staged, found.git.changed)
     for finding in found.findings:
         finding.committed = committed.get(finding.local)
+        removed = finding.stage is None and finding.file is not None
+        finding.removed_stage = removed and stages.stage_path(finding.local) in found.git.changed
     if known is not None:  # every file is proven to hold the bytes its stage records
         for finding in found.findings:
             finding.disk = _proven(finding.stage)

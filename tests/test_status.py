@@ -347,3 +347,39 @@ def test_a_recorded_version_gone_everywhere_is_named(repo: Path, bucket: str, pu
     ]
     cli("update", "exp1", cwd=repo, check=True)
     assert (repo / "data" / "exp1" / "keep.txt").read_text() == "today's v2\n"
+
+
+def test_a_removed_stage_is_brought_back_not_replaced(repo: Path, bucket: str, put: Any) -> None:
+    """`dvc remove` of a pinned stage keeps its file: the fix shown brings the stage (and the
+    recorded version) back; --force says it takes today's object."""
+    put(f"{bucket}/proj/exp1/keep.txt", "v1\n")
+    write_manifest(repo, [entry(bucket, files=["keep.txt"])])
+    cli("sync", cwd=repo, check=True)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "v1", cwd=repo)
+    dvc_main("remove", "data/exp1/keep.txt.dvc", cwd=repo)
+    put(f"{bucket}/proj/exp1/keep.txt", "today's v2\n")
+    res = cli("status", "exp1", cwd=repo)
+    assert res.stdout.splitlines()[4:7] == [
+        "  untracked  data/exp1/keep.txt  (no stage records it; its stage file was removed; "
+        "git's HEAD has it, and with it the recorded version "
+        "('gcsdvc sync --force' takes today's object instead))",
+        "  fix: git checkout HEAD -- data/exp1/keep.txt.dvc",
+        "       gcsdvc sync exp1",
+    ]
+    res = cli("sync", "exp1", cwd=repo)
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == (
+        f"failed: exp1: gs://{bucket}/proj/exp1/keep.txt: data/exp1/keep.txt is not tracked "
+        "(its stage data/exp1/keep.txt.dvc was removed; git's HEAD has it); kept. "
+        "'git checkout HEAD -- data/exp1/keep.txt.dvc && gcsdvc sync exp1' "
+        "brings the recorded version back; "
+        "'gcsdvc sync --force exp1' or 'rm -r data/exp1/keep.txt && gcsdvc sync exp1' "
+        "replaces it with today's object"
+    )
+    run("git", "checkout", "HEAD", "--", "data/exp1/keep.txt.dvc", cwd=repo)
+    cli("sync", "exp1", cwd=repo, check=True)  # writes the .gitignore line `dvc remove` took
+    res = cli("status", "exp1", "--json", "--check", cwd=repo)
+    assert res.returncode == 0  # the recorded version, upstream's change kept out (skip_if_exist)
+    assert states(json.loads(res.stdout)) == {"data/exp1/keep.txt": "changed-upstream"}
+    assert (repo / "data" / "exp1" / "keep.txt").read_text() == "v1\n"
