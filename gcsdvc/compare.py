@@ -8,6 +8,7 @@ these four relate lives here once.
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -29,12 +30,10 @@ if TYPE_CHECKING:
     from gcsdvc.manifest import Resource
 
 
-def compare(
-    wish: Wish,
-    stage: ImportStage | None,
-    disk: Disk,
-    listed: RemoteObject | Upstream | StorageError | None,
-) -> Comparison:
+Listed = RemoteObject | Upstream | StorageError | None
+
+
+def compare(wish: Wish, stage: ImportStage | None, disk: Disk, listed: Listed) -> Comparison:
     """The state of one destination.
 
     ``stage`` is the stage at the destination, gcsdvc's or not; ``listed`` is the
@@ -73,6 +72,9 @@ def compare(
     if isinstance(listed, StorageError):
         return Comparison(State.LISTING_FAILED, str(listed))
     edit = None if wish.is_folder else local_edit(stage, disk)
+    wrong = None if edit is None else wrong_record(stage, disk, listed)
+    if wrong is not None:
+        return Comparison(State.BROKEN_STAGE, wrong)
     if edit is not None:
         if disk.cached or (
             listed is not None and not isinstance(listed, Upstream) and _holds(disk, listed)
@@ -164,6 +166,31 @@ def stale_stage(
 def _holds(disk: Disk, obj: RemoteObject) -> bool:
     """Whether the file at the destination is the listed object's bytes (so nothing is lost)."""
     return disk.md5 is not None and not obj.transcoded and disk.md5 == obj.md5
+
+
+_MD5 = re.compile("[0-9a-f]{32}")
+
+
+def wrong_record(stage: ImportStage, disk: Disk, listed: Listed) -> str | None:
+    """Why a file stage's md5 cannot be its object's (edited by hand), or None.
+
+    Either it is no md5 at all, or the recorded object, listed as recorded, has the
+    file's bytes, which are not the md5 the stage records.
+    """
+    if stage.md5 is None:
+        return None
+    if not _MD5.fullmatch(stage.md5):
+        return f"its md5 {stage.md5!r} is not a checksum (edited by hand?)"
+    if (
+        isinstance(listed, RemoteObject)
+        and object_change(stage, listed) is Change.SAME
+        and _holds(disk, listed)
+    ):
+        return (
+            f"it records md5 {stage.md5}, but its object's bytes, which the file holds, "
+            f"have md5 {disk.md5} (edited by hand?)"
+        )
+    return None
 
 
 def local_edit(stage: ImportStage, disk: Disk) -> str | None:

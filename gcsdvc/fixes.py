@@ -29,6 +29,8 @@ class Subject:
     pinned: bool = True
     holds_object: bool = False  # untracked, with the listed object's very bytes
     to_remote: bool = False  # a sync archives it into the DVC remote: nothing to push
+    recorded_gone: bool = False  # the recorded version is in neither the DVC cache nor the bucket
+    removed_stage: bool = False  # untracked: its stage file was removed, git's HEAD has it
 
 
 def sync(subject: Subject) -> Step:
@@ -42,6 +44,11 @@ def _push(subject: Subject) -> list[Step]:
 def _remove(subject: Subject) -> list[Step]:
     # `dvc checkout` refuses pinned imports; sync restores them from the cache.
     return [("rm -r" if subject.folder else "rm", subject.local), sync(subject)]
+
+
+def restore_stage(subject: Subject) -> Step:
+    """Bring back the stage file git's HEAD has, and with it the version it records."""
+    return ("git checkout HEAD --", subject.stage_file)
 
 
 def _changed_upstream(subject: Subject) -> list[Step]:
@@ -68,12 +75,39 @@ FIXES: dict[State, Callable[[Subject], list[Step]]] = {
 """Each state a command fixes, and the steps; a state not here has none."""
 
 
+# States whose fix would restore the recorded version, or take today's in its place.
+_TAKES_TODAY = frozenset({State.SUPERSEDED, State.CHANGED_UPSTREAM})
+
+
 def fix(state: State, subject: Subject) -> list[Step]:
     """The steps that fix ``subject`` in ``state``."""
     if subject.holds_object:
         return [sync(subject)]  # recorded as it is: nothing is downloaded or replaced
+    if subject.recorded_gone and state in _TAKES_TODAY:
+        return _changed_upstream(subject)  # only today's object can be had
+    if subject.removed_stage and state is State.UNTRACKED:
+        # Its .gitignore line went with it (`dvc remove`): the sync writes it again.
+        return [restore_stage(subject), sync(subject)]
     rule = FIXES.get(state)
     return rule(subject) if rule is not None else []
+
+
+def remark(state: State, subject: Subject) -> str | None:
+    """What the user is told besides the state when the fix is not what it seems, or None:
+    the recorded version can no longer be had, or a removed stage file still has it."""
+    if subject.holds_object:
+        return None
+    if subject.recorded_gone and state in _TAKES_TODAY:
+        return (
+            "the recorded version is neither in the DVC cache nor in the bucket; "
+            f"'{fix(state, subject)[0][0]}' takes today's object instead"
+        )
+    if subject.removed_stage and state is State.UNTRACKED:
+        return (
+            "its stage file was removed; git's HEAD has it, and with it the recorded version "
+            "('gcsdvc sync --force' takes today's object instead)"
+        )
+    return None
 
 
 def shown(steps: list[Step]) -> str:

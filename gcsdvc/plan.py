@@ -169,6 +169,7 @@ class Item:
     note: str = ""  # why: an error for FAILED, a remark otherwise
     state: State | None = None  # what the comparison found (None for orphans)
     cause: StorageError | None = None  # FAILED for a look-up: its error, as the survey met it
+    removed_stage: bool = False  # see survey.Finding.removed_stage
 
     @property
     def name(self) -> str:
@@ -273,7 +274,8 @@ def build_plan(
             note += _did_you_mean(storage, f.resource, f.file)
         cause = f.listed if isinstance(f.listed, StorageError) else None
         item = Item(action, f.local, f.resource, f.file, f.stage, obj, cause=cause)
-        plan.items.append(replace(item, committed=f.committed, note=note, state=seen.state))
+        item = replace(item, committed=f.committed, note=note, state=seen.state)
+        plan.items.append(replace(item, removed_stage=f.removed_stage))
 
     _refuse_folders(manifest, storage, plan.items)
     plan.items += [pattern_failure_item(manifest, failure) for failure in found.unmatched]

@@ -454,6 +454,7 @@ def _counts(manifest: Manifest) -> tuple[int, int]:
 def fix_lines(status: ResourceStatus, root: Path, pinned: bool = True) -> Iterator[str]:
     """The commands that fix an experiment's files, in the order to run them, paths merged."""
     merged: dict[str, list[str]] = {
+        "git checkout HEAD --": [],
         "rm": [],
         "rm -r": [],
         "gcsdvc update": [],

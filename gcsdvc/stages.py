@@ -154,7 +154,8 @@ class ImportStage:
             etag=_opt_str(dep.get("etag")),
             generation=_opt_str(dep.get("version_id")),
             source_size=stored if isinstance(stored, int) else None,
-            md5=str(md5) if md5 else None,
+            # Not dropped when YAML reads it as a number (a hand edit): compare names it.
+            md5=None if md5 is None or md5 == "" else str(md5),
             size=size if isinstance(size, int) else None,
             nfiles=nfiles if isinstance(nfiles, int) else None,
             out=str(out.get("path", "")),

@@ -59,6 +59,8 @@ class FileStatus:
     upstream: str | None = None  # "same", "metadata", "changed" or "deleted"; None: not checked
     note: str = ""
     holds_object: bool = False  # untracked, with the listed object's very bytes
+    recorded_gone: bool = False  # see survey.Finding.recorded_gone
+    removed_stage: bool = False  # see survey.Finding.removed_stage
 
     @property
     def stage_file(self) -> str:
@@ -97,6 +99,8 @@ class FileStatus:
             pinned,
             holds,
             resource.to_remote,
+            self.recorded_gone,
+            self.removed_stage,
         )
 
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
@@ -386,6 +390,10 @@ def _assessed(found: Survey, online: bool) -> list[FileStatus]:
         if f.holds_object:
             item.holds_object = True
             item.note = "holds the listed object's bytes; a sync records it"
+        item.recorded_gone, item.removed_stage = f.recorded_gone, f.removed_stage
+        said = fixes.remark(item.state, item.subject(f.resource, found.mode.pinned))
+        if said is not None:
+            item.note = f"{item.note}; {said}" if item.note else said
         items.append(item)
     _note_cache_edits(found.manifest.root, items)
     return items

@@ -26,7 +26,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from gcsdvc import snapshot, stages, untracked
-from gcsdvc.compare import compare, needs_listing
+from gcsdvc.compare import Change, compare, needs_listing, object_change, recorded_generation
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.git import committed_where_changed
@@ -34,7 +34,7 @@ from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.model import ABSENT, Comparison, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.remote import Pinning, pinning
 from gcsdvc.stages import ImportStage
-from gcsdvc.workspace import holding, read_disks, read_folders
+from gcsdvc.workspace import holding, in_cache, read_disks, read_folders
 
 if TYPE_CHECKING:
     from gcsdvc.listing import Looked
@@ -67,6 +67,11 @@ class Finding:
     moved_from: str | None = None  # an orphan stage of the same object, its data on disk
     folder: Comparison | None = None  # a folder import in place, as DVC reads its files
     holds_object: bool = False  # untracked, and its bytes are the listed object's
+    # Pinned, not on disk, and neither the DVC cache nor the bucket keeps the recorded
+    # version (garbage-collected, then overwritten): only today's object can be had.
+    recorded_gone: bool = False
+    # No stage file, but git's HEAD has one (`dvc remove`, `rm`): it holds the recorded version.
+    removed_stage: bool = False
 
     @property
     def wish(self) -> Wish:
@@ -187,6 +192,8 @@ def survey(
     if known is None:
         found.git = untracked.look(root, manifest.data_path)
     _gather(found, storage, lookup)
+    if storage is not None and lookup is Lookup.ALL and found.mode.pinned:
+        _find_gone(found, storage)
     return found
 
 
@@ -212,6 +219,8 @@ def _gather(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
     committed = committed_where_changed(root, staged, found.git.changed)
     for finding in found.findings:
         finding.committed = committed.get(finding.local)
+        removed = finding.stage is None and finding.file is not None
+        finding.removed_stage = removed and stages.stage_path(finding.local) in found.git.changed
     if known is not None:  # every file is proven to hold the bytes its stage records
         for finding in found.findings:
             finding.disk = _proven(finding.stage)
@@ -239,6 +248,31 @@ def _gather(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
     held = holding(root, stageless)
     for finding in found.findings:
         finding.holds_object = finding.local in held
+
+
+def _find_gone(found: Survey, storage: Storage) -> None:
+    """Note the files whose recorded version is to be had nowhere (see Finding.recorded_gone):
+    the listed object is another, the recorded md5 is not in the DVC cache, and the bucket
+    does not keep the recorded generation (asked once per such file)."""
+    candidates: dict[str, tuple[Finding, ImportStage]] = {}
+    for f in found.findings:
+        stage, obj = f.recorded, f.obj
+        if f.file is None or stage is None or stage.md5 is None or obj is None:
+            continue
+        if f.disk.md5 != stage.md5 and object_change(stage, obj) is Change.CONTENT:
+            candidates[f.local] = (f, stage)
+    recorded = {local: stage.md5 for local, (_, stage) in candidates.items() if stage.md5}
+    cached = in_cache(found.manifest.root, recorded)
+    for local, (f, stage) in candidates.items():
+        generation = recorded_generation(stage)
+        if local in cached:
+            continue
+        name = f"{f.resource.prefix}/{f.file}".lstrip("/")
+        try:
+            kept = generation and storage.stat_generation(f.resource.bucket, name, generation)
+        except StorageError:
+            continue  # unknown: a sync names it if it is really gone
+        f.recorded_gone = not kept
 
 
 def _proven(stage: ImportStage | None) -> Disk:

@@ -306,6 +306,14 @@ def conflict(item: Item) -> LocalChangesError:
     name, path = shlex.quote(item.name), shlex.quote(item.local)
     why = "is not tracked" if item.state is State.UNTRACKED else f"was edited ({item.note})"
     fix = f"'gcsdvc sync --force {name}' or 'rm -r {path} && gcsdvc sync {name}' replaces it"
+    if item.state is State.UNTRACKED and item.removed_stage:
+        stage = stages.stage_path(item.local)
+        why += f" (its stage {stage} was removed; git's HEAD has it)"
+        fix = (
+            f"'git checkout HEAD -- {shlex.quote(stage)} && gcsdvc sync {name}' "
+            "brings the recorded version back; "
+            f"{fix} with today's object"
+        )
     return LocalChangesError(item.local, why, fix)
 
 

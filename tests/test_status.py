@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import cli, dvc_main
+from conftest import cli, dvc_main, run
 
 DESC = "学習率 0.01 — Learning-rate sweep"
 FILES = ["keep.txt", "gone.txt", "edited.txt", "moved.txt", "dropped.txt", "old.txt"]
@@ -255,6 +256,32 @@ def test_list_and_show(repo: Path, synced: str) -> None:
     assert res.stderr == "error: unknown experiment 'exp'; did you mean 'exp1'?\n"
 
 
+def test_an_md5_edited_by_hand_is_named_so(repo: Path, synced: str) -> None:
+    """Not "synced with --no-download", not an earlier version: the stage's record is wrong."""
+    stage = repo / "data" / "exp1" / "keep.txt.dvc"
+    good = stage.read_text()
+    real = hashlib.md5(b"keep.txt v1\n").hexdigest()
+    for bad, why in [
+        ("d" * 32, f"it records md5 {'d' * 32}, but its object's bytes, which the file holds, "
+         f"have md5 {real} (edited by hand?)"),
+        ("xyz", "its md5 'xyz' is not a checksum (edited by hand?)"),
+        ("0" * 32, "its md5 '0' is not a checksum (edited by hand?)"),  # YAML reads a number
+    ]:  # fmt: skip
+        assert f"md5: {real}\n  size" in good
+        stage.write_text(good.replace(f"md5: {real}\n  size", f"md5: {bad}\n  size"))
+        res = cli("status", "exp1", cwd=repo)
+        assert res.stdout.splitlines()[3:7] == [
+            f"exp1: {DESC}",
+            f"  broken-stage  data/exp1/keep.txt  ({why})",
+            "  fix: rm data/exp1/keep.txt.dvc",
+            "       gcsdvc sync exp1",
+        ]
+        stage.unlink()
+        assert cli("sync", "exp1", cwd=repo).returncode == 0
+        assert stage.read_text() == good
+    assert cli("status", "--check", cwd=repo).returncode == 0
+
+
 def test_whole_prefix_import(repo: Path, bucket: str, put: Any) -> None:
     put(f"{bucket}/proj/whole/a.txt", "a\n")
     put(f"{bucket}/proj/whole/sub/b.txt", "b\n")
@@ -303,3 +330,79 @@ def test_large_files_use_dvc_state(
         assert got == {f"data/exp1/{f}": "ok" for f in FILES} | {"data/exp1/edited.txt": "modified"}
     # sync recorded the others; edited.txt was hashed on the first run only.
     assert read == [repo / "data" / "exp1" / "edited.txt"]
+
+
+def test_a_recorded_version_gone_everywhere_is_named(repo: Path, bucket: str, put: Any) -> None:
+    """An old commit, its version garbage-collected and overwritten: the fix takes today's
+    object, and status says so (not a quiet restore that is not one)."""
+    put(f"{bucket}/proj/exp1/keep.txt", "v1\n")
+    write_manifest(repo, [entry(bucket, files=["keep.txt"], skip_if_exist=False)])
+    for text in ("v1\n", "today's v2\n"):
+        put(f"{bucket}/proj/exp1/keep.txt", text)
+        cli("sync", cwd=repo, check=True)
+        run("git", "add", "-A", cwd=repo)
+        run("git", "commit", "-qm", text, cwd=repo)
+    dvc_main("gc", "-w", "-f", cwd=repo)
+    run("git", "checkout", "-q", "HEAD~1", cwd=repo)
+    gone = (
+        "the recorded version is neither in the DVC cache nor in the bucket; "
+        "'gcsdvc sync' takes today's object instead"
+    )
+    res = cli("status", "exp1", cwd=repo)
+    assert res.stdout.splitlines()[4:6] == [
+        "  superseded  data/exp1/keep.txt  (11 bytes, the stage records 3; those bytes are "
+        f"kept in the DVC cache; {gone})",
+        "  fix: gcsdvc sync exp1",
+    ]
+    (repo / "data" / "exp1" / "keep.txt").unlink()
+    res = cli("status", "exp1", cwd=repo)
+    assert res.stdout.splitlines()[4:6] == [
+        f"  changed-upstream  data/exp1/keep.txt  (not on disk either; {gone})",
+        "  fix: gcsdvc sync exp1",
+    ]
+    # skip_if_exist: true: a sync would fail to restore it; `gcsdvc update` takes today's.
+    write_manifest(repo, [entry(bucket, files=["keep.txt"], skip_if_exist=True)])
+    res = cli("status", "exp1", cwd=repo)
+    today = gone.replace("sync", "update")
+    assert res.stdout.splitlines()[4:6] == [
+        f"  changed-upstream  data/exp1/keep.txt  (not on disk either; {today})",
+        "  fix: gcsdvc update exp1",
+    ]
+    cli("update", "exp1", cwd=repo, check=True)
+    assert (repo / "data" / "exp1" / "keep.txt").read_text() == "today's v2\n"
+
+
+def test_a_removed_stage_is_brought_back_not_replaced(repo: Path, bucket: str, put: Any) -> None:
+    """`dvc remove` of a pinned stage keeps its file: the fix shown brings the stage (and the
+    recorded version) back; --force says it takes today's object."""
+    put(f"{bucket}/proj/exp1/keep.txt", "v1\n")
+    write_manifest(repo, [entry(bucket, files=["keep.txt"])])
+    cli("sync", cwd=repo, check=True)
+    run("git", "add", "-A", cwd=repo)
+    run("git", "commit", "-qm", "v1", cwd=repo)
+    dvc_main("remove", "data/exp1/keep.txt.dvc", cwd=repo)
+    put(f"{bucket}/proj/exp1/keep.txt", "today's v2\n")
+    res = cli("status", "exp1", cwd=repo)
+    assert res.stdout.splitlines()[4:7] == [
+        "  untracked  data/exp1/keep.txt  (no stage records it; its stage file was removed; "
+        "git's HEAD has it, and with it the recorded version "
+        "('gcsdvc sync --force' takes today's object instead))",
+        "  fix: git checkout HEAD -- data/exp1/keep.txt.dvc",
+        "       gcsdvc sync exp1",
+    ]
+    res = cli("sync", "exp1", cwd=repo)
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == (
+        f"failed: exp1: gs://{bucket}/proj/exp1/keep.txt: data/exp1/keep.txt is not tracked "
+        "(its stage data/exp1/keep.txt.dvc was removed; git's HEAD has it); kept. "
+        "'git checkout HEAD -- data/exp1/keep.txt.dvc && gcsdvc sync exp1' "
+        "brings the recorded version back; "
+        "'gcsdvc sync --force exp1' or 'rm -r data/exp1/keep.txt && gcsdvc sync exp1' "
+        "replaces it with today's object"
+    )
+    run("git", "checkout", "HEAD", "--", "data/exp1/keep.txt.dvc", cwd=repo)
+    cli("sync", "exp1", cwd=repo, check=True)  # writes the .gitignore line `dvc remove` took
+    res = cli("status", "exp1", "--json", "--check", cwd=repo)
+    assert res.returncode == 0  # the recorded version, upstream's change kept out (skip_if_exist)
+    assert states(json.loads(res.stdout)) == {"data/exp1/keep.txt": "changed-upstream"}
+    assert (repo / "data" / "exp1" / "keep.txt").read_text() == "v1\n"
