@@ -104,8 +104,10 @@ def compare(wish: Wish, stage: ImportStage | None, disk: Disk, listed: Listed) -
         return Comparison(State.MISSING)
     if stage.md5 is None and not wish.is_folder:
         return Comparison(State.MISSING, "no checksum recorded (synced with --no-download)")
-    if listed is Upstream.NOT_LISTED:
+    if listed in (Upstream.NOT_LISTED, Upstream.SAME_FOLDER):
         return _in_place(wish, stage)
+    if listed is Upstream.OTHER_FOLDER:
+        return Comparison(State.CHANGED_UPSTREAM, "objects below the prefix changed")
     if listed is None:
         return Comparison(State.DELETED_UPSTREAM, "the local copy is kept")
     change = object_change(stage, listed)

@@ -23,6 +23,7 @@ from gcsdvc import stages
 from gcsdvc.cloud import describe
 from gcsdvc.download import Fetched
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
+from gcsdvc.hashes import dvc_tree
 from gcsdvc.model import RemoteObject, State
 from gcsdvc.plan import Action, Item
 from gcsdvc.stages import ImportStage
@@ -50,7 +51,7 @@ def sync_folder(
     objects = storage.list_objects(item.resource.bucket, item.resource.prefix)
     if not objects:
         raise StorageError(f"object not found: nothing below {item.source}/")
-    sources = _tree("etag", {rel: obj.etag for rel, obj in objects.items()})
+    sources = dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})
     if item.state is State.OK and stage is not None and stage.md5 is not None:
         recorded = stages.first_entry(stage.raw.get("deps")).get("md5")
         if recorded == sources.oid:
@@ -86,7 +87,7 @@ def _folder_stage(
     if files is not None:
         md5s = {rel: md5 for rel, (md5, _) in files.items()}
         out = {
-            "md5": _save_tree(ws, _tree("md5", md5s)),
+            "md5": _save_tree(ws, dvc_tree("md5", md5s)),
             "size": sum(size for _, size in files.values()),
             "nfiles": len(files),
         }
@@ -103,19 +104,6 @@ def _save_tree(ws: Workspace, tree: Any) -> str:
     """Write a tree (:func:`_tree`) into the DVC cache as DVC's ``.dir`` object; its name."""
     ws.odb.add(tree.path, tree.fs, tree.oid)
     return str(tree.oid)
-
-
-def _tree(kind: str, entries: Mapping[str, str | None]) -> Any:
-    """DVC's tree of ``entries`` (by path below the folder; ``kind``: md5 or etag), named."""
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.meta import Meta
-    from dvc_data.hashfile.tree import Tree
-
-    tree = Tree()  # type: ignore[no-untyped-call]
-    for rel, value in entries.items():
-        tree.add(tuple(rel.split("/")), Meta(), HashInfo(kind, value))
-    tree.digest()
-    return tree
 
 
 def _fetch(
@@ -207,7 +195,7 @@ def _restore(
     if recorded is None:
         objects = storage.list_objects(item.resource.bucket, item.resource.prefix)
         files = _fetch(ws, storage, objects, reporter)
-        tree = _tree("md5", {rel: md5 for rel, (md5, _) in files.items()})
+        tree = dvc_tree("md5", {rel: md5 for rel, (md5, _) in files.items()})
         if tree.oid != stage.md5:
             raise ChecksumMismatch(
                 f"the files below {item.source}/ are not the recorded ones, and the DVC cache "

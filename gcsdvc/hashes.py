@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -132,3 +133,17 @@ def hash_file(
 
 def file_md5(path: Path) -> str:
     return hash_file(path)[0]
+
+
+def dvc_tree(kind: str, entries: Mapping[str, str | None]) -> Any:
+    """DVC's tree of ``entries`` (by path below a folder; ``kind``: md5 or etag), digested:
+    its ``oid`` is what a folder stage records (``….dir``)."""
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.meta import Meta
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()  # type: ignore[no-untyped-call]
+    for rel, value in entries.items():
+        tree.add(tuple(rel.split("/")), Meta(), HashInfo(kind, value))
+    tree.digest()
+    return tree

@@ -113,12 +113,15 @@ SETTLED = frozenset({State.OK, State.IN_REMOTE})
 
 
 class Upstream(Enum):
-    """Stands in for the listed object when upstream was not asked (offline, or not needed).
+    """Stands in for the listed object when upstream was not asked (offline, or not needed),
+    and for a whole prefix's objects as listed: the ones its stage records, or others.
 
     A failed listing is passed as its :class:`StorageError`.
     """
 
     NOT_LISTED = "not listed"
+    SAME_FOLDER = "the recorded objects"  # every object's etag as the folder stage records it
+    OTHER_FOLDER = "other objects"  # an object added, removed or rewritten below the prefix
 
 
 @dataclass(frozen=True)

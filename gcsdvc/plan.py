@@ -85,13 +85,6 @@ def _rule(state: State, action: Action, note: str = "", **when: bool) -> _Rule:
 
 # Rules, first match wins; note "": the comparison's. Expanded into ACTIONS below.
 _RULES: list[_Rule] = [
-    _rule(
-        State.OK,
-        Action.UPDATE,
-        "follows upstream (skip_if_exist: false)",
-        skip_if_exist=False,
-        folder=True,
-    ),
     _rule(State.OK, Action.METADATA, stale=True),  # a stage a sync rewrites is rewritten
     _rule(State.OK, Action.UNCHANGED),
     _rule(State.NOT_SYNCED, Action.ADD),
@@ -128,7 +121,6 @@ _RULES: list[_Rule] = [
     _rule(State.CHANGED_UPSTREAM, Action.METADATA, _KEPT, stale=True),
     _rule(State.CHANGED_UPSTREAM, Action.UNCHANGED, _KEPT),
     _rule(State.METADATA_UPSTREAM, Action.METADATA),
-    _rule(State.STALE_STAGE, Action.UPDATE, "follows upstream", skip_if_exist=False, folder=True),
     # Synced before to_remote: true: the recorded object is archived, the stage gains the remote.
     _rule(State.STALE_STAGE, Action.UPDATE, to_archive=True),
     _rule(State.STALE_STAGE, Action.METADATA),
@@ -256,8 +248,8 @@ def build_plan(
             continue
         obj = f.obj
         seen = compare(f.wish, f.recorded, f.disk, f.listed)
-        if seen.state is State.OK and f.folder is not None:
-            seen = f.folder  # as status reads it (see workspace.read_folders)
+        if f.folder is not None and f.folder.state is not State.OK:
+            seen = f.folder  # local facts first, as status reads them (workspace.read_folders)
         stale = f.stage and stale_stage(f.stage, f.resource, f.file, plan.pinned, obj, f.committed)
         if seen.state in SETTLED and stale:
             seen = stale  # as status finds it

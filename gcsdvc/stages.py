@@ -336,7 +336,7 @@ def conform(
     may be gone, not from the remote. ``committed``: see :func:`recommitted`.
     """
     pinned = (pinned and stage.remote is None) or file is None
-    deps = [dict(d) for d in recommitted(stage, committed).raw.get("deps") or [{}]]
+    deps = [dict(d) for d in recommitted(stage, committed, obj).raw.get("deps") or [{}]]
     first = deps[0]
     if not pinned:
         first.pop("version_id", None)
@@ -359,16 +359,20 @@ def conform(
     return stage if new == stage.raw else ImportStage.from_dict(new)
 
 
-def recommitted(stage: ImportStage, committed: ImportStage | None) -> ImportStage:
+def recommitted(
+    stage: ImportStage, committed: ImportStage | None, obj: RemoteObject | None = None
+) -> ImportStage:
     """``stage`` with the dependency record of ``committed`` (git's HEAD) while the data is HEAD's.
 
     ``dvc commit -f``, ``dvc exp run`` and ``dvc repro -f`` re-record the
     dependency from upstream (newest etag and generation) while the data stays:
     a pull would then fetch other bytes and a push skip them. While the outs
     and the source equal the committed ones, the committed etag, size and
-    generation come back; after ``dvc update`` (new outs) the new record stays.
+    generation come back; after ``dvc update`` (new outs) the new record stays,
+    and so does a record of ``obj`` (the object as listed) when it holds the
+    very bytes of the outs (an object uploaded again: a sync records its etag).
     """
-    if committed is None:
+    if committed is None or (obj is not None and _records_bytes(stage, obj)):
         return stage
     old, now = first_entry(committed.raw.get("deps")), first_entry(stage.raw.get("deps"))
     same_out = first_entry(committed.raw.get("outs")) == first_entry(stage.raw.get("outs"))
@@ -379,6 +383,13 @@ def recommitted(stage: ImportStage, committed: ImportStage | None) -> ImportStag
     }
     deps = [_dep_ordered(first), *(stage.raw.get("deps") or [])[1:]]
     return ImportStage.from_dict({**stage.raw, "deps": deps})
+
+
+def _records_bytes(stage: ImportStage, obj: RemoteObject) -> bool:
+    """Whether ``stage`` records ``obj`` and ``obj`` holds the bytes of the stage's data."""
+    etag = first_entry(stage.raw.get("deps")).get("etag")
+    known = obj.md5 is not None and not obj.transcoded
+    return etag == obj.etag and known and obj.md5 == stage.md5
 
 
 def _dep_ordered(dep: dict[str, Any]) -> dict[str, Any]:

@@ -106,15 +106,16 @@ class FileStatus:
     def needs_action(self, resource: Resource, strict: bool = False) -> bool:
         """Whether ``status --check`` fails for this file.
 
-        An upstream change or deletion is what ``skip_if_exist: true`` asked to
-        ignore: it fails only with ``strict``.
+        What a sync keeps as it is fails only with ``strict``: an upstream change
+        that ``skip_if_exist: true`` asked to ignore, and a deletion upstream (a
+        sync keeps the local copy whatever ``skip_if_exist`` says).
         """
         if self.state in SETTLED:
             return False
-        return strict or not (self.state in _KEPT_UPSTREAM and resource.skip_if_exist)
-
-
-_KEPT_UPSTREAM = (State.CHANGED_UPSTREAM, State.DELETED_UPSTREAM)
+        kept = self.state is State.DELETED_UPSTREAM or (
+            self.state is State.CHANGED_UPSTREAM and resource.skip_if_exist
+        )
+        return strict or not kept
 
 
 @dataclass
@@ -300,7 +301,8 @@ def check(
     items = _assessed(found, online=storage is not None)
     for f, item in zip(found.findings, items, strict=True):
         by_index[f.resource.index].files.append(item)
-    objs = {f.local: f.obj for f in found.findings if f.obj is not None}  # as listed
+    # Each object as listed, where a sync looks it up: the stage is judged as the sync sees it.
+    objs = {f.local: f.obj for f in found.findings if f.obj is not None and f.sync_looks}
     for status in report.resources:
         answer = found.lookups.get((status.resource.bucket, status.resource.prefix))
         if isinstance(answer, StorageError):
@@ -313,11 +315,14 @@ def check(
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
         for item in status.files:
-            if item.state in SETTLED and item.stage is not None and not quick:
+            # What a sync keeps as it is (in place, or an upstream change it keeps out), it
+            # still rewrites when the stage is not as it writes it: that comes first.
+            if not item.needs_action(status.resource) and item.stage is not None and not quick:
                 pinned, obj, head = mode.pinned, objs.get(item.local), committed.get(item.local)
                 stale = stale_stage(item.stage, status.resource, item.file, pinned, obj, head)
                 if stale is not None:  # as the plan finds it: a sync rewrites the stage
-                    item.state, item.note = stale.state, stale.note
+                    kept = "" if item.state in SETTLED else f"; {item.state} kept"
+                    item.state, item.note = stale.state, stale.note + kept
 
     if quick:
         return report  # a snapshot is only taken of a data folder with no orphan or leftover
@@ -386,7 +391,10 @@ def _assessed(found: Survey, online: bool) -> list[FileStatus]:
         listed = Upstream.NOT_LISTED if isinstance(answer, StorageError) else f.listed
         # Upstream is compared with the dependency as committed.
         stage = f.recorded if online else f.stage
-        _assess_one(item, stage, f.disk, listed, f.resource.manifest, f.resource.to_remote)
+        owner, archive = f.resource.manifest, f.resource.to_remote
+        _assess_one(item, stage, f.disk, listed, owner, archive, f.sync_looks)
+        if f.folder is not None and f.folder.state is not State.OK:
+            item.state, item.note = f.folder.state, f.folder.note  # local facts first
         if f.holds_object:
             item.holds_object = True
             item.note = "holds the listed object's bytes; a sync records it"
@@ -428,11 +436,13 @@ def _assess_one(
     listed: RemoteObject | Upstream | StorageError | None,
     owner: str | None,
     to_remote: bool = False,
+    looked_up: bool = False,
 ) -> None:
     """Set the item's state by :func:`~gcsdvc.compare.compare`, and what upstream holds.
 
     ``stage``: the stage as compared, which may not be the file's (see
     stages.recommitted), as :func:`gcsdvc.plan.build_plan` compares it.
+    ``looked_up``: a sync looks the object up (then records a new etag of the same bytes).
     """
     if (
         item.file is not None
@@ -445,8 +455,8 @@ def _assess_one(
         item.upstream = _UPSTREAM[change]
     found = compare(Wish(item.source, item.file is None, owner, to_remote), stage, disk, listed)
     item.state, item.note = found.state, found.note
-    if found.state is State.METADATA_UPSTREAM:
-        # The data is the object's bytes (on disk, or archived); a sync records the new etag.
+    if found.state is State.METADATA_UPSTREAM and not looked_up:
+        # The data is the object's bytes (on disk, or archived), and no sync asks about it.
         item.state = State.OK if disk.exists else State.IN_REMOTE
 
 

@@ -30,6 +30,7 @@ from gcsdvc.compare import Change, compare, needs_listing, object_change, record
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.git import committed_where_changed
+from gcsdvc.hashes import dvc_tree
 from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.model import ABSENT, Comparison, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.remote import Pinning, pinning
@@ -67,6 +68,7 @@ class Finding:
     moved_from: str | None = None  # an orphan stage of the same object, its data on disk
     folder: Comparison | None = None  # a folder import in place, as DVC reads its files
     holds_object: bool = False  # untracked, and its bytes are the listed object's
+    sync_looks: bool = False  # a sync looks this file's object up (see compare.needs_listing)
     # Pinned, not on disk, and neither the DVC cache nor the bucket keeps the recorded
     # version (garbage-collected, then overwritten): only today's object can be had.
     recorded_gone: bool = False
@@ -82,7 +84,9 @@ class Finding:
     @property
     def recorded(self) -> ImportStage | None:
         """The stage as compared: the committed dependency back (see stages.recommitted)."""
-        return self.stage and stages.recommitted(self.stage, self.committed)
+        # The listed object counts where a sync looks it up, as the sync sees it.
+        listed = self.obj if self.sync_looks else None
+        return self.stage and stages.recommitted(self.stage, self.committed, listed)
 
     @property
     def obj(self) -> RemoteObject | None:
@@ -230,10 +234,12 @@ def _gather(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
             finding.disk = disks[finding.local]
     _take_orphans(found)
     _look_up(found, storage, lookup)
+    _follow_folders(found, storage, lookup)
     in_place = [
         f.local
         for f in found.findings
-        if f.file is None and compare(f.wish, f.recorded, f.disk, f.listed).state is State.OK
+        if f.file is None
+        and compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state is State.OK
     ]
     if in_place:
         with stages.open_repo(root) as repo:
@@ -305,24 +311,43 @@ def _take_orphans(found: Survey) -> None:
         del orphans[candidates[0]]
 
 
+def _follow_folders(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
+    """List the prefix of each whole-prefix entry in place that follows upstream
+    (``skip_if_exist: false``): whether its objects are the ones the stage records."""
+    if storage is None or lookup is Lookup.NONE:
+        return
+    for f in found.findings:
+        if f.file is not None or f.resource.skip_if_exist or f.stage is None:
+            continue
+        if compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state is not State.OK:
+            continue
+        try:
+            objects = storage.list_objects(f.resource.bucket, f.resource.prefix)
+        except StorageError as exc:
+            f.listed = exc
+            continue
+        sources = dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})
+        recorded = stages.first_entry(f.stage.raw.get("deps")).get("md5")
+        f.listed = Upstream.SAME_FOLDER if recorded == sources.oid else Upstream.OTHER_FOLDER
+        found.looked_up = True
+
+
 def _look_up(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
     """Ask the bucket about the objects the answer depends on (``lookup``), once per prefix."""
     asked: dict[tuple[str, str], set[str]] = {}
     for f in found.findings:
-        if f.file is None or lookup is Lookup.NONE:
-            continue
-        if lookup is Lookup.ALL:
-            if storage is not None:
-                asked.setdefault(f.prefix, set()).add(f.file)
-            continue
-        if f.moved_from is not None:
+        if f.file is None or lookup is Lookup.NONE or f.moved_from is not None:
             continue
         state = compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state
         stage = f.recorded
         generation = stage is None or stage.generation is not None
         skip = f.resource.skip_if_exist
         in_place = state in (State.OK, State.IN_REMOTE)  # wants no look-up, but to follow upstream
-        if not in_place or needs_listing(skip, found.mode.pinned, generation):
+        f.sync_looks = not in_place or needs_listing(skip, found.mode.pinned, generation)
+        if lookup is Lookup.ALL:
+            if storage is not None:
+                asked.setdefault(f.prefix, set()).add(f.file)
+        elif f.sync_looks:
             asked.setdefault(f.prefix, set()).add(f.file)
             found.looked_up |= state is State.OK
     if not asked:

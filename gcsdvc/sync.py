@@ -454,7 +454,12 @@ class _Executor:
                     self.result.fail(item, exc)
                     continue
                 if cached:
-                    self.result.record(item)
+                    assert item.stage is not None
+                    shaped = self._shaped(item, item.stage)
+                    if shaped == item.stage:
+                        self.result.record(item)
+                    else:  # edited by hand too: written as a sync writes it, as status asks
+                        self._guard(item, self.ws.write_stage, item.local, shaped)
                 elif self.download:  # --no-download: nothing to restore yet
                     try:
                         fetch.append((item, self.files.recorded_object(item)))

@@ -37,14 +37,26 @@ class GitView:
     others: tuple[str, ...] = ()  # untracked, unignored files, stage files and .gitignore aside
 
     def unowned(self, owned: Collection[str]) -> list[str]:
-        """The untracked files that are none of ``owned`` (destinations, stages' data)."""
-        return [local for local in self.others if local not in owned]
+        """The untracked files that are none of ``owned`` (destinations, stages' data)
+        nor inside one (a whole-prefix import's folder)."""
+        return [local for local in self.others if _owner(local, owned) is None]
 
     def exposed(self, ours: Collection[str]) -> list[str]:
-        """The data files of gcsdvc stages (``ours``) that git sees: their ``.gitignore``
+        """The data of gcsdvc stages (``ours``) that git sees: their ``.gitignore``
         line is missing (a sync killed before it wrote them, a line deleted by hand, a
-        merge that took the other side's file), so ``git add -A`` would commit them."""
-        return [local for local in self.others if local in ours]
+        merge that took the other side's file), so ``git add -A`` would commit them.
+        A folder import is named once, for all of its files git sees."""
+        found = (_owner(local, ours) for local in self.others)
+        return list(dict.fromkeys(local for local in found if local is not None))
+
+
+def _owner(local: str, owned: Collection[str]) -> str | None:
+    """``local`` or the folder above it that is in ``owned``, else None."""
+    while local:
+        if local in owned:
+            return local
+        local = local.rpartition("/")[0]
+    return None
 
 
 NOTHING = GitView()

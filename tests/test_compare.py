@@ -184,8 +184,8 @@ def expected(key: Key) -> Action:
     if key.state is State.MISSING and key.on_disk and not key.folder:
         return Action.METADATA  # placed since (dvc pull): checked and recorded
     if key.state in (State.OK, State.STALE_STAGE):
-        if key.folder and not key.skip_if_exist:
-            return Action.UPDATE
+        # A folder that follows upstream was asked about its source first (the survey):
+        # in place, its objects are the recorded ones.
         if key.state is State.STALE_STAGE and key.to_archive:
             return Action.UPDATE  # synced before to_remote: true: archived now
         stale = key.state is State.STALE_STAGE or key.stale

@@ -86,9 +86,9 @@ def test_a_folder_import_is_byte_for_byte_what_dvc_import_url_writes(
     assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
     dvc_main("update", "data/whole.dvc", cwd=repo)  # DVC finds nothing to change
     assert (repo / "data" / "whole.dvc").read_text() == ours
-    # skip_if_exist: false follows upstream at every sync: nothing changed, nothing fetched.
+    # skip_if_exist: false follows upstream: nothing changed, nothing to do, nothing fetched.
     fetched = sum(layer.downloads.values())
-    assert cli("sync", cwd=repo).stdout.splitlines()[0] == "whole  update 1"
+    assert cli("sync", cwd=repo).stdout.splitlines()[0] == "whole  unchanged 1"
     assert (repo / "data" / "whole.dvc").read_text() == ours
     assert sum(layer.downloads.values()) == fetched
 
