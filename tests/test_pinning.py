@@ -115,7 +115,7 @@ def test_pinning_reads_committed_config_only(
         (State.CHANGED_UPSTREAM, True, False, True),
         (State.DELETED_UPSTREAM, True, False, True),
         (State.CHANGED_UPSTREAM, False, True, True),
-        (State.DELETED_UPSTREAM, False, True, True),
+        (State.DELETED_UPSTREAM, False, False, True),  # a sync keeps the copy all the same
         (State.MISSING, True, True, True),
         (State.MODIFIED, True, True, True),
         (State.NOT_SYNCED, True, True, True),

@@ -159,10 +159,12 @@ def test_dvc_commands_keep_skip_if_exist_entries(
         assert (repo / "used.txt").read_text() == "top file1\n", command
     # `exp run` and `commit -f` re-record the dependency from upstream (the newest etag and
     # generation: a pull would fetch other bytes, a push skip them). status compares upstream
-    # with the committed record, as the sync does; the next sync puts back exactly that.
+    # with the committed record, as the sync does; the next sync puts back exactly that, so
+    # the stage is stale (the change upstream is still kept out, and said so).
     doc = json.loads(cli("status", "--json", cwd=repo).stdout)
-    states = {f["path"]: f["state"] for f in doc["resources"][0]["files"]}
-    assert states[f"data/{PREFIX}/file1"] == "changed-upstream", states
+    found = {f["path"]: f for f in doc["resources"][0]["files"]}[f"data/{PREFIX}/file1"]
+    assert (found["state"], found["upstream"]) == ("stale-stage", "changed"), found
+    assert found["note"].endswith("; changed-upstream kept"), found
     res = cli("sync", cwd=repo, check=True)
     assert "re-described" in res.stdout
     assert git_status(repo) == [], res.stdout
