@@ -77,7 +77,10 @@ def test_plain_progress_prints_a_line_per_interval() -> None:
     ]
 
 
-def test_plain_progress_of_archiving_counts_server_side_and_streamed_apart() -> None:
+def test_plain_progress_of_archiving_counts_server_side_and_streamed_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # the bar follows the terminal's width: a wide one
     out, clock = io.StringIO(), Clock()
     progress = PlainProgress(out, interval=5, clock=clock)
     progress.start(7, 20 << 20, "archiving")
