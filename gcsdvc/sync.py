@@ -344,9 +344,12 @@ class _Executor:
         self.blocked: set[str] = set()  # files not placed: their .gitignore cannot be written
 
     def run(self) -> None:
+        # Judged before anything is written: bytes this sync caches (a download, what --force
+        # saves) do not make a user's file with the same bytes a leftover.
+        leftovers = untracked.classify(self.ws.repo, self.ws.root, self.plan.leftovers)
         try:
             self._run_items()
-            removed, kept = untracked.remove_cached(self.ws, self.plan.leftovers)
+            removed, kept = untracked.remove_cached(self.ws, leftovers)
             self.result.removed += removed
             self.result.untracked += kept
         finally:

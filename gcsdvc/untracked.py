@@ -196,14 +196,15 @@ def classify(repo: Repo, root: Path, locals_: list[str]) -> list[Untracked]:
     return out
 
 
-def remove_cached(ws: Workspace, locals_: list[str]) -> tuple[list[str], list[Untracked]]:
-    """Remove the files whose bytes the DVC cache holds; the others are the user's.
+def remove_cached(ws: Workspace, leftovers: list[Untracked]) -> tuple[list[str], list[Untracked]]:
+    """Remove the files whose bytes the DVC cache held (see :func:`classify`); the others are
+    the user's.
 
     Returns the files removed and those left in place, to report.
     """
     removed: list[str] = []
     kept: list[Untracked] = []
-    for found in classify(ws.repo, ws.root, locals_):
+    for found in leftovers:
         try:
             if found.cached:
                 ws.remove_leftover(found.local)

@@ -397,3 +397,14 @@ def test_force_replaces_a_folder_whose_stage_was_removed(bases: Bases, put: Any,
     """The folder of a whole-prefix entry without its stage: status and sync agree (untracked,
     a conflict), but ``sync --force`` failed: DVC imported into the folder in the way."""
     replay(bases, put, gcs, True, [Mutation("rm-stage", "whole")])
+
+
+def test_bytes_force_saves_do_not_make_a_users_file_a_leftover(
+    bases: Bases, put: Any, gcs: Any
+) -> None:
+    """The same new file added beside a file entry's data and inside a folder import: the
+    sync --force saved the folder's copy into the DVC cache first, which made the other one
+    look like a cached leftover, removed with no warning. Leftovers are judged before the
+    sync writes anything."""
+    changes = [Mutation("add", "keep/new.txt"), Mutation("add", "whole/new.txt")]
+    replay(bases, put, gcs, False, changes)
