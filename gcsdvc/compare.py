@@ -77,7 +77,7 @@ def compare(wish: Wish, stage: ImportStage | None, disk: Disk, listed: Listed) -
         return Comparison(State.BROKEN_STAGE, wrong)
     if edit is not None:
         if disk.cached or (
-            listed is not None and not isinstance(listed, Upstream) and _holds(disk, listed)
+            listed is not None and not isinstance(listed, Upstream) and listed.holds(disk.md5)
         ):
             where = "the DVC cache" if disk.cached else "the bucket's object"
             return Comparison(State.SUPERSEDED, f"{edit}; those bytes are kept in {where}")
@@ -165,11 +165,6 @@ def stale_stage(
     return Comparison(State.STALE_STAGE, note)
 
 
-def _holds(disk: Disk, obj: RemoteObject) -> bool:
-    """Whether the file at the destination is the listed object's bytes (so nothing is lost)."""
-    return disk.md5 is not None and not obj.transcoded and disk.md5 == obj.md5
-
-
 _MD5 = re.compile("[0-9a-f]{32}")
 
 
@@ -186,7 +181,7 @@ def wrong_record(stage: ImportStage, disk: Disk, listed: Listed) -> str | None:
     if (
         isinstance(listed, RemoteObject)
         and object_change(stage, listed) is Change.SAME
-        and _holds(disk, listed)
+        and listed.holds(disk.md5)
     ):
         return (
             f"it records md5 {stage.md5}, but its object's bytes, which the file holds, "

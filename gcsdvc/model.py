@@ -47,6 +47,11 @@ class RemoteObject:
         """Whether downloads are decoded (decompressive transcoding of ``gzip`` objects)."""
         return (self.content_encoding or "").strip().lower() == "gzip"
 
+    def holds(self, md5: str | None) -> bool:
+        """Whether the bytes a download of this object gives have ``md5``, as far as the
+        stored md5 tells (a decoded gzip object's bytes are not the stored ones)."""
+        return md5 is not None and self.md5 == md5 and not self.transcoded
+
 
 def etag_generation(etag_hex: str | None) -> str | None:
     """The generation inside a recorded etag, or None when it holds none.

@@ -388,8 +388,7 @@ def recommitted(
 def _records_bytes(stage: ImportStage, obj: RemoteObject) -> bool:
     """Whether ``stage`` records ``obj`` and ``obj`` holds the bytes of the stage's data."""
     etag = first_entry(stage.raw.get("deps")).get("etag")
-    known = obj.md5 is not None and not obj.transcoded
-    return etag == obj.etag and known and obj.md5 == stage.md5
+    return etag == obj.etag and obj.holds(stage.md5)
 
 
 def _dep_ordered(dep: dict[str, Any]) -> dict[str, Any]:

@@ -240,7 +240,7 @@ def holding(root: Path, files: dict[str, tuple[Disk, RemoteObject]]) -> set[str]
         if disk.is_file and disk.size == obj.size and obj.md5 is not None and not obj.transcoded
     }
     md5s = local_md5s(root, {root / local: obj.size for local, obj in maybe.items()})
-    return {local for local, obj in maybe.items() if md5s.get(root / local) == obj.md5}
+    return {local for local, obj in maybe.items() if obj.holds(md5s.get(root / local))}
 
 
 def cache_linked(root: Path, files: dict[str, str]) -> dict[str, str]:
