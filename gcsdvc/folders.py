@@ -24,7 +24,7 @@ from gcsdvc.cloud import describe
 from gcsdvc.download import Fetched
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
 from gcsdvc.hashes import dvc_tree
-from gcsdvc.model import RemoteObject, State
+from gcsdvc.model import RemoteObject
 from gcsdvc.plan import Action, Item
 from gcsdvc.stages import ImportStage
 from gcsdvc.storage import Storage
@@ -48,14 +48,12 @@ def sync_folder(
         if download:
             _restore(ws, storage, item, stage, reporter)
         return stage
-    objects = storage.list_objects(item.resource.bucket, item.resource.prefix)
+    objects = item.objects  # listed by the survey for a folder that follows upstream
+    if objects is None:
+        objects = storage.list_objects(item.resource.bucket, item.resource.prefix)
     if not objects:
         raise StorageError(f"object not found: nothing below {item.source}/")
     sources = dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})
-    if item.state is State.OK and stage is not None and stage.md5 is not None:
-        recorded = stages.first_entry(stage.raw.get("deps")).get("md5")
-        if recorded == sources.oid:
-            return stage  # following upstream, which has not changed (as `dvc update` skips)
     files = _fetch(ws, storage, objects, reporter) if download else None
     frozen = stage.frozen if stage is not None else True  # a user's unfreeze stays
     return _folder_stage(ws, item, objects, sources, files, frozen)

@@ -161,6 +161,7 @@ class Item:
     note: str = ""  # why: an error for FAILED, a remark otherwise
     state: State | None = None  # what the comparison found (None for orphans)
     cause: StorageError | None = None  # FAILED for a look-up: its error, as the survey met it
+    objects: dict[str, RemoteObject] | None = None  # a whole prefix, as the survey listed it
     removed_stage: bool = False  # see survey.Finding.removed_stage
 
     @property
@@ -265,7 +266,9 @@ def build_plan(
         if seen.state is State.NOT_FOUND:
             note += _did_you_mean(storage, f.resource, f.file)
         cause = f.listed if isinstance(f.listed, StorageError) else None
-        item = Item(action, f.local, f.resource, f.file, f.stage, obj, cause=cause)
+        item = Item(
+            action, f.local, f.resource, f.file, f.stage, obj, cause=cause, objects=f.objects
+        )
         item = replace(item, committed=f.committed, note=note, state=seen.state)
         plan.items.append(replace(item, removed_stage=f.removed_stage))
 

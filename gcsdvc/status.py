@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc import fixes, stages, untracked
-from gcsdvc.cloud import describe
 from gcsdvc.compare import Change, compare, object_change, stale_stage
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, refused_folders
 from gcsdvc.manifest import Manifest, Resource, matches
-from gcsdvc.model import SETTLED, Comparison, Disk, RemoteObject, State, Upstream, Wish
+from gcsdvc.model import SETTLED, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.stages import ImportStage, open_repo
 from gcsdvc.storage import Storage
 from gcsdvc.survey import Lookup, Survey, survey
 from gcsdvc.untracked import Untracked
-from gcsdvc.workspace import cache_linked, read_folders
+from gcsdvc.workspace import cache_linked
 
 if TYPE_CHECKING:
     from gcsdvc.listing import Looked
@@ -309,8 +308,12 @@ def check(
             status.upstream_error = str(answer)
     _add_pattern_failures(manifest, report.resources, found.unmatched)
     _refuse_folders(manifest, storage, items)
-    upstream = not offline and report.upstream_error is None
-    errors = _check_folders(manifest.root, items, upstream=upstream, read=_folders(found))
+    # A whole prefix that could not be listed: its entry's upstream error, as for files.
+    errors = {
+        f.local: str(f.listed)
+        for f in found.findings
+        if f.file is None and isinstance(f.listed, StorageError)
+    }
     committed = {f.local: f.committed for f in found.findings if f.committed is not None}
     for status in report.resources:
         status.upstream_error = status.upstream_error or errors.get(status.local)
@@ -376,9 +379,7 @@ def _refuse_folders(manifest: Manifest, storage: Storage | None, items: list[Fil
 def local_states(found: Survey) -> list[FileStatus]:
     """Each finding's state as ``status --offline`` gives it, the bucket not asked: how
     ``which`` and the API's full check read a :func:`gcsdvc.survey.survey_local`."""
-    items = _assessed(found, online=False)
-    _check_folders(found.manifest.root, items, upstream=False, read=_folders(found))
-    return items
+    return _assessed(found, online=False)
 
 
 def _assessed(found: Survey, online: bool) -> list[FileStatus]:
@@ -405,11 +406,6 @@ def _assessed(found: Survey, online: bool) -> list[FileStatus]:
         items.append(item)
     _note_cache_edits(found.manifest.root, items)
     return items
-
-
-def _folders(found: Survey) -> dict[str, Comparison]:
-    """The folder imports the survey read, as DVC reads them."""
-    return {f.local: f.folder for f in found.findings if f.folder is not None}
 
 
 def _note_cache_edits(root: Path, items: Sequence[FileStatus]) -> None:
@@ -444,7 +440,9 @@ def _assess_one(
     stages.recommitted), as :func:`gcsdvc.plan.build_plan` compares it.
     ``looked_up``: a sync looks the object up (then records a new etag of the same bytes).
     """
-    if (
+    if item.file is None and (listed is None or isinstance(listed, Upstream)):
+        item.upstream = _FOLDER_UPSTREAM.get(listed, item.upstream)
+    elif (
         item.file is not None
         and listed is not Upstream.NOT_LISTED
         and stage is not None
@@ -460,59 +458,14 @@ def _assess_one(
         item.state = State.OK if disk.exists else State.IN_REMOTE
 
 
+_FOLDER_UPSTREAM = {
+    None: "deleted",
+    Upstream.SAME_FOLDER: "same",
+    Upstream.OTHER_FOLDER: "changed",
+}
 _UPSTREAM = {
     None: "deleted",
     Change.SAME: "same",
     Change.METADATA: "metadata",
     Change.CONTENT: "changed",
 }
-
-
-def _check_folders(
-    root: Path,
-    items: Sequence[FileStatus],
-    upstream: bool,
-    read: Mapping[str, Comparison] | None = None,
-) -> dict[str, str]:
-    """Ask DVC about whole-prefix imports still OK: their data (as the plan reads it, see
-    :func:`gcsdvc.workspace.read_folders`; ``read``: as a survey read it) and
-    (``upstream``) their source.
-
-    Returns the upstream errors, by local path.
-    """
-    todo = [i for i in items if i.file is None and i.state is State.OK]
-    errors: dict[str, str] = {}
-    if not todo:
-        return errors
-    if read is not None and not upstream:
-        for item in todo:
-            item.state, item.note = read[item.local].state, read[item.local].note
-        return errors
-    from dvc.exceptions import DvcException
-
-    with open_repo(root) as repo:
-        found = read if read is not None else read_folders(repo, root, [i.local for i in todo])
-        for item in todo:
-            item.state, item.note = found[item.local].state, found[item.local].note
-            if not upstream:
-                continue
-            try:
-                stage = repo.stage.load_one(str(root / item.stage_file))
-            except DvcException:
-                continue  # reported above
-            try:
-                remote = set(stage.deps[0].workspace_status().values())
-            except Exception as exc:  # any storage failure: report it, check the rest
-                errors[item.local] = describe(exc)
-                continue
-            if "deleted" in remote:
-                item.upstream = "deleted"
-                if item.state is State.OK:
-                    item.state, item.note = State.DELETED_UPSTREAM, "the local copy is kept"
-            elif "modified" in remote:
-                item.upstream = "changed"
-                if item.state is State.OK:
-                    item.state = State.CHANGED_UPSTREAM
-            else:
-                item.upstream = "same"
-    return errors

@@ -68,6 +68,8 @@ class Finding:
     moved_from: str | None = None  # an orphan stage of the same object, its data on disk
     folder: Comparison | None = None  # a folder import in place, as DVC reads its files
     holds_object: bool = False  # untracked, and its bytes are the listed object's
+    # A whole prefix's objects as listed, by name below it (None: not listed).
+    objects: dict[str, RemoteObject] | None = None
     sync_looks: bool = False  # a sync looks this file's object up (see compare.needs_listing)
     # Pinned, not on disk, and neither the DVC cache nor the bucket keeps the recorded
     # version (garbage-collected, then overwritten): only today's object can be had.
@@ -312,23 +314,30 @@ def _take_orphans(found: Survey) -> None:
 
 
 def _follow_folders(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
-    """List the prefix of each whole-prefix entry in place that follows upstream
-    (``skip_if_exist: false``): whether its objects are the ones the stage records."""
-    if storage is None or lookup is Lookup.NONE:
+    """List the prefix of each whole-prefix entry in place whose source the answer depends on
+    (every one for ``Lookup.ALL``, those that follow upstream otherwise): whether its objects
+    are the ones the stage records, others, or none (deleted upstream)."""
+    if storage is None or lookup is Lookup.NONE or found.lookup_error is not None:
         return
     for f in found.findings:
-        if f.file is not None or f.resource.skip_if_exist or f.stage is None:
+        if f.file is not None or f.stage is None:
+            continue
+        if f.resource.skip_if_exist and lookup is not Lookup.ALL:
             continue
         if compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state is not State.OK:
             continue
         try:
-            objects = storage.list_objects(f.resource.bucket, f.resource.prefix)
+            f.objects = storage.list_objects(f.resource.bucket, f.resource.prefix)
         except StorageError as exc:
             f.listed = exc
             continue
-        sources = dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})
-        recorded = stages.first_entry(f.stage.raw.get("deps")).get("md5")
-        f.listed = Upstream.SAME_FOLDER if recorded == sources.oid else Upstream.OTHER_FOLDER
+        if not f.objects:
+            f.listed = None
+        else:
+            sources = dvc_tree("etag", {rel: obj.etag for rel, obj in f.objects.items()})
+            recorded = stages.first_entry(f.stage.raw.get("deps")).get("md5")
+            same = recorded == sources.oid
+            f.listed = Upstream.SAME_FOLDER if same else Upstream.OTHER_FOLDER
         found.looked_up = True
 
 
