@@ -43,7 +43,8 @@ def test_a_held_collector_comes_back_once_with_the_heap_frozen() -> None:
     assert frozen > 0
     made = [[n] for n in range(1000)]  # tracked objects a second freeze would take
     collector.resume()
-    assert gc.get_freeze_count() == frozen
+    # No second freeze: the count never grows (frozen objects other threads free make it shrink).
+    assert gc.get_freeze_count() <= frozen
     assert len(made) == 1000
 
 
