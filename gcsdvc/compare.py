@@ -9,6 +9,7 @@ these four relate lives here once.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -146,16 +147,18 @@ def stale_stage(
     pinned: bool,
     obj: RemoteObject | None = None,
     committed: ImportStage | None = None,
+    objects: Mapping[str, RemoteObject] | None = None,
 ) -> Comparison | None:
     """Whether a sync rewrites ``stage`` (see :func:`gcsdvc.stages.conform`), and why.
 
     The one rule for it, read by the plan (which rewrites the stage) and by
     status (whose ``--check`` fails until then). ``obj``: the object as listed,
-    when it was; ``committed``: the stage in git's HEAD, when the file differs.
+    when it was; ``committed``: the stage in git's HEAD, when the file differs;
+    ``objects``: a whole prefix as listed, when it was.
     Unpinned, a ``version_id`` that ``dvc exp run`` or ``dvc update`` recorded
     makes DVC treat the import as pinned: ``dvc push`` skips its data.
     """
-    shaped = stages.conform(stage, resource, file, pinned, obj, committed)
+    shaped = stages.conform(stage, resource, file, pinned, obj, committed, objects)
     if shaped == stage:
         return None
     if not pinned and file is not None and stage.generation and shaped.generation is None:

@@ -35,11 +35,13 @@ def sync_folder(
     ws: Workspace,
     storage: Storage,
     item: Item,
+    pinned: bool,
     download: bool = True,
     reporter: Reporter | None = None,
 ) -> ImportStage:
     """Import, update or restore the folder of a whole-prefix ``item``; the stage to write.
 
+    ``pinned``: the stage records each object's generation (:func:`gcsdvc.stages.folder_dep`).
     Any failure is one exception and leaves the data folder as it was.
     """
     assert item.resource is not None
@@ -56,7 +58,7 @@ def sync_folder(
     sources = dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})
     files = _fetch(ws, storage, objects, reporter) if download else None
     frozen = stage.frozen if stage is not None else True  # a user's unfreeze stays
-    return _folder_stage(ws, item, objects, sources, files, frozen)
+    return _folder_stage(ws, item, objects, sources, files, pinned, frozen)
 
 
 def _folder_stage(
@@ -65,22 +67,19 @@ def _folder_stage(
     objects: Mapping[str, RemoteObject],
     sources: Any,
     files: Mapping[str, tuple[str, int]] | None,
+    pinned: bool,
     frozen: bool = True,
 ) -> ImportStage:
     """The stage ``dvc import-url`` writes for the prefix, the folder laid out when downloaded.
 
-    ``sources``: the objects' tree of etags (:func:`_tree`), DVC's record of the
+    ``sources``: the objects' tree of etags (:func:`~gcsdvc.hashes.dvc_tree`),
+    which DVC keeps in its cache in either mode and records as the unpinned
     dependency. ``files``: (md5, size) by path below the folder; None:
     ``--no-download``, the output has no hash yet. The ``.dir`` objects go into the
-    DVC cache as DVC puts them.
+    DVC cache as DVC puts them. :func:`gcsdvc.stages.conform` completes the stage.
     """
-    dep = {
-        "md5": _save_tree(ws, sources),
-        "size": sum(obj.size for obj in objects.values()),
-        "nfiles": len(objects),
-        "hash": "md5",
-        "path": item.source,
-    }
+    records = {rel: obj.dep_info for rel, obj in objects.items()}
+    dep = stages.folder_dep(item.source, records, pinned, _save_tree(ws, sources))
     out: dict[str, Any] = {}
     if files is not None:
         md5s = {rel: md5 for rel, (md5, _) in files.items()}

@@ -251,7 +251,9 @@ def build_plan(
         seen = compare(f.wish, f.recorded, f.disk, f.listed)
         if f.folder is not None and f.folder.state is not State.OK:
             seen = f.folder  # local facts first, as status reads them (workspace.read_folders)
-        stale = f.stage and stale_stage(f.stage, f.resource, f.file, plan.pinned, obj, f.committed)
+        stale = f.stage and stale_stage(
+            f.stage, f.resource, f.file, plan.pinned, obj, f.committed, f.objects
+        )
         if seen.state in SETTLED and stale:
             seen = stale  # as status finds it
         folder, holds = f.file is None, f.holds_object

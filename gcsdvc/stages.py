@@ -18,7 +18,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from gcsdvc.files import (
     stage_index_path,
     write_new,
 )
+from gcsdvc.hashes import dvc_tree
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -137,6 +138,8 @@ class ImportStage:
     description: str
     frozen: bool
     is_folder: bool  # a whole-prefix import: DVC records no etag for it
+    # deps[0].files: a folder import recording each object's generation (see folder_dep)
+    versioned: bool
     raw: dict[str, Any] = field(repr=False)
     broken: str | None = None  # why the stage file cannot be read (a merge conflict...)
     # outs[0].remote: the DVC remote the data was archived into (gcsdvc.archive), which
@@ -163,6 +166,7 @@ class ImportStage:
             description=str(raw.get("desc", "")),
             frozen=raw.get("frozen") is True,
             is_folder="etag" not in dep,
+            versioned=isinstance(dep.get("files"), list),
             raw=raw,
             remote=_opt_str(out.get("remote")),
         )
@@ -321,6 +325,7 @@ def conform(
     pinned: bool,
     obj: RemoteObject | None = None,
     committed: ImportStage | None = None,
+    objects: Mapping[str, RemoteObject] | None = None,
 ) -> ImportStage:
     """``stage`` with the entry's description and identity and this pinning; md5 recomputed.
 
@@ -330,15 +335,21 @@ def conform(
     ``dvc import-url`` writes; ``dvc pull`` fetches from the bucket, ``dvc push``
     skips it). Unpinned: no ``version_id``, so ``dvc push``/``dvc pull`` go
     through the DVC remote. ``obj`` (the object as listed now) supplies a
-    missing generation when it is still the recorded object. Folder imports are
-    DVC's own and always stay pinned. An archived stage (its output names a DVC
+    missing generation when it is still the recorded object. A folder import
+    (``file`` None) takes the shape of :func:`folder_dep`; ``objects`` (its
+    prefix as listed now) supply the generations when they are still the
+    recorded objects. An archived stage (its output names a DVC
     remote) is never pinned: DVC fetches a pinned import from its source, which
     may be gone, not from the remote. ``committed``: see :func:`recommitted`.
     """
-    pinned = (pinned and stage.remote is None) or file is None
+    pinned = pinned and stage.remote is None
     deps = [dict(d) for d in recommitted(stage, committed, obj).raw.get("deps") or [{}]]
     first = deps[0]
-    if not pinned:
+    outs = stage.raw.get("outs")
+    if file is None:
+        first = _folder_pinning(first, pinned, objects)
+        outs = _folder_outs(outs, "files" in first)
+    elif not pinned:
         first.pop("version_id", None)
     elif obj is not None and obj.etag == first.get("etag") and obj.generation:
         first["version_id"] = obj.generation
@@ -353,10 +364,81 @@ def conform(
         new["frozen"] = True
     new["deps"] = deps
     new.update((k, v) for k, v in stage.raw.items() if k not in skip)
+    if outs is not None:
+        new["outs"] = outs
     new["meta"] = meta
     new["md5"] = stage_md5(new)
     # Most stages a sync looks at already conform: no second parse for them.
     return stage if new == stage.raw else ImportStage.from_dict(new)
+
+
+def folder_dep(
+    source: str, records: Mapping[str, Mapping[str, Any]], pinned: bool, oid: str | None = None
+) -> dict[str, Any]:
+    """A folder import's dependency as ``dvc import-url`` of the prefix writes it.
+
+    ``records``: DVC's record of each object (etag, size, version_id), by path
+    below the prefix. Pinned: ``dvc import-url --version-aware``'s shape, every
+    object's record (generation included) under ``files``: DVC counts the import
+    as versioned, so ``dvc status`` checks it instead of warning that it is
+    frozen, ``dvc pull`` fetches those generations from the bucket and
+    ``dvc push`` skips it (see :func:`_folder_outs`). Unpinned: the ``.dir`` of
+    the objects' etags (``oid``, computed when not given), total size and count.
+    """
+    if pinned:
+        files = [{"relpath": rel, **records[rel]} for rel in sorted(records)]
+        return {"hash": "md5", "path": source, "fs_config": {"version_aware": True}, "files": files}
+    if oid is None:
+        oid = str(dvc_tree("etag", {rel: r.get("etag") for rel, r in records.items()}).oid)
+    size = sum(r.get("size") or 0 for r in records.values())
+    return {"md5": oid, "size": size, "nfiles": len(records), "hash": "md5", "path": source}
+
+
+def folder_sources(dep: Mapping[str, Any]) -> str | None:
+    """The ``.dir`` name of the objects' etags a folder import records, in either shape."""
+    files = dep.get("files")
+    if not isinstance(files, list):
+        md5 = dep.get("md5")
+        return None if md5 is None else str(md5)
+    etags = {str(f.get("relpath")): f.get("etag") for f in files if isinstance(f, dict)}
+    return str(dvc_tree("etag", etags).oid)
+
+
+def _folder_pinning(
+    dep: dict[str, Any], pinned: bool, objects: Mapping[str, RemoteObject] | None
+) -> dict[str, Any]:
+    """A folder import's dependency in the shape of ``pinned`` (see :func:`folder_dep`).
+
+    Unpinned, the records at hand make the ``.dir`` of etags. Pinned, the
+    generations come from ``objects``, and only while they are the recorded ones
+    (else the dependency is left as it is, for a sync that lists the prefix).
+    """
+    files = dep.get("files")
+    path = str(dep.get("path", ""))
+    if not pinned and isinstance(files, list):
+        records = {
+            str(f["relpath"]): {k: v for k, v in f.items() if k != "relpath"}
+            for f in files
+            if isinstance(f, dict) and "relpath" in f
+        }
+        return folder_dep(path, records, pinned=False)
+    if pinned and files is None and objects:
+        oid = str(dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()}).oid)
+        if oid == dep.get("md5"):
+            return folder_dep(path, {rel: obj.dep_info for rel, obj in objects.items()}, True)
+    return dep
+
+
+def _folder_outs(outs: Any, versioned: bool) -> Any:
+    """A folder import's ``outs`` with ``push: false`` exactly when its dependency is versioned,
+    as ``dvc import-url`` writes it (DVC never pushes what it fetches by generation)."""
+    out = first_entry(outs)
+    if not out or ("push" in out) == versioned:
+        return outs
+    out = {k: v for k, v in out.items() if k != "push"}
+    if versioned:
+        out["push"] = False
+    return [out, *outs[1:]]
 
 
 def recommitted(

@@ -302,6 +302,7 @@ def check(
         by_index[f.resource.index].files.append(item)
     # Each object as listed, where a sync looks it up: the stage is judged as the sync sees it.
     objs = {f.local: f.obj for f in found.findings if f.obj is not None and f.sync_looks}
+    listed = {f.local: f.objects for f in found.findings if f.objects is not None}
     for status in report.resources:
         answer = found.lookups.get((status.resource.bucket, status.resource.prefix))
         if isinstance(answer, StorageError):
@@ -322,7 +323,10 @@ def check(
             # still rewrites when the stage is not as it writes it: that comes first.
             if not item.needs_action(status.resource) and item.stage is not None and not quick:
                 pinned, obj, head = mode.pinned, objs.get(item.local), committed.get(item.local)
-                stale = stale_stage(item.stage, status.resource, item.file, pinned, obj, head)
+                objects = listed.get(item.local)
+                stale = stale_stage(
+                    item.stage, status.resource, item.file, pinned, obj, head, objects
+                )
                 if stale is not None:  # as the plan finds it: a sync rewrites the stage
                     kept = "" if item.state in SETTLED else f"; {item.state} kept"
                     item.state, item.note = stale.state, stale.note + kept

@@ -315,16 +315,19 @@ def _take_orphans(found: Survey) -> None:
 
 def _follow_folders(found: Survey, storage: Storage | None, lookup: Lookup) -> None:
     """List the prefix of each whole-prefix entry in place whose source the answer depends on
-    (every one for ``Lookup.ALL``, those that follow upstream otherwise): whether its objects
-    are the ones the stage records, others, or none (deleted upstream)."""
+    (every one for ``Lookup.ALL``, those that follow upstream otherwise, and those whose
+    stage is to be pinned: the listing gives the generations): whether its objects are the
+    ones the stage records, others, or none (deleted upstream)."""
     if storage is None or lookup is Lookup.NONE or found.lookup_error is not None:
         return
     for f in found.findings:
         if f.file is not None or f.stage is None:
             continue
-        if f.resource.skip_if_exist and lookup is not Lookup.ALL:
+        pin = found.mode.pinned and not f.stage.versioned
+        if f.resource.skip_if_exist and lookup is not Lookup.ALL and not pin:
             continue
-        if compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state is not State.OK:
+        state = compare(f.wish, f.recorded, f.disk, Upstream.NOT_LISTED).state
+        if state is not State.OK and not (pin and state is State.MISSING):
             continue
         try:
             f.objects = storage.list_objects(f.resource.bucket, f.resource.prefix)
@@ -335,7 +338,7 @@ def _follow_folders(found: Survey, storage: Storage | None, lookup: Lookup) -> N
             f.listed = None
         else:
             sources = dvc_tree("etag", {rel: obj.etag for rel, obj in f.objects.items()})
-            recorded = stages.first_entry(f.stage.raw.get("deps")).get("md5")
+            recorded = stages.folder_sources(stages.first_entry(f.stage.raw.get("deps")))
             same = recorded == sources.oid
             f.listed = Upstream.SAME_FOLDER if same else Upstream.OTHER_FOLDER
         found.looked_up = True

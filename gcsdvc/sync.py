@@ -437,7 +437,9 @@ class _Executor:
     def _shaped(self, item: Item, stage: stages.ImportStage) -> stages.ImportStage:
         assert item.resource is not None
         pinned = self.plan.pinned
-        return stages.conform(stage, item.resource, item.file, pinned, item.obj, item.committed)
+        return stages.conform(
+            stage, item.resource, item.file, pinned, item.obj, item.committed, item.objects
+        )
 
     def _guard(self, item: Item, step: Callable[..., object], *args: Any) -> None:
         try:
@@ -527,6 +529,8 @@ class _Executor:
 
     def _folder(self, item: Item) -> None:
         """Whole-prefix imports: import, update or restore the folder, then write its stage."""
-        stage = folders.sync_folder(self.ws, self.storage, item, self.download, self.reporter)
+        stage = folders.sync_folder(
+            self.ws, self.storage, item, self.plan.pinned, self.download, self.reporter
+        )
         # With its .gitignore line, as DVC writes it for --no-download too.
         self.ws.write_stage(item.local, self._shaped(item, stage), ignore=True)

@@ -76,7 +76,7 @@ def test_a_folder_import_is_byte_for_byte_what_dvc_import_url_writes(
     summary = "sync: 1 added, 0 unchanged; 3.00M downloaded in <t>, 0 retries"
     assert without_git_hint(res.stdout) == ["whole  add 1", summary]
     ours = (repo / "data" / "whole.dvc").read_text()
-    plain = plain_import(tmp_path, url)
+    plain = plain_import(tmp_path, url, *(["--version-aware"] if pinned else []))
     theirs = (plain / "whole.dvc").read_text()
     assert without_ours(ours) == theirs.split("\n", 1)[1]  # all but DVC's stage md5
     assert dir_objects(repo) == dir_objects(plain)
@@ -103,7 +103,7 @@ def test_a_folder_import_is_byte_for_byte_what_dvc_import_url_writes(
     assert without_ours(ours) == (plain / "whole.dvc").read_text().split("\n", 1)[1]
     assert json.loads(dvc_main("status", "--json", cwd=repo).stdout) == {}
 
-    # A teammate's fresh clone pulls the folder from the DVC remote.
+    # A teammate's fresh clone pulls the folder: from the bucket (pinned), the DVC remote.
     dvc_main("push", cwd=repo)
     commit_all(repo)
     fresh = clone(repo, tmp_path)
@@ -172,7 +172,7 @@ def test_a_folder_import_without_download_is_what_dvc_import_url_no_download_wri
     write_manifest(repo, [whole(seeded)])
     res = cli("sync", "--no-download", cwd=repo)
     assert res.returncode == 0, res.stderr
-    plain = plain_import(tmp_path, f"gs://{seeded}/{PREFIX}", "--no-download")
+    plain = plain_import(tmp_path, f"gs://{seeded}/{PREFIX}", "--no-download", "--version-aware")
     ours = (repo / "data" / "whole.dvc").read_text()
     assert without_ours(ours) == (plain / "whole.dvc").read_text().split("\n", 1)[1]
     assert dir_objects(repo) == dir_objects(plain)
