@@ -16,6 +16,7 @@ import yaml
 from gcsdvc import files, stages
 from gcsdvc.errors import DvcRepoError
 from gcsdvc.git import IgnoreBatch
+from gcsdvc.hashes import dvc_tree
 from gcsdvc.manifest import Resource
 from gcsdvc.model import RemoteObject
 from gcsdvc.stages import ImportStage, StageCache
@@ -117,6 +118,71 @@ def test_folder_imports_stay_frozen_and_have_no_file() -> None:
     assert not stages.conform(unfrozen, RES, None, pinned=True).frozen  # a user's unfreeze stays
     assert shaped.identity == stages.Identity("exp1", "bkt", "proj", "run")
     assert "file" not in shaped.raw["meta"]["gcsdvc"]
+
+
+FOLDER_RES = Resource("exp1", "bkt", "proj", "run", None, "exp1", True, "")
+FOLDER_OBJECTS = {
+    rel: RemoteObject("bkt", f"proj/run/{rel}", size, None, None, info, generation=gen)
+    for rel, size, gen in (("b/x.txt", 4, "1700000000000002"), ("a.txt", 5, "1700000000000001"))
+    for info in [{"etag": f"e-{rel}", "size": size, "version_id": gen}]
+}
+
+
+def folder(pinned: bool) -> ImportStage:
+    """A folder stage as a sync writes it for ``FOLDER_OBJECTS``, in either mode."""
+    records = {rel: obj.dep_info for rel, obj in FOLDER_OBJECTS.items()}
+    out = {"md5": "f.dir", "size": 9, "nfiles": 2, "hash": "md5", "path": "exp1"}
+    raw = {
+        "frozen": True,
+        "deps": [stages.folder_dep("gs://bkt/proj/run", records, pinned)],
+        "outs": [out],
+    }
+    return stages.conform(ImportStage.from_dict(raw), FOLDER_RES, None, pinned)
+
+
+def test_a_folder_stage_is_written_as_dvc_import_url_writes_it_in_either_mode() -> None:
+    """Pinned: `dvc import-url --version-aware`'s shape; unpinned: the `.dir` of etags."""
+    etags = dvc_tree("etag", {"a.txt": "e-a.txt", "b/x.txt": "e-b/x.txt"}).oid
+    assert folder(True).dump().split("meta:")[0] == (
+        f"md5: {folder(True).raw['md5']}\nfrozen: true\ndeps:\n- hash: md5\n"
+        "  path: gs://bkt/proj/run\n  fs_config:\n    version_aware: true\n  files:\n"
+        "  - relpath: a.txt\n    etag: e-a.txt\n    size: 5\n    version_id: '1700000000000001'\n"
+        "  - relpath: b/x.txt\n    etag: e-b/x.txt\n    size: 4\n"
+        "    version_id: '1700000000000002'\n"
+        "outs:\n- md5: f.dir\n  size: 9\n  nfiles: 2\n  hash: md5\n  path: exp1\n  push: false\n"
+    )
+    assert folder(False).dump().split("meta:")[0] == (
+        f"md5: {folder(False).raw['md5']}\nfrozen: true\ndeps:\n- md5: {etags}\n  size: 9\n"
+        "  nfiles: 2\n  hash: md5\n  path: gs://bkt/proj/run\n"
+        "outs:\n- md5: f.dir\n  size: 9\n  nfiles: 2\n  hash: md5\n  path: exp1\n"
+    )
+    assert (folder(True).versioned, folder(False).versioned) == (True, False)
+    for pinned in (True, False):
+        assert stages.folder_sources(stages.first_entry(folder(pinned).raw["deps"])) == etags
+
+
+OTHER_ETAGS = {
+    rel: RemoteObject("bkt", obj.name, obj.size, None, None, {**obj.dep_info, "etag": "new"})
+    for rel, obj in FOLDER_OBJECTS.items()
+}
+
+
+@pytest.mark.parametrize(
+    ("was", "pinned", "objects", "becomes"),
+    [
+        (True, False, None, False),  # the records at hand make the .dir of etags
+        (False, True, FOLDER_OBJECTS, True),  # the listing holds the recorded objects
+        (False, True, None, False),  # not listed: left for a sync that lists it
+        (False, True, OTHER_ETAGS, False),  # other objects: no generation to record
+        (True, True, OTHER_ETAGS, True),
+        (False, False, FOLDER_OBJECTS, False),
+    ],
+)
+def test_conform_converts_a_folder_stage_between_the_modes(
+    was: bool, pinned: bool, objects: Any, becomes: bool
+) -> None:
+    shaped = stages.conform(folder(was), FOLDER_RES, None, pinned, objects=objects)
+    assert shaped == folder(becomes)
 
 
 def test_with_out_renames_the_output_only() -> None:
