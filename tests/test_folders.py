@@ -281,6 +281,7 @@ def test_a_folder_stage_follows_the_pinning_mode_both_ways(
     dvc_main("remote", "add", "-d", "store", str(tmp_path / "store"), cwd=repo)
     write_manifest(repo, [whole(seeded)], pin_generations=True)
     cli("sync", cwd=repo, check=True)
+    commit_all(repo)  # git's record is then the other mode's: it must not leak into the stage
     stage = repo / "data" / "whole.dvc"
     pinned = stage.read_text()
     assert "  fs_config:\n    version_aware: true\n  files:\n" in pinned
