@@ -230,8 +230,10 @@ def dvc_changes(root: Path, changes: list[Mutation]) -> dict[str, Any]:
     """What ``dvc status`` reports for the synced stages, but a newer object upstream.
 
     A kept upstream change (``skip_if_exist: true``) is "update available" to DVC, as it is
-    changed-upstream to status (which passes). DVC cannot check a stage whose object is
-    deleted upstream (``dvc status`` exits 255): those stages are left out.
+    changed-upstream to status (which passes); for a pinned whole-prefix import (DVC's
+    versioned folder import) DVC words the same fact "modified", and only a folder whose
+    objects changed upstream may say it. DVC cannot check a stage whose object is deleted
+    upstream (``dvc status`` exits 255): those stages are left out.
     """
     gone = {m.target for m in changes if m.kind == "upstream" and m.how == "delete"}
     targets = [
@@ -243,14 +245,21 @@ def dvc_changes(root: Path, changes: list[Mutation]) -> dict[str, Any]:
     if not targets:
         return {}
     got = json.loads(dvc_main("status", "--json", *targets, cwd=root).stdout or "{}")
-    return {k: v for k, v in got.items() if not all(map(_newer_upstream, v))}
+    moved = {
+        f"data/{stage}.dvc"
+        for stage in STAGES
+        for m in changes
+        if m.kind == "upstream" and m.target.startswith(f"{stage}/")
+    }
+    return {k: v for k, v in got.items() if not all(_newer_upstream(c, k in moved) for c in v)}
 
 
-def _newer_upstream(change: Any) -> bool:
+def _newer_upstream(change: Any, folder_moved: bool = False) -> bool:
+    words = {"update available", "modified"} if folder_moved else {"update available"}
     return (
         isinstance(change, dict)
         and list(change) == ["changed deps"]
-        and (set(change["changed deps"].values()) == {"update available"})
+        and set(change["changed deps"].values()) <= words
     )
 
 
