@@ -292,8 +292,18 @@ class Sandbox:
             shown = " ".join(cmd)[:300]
             raise BenchError(
                 f"exit code {proc.returncode}: {shown}\n{_tail(err)}\n{_tail(out, 10)}".rstrip()
+                + self._emulator_gone()
             )
         return Timing(elapsed, peak, out)
+
+    def _emulator_gone(self) -> str:
+        """A note when the emulator died under the command: its clients (through a proxy such
+        as the Cloud Storage layer, which then hangs up) see only a dropped connection."""
+        status = self.emulator.exit_status()
+        if status is None:
+            return ""
+        why = " (SIGKILL: out of memory? see dmesg)" if status == -signal.SIGKILL else ""
+        return f"\nthe emulator had exited with status {status}{why}"
 
     def run_all(self, cmds: Sequence[Sequence[str]], cwd: Path) -> float:
         """Start the commands together; seconds until the last one has finished."""

@@ -138,6 +138,10 @@ class Emulator:
         self.stop()
         raise RuntimeError(f"fake-gcs-server not ready on {self.url} after {timeout:.0f} s")
 
+    def exit_status(self) -> int | None:
+        """None while the server runs; else its exit status (minus the signal that ended it)."""
+        return self._process.poll() if self._process is not None else None
+
     def log(self) -> str:
         if self._log is None:
             return ""
