@@ -6,15 +6,16 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import functools
 import hashlib
 import io
 import threading
-import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 from gcsdvc.cloud import Connection, billed_project, describe, is_outage
 from gcsdvc.errors import (
@@ -154,7 +155,7 @@ class Downloads(Connection):
             async with aiohttp.ClientSession(trust_env=True) as session:
                 with ThreadPoolExecutor(1) as pool:  # unused: no large file is written
                     client = _Client(fs, session, asyncio.Semaphore(1), None, pool, False)
-                    url, headers = _media_request(fs, obj)
+                    url, headers = _media_request(client, obj)
                     return await _try(
                         client, obj, url, headers, None, on_bytes or (lambda n: None), sink
                     )
@@ -199,11 +200,17 @@ class _Client:
     fs: Any
     session: Any
     slots: asyncio.Semaphore
-    attempt: Any  # :func:`_attempt` under gcsfs's retries, decorated once, not per object
+    attempt: Any  # :func:`_attempt` under gcsfs's retries (:func:`_retried`)
     pool: ThreadPoolExecutor  # hashes and writes large downloads (:func:`_stream`)
     copies: bool  # whether large downloads also write a copy (``Storage.download``)
     proxy: Any = None
     proxy_auth: Any = None
+
+    @functools.cached_property
+    def media(self) -> str:
+        """Where objects are downloaded from, up to the bucket's name: gcsfs's ``fs.url``
+        looks the endpoint up in the environment again for every object."""
+        return f"{self.fs._location}/download/storage/v1/b/"
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -219,9 +226,7 @@ class _Client:
             with contextlib.suppress(LookupError):
                 # Any object's URL: only its scheme and host decide.
                 proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
-        from gcsfs.retry import retry_request
-
-        attempt = retry_request(retries=fs.retries)(_attempt)
+        attempt = _retried(fs.retries)
         session = aiohttp.ClientSession(connector=fs.session.connector, connector_owner=False)
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="gcsdvc-stream")
         try:
@@ -247,27 +252,48 @@ async def _fetch(
     gcsfs's own (``gcsfs.retry.retry_request``, as ``GCSFileSystem._get_file_request``),
     ``fs.retries`` attempts (:func:`attempts`).
     """
-    url, headers = _media_request(client.fs, obj)
+    url, headers = _media_request(client, obj)
     result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
     return result
 
 
-def _media_request(fs: Any, obj: RemoteObject) -> tuple[str, dict[str, str]]:
-    """The URL and headers that download one generation of ``obj`` as stored."""
-    url = fs.url(f"{obj.bucket}/{obj.name}")  # "...?alt=media"; gcsfs 2024.2 has no generation=
+def _retried(retries: int) -> Callable[..., Any]:
+    """:func:`_attempt` under gcsfs's own retries (``gcsfs.retry.retry_request``).
+
+    Its undecorated function is called: the ``decorator`` package's wrapper binds
+    the call's signature anew for every object.
+    """
+    from gcsfs.retry import retry_request
+
+    retrying = retry_request.__wrapped__
+
+    async def attempt(*args: Any) -> Any:
+        return await retrying(_attempt, retries, *args)
+
+    return attempt
+
+
+def _media_request(client: _Client, obj: RemoteObject) -> Any:
+    """The URL (a ``yarl.URL``, encoded) and headers that download one generation of ``obj``
+    as stored."""
+    from yarl import URL
+
+    fs = client.fs
+    # gcsfs's fs.url without its parsing of the path (a name may hold '#').
+    url = f"{client.media}{obj.bucket}/o/{quote(obj.name, safe='')}?alt=media"
     if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
     project = billed_project(fs)
     if project:
-        url += f"&userProject={urllib.parse.quote(project, safe='')}"
+        url += f"&userProject={quote(project, safe='')}"
     headers = fs._get_headers({"Accept-Encoding": "gzip" if obj.transcoded else "identity"})
-    return url, headers
+    return URL(url, encoded=True), headers
 
 
 async def _attempt(
     client: _Client,
     obj: RemoteObject,
-    url: str,
+    url: Any,
     headers: dict[str, str],
     dest: Path | None,
     on_bytes: Callable[[int], None] | None,
@@ -295,7 +321,7 @@ async def _attempt(
 async def _try(
     client: _Client,
     obj: RemoteObject,
-    url: str,
+    url: Any,
     headers: dict[str, str],
     dest: Path | None,
     on_bytes: Callable[[int], None],
@@ -314,7 +340,7 @@ async def _try(
         proxy_auth=client.proxy_auth,
     ) as resp:
         if resp.status >= 400:
-            validate_response(resp.status, await resp.read(), url)
+            validate_response(resp.status, await resp.read(), str(url))
         served = resp.headers.get("X-Goog-Generation")
         if obj.generation and served and served != obj.generation:
             # Overwritten since it was listed: never the newer bytes under the old record.

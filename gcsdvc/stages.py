@@ -34,6 +34,7 @@ from gcsdvc.files import (
     read_json_cache,
     stage_cache_path,
     stage_index_path,
+    to_json,
     write_new,
 )
 from gcsdvc.hashes import dvc_tree
@@ -310,12 +311,11 @@ def file_stage(
     out: dict[str, Any] = {**outs, "hash": "md5", "path": relative_out(local)}
     if remote is not None:
         out["remote"] = remote
-    raw: dict[str, Any] = {
-        "frozen": frozen,
-        "deps": [{**obj.dep_info, "hash": "md5", "path": resource.source(file)}],
-        "outs": [out],
-    }
-    return conform(ImportStage.from_dict(raw), resource, file, pinned)
+    dep = {**obj.dep_info, "hash": "md5", "path": resource.source(file)}
+    if not pinned or remote is not None:  # as conform shapes it
+        dep.pop("version_id", None)
+    # Built in conform's shape at once: a cold sync writes one per file.
+    return ImportStage.from_dict(_shaped({}, resource, file, frozen, [dep], [("outs", [out])]))
 
 
 def conform(
@@ -355,21 +355,34 @@ def conform(
         first["version_id"] = obj.generation
         first = _dep_ordered(first)
     deps[0] = first
-    meta = dict(stage.raw.get("meta") or {})
-    meta[META_KEY] = Identity.of(resource, file).as_dict()
     skip = ("desc", "md5", "frozen", "deps", "meta")
-    new: dict[str, Any] = {"desc": resource.description} if resource.description else {}
-    new["md5"] = ""
-    if stage.frozen:
-        new["frozen"] = True
-    new["deps"] = deps
-    new.update((k, v) for k, v in stage.raw.items() if k not in skip)
-    if outs is not None:
-        new["outs"] = outs
-    new["meta"] = meta
-    new["md5"] = stage_md5(new)
+    rest = [(k, outs if k == "outs" else v) for k, v in stage.raw.items() if k not in skip]
+    if outs is not None and "outs" not in stage.raw:
+        rest.append(("outs", outs))
+    new = _shaped(stage.raw.get("meta") or {}, resource, file, stage.frozen, deps, rest)
     # Most stages a sync looks at already conform: no second parse for them.
     return stage if new == stage.raw else ImportStage.from_dict(new)
+
+
+def _shaped(
+    meta: dict[str, Any],
+    resource: Resource,
+    file: str | None,
+    frozen: bool,
+    deps: list[dict[str, Any]],
+    rest: Iterable[tuple[str, Any]],
+) -> dict[str, Any]:
+    """A stage mapping as gcsdvc writes it: the entry's description, the checksum, ``frozen``
+    (only when true), ``deps``, the other fields (``rest``), then ``meta`` with the identity."""
+    new: dict[str, Any] = {"desc": resource.description} if resource.description else {}
+    new["md5"] = ""
+    if frozen:
+        new["frozen"] = True
+    new["deps"] = deps
+    new.update(rest)
+    new["meta"] = {**meta, META_KEY: Identity.of(resource, file).as_dict()}
+    new["md5"] = stage_md5(new)
+    return new
 
 
 def folder_dep(
@@ -617,7 +630,7 @@ class StageCache:
         """
         with contextlib.suppress(TypeError, ValueError):  # only an optimisation
             entry = [file_signature(st), stage.raw]
-            self.written[key] = json.dumps(entry, ensure_ascii=False)
+            self.written[key] = to_json(entry)
             self.indexed[key] = [entry[0], stage.md5, stage.source]
             self.new.pop(key, None)
 

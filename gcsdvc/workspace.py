@@ -332,10 +332,10 @@ class Workspace:
         self.stages_saved: list[int] | None = None  # the stage cache file's signature, once saved
         self.link_type: str | None = None  # the first of DVC's cache types that worked
         self._guard = SymlinkGuard(root, Path(self.odb.path))
-        self._folders: set[Path] = set()  # cache folders made in this sync
-        # Data folders checked and made in this sync: whether this sync made them (then
-        # nothing in them is the user's, and their files need not be looked at).
-        self._made: dict[Path, bool] = {}
+        self._folders: set[str] = set()  # cache folders made in this sync
+        # Data folders (repo-relative) checked and made in this sync: whether this sync made
+        # them (then nothing in them is the user's, and their files need not be looked at).
+        self._made: dict[str, bool] = {}
         self._state: list[tuple[str, str, int, float, int]] = []  # for DVC's state db
         self._placed: list[str] = []  # each needs its .gitignore line
         self._protected: set[str] = set()  # files whose line was written before they were placed
@@ -396,7 +396,7 @@ class Workspace:
         for folder, found in names.items():
             path = self.root / folder
             try:
-                self._make(path)
+                self._make(folder)
                 # Sorted: two people's syncs of the same files write the same file.
                 added = sorted(n for n in found if f"{folder}/{n}" not in ignored)
                 if git.update_gitignore(path, added):
@@ -467,8 +467,7 @@ class Workspace:
         in the work folder with DVC's link type, its ``.gitignore`` line written, then
         renamed into place: a failure on the way leaves the data folder as it was.
         """
-        dest = self.root / local
-        self._folder(dest, into_cache=False)
+        dest = self._folder(local, into_cache=False)
         built = self.work / f"folder-{next(self._names)}"
         built.mkdir()
         for rel, md5 in files.items():
@@ -539,25 +538,27 @@ class Workspace:
             saved.append((file.relative_to(self.root).as_posix(), md5))
         return saved
 
-    def _cache(self, tmp: Path, md5: str) -> Path:
+    def _cache(self, tmp: Path, md5: str) -> str:
         """Move a verified file into the DVC cache (or drop it when the cache has it intact).
 
         A cache file not read back in this sync is hashed first: one changed in
         place (through a hardlink or symlink) is moved aside and replaced.
         """
-        cached = Path(self.odb.oid_to_path(md5))
+        cached: str = self.odb.oid_to_path(md5)
         intact = md5 in self._intact
-        if cached.exists() and (
-            intact or self._check(cached, md5, "a verified download replaces it")
+        # str paths, not Path: a cold sync caches one file per object, in the download thread.
+        if os.path.exists(cached) and (  # noqa: PTH110
+            intact or self._check(Path(cached), md5, "a verified download replaces it")
         ):
             tmp.unlink()  # two downloads of the same bytes: the first one is cached
         else:
             # DVC's own modes: 2775 folders with `cache.shared group`, read-only files.
-            if cached.parent not in self._folders:
-                self.odb.makedirs(str(cached.parent))
-                self._folders.add(cached.parent)
+            folder = os.path.dirname(cached)  # noqa: PTH120
+            if folder not in self._folders:
+                self.odb.makedirs(folder)
+                self._folders.add(folder)
             os.replace(tmp, cached)
-            self.odb.protect(str(cached))
+            self.odb.protect(cached)
         self._intact.add(md5)
         return cached
 
@@ -627,17 +628,16 @@ class Workspace:
         new one, never a part (see :meth:`ImportStage.write`); the file it left
         without a stage is recorded by the next sync.
         """
-        path = self.root / stages.stage_path(local)
-        self._folder(path, into_cache=False)
+        name = stages.stage_path(local)
+        path = self._folder(name, into_cache=False)
         self.stage_cache.record(local, stage, stage.write(path, make_parent=False))
-        self.changed.add(stages.stage_path(local))
+        self.changed.add(name)
         if ignore:
             self._placed.append(local)
 
     def move(self, old: str, new: str, stage: ImportStage) -> None:
         """Move data from ``old`` to ``new`` and write its stage there; forget ``old``."""
-        src, dest = self.root / old, self.root / new
-        self._folder(dest, into_cache=False)
+        src, dest = self.root / old, self._folder(new, into_cache=False)
         os.replace(src, dest)
         self.write_stage(new, stage, ignore=True)
         self._forget(old)
@@ -662,30 +662,34 @@ class Workspace:
         path.unlink()
         self.ignore.drop(path)  # it has no line to drop: only its folder is looked at
 
-    def _folder(self, path: Path, into_cache: bool) -> None:
-        """Refuse a symlink out of the repository at ``path``; make its folder.
+    def _folder(self, local: str, into_cache: bool) -> Path:
+        """Refuse a symlink out of the repository at ``local`` (repo-relative); make its
+        folder; its path.
 
-        The folder is resolved and made once per sync; ``path`` itself is looked
+        The folder is resolved and made once per sync; the file itself is looked
         at unless this sync made the folder (``into_cache``: it may be a link into
         the DVC cache).
         """
-        if not self._make(path.parent):
+        path = self.root / local
+        if not self._make(local.rpartition("/")[0]):
             self._guard.file(path, into_cache)
+        return path
 
-    def _make(self, folder: Path) -> bool:
-        """Refuse a symlink out of the repository at ``folder`` and make it, once per sync;
-        whether this sync made it."""
+    def _make(self, folder: str) -> bool:
+        """Refuse a symlink out of the repository at ``folder`` (repo-relative) and make it,
+        once per sync; whether this sync made it."""
         made = self._made.get(folder)
         if made is None:
-            self._guard.folder(folder)
-            made = not folder.is_dir()
-            folder.mkdir(parents=True, exist_ok=True)
+            path = self.root / folder
+            self._guard.folder(path)
+            made = not path.is_dir()
+            path.mkdir(parents=True, exist_ok=True)
             self._made[folder] = made
         return made
 
     def _checkout(
         self,
-        cached: Path,
+        cached: str | Path,
         local: str,
         md5: str,
         data: bytes | None = None,
@@ -696,8 +700,7 @@ class Workspace:
         ``data``: the cached file's bytes, at hand; a copy is written from them.
         ``copy``: a copy of the cached file already made, used where DVC would copy.
         """
-        dest = self.root / local
-        self._folder(dest, into_cache=True)
+        dest = self._folder(local, into_cache=True)
         tmp = self.work / f"link-{next(self._names)}"
         info = None  # the stat of the file written here, if one is
         if copy is not None and self.link_type == "copy":
@@ -748,7 +751,7 @@ class Workspace:
         self.ignore.drop(self.root / local)
 
 
-def _link(src: Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:
+def _link(src: str | Path, dest: Path, types: Sequence[str], known: str | None = None) -> str:
     """Link or copy ``src`` to ``dest``; the kind that worked.
 
     ``known`` (what worked for the previous file) is tried first, so a file
