@@ -9,6 +9,7 @@ import errno
 import functools
 import hashlib
 import io
+import re
 import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,8 @@ IN_MEMORY = 256 << 10
 # Objects from this size stream to their file through a thread and are checked by crc32c.
 LARGE = 8 << 20
 BATCH = 4 << 20  # bytes handed to that thread at a time
+# Characters ``quote(name, safe="")`` leaves as they are, and '/'.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._~/-]*")
 OUTAGE_OBJECTS = 3  # distinct objects failing in a row that mean storage itself is down
 
 
@@ -257,6 +260,13 @@ async def _fetch(
     return result
 
 
+def _quoted(name: str) -> str:
+    """An object name percent-encoded as a path segment, '/' included (gcsfs's ``quote``)."""
+    if _PLAIN_NAME.fullmatch(name):  # most names: only '/' to encode, at a tenth of the cost
+        return name.replace("/", "%2F")
+    return quote(name, safe="")
+
+
 def _retried(retries: int) -> Callable[..., Any]:
     """:func:`_attempt` under gcsfs's own retries (``gcsfs.retry.retry_request``).
 
@@ -280,7 +290,7 @@ def _media_request(client: _Client, obj: RemoteObject) -> Any:
 
     fs = client.fs
     # gcsfs's fs.url without its parsing of the path (a name may hold '#').
-    url = f"{client.media}{obj.bucket}/o/{quote(obj.name, safe='')}?alt=media"
+    url = f"{client.media}{obj.bucket}/o/{_quoted(obj.name)}?alt=media"
     if obj.generation and obj.by_generation:
         url += f"&generation={obj.generation}"
     project = billed_project(fs)

@@ -62,6 +62,30 @@ def test_file_stage_is_written_in_dvc_import_url_shape() -> None:
     assert stage.raw["md5"] == stages.stage_md5(stage.raw)
 
 
+@pytest.mark.parametrize("pinned", [True, False])
+@pytest.mark.parametrize("frozen", [True, False])
+@pytest.mark.parametrize("md5", [MD5, None])
+@pytest.mark.parametrize("remote", [None, "store"])
+def test_a_new_file_stage_is_what_conform_makes_of_the_bare_import(
+    pinned: bool, frozen: bool, md5: str | None, remote: str | None
+) -> None:
+    """file_stage builds the conformed mapping at once; conform of the bare ``dvc import-url``
+    stage is the rule it must give."""
+    local = "data/exp1/sub/a.txt"
+    out: dict[str, Any] = {"md5": md5, "size": OBJ.size} if md5 else {}
+    out = {**out, "hash": "md5", "path": "a.txt", **({"remote": remote} if remote else {})}
+    bare = ImportStage.from_dict(
+        {
+            "frozen": frozen,
+            "deps": [{**OBJ.dep_info, "hash": "md5", "path": RES.source("sub/a.txt")}],
+            "outs": [out],
+        }
+    )
+    made = stages.file_stage(RES, "sub/a.txt", local, OBJ, md5, pinned, frozen, remote=remote)
+    assert made.raw == stages.conform(bare, RES, "sub/a.txt", pinned).raw
+    assert list(made.raw) == list(stages.conform(bare, RES, "sub/a.txt", pinned).raw)
+
+
 def test_fields_are_read_once() -> None:
     stage = pinned()
     assert (stage.source, stage.etag, stage.generation) == (

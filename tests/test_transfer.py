@@ -152,3 +152,14 @@ def test_a_recorded_version_without_generation_names_the_dvc_remote(
         f"the recorded version of gs://{res.bucket}/proj/a.txt is gone from the bucket and "
         "not in the DVC cache; 'dvc pull' it from your DVC remote"
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["runs/a/b.txt", "x/y_z-1.~ok", "a b/c", "p#q/r?s", "ü/ß.json", "%41", "", "a+b=c"]
+)
+def test_an_object_name_is_encoded_as_gcsfs_encodes_it(name: str) -> None:
+    from gcsfs.core import quote
+
+    from gcsdvc.download import _quoted
+
+    assert _quoted(name) == quote(name)
