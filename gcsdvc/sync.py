@@ -418,7 +418,8 @@ class _Executor:
         todo = [item for item in todo if self._save_local(item)]
         archived = _archived(todo)
         self._archive(archived)
-        self._transfer([i for i in todo if i.file is not None and i not in archived])
+        archived_ids = {id(item) for item in archived}  # Items compare field by field: slow
+        self._transfer([i for i in todo if i.file is not None and id(i) not in archived_ids])
         for item in todo:
             if item.file is None:
                 self._guard(item, self._folder, item)
