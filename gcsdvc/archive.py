@@ -12,7 +12,6 @@ md5's path. A copy is skipped when the remote already holds that md5.
 
 from __future__ import annotations
 
-import asyncio
 import queue
 import threading
 import uuid
@@ -183,6 +182,8 @@ def archive(
     thread once the server-side copies are over. What ``done`` raises stops the copies
     and is raised here.
     """
+    import asyncio
+
     try:
         ways = methods(objects, target, jobs)
     except StorageError as error:

@@ -7,7 +7,6 @@ ones ``dvc import-url`` would use. Listing (:mod:`gcsdvc.listing`) and downloadi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -313,6 +312,8 @@ def http_status(exc: BaseException) -> object:
 
 def is_outage(exc: BaseException) -> bool:
     """Whether the error means storage is unreachable (after gcsfs's own retries)."""
+    import asyncio  # Python 3.10's asyncio.TimeoutError is no TimeoutError
+
     if isinstance(exc, ConnectionError | TimeoutError | asyncio.TimeoutError):
         return True
     code = http_status(exc)
@@ -363,6 +364,8 @@ def describe(exc: BaseException) -> str:
         return f"HTTP {code}: {text.removesuffix(f', {code}')}"  # gcsfs's "message, 503"
     if name == "ClientPayloadError":
         return f"the download broke off before its end, after every retry ({text})"
+    import asyncio
+
     if isinstance(exc, OSError | asyncio.TimeoutError) or "Connect" in name:
         return f"connection failed ({name}: {text})"
     return f"{name}: {text}"

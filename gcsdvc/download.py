@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
 import errno
@@ -15,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from gcsdvc.cloud import Connection, billed_project, describe, is_outage
@@ -25,6 +24,9 @@ from gcsdvc.errors import (
 )
 from gcsdvc.hashes import CHUNK, Gunzip, Hasher
 from gcsdvc.model import RemoteObject
+
+if TYPE_CHECKING:
+    import asyncio  # imported where it runs: a command that downloads nothing spares it
 
 # Objects up to this size are downloaded into memory, when the caller places them as they
 # come (``Storage.download``'s ``then``): no temporary file for the small ones.
@@ -81,6 +83,8 @@ class Downloads(Connection):
         streams (``Fetched.copy``): where DVC copies files out of its cache, the
         second copy then costs no second pass once the download is done.
         """
+        import asyncio
+
         fs = self.fs
         outage = _Outage()
 
@@ -150,6 +154,8 @@ class Downloads(Connection):
         A private event loop in the calling thread, so that ``sink`` may block (an upload)
         without holding up other transfers. One try: bytes handed on cannot be taken back.
         """
+        import asyncio
+
         fs = self.fs
 
         async def run() -> Fetched:
@@ -218,6 +224,8 @@ class _Client:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, fs: Any, jobs: int, copies: bool = False) -> AsyncIterator[_Client]:
+        import asyncio
+
         import aiohttp
 
         await fs._set_session()
@@ -427,6 +435,8 @@ async def _stream(
     other, a 1 GB sync took 2.21 s against 1.76 s (medians of 7). One batch at a
     time is handed over, so memory stays at two batches per download.
     """
+    import asyncio
+
     batch: list[bytes] = []
     held = 0
     pending: list[concurrent.futures.Future[None]] = []

@@ -6,7 +6,6 @@ what DVC records for the same object.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import dataclasses
 from collections.abc import Coroutine, Iterable, Mapping
@@ -98,6 +97,8 @@ class Listing(Connection):
 
         As :meth:`list_prefix`, with what a download needs (one listing, page by page).
         """
+        import asyncio
+
         root = f"{prefix}/" if prefix else ""
 
         async def pages() -> dict[str, RemoteObject]:
@@ -208,6 +209,8 @@ class Listing(Connection):
         one request per file; a folder holding more is listed without descending
         (``delimiter=/``). Each name is asked at most once per client.
         """
+        import asyncio
+
         asked = {key: sorted(set(files)) for key, files in wanted.items()}
         folders: dict[tuple[str, str], list[str]] = {}
         spans: dict[tuple[str, str], set[str]] = {}  # the folders of each entry's prefix
@@ -250,6 +253,8 @@ class Listing(Connection):
     async def _fetch_folders(
         self, folders: dict[tuple[str, str], list[str]], spans: dict[tuple[str, str], set[str]]
     ) -> None:
+        import asyncio
+
         sem = asyncio.Semaphore(LISTING_JOBS)
         missing_in: set[str] = set()
 
@@ -383,6 +388,8 @@ class Listing(Connection):
         Versioned buckets keep overwritten and deleted generations (noncurrent);
         others keep only the live one.
         """
+        import asyncio
+
         fs = self.fs
 
         async def get() -> dict[str, Any]:

@@ -8,6 +8,7 @@ through the default DVC remote. The decision reads only the committed config
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,14 +27,44 @@ class Pinning:
     warnings: tuple[str, ...] = field(default=())
 
 
-def _levels(root: Path) -> dict[str, Any]:
-    from dvc.config import Config, ConfigError
+def _config_files(root: Path) -> dict[str, str]:
+    """DVC's config file of each level, as ``dvc.config.Config.files`` names them
+    (``tests/test_pinning.py`` checks they agree), found without importing DVC: its
+    config module brings its file systems, a third of a no-op sync's own time."""
+    import platformdirs
 
-    try:
-        config = Config(dvc_dir=str(root / ".dvc"), validate=False)
-        return {level: config.load_one(level) for level in ("repo", "local", "global", "system")}
-    except ConfigError as exc:
-        raise DvcRepoError(f"cannot read the DVC config: {exc}") from None
+    # dvc.dirs's system_config_dir and global_config_dir, with dvc.env's variables.
+    system = os.getenv("DVC_SYSTEM_CONFIG_DIR") or platformdirs.site_config_dir("dvc", "iterative")
+    user = os.getenv("DVC_GLOBAL_CONFIG_DIR") or platformdirs.user_config_dir("dvc", "iterative")
+    dvc_dir = root / ".dvc"
+    return {
+        "repo": str(dvc_dir / "config"),
+        "local": str(dvc_dir / "config.local"),
+        "global": os.path.join(user, "config"),  # noqa: PTH118 - platformdirs gives a str
+        "system": os.path.join(system, "config"),  # noqa: PTH118
+    }
+
+
+def _levels(root: Path) -> dict[str, dict[str, Any]]:
+    """Each level's DVC config, keys lower-cased as DVC reads them (``Config.load_file``)."""
+    from configobj import ConfigObj, ConfigObjError
+
+    levels: dict[str, dict[str, Any]] = {}
+    for level, path in _config_files(root).items():
+        try:
+            with open(path, encoding="utf-8") as text:  # noqa: PTH123 - a str path
+                levels[level] = _lower_keys(ConfigObj(text).dict())
+        except FileNotFoundError:
+            levels[level] = {}
+        except (ConfigObjError, UnicodeDecodeError) as exc:
+            raise DvcRepoError(f"cannot read the DVC config: config file error: {exc}") from None
+        except OSError as exc:
+            raise DvcRepoError(f"cannot read the DVC config {path}: {exc.strerror}") from None
+    return levels
+
+
+def _lower_keys(data: dict[str, Any]) -> dict[str, Any]:
+    return {k.lower(): _lower_keys(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def _default(level: dict[str, Any]) -> str | None:

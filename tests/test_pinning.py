@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from gcsdvc import stages
+from gcsdvc.errors import DvcRepoError
 from gcsdvc.manifest import Resource
 from gcsdvc.model import RemoteObject
-from gcsdvc.remote import pinning
+from gcsdvc.remote import _config_files, pinning
 from gcsdvc.stages import ImportStage
 from gcsdvc.status import FileStatus, State
 
@@ -106,6 +107,49 @@ def test_pinning_reads_committed_config_only(
     mode = pinning(tmp_path, setting)
     assert mode.pinned is pinned
     assert (warns in " ".join(mode.warnings)) if warns else mode.warnings == ()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{}, {"DVC_GLOBAL_CONFIG_DIR": "/srv/dvc-user", "DVC_SYSTEM_CONFIG_DIR": "/srv/dvc-site"}],
+)
+def test_the_config_files_are_the_ones_dvc_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]
+) -> None:
+    """gcsdvc finds DVC's config files without importing DVC: the same four as DVC's."""
+    from dvc.config import Config
+
+    for name in ("DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / ".dvc").mkdir()
+    assert _config_files(tmp_path) == Config(dvc_dir=str(tmp_path / ".dvc"), validate=False).files
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[core\n", "cannot read the DVC config: config file error: "),
+        (b"\xff\xfe[core]", "cannot read the DVC config: config file error: "),
+    ],
+)
+def test_an_unreadable_config_is_one_line(tmp_path: Path, text: str | bytes, error: str) -> None:
+    config = tmp_path / ".dvc" / "config"
+    config.parent.mkdir()
+    if isinstance(text, bytes):
+        config.write_bytes(text)
+    else:
+        config.write_text(text)
+    with pytest.raises(DvcRepoError, match=error):
+        pinning(tmp_path, None)
+
+
+def test_a_default_remote_is_read_whatever_the_case_of_its_key(tmp_path: Path) -> None:
+    config = tmp_path / ".dvc" / "config"
+    config.parent.mkdir()
+    config.write_text("[CORE]\n    Remote = team\n")
+    assert pinning(tmp_path, None).pinned is False
 
 
 @pytest.mark.parametrize(
