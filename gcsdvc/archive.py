@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gcsdvc.cloud import describe, refusal
+from gcsdvc.download import Client
 from gcsdvc.errors import ArchiveError, ChecksumMismatch, StorageError
 from gcsdvc.model import RemoteObject
 from gcsdvc.storage import Storage
@@ -205,15 +206,14 @@ def archive(
         except BaseException as exc:
             results.put((n, exc))
 
-    fs = storage.fs
     todo = iter(server)
 
-    async def worker() -> None:
+    async def worker(client: Client) -> None:
         # ``jobs`` workers take the next object in turn: no task per object.
         for n, obj in todo:
             got: Copied | Exception
             try:
-                got = await _rewrite(fs, obj, target)
+                got = await _rewrite(client, obj, target)
             except Exception as exc:
                 got = exc
             done(n, got)
@@ -222,13 +222,16 @@ def archive(
 
     async def rewrites() -> None:
         try:
-            await asyncio.gather(*(worker() for _ in range(min(max(1, jobs), len(server)))))
+            async with Client.open(storage.fs, 1) as client:
+                await asyncio.gather(
+                    *(worker(client) for _ in range(min(max(1, jobs), len(server))))
+                )
         finally:
             ended.set()
 
     with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="gcsdvc-archive") as pool:
         streams = [pool.submit(one_stream, n, obj) for n, obj in streamed]
-        running = asyncio.run_coroutine_threadsafe(rewrites(), fs.loop) if server else None
+        running = asyncio.run_coroutine_threadsafe(rewrites(), storage.fs.loop) if server else None
         try:
             if running is not None:
                 running.result()
@@ -246,17 +249,17 @@ def archive(
             raise
 
 
-async def _rewrite(fs: Any, obj: RemoteObject, target: Target) -> Copied:
+async def _rewrite(client: Client, obj: RemoteObject, target: Target) -> Copied:
     """One server-side copy into the remote, following the rewrite token until it is done."""
     assert target.bucket is not None and obj.md5 is not None
     bucket = target.bucket.partition("/")[0]
     name = target.path(obj.md5).partition("/")[2]
     params: dict[str, Any] = {"sourceGeneration": obj.generation} if obj.generation else {}
     try:
-        answer = await _rewrite_call(fs, obj, bucket, name, params)
+        answer = await _rewrite_call(client, obj, bucket, name, params)
         while answer.get("done") is not True:
             params["rewriteToken"] = answer["rewriteToken"]
-            answer = await _rewrite_call(fs, obj, bucket, name, params)
+            answer = await _rewrite_call(client, obj, bucket, name, params)
     except Exception as exc:
         raise _rewrite_error(exc, obj, target, bucket) from None
     got = _md5_of(answer.get("resource") or {})
@@ -268,18 +271,11 @@ async def _rewrite(fs: Any, obj: RemoteObject, target: Target) -> Copied:
 
 
 async def _rewrite_call(
-    fs: Any, obj: RemoteObject, bucket: str, name: str, params: dict[str, Any]
+    client: Client, obj: RemoteObject, bucket: str, name: str, params: dict[str, Any]
 ) -> dict[str, Any]:
-    answer: dict[str, Any] = await fs._call(
-        "POST",
-        "b/{}/o/{}/rewriteTo/b/{}/o/{}",
-        obj.bucket,
-        obj.name,
-        bucket,
-        name,
-        headers={"Content-Type": "application/json"},
-        json_out=True,
-        **params,
+    path = "b/{}/o/{}/rewriteTo/b/{}/o/{}"
+    answer: dict[str, Any] = await client.call(
+        "POST", path, obj.bucket, obj.name, bucket, name, **params
     )
     return answer
 

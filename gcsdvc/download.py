@@ -88,7 +88,7 @@ class Downloads(Connection):
         fs = self.fs
         outage = _Outage()
 
-        async def one(client: _Client, index: int, obj: RemoteObject, dest: Path) -> None:
+        async def one(client: Client, index: int, obj: RemoteObject, dest: Path) -> None:
             async with client.slots:
                 result: Fetched | Exception
                 if outage.declared is not None:
@@ -109,7 +109,7 @@ class Downloads(Connection):
             # ``jobs`` workers take the next object in turn: a task per object would cost
             # a few KB each, hundreds of MB for 100,000 objects.
             todo = enumerate(items)
-            async with _Client.open(fs, self.jobs, copies) as client:
+            async with Client.open(fs, self.jobs, copies) as client:
 
                 async def worker() -> None:
                     for i, (o, d) in todo:
@@ -163,7 +163,7 @@ class Downloads(Connection):
 
             async with aiohttp.ClientSession(trust_env=True) as session:
                 with ThreadPoolExecutor(1) as pool:  # unused: no large file is written
-                    client = _Client(fs, session, asyncio.Semaphore(1), None, pool, False)
+                    client = Client(fs, session, asyncio.Semaphore(1), None, pool, False)
                     url, headers = _media_request(client, obj)
                     return await _try(
                         client, obj, url, headers, None, on_bytes or (lambda n: None), sink
@@ -196,7 +196,7 @@ class _Outage:
 
 
 @dataclass
-class _Client:
+class Client:
     """gcsfs's connection pool, without aiohttp's per-request environment lookups.
 
     dvc-gs makes gcsfs's session with ``trust_env``, so aiohttp reads ~/.netrc and
@@ -221,9 +221,18 @@ class _Client:
         looks the endpoint up in the environment again for every object."""
         return f"{self.fs._location}/download/storage/v1/b/"
 
+    async def call(self, method: str, path: str, *args: str, **params: Any) -> Any:
+        """gcsfs's ``fs._call(method, path, *args, json_out=True, **params)`` on this
+        session: the same URL, query, headers, retries and errors, but no proxy lookup
+        in a worker thread per request."""
+        from gcsfs.retry import retry_request
+
+        retrying = retry_request.__wrapped__
+        return await retrying(_call_attempt, self.fs.retries, self, method, path, args, params)
+
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, fs: Any, jobs: int, copies: bool = False) -> AsyncIterator[_Client]:
+    async def open(cls, fs: Any, jobs: int, copies: bool = False) -> AsyncIterator[Client]:
         import asyncio
 
         import aiohttp
@@ -238,7 +247,11 @@ class _Client:
                 # Any object's URL: only its scheme and host decide.
                 proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
         attempt = _retried(fs.retries)
-        session = aiohttp.ClientSession(connector=fs.session.connector, connector_owner=False)
+        # A large body is read in batches (BATCH): with aiohttp's 64 KB buffer the socket was
+        # paused and resumed every 128 KB, a pair of epoll changes each.
+        session = aiohttp.ClientSession(
+            connector=fs.session.connector, connector_owner=False, read_bufsize=BATCH
+        )
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="gcsdvc-stream")
         try:
             yield cls(
@@ -250,7 +263,7 @@ class _Client:
 
 
 async def _fetch(
-    client: _Client, obj: RemoteObject, dest: Path | None, on_bytes: Callable[[int], None] | None
+    client: Client, obj: RemoteObject, dest: Path | None, on_bytes: Callable[[int], None] | None
 ) -> Fetched:
     """Download one generation of an object to ``dest`` (None: into memory), verified as it streams.
 
@@ -275,6 +288,29 @@ def _quoted(name: str) -> str:
     return quote(name, safe="")
 
 
+async def _call_attempt(
+    client: Client, method: str, path: str, args: tuple[str, ...], params: dict[str, Any]
+) -> Any:
+    """One try of :meth:`Client.call`, as gcsfs's ``_request`` makes it."""
+    import json
+
+    from gcsfs.retry import validate_response
+
+    fs = client.fs
+    async with client.session.request(
+        method,
+        fs._format_path(path, args),
+        params=fs._get_params(params),
+        headers=fs._get_headers({"Content-Type": "application/json"}),
+        timeout=fs.requests_timeout,
+        proxy=client.proxy,
+        proxy_auth=client.proxy_auth,
+    ) as resp:
+        contents = await resp.read()
+        validate_response(resp.status, contents, path, args)
+    return json.loads(contents)
+
+
 def _retried(retries: int) -> Callable[..., Any]:
     """:func:`_attempt` under gcsfs's own retries (``gcsfs.retry.retry_request``).
 
@@ -291,7 +327,7 @@ def _retried(retries: int) -> Callable[..., Any]:
     return attempt
 
 
-def _media_request(client: _Client, obj: RemoteObject) -> Any:
+def _media_request(client: Client, obj: RemoteObject) -> Any:
     """The URL (a ``yarl.URL``, encoded) and headers that download one generation of ``obj``
     as stored."""
     from yarl import URL
@@ -309,14 +345,14 @@ def _media_request(client: _Client, obj: RemoteObject) -> Any:
 
 
 async def _attempt(
-    client: _Client,
+    client: Client,
     obj: RemoteObject,
     url: Any,
     headers: dict[str, str],
     dest: Path | None,
     on_bytes: Callable[[int], None] | None,
 ) -> Fetched:
-    """One try of :func:`_fetch` (``_Client.attempt`` retries it).
+    """One try of :func:`_fetch` (``Client.attempt`` retries it).
 
     The bytes a failed try reported are taken back, so progress never counts a byte twice.
     """
@@ -337,7 +373,7 @@ async def _attempt(
 
 
 async def _try(
-    client: _Client,
+    client: Client,
     obj: RemoteObject,
     url: Any,
     headers: dict[str, str],
@@ -420,7 +456,7 @@ class _Sink(contextlib.nullcontext[None]):
 
 
 async def _stream(
-    client: _Client,
+    client: Client,
     resp: Any,
     hasher: Hasher,
     outs: list[BinaryIO],

@@ -2,7 +2,7 @@
 
 The facts come from one survey (:mod:`gcsdvc.survey`), which looks an object up
 only when an answer depends on it. The action comes from one table,
-:data:`ACTIONS`. Planning writes nothing but its caches in ``.dvc/tmp``: a plan
+:func:`actions`. Planning writes nothing but its caches in ``.dvc/tmp``: a plan
 that finds every file in place records a snapshot, and the next survey that the
 snapshot proves unchanged skips the per-file work (see :mod:`gcsdvc.snapshot`).
 :mod:`gcsdvc.sync` carries a plan out and ``--dry-run`` prints it.
@@ -10,6 +10,7 @@ snapshot proves unchanged skips the per-file work (see :mod:`gcsdvc.snapshot`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -83,7 +84,7 @@ def _rule(state: State, action: Action, note: str = "", **when: bool) -> _Rule:
     return state, when, action, note
 
 
-# Rules, first match wins; note "": the comparison's. Expanded into ACTIONS below.
+# Rules, first match wins; note "": the comparison's. Expanded by actions().
 _RULES: list[_Rule] = [
     _rule(State.OK, Action.METADATA, stale=True),  # a stage a sync rewrites is rewritten
     _rule(State.OK, Action.UNCHANGED),
@@ -130,7 +131,10 @@ _RULES: list[_Rule] = [
 ]
 
 
-def _expand() -> dict[Key, tuple[Action, str]]:
+@functools.cache
+def actions() -> dict[Key, tuple[Action, str]]:
+    """Every :class:`Key` and its action, with a note: :data:`_RULES` expanded, once per
+    process and only when a plan needs it (a no-op sync answered by its snapshot does not)."""
     table: dict[Key, tuple[Action, str]] = {}
     for state in State:
         for flags in itertools.product((False, True), repeat=len(fields(Key)) - 1):
@@ -140,10 +144,6 @@ def _expand() -> dict[Key, tuple[Action, str]]:
                     table[key] = (action, note)
                     break
     return table
-
-
-ACTIONS: dict[Key, tuple[Action, str]] = _expand()
-"""Every :class:`Key` and its action, with a note."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +204,7 @@ class Plan:
 
 def decide(key: Key, found: Comparison, local: str) -> tuple[Action, str]:
     """The action for a comparison at ``local``, and the note to show with it."""
-    action, note = ACTIONS[key]
+    action, note = actions()[key]
     return action, note.format(stage_file=stages.stage_path(local), note=found.note) or found.note
 
 

@@ -691,7 +691,7 @@ def test_downloads_take_the_proxy_from_the_environment_once(
     fs = storage.Storage().fs
 
     async def proxy() -> str | None:
-        async with download._Client.open(fs, 1) as client:
+        async with download.Client.open(fs, 1) as client:
             return None if client.proxy is None else str(client.proxy)
 
     assert asyncio.run_coroutine_threadsafe(proxy(), fs.loop).result() == expected
