@@ -247,11 +247,7 @@ class Client:
                 # Any object's URL: only its scheme and host decide.
                 proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
         attempt = _retried(fs.retries)
-        # A large body is read in batches (BATCH): with aiohttp's 64 KB buffer the socket was
-        # paused and resumed every 128 KB, a pair of epoll changes each.
-        session = aiohttp.ClientSession(
-            connector=fs.session.connector, connector_owner=False, read_bufsize=BATCH
-        )
+        session = aiohttp.ClientSession(connector=fs.session.connector, connector_owner=False)
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="gcsdvc-stream")
         try:
             yield cls(
