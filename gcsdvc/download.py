@@ -163,7 +163,7 @@ class Downloads(Connection):
 
             async with aiohttp.ClientSession(trust_env=True) as session:
                 with ThreadPoolExecutor(1) as pool:  # unused: no large file is written
-                    client = Client(fs, session, asyncio.Semaphore(1), None, pool, False)
+                    client = Client(fs, session, asyncio.Semaphore(1), pool, False)
                     url, headers = _media_request(client, obj)
                     return await _try(
                         client, obj, url, headers, None, on_bytes or (lambda n: None), sink
@@ -209,7 +209,6 @@ class Client:
     fs: Any
     session: Any
     slots: asyncio.Semaphore
-    attempt: Any  # :func:`_attempt` under gcsfs's retries (:func:`_retried`)
     pool: ThreadPoolExecutor  # hashes and writes large downloads (:func:`_stream`)
     copies: bool  # whether large downloads also write a copy (``Storage.download``)
     proxy: Any = None
@@ -225,10 +224,7 @@ class Client:
         """gcsfs's ``fs._call(method, path, *args, json_out=True, **params)`` on this
         session: the same URL, query, headers, retries and errors, but no proxy lookup
         in a worker thread per request."""
-        from gcsfs.retry import retry_request
-
-        retrying = retry_request.__wrapped__
-        return await retrying(_call_attempt, self.fs.retries, self, method, path, args, params)
+        return await _retried(_call_attempt, self, method, path, args, params)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -246,13 +242,10 @@ class Client:
             with contextlib.suppress(LookupError):
                 # Any object's URL: only its scheme and host decide.
                 proxy, proxy_auth = get_env_proxy_for_url(URL(fs.url("b/o")))
-        attempt = _retried(fs.retries)
         session = aiohttp.ClientSession(connector=fs.session.connector, connector_owner=False)
         pool = ThreadPoolExecutor(jobs, thread_name_prefix="gcsdvc-stream")
         try:
-            yield cls(
-                fs, session, asyncio.Semaphore(jobs), attempt, pool, copies, proxy, proxy_auth
-            )
+            yield cls(fs, session, asyncio.Semaphore(jobs), pool, copies, proxy, proxy_auth)
         finally:
             pool.shutdown(wait=False)
             await session.close()
@@ -273,7 +266,7 @@ async def _fetch(
     ``fs.retries`` attempts (:func:`attempts`).
     """
     url, headers = _media_request(client, obj)
-    result: Fetched = await client.attempt(client, obj, url, headers, dest, on_bytes)
+    result: Fetched = await _retried(_attempt, client, obj, url, headers, dest, on_bytes)
     return result
 
 
@@ -307,20 +300,16 @@ async def _call_attempt(
     return json.loads(contents)
 
 
-def _retried(retries: int) -> Callable[..., Any]:
-    """:func:`_attempt` under gcsfs's own retries (``gcsfs.retry.retry_request``).
+async def _retried(attempt: Callable[..., Any], client: Client, *args: Any) -> Any:
+    """``attempt(client, *args)`` under gcsfs's own retries (``gcsfs.retry.retry_request``),
+    ``client.fs.retries`` tries.
 
     Its undecorated function is called: the ``decorator`` package's wrapper binds
     the call's signature anew for every object.
     """
     from gcsfs.retry import retry_request
 
-    retrying = retry_request.__wrapped__
-
-    async def attempt(*args: Any) -> Any:
-        return await retrying(_attempt, retries, *args)
-
-    return attempt
+    return await retry_request.__wrapped__(attempt, client.fs.retries, client, *args)
 
 
 def _media_request(client: Client, obj: RemoteObject) -> Any:
@@ -348,7 +337,7 @@ async def _attempt(
     dest: Path | None,
     on_bytes: Callable[[int], None] | None,
 ) -> Fetched:
-    """One try of :func:`_fetch` (``Client.attempt`` retries it).
+    """One try of :func:`_fetch` (:func:`_retried` retries it).
 
     The bytes a failed try reported are taken back, so progress never counts a byte twice.
     """

@@ -23,7 +23,7 @@ from gcsdvc import stages
 from gcsdvc.cloud import describe
 from gcsdvc.download import Fetched
 from gcsdvc.errors import ChecksumMismatch, GcsdvcError, NotAttemptedError, StorageError
-from gcsdvc.hashes import dvc_tree
+from gcsdvc.hashes import dvc_tree, etag_tree
 from gcsdvc.model import RemoteObject
 from gcsdvc.plan import Action, Item
 from gcsdvc.stages import ImportStage
@@ -55,7 +55,7 @@ def sync_folder(
         objects = storage.list_objects(item.resource.bucket, item.resource.prefix)
     if not objects:
         raise StorageError(f"object not found: nothing below {item.source}/")
-    sources = dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})
+    sources = etag_tree(objects)
     files = _fetch(ws, storage, objects, reporter) if download else None
     frozen = stage.frozen if stage is not None else True  # a user's unfreeze stays
     return _folder_stage(ws, item, objects, sources, files, pinned, frozen)
@@ -72,7 +72,7 @@ def _folder_stage(
 ) -> ImportStage:
     """The stage ``dvc import-url`` writes for the prefix, the folder laid out when downloaded.
 
-    ``sources``: the objects' tree of etags (:func:`~gcsdvc.hashes.dvc_tree`),
+    ``sources``: the objects' tree of etags (:func:`~gcsdvc.hashes.etag_tree`),
     which DVC keeps in its cache in either mode and records as the unpinned
     dependency. ``files``: (md5, size) by path below the folder; None:
     ``--no-download``, the output has no hash yet. The ``.dir`` objects go into the

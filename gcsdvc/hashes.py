@@ -147,3 +147,9 @@ def dvc_tree(kind: str, entries: Mapping[str, str | None]) -> Any:
         tree.add(tuple(rel.split("/")), Meta(), HashInfo(kind, value))
     tree.digest()
     return tree
+
+
+def etag_tree(objects: Mapping[str, RemoteObject]) -> Any:
+    """DVC's tree of a listed prefix's etags (by path below it): what a folder import's
+    dependency records of its source, in either pinning mode."""
+    return dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()})

@@ -37,7 +37,7 @@ from gcsdvc.files import (
     to_json,
     write_new,
 )
-from gcsdvc.hashes import dvc_tree
+from gcsdvc.hashes import dvc_tree, etag_tree
 
 if TYPE_CHECKING:
     from dvc.repo import Repo
@@ -436,7 +436,7 @@ def _folder_pinning(
         }
         return folder_dep(path, records, pinned=False)
     if pinned and files is None and objects:
-        oid = str(dvc_tree("etag", {rel: obj.etag for rel, obj in objects.items()}).oid)
+        oid = str(etag_tree(objects).oid)
         if oid == dep.get("md5"):
             return folder_dep(path, {rel: obj.dep_info for rel, obj in objects.items()}, True)
     return dep

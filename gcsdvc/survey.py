@@ -30,7 +30,7 @@ from gcsdvc.compare import Change, compare, needs_listing, object_change, record
 from gcsdvc.errors import StorageError
 from gcsdvc.expand import PatternFailure, expand_patterns
 from gcsdvc.git import committed_where_changed
-from gcsdvc.hashes import dvc_tree
+from gcsdvc.hashes import etag_tree
 from gcsdvc.manifest import Manifest, Resource
 from gcsdvc.model import ABSENT, Comparison, Disk, RemoteObject, State, Upstream, Wish
 from gcsdvc.remote import Pinning, pinning
@@ -337,7 +337,7 @@ def _follow_folders(found: Survey, storage: Storage | None, lookup: Lookup) -> N
         if not f.objects:
             f.listed = None
         else:
-            sources = dvc_tree("etag", {rel: obj.etag for rel, obj in f.objects.items()})
+            sources = etag_tree(f.objects)
             recorded = stages.folder_sources(stages.first_entry(f.stage.raw.get("deps")))
             same = recorded == sources.oid
             f.listed = Upstream.SAME_FOLDER if same else Upstream.OTHER_FOLDER
